@@ -1,0 +1,181 @@
+//! In-memory state of the emulated cluster: ConfigMap `feature-flags` and the scale of
+//! deployment `diary-writer`. Optionally persisted to a JSON file so that a demo restart keeps
+//! the flag and replica count the operator left.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    pub namespace: String,
+    pub configmap: String,
+    pub configmap_data: BTreeMap<String, String>,
+    pub deployment: String,
+    pub desired_replicas: i32,
+    /// Monotonic counter used for every object's resourceVersion, as in etcd.
+    pub resource_version: u64,
+    pub configmap_version: u64,
+    pub deployment_version: u64,
+}
+
+/// How the emulated API server misbehaves, for fault tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    #[default]
+    None,
+    /// Every Kubernetes request answers 500.
+    Error,
+    /// Every Kubernetes request hangs for a long time.
+    Hang,
+}
+
+pub struct Cluster {
+    inner: Mutex<Inner>,
+    state_file: Option<PathBuf>,
+    /// How long a new replica takes to become ready.
+    pub ready_delay: Duration,
+    pub token: Option<String>,
+}
+
+struct Inner {
+    snap: ClusterSnapshot,
+    /// Ready replicas converge towards desired over time.
+    ready: i32,
+    last_step: Instant,
+    fault: Fault,
+}
+
+impl Cluster {
+    pub fn new(
+        initial: ClusterSnapshot,
+        state_file: Option<PathBuf>,
+        ready_delay: Duration,
+        token: Option<String>,
+    ) -> Self {
+        let snap = state_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<ClusterSnapshot>(&b).ok())
+            .unwrap_or(initial);
+        let ready = snap.desired_replicas;
+        Cluster {
+            inner: Mutex::new(Inner {
+                snap,
+                ready,
+                last_step: Instant::now(),
+                fault: Fault::None,
+            }),
+            state_file,
+            ready_delay,
+            token,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Advance readiness: one replica per ready_delay towards desired; scaling down is immediate.
+        let desired = g.snap.desired_replicas;
+        if g.ready > desired {
+            g.ready = desired;
+            g.last_step = Instant::now();
+        } else if g.ready < desired {
+            while g.ready < desired && g.last_step.elapsed() >= self.ready_delay {
+                g.ready += 1;
+                g.last_step += self.ready_delay;
+            }
+            if g.ready == desired {
+                g.last_step = Instant::now();
+            }
+        } else {
+            g.last_step = Instant::now();
+        }
+        g
+    }
+
+    pub fn snapshot(&self) -> (ClusterSnapshot, i32) {
+        let g = self.lock();
+        (g.snap.clone(), g.ready)
+    }
+
+    pub fn ready_replicas(&self) -> i32 {
+        self.lock().ready
+    }
+
+    pub fn fault(&self) -> Fault {
+        self.lock().fault
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.lock().fault = fault;
+    }
+
+    /// Replace the ConfigMap's data when `expected_version` (if any) matches.
+    pub fn write_configmap(
+        &self,
+        expected_version: Option<u64>,
+        data: BTreeMap<String, String>,
+    ) -> Result<ClusterSnapshot, Conflict> {
+        let mut g = self.lock();
+        if let Some(v) = expected_version {
+            if v != g.snap.configmap_version {
+                return Err(Conflict {
+                    current: g.snap.configmap_version,
+                });
+            }
+        }
+        g.snap.resource_version += 1;
+        g.snap.configmap_version = g.snap.resource_version;
+        g.snap.configmap_data = data;
+        let snap = g.snap.clone();
+        drop(g);
+        self.persist(&snap);
+        Ok(snap)
+    }
+
+    pub fn scale(&self, expected_version: Option<u64>, replicas: i32) -> Result<ClusterSnapshot, Conflict> {
+        let mut g = self.lock();
+        if let Some(v) = expected_version {
+            if v != g.snap.deployment_version {
+                return Err(Conflict {
+                    current: g.snap.deployment_version,
+                });
+            }
+        }
+        if g.ready >= g.snap.desired_replicas {
+            g.last_step = Instant::now();
+        }
+        g.snap.resource_version += 1;
+        g.snap.deployment_version = g.snap.resource_version;
+        g.snap.desired_replicas = replicas;
+        if g.ready > replicas {
+            g.ready = replicas;
+        }
+        let snap = g.snap.clone();
+        drop(g);
+        self.persist(&snap);
+        Ok(snap)
+    }
+
+    fn persist(&self, snap: &ClusterSnapshot) {
+        if let Some(path) = &self.state_file {
+            let tmp = path.with_extension("tmp");
+            let ok = serde_json::to_vec_pretty(snap)
+                .ok()
+                .and_then(|b| std::fs::write(&tmp, b).ok())
+                .and_then(|_| std::fs::rename(&tmp, path).ok());
+            if ok.is_none() {
+                tracing::warn!(path = %path.display(), "could not persist cluster state");
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Conflict {
+    pub current: u64,
+}

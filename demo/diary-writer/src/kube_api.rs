@@ -1,0 +1,348 @@
+//! Emulation of the few Kubernetes API endpoints rollout-dashboard uses, with the real wire
+//! shapes (objects, `Status` errors, resourceVersion conflicts) so that kube-rs talks to it as
+//! it would to an API server:
+//! - ConfigMap: GET, PUT (replace), PATCH (merge / strategic merge)
+//! - Deployment: GET; its `scale` subresource: GET, PUT, PATCH
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::cluster::{ClusterSnapshot, Fault};
+use crate::World;
+
+pub fn router(world: &World) -> Router<World> {
+    let k8s = Router::new()
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(get_configmap).put(replace_configmap).patch(patch_configmap),
+        )
+        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(get_deployment))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+            get(get_scale).put(replace_scale).patch(patch_scale),
+        )
+        .route("/version", get(version));
+    Router::new()
+        .merge(k8s.route_layer(middleware::from_fn_with_state(world.clone(), guard)))
+        .route("/__emulator/fault", post(set_fault))
+}
+
+/// Authentication and fault injection in front of every Kubernetes endpoint.
+async fn guard(State(world): State<World>, req: Request, next: Next) -> Response {
+    match world.cluster.fault() {
+        Fault::None => {}
+        Fault::Error => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "injected fault"),
+        Fault::Hang => {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+        }
+    }
+    if let Some(token) = &world.cluster.token {
+        let presented = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_str()) {
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+        }
+    }
+    next.run(req).await
+}
+
+async fn set_fault(State(world): State<World>, Json(fault): Json<Fault>) -> impl IntoResponse {
+    world.cluster.set_fault(fault);
+    Json(json!({"fault": fault}))
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-emulated", "platform": "linux/amd64"}))
+}
+
+/// A Kubernetes `Status` object, as the API server returns for every error.
+pub fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    (
+        code,
+        Json(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code.as_u16()
+        })),
+    )
+        .into_response()
+}
+
+fn not_found(kind: &str, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{kind} \"{name}\" not found"),
+    )
+}
+
+fn conflict(kind: &str, name: &str) -> Response {
+    status(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    )
+}
+
+fn check_configmap(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), Response> {
+    if ns != snap.namespace || name != snap.configmap {
+        return Err(not_found("configmaps", name));
+    }
+    Ok(())
+}
+
+fn check_deployment(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), Response> {
+    if ns != snap.namespace || name != snap.deployment {
+        return Err(not_found("deployments.apps", name));
+    }
+    Ok(())
+}
+
+fn configmap_json(snap: &ClusterSnapshot) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": snap.configmap,
+            "namespace": snap.namespace,
+            "resourceVersion": snap.configmap_version.to_string(),
+            "uid": "6f1c8a52-0000-4000-8000-feature-flags",
+        },
+        "data": snap.configmap_data,
+    })
+}
+
+fn deployment_json(snap: &ClusterSnapshot, ready: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": snap.deployment,
+            "namespace": snap.namespace,
+            "resourceVersion": snap.deployment_version.to_string(),
+            "generation": snap.deployment_version,
+        },
+        "spec": {
+            "replicas": snap.desired_replicas,
+            "selector": {"matchLabels": {"app": snap.deployment}},
+            "template": {
+                "metadata": {"labels": {"app": snap.deployment}},
+                "spec": {"containers": [{"name": "writer", "image": "diary-writer:demo"}]}
+            }
+        },
+        "status": {
+            "observedGeneration": snap.deployment_version,
+            "replicas": snap.desired_replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": snap.desired_replicas,
+        }
+    })
+}
+
+fn scale_json(snap: &ClusterSnapshot, ready: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": snap.deployment,
+            "namespace": snap.namespace,
+            "resourceVersion": snap.deployment_version.to_string(),
+        },
+        "spec": {"replicas": snap.desired_replicas},
+        "status": {"replicas": ready, "selector": format!("app={}", snap.deployment)}
+    })
+}
+
+fn parse_version(v: Option<&Value>) -> Result<Option<u64>, Response> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion")
+        }),
+        Some(_) => Err(status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion")),
+    }
+}
+
+fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Response> {
+    match v {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            status(StatusCode::BAD_REQUEST, "BadRequest", "data must map strings to strings")
+        }),
+    }
+}
+
+async fn get_configmap(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let (snap, _) = world.cluster.snapshot();
+    if let Err(r) = check_configmap(&snap, &ns, &name) {
+        return r;
+    }
+    Json(configmap_json(&snap)).into_response()
+}
+
+async fn replace_configmap(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let (snap, _) = world.cluster.snapshot();
+    if let Err(r) = check_configmap(&snap, &ns, &name) {
+        return r;
+    }
+    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let data = match string_map(body.get("data")) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match world.cluster.write_configmap(expected, data) {
+        Ok(snap) => Json(configmap_json(&snap)).into_response(),
+        Err(_) => conflict("configmaps", &name),
+    }
+}
+
+fn is_merge_patch(headers: &HeaderMap) -> Result<(), Response> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.starts_with("application/merge-patch+json")
+        || ct.starts_with("application/strategic-merge-patch+json")
+    {
+        Ok(())
+    } else {
+        Err(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the emulated API server supports merge and strategic merge patches, not {ct:?}"),
+        ))
+    }
+}
+
+async fn patch_configmap(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = is_merge_patch(&headers) {
+        return r;
+    }
+    let (snap, _) = world.cluster.snapshot();
+    if let Err(r) = check_configmap(&snap, &ns, &name) {
+        return r;
+    }
+    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // JSON merge patch on `data`: null deletes a key, a string sets it.
+    let mut data = snap.configmap_data.clone();
+    if let Some(patch) = body.get("data") {
+        let Some(obj) = patch.as_object() else {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", "data must be an object");
+        };
+        for (k, v) in obj {
+            match v {
+                Value::Null => {
+                    data.remove(k);
+                }
+                Value::String(s) => {
+                    data.insert(k.clone(), s.clone());
+                }
+                _ => return status(StatusCode::BAD_REQUEST, "BadRequest", "data values must be strings"),
+            }
+        }
+    }
+    match world.cluster.write_configmap(expected, data) {
+        Ok(snap) => Json(configmap_json(&snap)).into_response(),
+        Err(_) => conflict("configmaps", &name),
+    }
+}
+
+async fn get_deployment(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let (snap, ready) = world.cluster.snapshot();
+    if let Err(r) = check_deployment(&snap, &ns, &name) {
+        return r;
+    }
+    Json(deployment_json(&snap, ready)).into_response()
+}
+
+async fn get_scale(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let (snap, ready) = world.cluster.snapshot();
+    if let Err(r) = check_deployment(&snap, &ns, &name) {
+        return r;
+    }
+    Json(scale_json(&snap, ready)).into_response()
+}
+
+fn apply_scale(world: &World, name: &str, body: &Value) -> Response {
+    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(replicas) = body.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "spec.replicas is required");
+    };
+    let Ok(replicas) = i32::try_from(replicas) else {
+        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "spec.replicas is out of range");
+    };
+    if replicas < 0 {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "spec.replicas: must be greater than or equal to 0",
+        );
+    }
+    match world.cluster.scale(expected, replicas) {
+        Ok(snap) => {
+            let ready = world.cluster.ready_replicas();
+            Json(scale_json(&snap, ready)).into_response()
+        }
+        Err(_) => conflict("deployments.apps", name),
+    }
+}
+
+async fn replace_scale(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let (snap, _) = world.cluster.snapshot();
+    if let Err(r) = check_deployment(&snap, &ns, &name) {
+        return r;
+    }
+    apply_scale(&world, &name, &body)
+}
+
+async fn patch_scale(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = is_merge_patch(&headers) {
+        return r;
+    }
+    let (snap, _) = world.cluster.snapshot();
+    if let Err(r) = check_deployment(&snap, &ns, &name) {
+        return r;
+    }
+    apply_scale(&world, &name, &body)
+}

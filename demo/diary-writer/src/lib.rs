@@ -1,0 +1,35 @@
+//! The demo world's stand-in for the diary service and the few pieces of its cluster that
+//! rollout-dashboard talks to. Nothing here is product code: it exists so that the dashboard
+//! can be run and tested against real HTTP, a real PostgreSQL and a real Prometheus.
+
+pub mod cluster;
+pub mod counters;
+pub mod diary_api;
+pub mod kube_api;
+pub mod openmetrics;
+pub mod seed;
+pub mod writer;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+/// Everything the simulator's HTTP server shares between its handlers and the writer loop.
+#[derive(Clone)]
+pub struct World {
+    pub cluster: Arc<cluster::Cluster>,
+    pub counters: Arc<counters::DoseCounters>,
+    pub diary: Option<sqlx::PgPool>,
+    /// The ConfigMap key whose percentage decides which users write split parts.
+    pub flag_key: String,
+}
+
+/// One router for the whole simulator: the legacy diary API, the Prometheus exporter and the
+/// emulated Kubernetes endpoints, all on one port.
+pub fn router(world: World) -> Router {
+    Router::new()
+        .merge(diary_api::router())
+        .merge(counters::router())
+        .merge(kube_api::router(&world))
+        .with_state(world)
+}

@@ -1,0 +1,156 @@
+//! `diary-writer`: the demo world's simulator. Subcommands:
+//! - `seed`: fill history_records with a rollout-shaped history
+//! - `backfill`: write the OpenMetrics history of the two counters for promtool
+//! - `serve`: the writer replicas, the legacy diary API, `/metrics` and the emulated Kubernetes API
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use diary_writer::cluster::{Cluster, ClusterSnapshot};
+use diary_writer::counters::{count_rows, DoseCounters};
+use diary_writer::{openmetrics, seed, writer, World};
+
+#[derive(Parser)]
+#[command(name = "diary-writer", about = "Demo-world simulator of the diary service and its cluster")]
+struct Cli {
+    /// The diary database holding history_records.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fill history_records (only when it is empty, unless --force).
+    Seed {
+        #[arg(long, default_value_t = 14.0)]
+        days: f64,
+        #[arg(long, default_value_t = 120_000)]
+        rows: i64,
+        #[arg(long, default_value_t = 4_999)]
+        doubled_every: i64,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the OpenMetrics history of both counters, derived from the rows in history_records.
+    Backfill {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        step_secs: i64,
+    },
+    /// Run the simulator.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "diabetes")]
+        namespace: String,
+        #[arg(long, default_value = "feature-flags")]
+        configmap: String,
+        #[arg(long, default_value = "insulin_dose_split")]
+        flag_key: String,
+        /// Initial flag value; defaults to where the seeded history ends.
+        #[arg(long)]
+        flag_value: Option<String>,
+        #[arg(long, default_value = "diary-writer")]
+        deployment: String,
+        #[arg(long, default_value_t = 3)]
+        replicas: i32,
+        /// New entries per second per ready replica (0 writes nothing).
+        #[arg(long, default_value_t = 0.04)]
+        rate_per_replica: f64,
+        /// Seconds a new replica needs to become ready.
+        #[arg(long, default_value_t = 2.0)]
+        ready_delay_secs: f64,
+        /// Keep the cluster state (flag, replicas) here across restarts.
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Bearer token the emulated API server demands.
+        #[arg(long, env = "DEMO_KUBE_TOKEN")]
+        token: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let pool = match &cli.database_url {
+        Some(url) => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy(url)?,
+        ),
+        None => None,
+    };
+    match cli.command {
+        Command::Seed { days, rows, doubled_every, force } => {
+            let pool = pool.ok_or("seed needs DATABASE_URL")?;
+            let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(&pool).await?;
+            if existing > 0 && !force {
+                println!("history_records already holds {existing} rows; not seeding (use --force to add more)");
+                return Ok(());
+            }
+            let opts = seed::SeedOptions { days, rows, doubled_every, ..Default::default() };
+            let n = seed::seed(&pool, &opts).await?;
+            println!("seeded {n} rows over {days} days");
+        }
+        Command::Backfill { out, step_secs } => {
+            let pool = pool.ok_or("backfill needs DATABASE_URL")?;
+            let until = chrono::Utc::now() - chrono::Duration::seconds(1);
+            let series = openmetrics::series_from_history(&pool, step_secs, until).await?;
+            std::fs::write(&out, openmetrics::render(&series))?;
+            let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+            println!("wrote {samples} samples to {}", out.display());
+        }
+        Command::Serve {
+            listen, namespace, configmap, flag_key, flag_value, deployment, replicas,
+            rate_per_replica, ready_delay_secs, state_file, token,
+        } => {
+            let flag_value = flag_value.unwrap_or_else(|| seed::current_percentage().to_string());
+            let initial = ClusterSnapshot {
+                namespace,
+                configmap,
+                configmap_data: BTreeMap::from([(flag_key.clone(), flag_value)]),
+                deployment,
+                desired_replicas: replicas,
+                resource_version: 100,
+                configmap_version: 100,
+                deployment_version: 100,
+            };
+            let cluster = Cluster::new(initial, state_file, Duration::from_secs_f64(ready_delay_secs.max(0.0)), token);
+            let counters = match &pool {
+                Some(p) => {
+                    let (split, legacy) = count_rows(p).await?;
+                    DoseCounters::starting_at(split, legacy)
+                }
+                None => DoseCounters::default(),
+            };
+            let world = World {
+                cluster: Arc::new(cluster),
+                counters: Arc::new(counters),
+                diary: pool.clone(),
+                flag_key,
+            };
+            if let Some(p) = pool {
+                tokio::spawn(writer::run(world.clone(), p, rate_per_replica));
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!("diary-writer simulator listening on http://{}", listener.local_addr()?);
+            axum::serve(listener, diary_writer::router(world))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

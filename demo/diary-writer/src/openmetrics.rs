@@ -1,0 +1,121 @@
+//! OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`: counter series with
+//! timestamps in seconds, strictly increasing per series, ending with `# EOF`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use crate::counters::{LEGACY_CLIENT, LEGACY_METRIC, LEGACY_ROW, SERVICE_LABEL, SPLIT_CLIENT, SPLIT_METRIC, SPLIT_ROW};
+
+/// One counter series: a metric family name (without `_total`), its labels and cumulative samples.
+#[derive(Debug, Clone)]
+pub struct CounterSeries {
+    pub family: String,
+    pub labels: Vec<(String, String)>,
+    /// (unix seconds, cumulative value), timestamps strictly increasing.
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl CounterSeries {
+    pub fn new(family: &str, labels: &[(&str, &str)]) -> Self {
+        CounterSeries {
+            family: family.to_string(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// A counter that grows at a constant `per_second` from `start` to `end` (unix seconds),
+    /// one sample every `step` seconds.
+    pub fn constant_rate(mut self, start: i64, end: i64, step: i64, per_second: f64) -> Self {
+        let mut t = start;
+        while t <= end {
+            self.samples.push((t, (t - start) as f64 * per_second));
+            t += step.max(1);
+        }
+        self
+    }
+}
+
+/// Renders families in the order given; series of the same family must be adjacent.
+pub fn render(series: &[CounterSeries]) -> String {
+    let mut out = String::new();
+    let mut last_family: Option<&str> = None;
+    for s in series {
+        if last_family != Some(s.family.as_str()) {
+            let _ = writeln!(out, "# TYPE {} counter", s.family);
+            last_family = Some(s.family.as_str());
+        }
+        let labels = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (t, v) in &s.samples {
+            let _ = writeln!(out, "{}_total{{{labels}}} {v} {t}", s.family);
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Builds the two counters from the rows in `history_records`: one sample every `step` seconds
+/// from the oldest row to `until`, each the cumulative number of split or legacy rows so far.
+pub async fn series_from_history(
+    pool: &sqlx::PgPool,
+    step: i64,
+    until: DateTime<Utc>,
+) -> Result<Vec<CounterSeries>, sqlx::Error> {
+    let sql = format!(
+        "SELECT (floor(extract(epoch FROM created_at) / $1) * $1)::bigint AS bucket,
+                count(*) FILTER (WHERE {SPLIT_ROW}) AS split,
+                count(*) FILTER (WHERE {LEGACY_ROW}) AS legacy
+           FROM history_records
+          WHERE created_at < $2
+          GROUP BY 1 ORDER BY 1"
+    );
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&sql)
+        .bind(step as f64)
+        .bind(until)
+        .fetch_all(pool)
+        .await?;
+    let mut split = CounterSeries::new(SPLIT_METRIC, &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)]);
+    let mut legacy = CounterSeries::new(LEGACY_METRIC, &[("service", SERVICE_LABEL), ("client_version", LEGACY_CLIENT)]);
+    let Some(first) = rows.first().map(|r| r.0) else {
+        return Ok(vec![split, legacy]);
+    };
+    let last = until.timestamp() - until.timestamp().rem_euclid(step);
+    let (mut s_total, mut l_total) = (0i64, 0i64);
+    let mut rows = rows.into_iter().peekable();
+    let mut t = first;
+    while t <= last {
+        // A bucket's rows are counted at the end of the bucket.
+        while let Some(r) = rows.next_if(|r| r.0 < t) {
+            s_total += r.1;
+            l_total += r.2;
+        }
+        split.samples.push((t, s_total as f64));
+        legacy.samples.push((t, l_total as f64));
+        t += step;
+    }
+    Ok(vec![split, legacy])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_promtool_format() {
+        let s = CounterSeries::new("legacy_dose_used", &[("service", "a\"b")]).constant_rate(100, 130, 15, 2.0);
+        let text = render(&[s]);
+        assert_eq!(
+            text,
+            "# TYPE legacy_dose_used counter\n\
+             legacy_dose_used_total{service=\"a\\\"b\"} 0 100\n\
+             legacy_dose_used_total{service=\"a\\\"b\"} 30 115\n\
+             legacy_dose_used_total{service=\"a\\\"b\"} 60 130\n# EOF\n"
+        );
+    }
+}

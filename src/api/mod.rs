@@ -1,0 +1,6 @@
+//! Types both sides share, and the server functions the pages call. The REST handlers in
+//! `server::http` and these server functions call the same service functions in `server`.
+
+pub mod status;
+
+pub use status::*;

@@ -1,0 +1,67 @@
+//! The rollout status: one value per outside system, each failing on its own.
+
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Everything the overview shows. Served as JSON by `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub flag: FlagStatus,
+    pub schema: SchemaStatus,
+    pub writer: WriterStatus,
+    pub metrics: MetricsStatus,
+    pub records_24h: RecordsStatus,
+    pub environment: String,
+    pub generated_at: DateTime<Utc>,
+    pub refresh_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagStatus {
+    pub key: String,
+    pub percentage: Option<u8>,
+    pub raw: Option<String>,
+    pub source: String,
+    pub version: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaStatus {
+    pub insulin_short: Option<bool>,
+    pub insulin_long: Option<bool>,
+    pub alembic_revision: Option<String>,
+    pub expected_head: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriterStatus {
+    pub deployment: String,
+    pub replicas: Option<i32>,
+    pub ready_replicas: Option<i32>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsStatus {
+    pub split_per_s: Option<f64>,
+    pub legacy_per_s: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordsStatus {
+    pub total: Option<i64>,
+    pub with_short: Option<i64>,
+    pub with_long: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The overview's data; the same service call as `GET /api/v1/status`.
+#[server(endpoint = "status")]
+pub async fn get_status() -> Result<StatusReport, ServerFnError> {
+    let state = expect_context::<crate::server::state::AppState>();
+    Ok(crate::server::status::collect(&state).await)
+}

@@ -1,0 +1,46 @@
+//! The HTML shell, the root component and the routes.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
+
+use crate::pages::overview::OverviewPage;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/rollout-dashboard.css"/>
+        <Title text="Split insulin doses: rollout"/>
+        <Router>
+            <header class="top">
+                <span class="brand">"rollout-dashboard"</span>
+                <span class="subtitle">"Split insulin doses"</span>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p>"Page not found."</p> }>
+                    // Async: the page arrives complete, values included, before any script runs.
+                    <Route path=StaticSegment("") view=OverviewPage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,121 @@
+//! Errors as values: what went wrong with an outside system (shown in its panel), and what a
+//! REST client gets back (a status code and a stable JSON body).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// The outside systems the dashboard reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Prometheus,
+    DiaryDatabase,
+    StateDatabase,
+    Kubernetes,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Prometheus => "Prometheus",
+            Source::DiaryDatabase => "the diary database",
+            Source::StateDatabase => "the state database",
+            Source::Kubernetes => "Kubernetes",
+        }
+    }
+}
+
+/// Why one outside system gave no usable answer. Its Display is the sentence users read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{} is not configured: {hint}", .system.name())]
+    NotConfigured { system: Source, hint: &'static str },
+    #[error("{} did not answer within {} s", .system.name(), .after.as_secs())]
+    Timeout { system: Source, after: Duration },
+    #[error("{} is unreachable: {detail}", .system.name())]
+    Unreachable { system: Source, detail: String },
+    #[error("{} refused the request: {detail}", .system.name())]
+    Rejected { system: Source, detail: String },
+    #[error("{} answered in a form the dashboard cannot read: {detail}", .system.name())]
+    Malformed { system: Source, detail: String },
+    #[error("{detail}")]
+    Missing { system: Source, detail: String },
+}
+
+impl SourceError {
+    pub fn system(&self) -> Source {
+        match self {
+            SourceError::NotConfigured { system, .. }
+            | SourceError::Timeout { system, .. }
+            | SourceError::Unreachable { system, .. }
+            | SourceError::Rejected { system, .. }
+            | SourceError::Malformed { system, .. }
+            | SourceError::Missing { system, .. } => *system,
+        }
+    }
+}
+
+/// Runs `fut` with the per-source time limit.
+pub async fn within<T>(
+    source: Source,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(SourceError::Timeout { system: source, after: limit }),
+    }
+}
+
+/// Maps a sqlx error to a sentence; connection strings never appear in it.
+pub fn from_sqlx(source: Source, e: &sqlx::Error) -> SourceError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+            SourceError::Unreachable { system: source, detail: short_sqlx(e) }
+        }
+        sqlx::Error::Database(db) => SourceError::Rejected { system: source, detail: db.message().to_string() },
+        _ => SourceError::Unreachable { system: source, detail: short_sqlx(e) },
+    }
+}
+
+fn short_sqlx(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection could be made (timed out)".into(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// What a REST client gets: `{"error": "...", "code": "..."}` with a matching status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(SourceError),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unavailable(_) => "backend_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::warn!(code = self.code(), "request failed: {self}");
+        (self.status_code(), Json(json!({"error": self.to_string(), "code": self.code()}))).into_response()
+    }
+}

@@ -1,0 +1,82 @@
+//! Server-only code: configuration, shared state, the REST API and one module per outside system.
+
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod flags;
+pub mod http;
+pub mod prometheus;
+pub mod records;
+pub mod state;
+pub mod status;
+pub mod telemetry;
+
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+use crate::app::{shell, App};
+use config::Config;
+use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the state database is unusable: {0}")]
+    StateDatabase(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leptos configuration: {0}")]
+    Leptos(String),
+}
+
+/// The whole HTTP application: pages, server functions, REST API, health probes, static files.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let leptos_options = state.leptos_options.clone();
+    let ctx_state = state.clone();
+    let fn_state = state.clone();
+    Router::new()
+        .merge(http::router())
+        .route(
+            "/api/{fn_name}",
+            axum::routing::post(move |req: axum::extract::Request| {
+                let state = fn_state.clone();
+                async move {
+                    leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req).await
+                }
+            }),
+        )
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(ctx_state.clone()),
+            move || shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Connects, migrates the state database, starts the background pollers and serves until Ctrl-C.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let conf = get_configuration(Some("Cargo.toml"))
+        .or_else(|_| get_configuration(None))
+        .map_err(|e| StartError::Leptos(e.to_string()))?;
+    let leptos_options = conf.leptos_options;
+    let addr = leptos_options.site_addr;
+    let state = AppState::connect(config, leptos_options).await?;
+    state.spawn_pollers();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!("rollout-dashboard listening on http://{addr}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}

@@ -1,0 +1,113 @@
+//! The one shared application state: settings, the state database, and a client per outside
+//! system. A missing or broken outside system is a value here, never a reason not to start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use super::cluster::Cluster;
+use super::config::{Config, Settings};
+use super::error::{Source, SourceError};
+use super::flags::FlagStore;
+use super::prometheus::Prometheus;
+use super::records::DiaryRecords;
+use super::StartError;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub settings: Arc<Settings>,
+    /// The dashboard's own database (audit, runs, observed history).
+    pub state_db: PgPool,
+    pub diary: Result<DiaryRecords, SourceError>,
+    pub prometheus: Result<Prometheus, SourceError>,
+    /// Namespace of the writer deployment; the flag store holds its own.
+    pub writer_cluster: Result<Cluster, SourceError>,
+    pub flags: FlagStore,
+}
+
+/// sqlx migrations of the state database, embedded at build time.
+pub static STATE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl AppState {
+    /// Connects everything. Only the state database is required: it is migrated here, and the
+    /// dashboard refuses to start without it (it is where the audit trail lives).
+    pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
+        let settings = config.settings;
+        let timeout = settings.source_timeout();
+        let state_db = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .connect_lazy(config.state_database_url.expose())
+            .map_err(|e| StartError::StateDatabase(e.to_string()))?;
+        migrate_with_retry(&state_db).await?;
+
+        let diary = match &config.diary_database_url {
+            Some(url) => PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(timeout)
+                .connect_lazy(url.expose())
+                .map(|pool| DiaryRecords::new(pool, &settings.schema.table))
+                .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
+            None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
+        };
+        let prometheus = match &config.prometheus_url {
+            Some(url) => Prometheus::new(url.expose(), timeout),
+            None => Err(SourceError::NotConfigured { system: Source::Prometheus, hint: "set PROMETHEUS_URL" }),
+        };
+        let flag_cluster = Cluster::connect(&config.kube, &settings.flag.namespace, timeout).await;
+        if let Err(e) = &flag_cluster {
+            tracing::warn!("Kubernetes: {e}");
+        }
+        let writer_cluster = flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
+        let flags = match flag_cluster {
+            Ok(cluster) => FlagStore::Kubernetes {
+                cluster,
+                configmap: settings.flag.configmap.clone(),
+                key: settings.flag.key.clone(),
+            },
+            Err(_) => FlagStore::NotConfigured,
+        };
+        tracing::info!(
+            settings_file = ?config.settings_file,
+            environment = %settings.environment,
+            diary = diary.is_ok(),
+            prometheus = prometheus.is_ok(),
+            kubernetes = writer_cluster.is_ok(),
+            "configured"
+        );
+        Ok(AppState {
+            leptos_options,
+            settings: Arc::new(settings),
+            state_db,
+            diary,
+            prometheus,
+            writer_cluster,
+            flags,
+        })
+    }
+
+    /// Background work that must happen whether or not anyone is looking.
+    pub fn spawn_pollers(&self) {
+        tokio::spawn(super::status::observe_flag_forever(self.clone()));
+    }
+}
+
+async fn migrate_with_retry(pool: &PgPool) -> Result<(), StartError> {
+    let mut last = String::new();
+    for attempt in 1..=10 {
+        match STATE_MIGRATIONS.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = e.to_string();
+                tracing::warn!(attempt, "state database not ready: {last}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    Err(StartError::StateDatabase(last))
+}
