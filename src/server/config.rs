@@ -166,17 +166,22 @@ impl Settings {
 
     /// Parses and checks a TOML settings document.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        let s: Settings = toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
+        let s: Settings =
+            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
         s.validate()?;
         Ok(s)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=3600).contains(&self.refresh_interval_secs) {
-            return Err(ConfigError::Invalid("refresh_interval_secs must be between 1 and 3600".into()));
+            return Err(ConfigError::Invalid(
+                "refresh_interval_secs must be between 1 and 3600".into(),
+            ));
         }
         if !(1..=120).contains(&self.source_timeout_secs) {
-            return Err(ConfigError::Invalid("source_timeout_secs must be between 1 and 120".into()));
+            return Err(ConfigError::Invalid(
+                "source_timeout_secs must be between 1 and 120".into(),
+            ));
         }
         for (name, v) in [
             ("flag.namespace", &self.flag.namespace),
@@ -185,19 +190,41 @@ impl Settings {
             ("writer.deployment", &self.writer.deployment),
         ] {
             if !is_dns_label(v) {
-                return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid Kubernetes name")));
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {v:?} is not a valid Kubernetes name"
+                )));
             }
         }
         if self.flag.key.is_empty()
-            || !self.flag.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !self
+                .flag
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(ConfigError::Invalid(format!("flag.key {:?} is not a valid ConfigMap key", self.flag.key)));
+            return Err(ConfigError::Invalid(format!(
+                "flag.key {:?} is not a valid ConfigMap key",
+                self.flag.key
+            )));
         }
-        if self.schema.table.is_empty() || !self.schema.table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(ConfigError::Invalid(format!("schema.table {:?} must be a plain lower-case identifier", self.schema.table)));
+        if self.schema.table.is_empty()
+            || !self
+                .schema
+                .table
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "schema.table {:?} must be a plain lower-case identifier",
+                self.schema.table
+            )));
         }
-        if self.metrics.split_rate_query.trim().is_empty() || self.metrics.legacy_rate_query.trim().is_empty() {
-            return Err(ConfigError::Invalid("metrics queries must not be empty".into()));
+        if self.metrics.split_rate_query.trim().is_empty()
+            || self.metrics.legacy_rate_query.trim().is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "metrics queries must not be empty".into(),
+            ));
         }
         Ok(())
     }
@@ -206,7 +233,8 @@ impl Settings {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -267,7 +295,12 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -300,8 +333,17 @@ mod tests {
         assert_eq!(s.environment, "demo");
         assert_eq!(s.flag.key, "split");
         assert_eq!(s.flag.namespace, "diabetes");
-        assert!(matches!(Settings::from_toml("colour = 1"), Err(ConfigError::Toml(_))));
-        assert!(matches!(Settings::from_toml("[flag]\nnamespace = \"Bad Name\""), Err(ConfigError::Invalid(_))));
-        assert!(matches!(Settings::from_toml("refresh_interval_secs = 0"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            Settings::from_toml("colour = 1"),
+            Err(ConfigError::Toml(_))
+        ));
+        assert!(matches!(
+            Settings::from_toml("[flag]\nnamespace = \"Bad Name\""),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Settings::from_toml("refresh_interval_secs = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 }

@@ -45,7 +45,11 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(move |req: axum::extract::Request| {
                 let state = fn_state.clone();
                 async move {
-                    leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req).await
+                    leptos_axum::handle_server_fns_with_context(
+                        move || provide_context(state.clone()),
+                        req,
+                    )
+                    .await
                 }
             }),
         )

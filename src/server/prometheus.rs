@@ -53,10 +53,14 @@ pub fn parse_value(s: &str) -> Result<f64, SourceError> {
         "NaN" => Ok(f64::NAN),
         "+Inf" | "Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| SourceError::Malformed {
-            system: SOURCE,
-            detail: format!("sample value {s:?} is not a number"),
-        }),
+        _ => s
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| SourceError::Malformed {
+                system: SOURCE,
+                detail: format!("sample value {s:?} is not a number"),
+            }),
     }
 }
 
@@ -76,7 +80,10 @@ pub fn parse_instant(body: &[u8]) -> Result<Vec<Sample>, SourceError> {
             ),
         });
     }
-    let data = env.data.ok_or_else(|| SourceError::Malformed { system: SOURCE, detail: "no data".into() })?;
+    let data = env.data.ok_or_else(|| SourceError::Malformed {
+        system: SOURCE,
+        detail: "no data".into(),
+    })?;
     let data: QueryData = serde_json::from_value(data).map_err(|e| SourceError::Malformed {
         system: SOURCE,
         detail: format!("unexpected result shape ({e})"),
@@ -110,8 +117,14 @@ impl Prometheus {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: e.without_url().to_string() })?;
-        Ok(Prometheus { http, base: base.trim_end_matches('/').to_string() })
+            .map_err(|e| SourceError::Unreachable {
+                system: SOURCE,
+                detail: e.without_url().to_string(),
+            })?;
+        Ok(Prometheus {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        })
     }
 
     /// Runs an instant query at the server's current time.
@@ -122,18 +135,23 @@ impl Prometheus {
             .query(&[("query", query)])
             .send()
             .await
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+            .map_err(|e| SourceError::Unreachable {
+                system: SOURCE,
+                detail: reqwest_detail(e),
+            })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+        let body = resp.bytes().await.map_err(|e| SourceError::Unreachable {
+            system: SOURCE,
+            detail: reqwest_detail(e),
+        })?;
         // Prometheus answers 400/422/503 with the same JSON envelope, so parse before judging.
         match parse_instant(&body) {
-            Err(SourceError::Malformed { .. }) if !status.is_success() => Err(SourceError::Rejected {
-                system: SOURCE,
-                detail: format!("HTTP {status}"),
-            }),
+            Err(SourceError::Malformed { .. }) if !status.is_success() => {
+                Err(SourceError::Rejected {
+                    system: SOURCE,
+                    detail: format!("HTTP {status}"),
+                })
+            }
             other => other,
         }
     }
@@ -145,11 +163,16 @@ impl Prometheus {
             [one] => Ok(one.value),
             [] => Err(SourceError::Missing {
                 system: SOURCE,
-                detail: format!("Prometheus has no samples for `{query}` (is the metric being scraped?)"),
+                detail: format!(
+                    "Prometheus has no samples for `{query}` (is the metric being scraped?)"
+                ),
             }),
             many => Err(SourceError::Malformed {
                 system: SOURCE,
-                detail: format!("`{query}` gave {} series; expected one (wrap it in sum())", many.len()),
+                detail: format!(
+                    "`{query}` gave {} series; expected one (wrap it in sum())",
+                    many.len()
+                ),
             }),
         }
     }

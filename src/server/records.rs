@@ -40,7 +40,10 @@ pub struct RecordCounts {
 impl DiaryRecords {
     /// `table` is validated by the configuration as a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Self {
-        DiaryRecords { pool, table: table.to_string() }
+        DiaryRecords {
+            pool,
+            table: table.to_string(),
+        }
     }
 
     pub async fn schema(&self) -> Result<SchemaState, SourceError> {
@@ -53,10 +56,11 @@ impl DiaryRecords {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| from_sqlx(SOURCE, &e))?;
-        let has_alembic: bool = sqlx::query_scalar("SELECT to_regclass('alembic_version') IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(SOURCE, &e))?;
+        let has_alembic: bool =
+            sqlx::query_scalar("SELECT to_regclass('alembic_version') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| from_sqlx(SOURCE, &e))?;
         let alembic_revision = if has_alembic {
             sqlx::query_scalar::<_, String>("SELECT version_num::text FROM alembic_version LIMIT 1")
                 .fetch_optional(&self.pool)
@@ -73,9 +77,21 @@ impl DiaryRecords {
     }
 
     /// Counts rows created in the last `hours`, using only the split columns that exist.
-    pub async fn counts_last_hours(&self, hours: i64, schema: &SchemaState) -> Result<RecordCounts, SourceError> {
-        let short = if schema.insulin_short { "count(*) FILTER (WHERE insulin_short IS NOT NULL)" } else { "NULL::bigint" };
-        let long = if schema.insulin_long { "count(*) FILTER (WHERE insulin_long IS NOT NULL)" } else { "NULL::bigint" };
+    pub async fn counts_last_hours(
+        &self,
+        hours: i64,
+        schema: &SchemaState,
+    ) -> Result<RecordCounts, SourceError> {
+        let short = if schema.insulin_short {
+            "count(*) FILTER (WHERE insulin_short IS NOT NULL)"
+        } else {
+            "NULL::bigint"
+        };
+        let long = if schema.insulin_long {
+            "count(*) FILTER (WHERE insulin_long IS NOT NULL)"
+        } else {
+            "NULL::bigint"
+        };
         let sql = format!(
             "SELECT count(*), {short}, {long} FROM {table}
               WHERE created_at >= now() - make_interval(hours => $1::int) AND created_at < now()",
@@ -86,6 +102,10 @@ impl DiaryRecords {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| from_sqlx(SOURCE, &e))?;
-        Ok(RecordCounts { total, with_short, with_long })
+        Ok(RecordCounts {
+            total,
+            with_short,
+            with_long,
+        })
     }
 }

@@ -36,7 +36,10 @@ pub static STATE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrati
 impl AppState {
     /// Connects everything. Only the state database is required: it is migrated here, and the
     /// dashboard refuses to start without it (it is where the audit trail lives).
-    pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
+    pub async fn connect(
+        config: Config,
+        leptos_options: LeptosOptions,
+    ) -> Result<AppState, StartError> {
         let settings = config.settings;
         let timeout = settings.source_timeout();
         let state_db = PgPoolOptions::new()
@@ -52,18 +55,30 @@ impl AppState {
                 .acquire_timeout(timeout)
                 .connect_lazy(url.expose())
                 .map(|pool| DiaryRecords::new(pool, &settings.schema.table))
-                .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
-            None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
+                .map_err(|e| SourceError::Unreachable {
+                    system: Source::DiaryDatabase,
+                    detail: e.to_string(),
+                }),
+            None => Err(SourceError::NotConfigured {
+                system: Source::DiaryDatabase,
+                hint: "set DATABASE_URL",
+            }),
         };
         let prometheus = match &config.prometheus_url {
             Some(url) => Prometheus::new(url.expose(), timeout),
-            None => Err(SourceError::NotConfigured { system: Source::Prometheus, hint: "set PROMETHEUS_URL" }),
+            None => Err(SourceError::NotConfigured {
+                system: Source::Prometheus,
+                hint: "set PROMETHEUS_URL",
+            }),
         };
         let flag_cluster = Cluster::connect(&config.kube, &settings.flag.namespace, timeout).await;
         if let Err(e) = &flag_cluster {
             tracing::warn!("Kubernetes: {e}");
         }
-        let writer_cluster = flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
+        let writer_cluster = flag_cluster
+            .as_ref()
+            .map(|c| c.in_namespace(&settings.writer.namespace))
+            .map_err(Clone::clone);
         let flags = match flag_cluster {
             Ok(cluster) => FlagStore::Kubernetes {
                 cluster,

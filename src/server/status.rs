@@ -4,7 +4,9 @@
 
 use chrono::Utc;
 
-use crate::api::{FlagStatus, MetricsStatus, RecordsStatus, SchemaStatus, StatusReport, WriterStatus};
+use crate::api::{
+    FlagStatus, MetricsStatus, RecordsStatus, SchemaStatus, StatusReport, WriterStatus,
+};
 
 use super::error::{within, Source, SourceError};
 use super::flags::FlagReading;
@@ -17,7 +19,12 @@ pub async fn collect(state: &AppState) -> StatusReport {
         within(Source::Kubernetes, limit, state.flags.read()),
         within(Source::DiaryDatabase, limit, schema_and_records(state)),
         within(Source::Kubernetes, limit, async {
-            state.writer_cluster.as_ref().map_err(Clone::clone)?.deployment_replicas(&s.writer.deployment).await
+            state
+                .writer_cluster
+                .as_ref()
+                .map_err(Clone::clone)?
+                .deployment_replicas(&s.writer.deployment)
+                .await
         }),
         within(Source::Prometheus, limit, async {
             let prom = state.prometheus.as_ref().map_err(Clone::clone)?;
@@ -65,8 +72,16 @@ pub async fn collect(state: &AppState) -> StatusReport {
             },
         },
         metrics: match metrics {
-            Ok((split, legacy)) => MetricsStatus { split_per_s: Some(split), legacy_per_s: Some(legacy), error: None },
-            Err(e) => MetricsStatus { split_per_s: None, legacy_per_s: None, error: Some(e.to_string()) },
+            Ok((split, legacy)) => MetricsStatus {
+                split_per_s: Some(split),
+                legacy_per_s: Some(legacy),
+                error: None,
+            },
+            Err(e) => MetricsStatus {
+                split_per_s: None,
+                legacy_per_s: None,
+                error: Some(e.to_string()),
+            },
         },
         records_24h: match records {
             Ok(c) => RecordsStatus {
@@ -75,7 +90,12 @@ pub async fn collect(state: &AppState) -> StatusReport {
                 with_long: c.with_long,
                 error: None,
             },
-            Err(e) => RecordsStatus { total: None, with_short: None, with_long: None, error: Some(e.to_string()) },
+            Err(e) => RecordsStatus {
+                total: None,
+                with_short: None,
+                with_long: None,
+                error: Some(e.to_string()),
+            },
         },
         environment: s.environment.clone(),
         generated_at: Utc::now(),
@@ -83,7 +103,10 @@ pub async fn collect(state: &AppState) -> StatusReport {
     }
 }
 
-type SchemaAndRecords = (super::records::SchemaState, Result<super::records::RecordCounts, SourceError>);
+type SchemaAndRecords = (
+    super::records::SchemaState,
+    Result<super::records::RecordCounts, SourceError>,
+);
 
 async fn schema_and_records(state: &AppState) -> Result<SchemaAndRecords, SourceError> {
     let diary = state.diary.as_ref().map_err(Clone::clone)?;
@@ -102,9 +125,23 @@ fn flag_status(state: &AppState, reading: Result<FlagReading, SourceError>) -> F
                 Some(Err(unknown)) => (None, Some(unknown.to_string())),
                 None => (None, Some(format!("the ConfigMap has no key {key:?}"))),
             };
-            FlagStatus { key, percentage, raw: r.raw, source, version: r.version, error }
+            FlagStatus {
+                key,
+                percentage,
+                raw: r.raw,
+                source,
+                version: r.version,
+                error,
+            }
         }
-        Err(e) => FlagStatus { key, percentage: None, raw: None, source, version: None, error: Some(e.to_string()) },
+        Err(e) => FlagStatus {
+            key,
+            percentage: None,
+            raw: None,
+            source,
+            version: None,
+            error: Some(e.to_string()),
+        },
     }
 }
 
@@ -122,7 +159,9 @@ pub async fn observe_flag_forever(state: AppState) {
     let mut tick = tokio::time::interval(state.settings.refresh_interval());
     loop {
         tick.tick().await;
-        let Ok(Ok(reading)) = tokio::time::timeout(state.settings.source_timeout(), state.flags.read()).await else {
+        let Ok(Ok(reading)) =
+            tokio::time::timeout(state.settings.source_timeout(), state.flags.read()).await
+        else {
             continue;
         };
         if reading.version.is_some() && reading.version == last_version {

@@ -137,7 +137,11 @@ impl Cluster {
         Ok(snap)
     }
 
-    pub fn scale(&self, expected_version: Option<u64>, replicas: i32) -> Result<ClusterSnapshot, Conflict> {
+    pub fn scale(
+        &self,
+        expected_version: Option<u64>,
+        replicas: i32,
+    ) -> Result<ClusterSnapshot, Conflict> {
         let mut g = self.lock();
         if let Some(v) = expected_version {
             if v != g.snap.deployment_version {

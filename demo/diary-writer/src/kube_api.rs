@@ -22,9 +22,14 @@ pub fn router(world: &World) -> Router<World> {
     let k8s = Router::new()
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
-            get(get_configmap).put(replace_configmap).patch(patch_configmap),
+            get(get_configmap)
+                .put(replace_configmap)
+                .patch(patch_configmap),
         )
-        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(get_deployment))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(get_deployment),
+        )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
             get(get_scale).put(replace_scale).patch(patch_scale),
@@ -39,7 +44,13 @@ pub fn router(world: &World) -> Router<World> {
 async fn guard(State(world): State<World>, req: Request, next: Next) -> Response {
     match world.cluster.fault() {
         Fault::None => {}
-        Fault::Error => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "injected fault"),
+        Fault::Error => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "injected fault",
+            )
+        }
         Fault::Hang => {
             tokio::time::sleep(Duration::from_secs(300)).await;
         }
@@ -63,7 +74,9 @@ async fn set_fault(State(world): State<World>, Json(fault): Json<Fault>) -> impl
 }
 
 async fn version() -> Json<Value> {
-    Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-emulated", "platform": "linux/amd64"}))
+    Json(
+        json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-emulated", "platform": "linux/amd64"}),
+    )
 }
 
 /// A Kubernetes `Status` object, as the API server returns for every error.
@@ -171,9 +184,17 @@ fn parse_version(v: Option<&Value>) -> Result<Option<u64>, Response> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion")
+            status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "invalid resourceVersion",
+            )
         }),
-        Some(_) => Err(status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion")),
+        Some(_) => Err(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid resourceVersion",
+        )),
     }
 }
 
@@ -181,12 +202,19 @@ fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Response> {
     match v {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-            status(StatusCode::BAD_REQUEST, "BadRequest", "data must map strings to strings")
+            status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "data must map strings to strings",
+            )
         }),
     }
 }
 
-async fn get_configmap(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_configmap(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     let (snap, _) = world.cluster.snapshot();
     if let Err(r) = check_configmap(&snap, &ns, &name) {
         return r;
@@ -230,7 +258,9 @@ fn is_merge_patch(headers: &HeaderMap) -> Result<(), Response> {
         Err(status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            &format!("the emulated API server supports merge and strategic merge patches, not {ct:?}"),
+            &format!(
+                "the emulated API server supports merge and strategic merge patches, not {ct:?}"
+            ),
         ))
     }
 }
@@ -256,7 +286,11 @@ async fn patch_configmap(
     let mut data = snap.configmap_data.clone();
     if let Some(patch) = body.get("data") {
         let Some(obj) = patch.as_object() else {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", "data must be an object");
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "data must be an object",
+            );
         };
         for (k, v) in obj {
             match v {
@@ -266,7 +300,13 @@ async fn patch_configmap(
                 Value::String(s) => {
                     data.insert(k.clone(), s.clone());
                 }
-                _ => return status(StatusCode::BAD_REQUEST, "BadRequest", "data values must be strings"),
+                _ => {
+                    return status(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "data values must be strings",
+                    )
+                }
             }
         }
     }
@@ -276,7 +316,10 @@ async fn patch_configmap(
     }
 }
 
-async fn get_deployment(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_deployment(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     let (snap, ready) = world.cluster.snapshot();
     if let Err(r) = check_deployment(&snap, &ns, &name) {
         return r;
@@ -284,7 +327,10 @@ async fn get_deployment(State(world): State<World>, Path((ns, name)): Path<(Stri
     Json(deployment_json(&snap, ready)).into_response()
 }
 
-async fn get_scale(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_scale(
+    State(world): State<World>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     let (snap, ready) = world.cluster.snapshot();
     if let Err(r) = check_deployment(&snap, &ns, &name) {
         return r;
@@ -298,10 +344,18 @@ fn apply_scale(world: &World, name: &str, body: &Value) -> Response {
         Err(r) => return r,
     };
     let Some(replicas) = body.pointer("/spec/replicas").and_then(Value::as_i64) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "spec.replicas is required");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "spec.replicas is required",
+        );
     };
     let Ok(replicas) = i32::try_from(replicas) else {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "spec.replicas is out of range");
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "spec.replicas is out of range",
+        );
     };
     if replicas < 0 {
         return status(

@@ -15,7 +15,10 @@ use diary_writer::counters::{count_rows, DoseCounters};
 use diary_writer::{openmetrics, seed, writer, World};
 
 #[derive(Parser)]
-#[command(name = "diary-writer", about = "Demo-world simulator of the diary service and its cluster")]
+#[command(
+    name = "diary-writer",
+    about = "Demo-world simulator of the diary service and its cluster"
+)]
 struct Cli {
     /// The diary database holding history_records.
     #[arg(long, env = "DATABASE_URL", global = true)]
@@ -42,6 +45,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 60)]
+        step_secs: i64,
+    },
+    /// Write constant-rate counter history (for test fixtures), from the past into the near future
+    /// so that an instant `rate()` query gives the same answer for the whole test run.
+    Synthetic {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        split_per_s: f64,
+        #[arg(long)]
+        legacy_per_s: f64,
+        #[arg(long, default_value_t = 7200)]
+        from_secs_ago: i64,
+        #[arg(long, default_value_t = 3600)]
+        until_secs_ahead: i64,
+        #[arg(long, default_value_t = 15)]
         step_secs: i64,
     },
     /// Run the simulator.
@@ -79,7 +98,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     let pool = match &cli.database_url {
@@ -92,14 +113,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     match cli.command {
-        Command::Seed { days, rows, doubled_every, force } => {
+        Command::Seed {
+            days,
+            rows,
+            doubled_every,
+            force,
+        } => {
             let pool = pool.ok_or("seed needs DATABASE_URL")?;
-            let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(&pool).await?;
+            let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records")
+                .fetch_one(&pool)
+                .await?;
             if existing > 0 && !force {
                 println!("history_records already holds {existing} rows; not seeding (use --force to add more)");
                 return Ok(());
             }
-            let opts = seed::SeedOptions { days, rows, doubled_every, ..Default::default() };
+            let opts = seed::SeedOptions {
+                days,
+                rows,
+                doubled_every,
+                ..Default::default()
+            };
             let n = seed::seed(&pool, &opts).await?;
             println!("seeded {n} rows over {days} days");
         }
@@ -111,9 +144,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let samples: usize = series.iter().map(|s| s.samples.len()).sum();
             println!("wrote {samples} samples to {}", out.display());
         }
+        Command::Synthetic {
+            out,
+            split_per_s,
+            legacy_per_s,
+            from_secs_ago,
+            until_secs_ahead,
+            step_secs,
+        } => {
+            let series = openmetrics::synthetic(
+                split_per_s,
+                legacy_per_s,
+                from_secs_ago,
+                until_secs_ahead,
+                step_secs,
+            );
+            std::fs::write(&out, openmetrics::render(&series))?;
+            println!("wrote constant-rate history to {}", out.display());
+        }
         Command::Serve {
-            listen, namespace, configmap, flag_key, flag_value, deployment, replicas,
-            rate_per_replica, ready_delay_secs, state_file, token,
+            listen,
+            namespace,
+            configmap,
+            flag_key,
+            flag_value,
+            deployment,
+            replicas,
+            rate_per_replica,
+            ready_delay_secs,
+            state_file,
+            token,
         } => {
             let flag_value = flag_value.unwrap_or_else(|| seed::current_percentage().to_string());
             let initial = ClusterSnapshot {
@@ -126,7 +186,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 configmap_version: 100,
                 deployment_version: 100,
             };
-            let cluster = Cluster::new(initial, state_file, Duration::from_secs_f64(ready_delay_secs.max(0.0)), token);
+            let cluster = Cluster::new(
+                initial,
+                state_file,
+                Duration::from_secs_f64(ready_delay_secs.max(0.0)),
+                token,
+            );
             let counters = match &pool {
                 Some(p) => {
                     let (split, legacy) = count_rows(p).await?;
@@ -144,7 +209,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::spawn(writer::run(world.clone(), p, rate_per_replica));
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            println!("diary-writer simulator listening on http://{}", listener.local_addr()?);
+            println!(
+                "diary-writer simulator listening on http://{}",
+                listener.local_addr()?
+            );
             axum::serve(listener, diary_writer::router(world))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;

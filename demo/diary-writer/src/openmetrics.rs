@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::counters::{LEGACY_CLIENT, LEGACY_METRIC, LEGACY_ROW, SERVICE_LABEL, SPLIT_CLIENT, SPLIT_METRIC, SPLIT_ROW};
+use crate::counters::{
+    LEGACY_CLIENT, LEGACY_METRIC, LEGACY_ROW, SERVICE_LABEL, SPLIT_CLIENT, SPLIT_METRIC, SPLIT_ROW,
+};
 
 /// One counter series: a metric family name (without `_total`), its labels and cumulative samples.
 #[derive(Debug, Clone)]
@@ -20,7 +22,10 @@ impl CounterSeries {
     pub fn new(family: &str, labels: &[(&str, &str)]) -> Self {
         CounterSeries {
             family: family.to_string(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             samples: Vec::new(),
         }
     }
@@ -60,6 +65,37 @@ pub fn render(series: &[CounterSeries]) -> String {
     out
 }
 
+/// The two counters growing at constant rates, with the same labels as the live exporter, from
+/// `from_secs_ago` before now to `until_secs_ahead` after it. Used for test fixtures.
+pub fn synthetic(
+    split_per_s: f64,
+    legacy_per_s: f64,
+    from_secs_ago: i64,
+    until_secs_ahead: i64,
+    step: i64,
+) -> Vec<CounterSeries> {
+    let now = Utc::now().timestamp();
+    let (start, end) = (
+        now - now.rem_euclid(step) - from_secs_ago,
+        now + until_secs_ahead,
+    );
+    vec![
+        CounterSeries::new(
+            SPLIT_METRIC,
+            &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)],
+        )
+        .constant_rate(start, end, step, split_per_s),
+        CounterSeries::new(
+            LEGACY_METRIC,
+            &[
+                ("service", SERVICE_LABEL),
+                ("client_version", LEGACY_CLIENT),
+            ],
+        )
+        .constant_rate(start, end, step, legacy_per_s),
+    ]
+}
+
 /// Builds the two counters from the rows in `history_records`: one sample every `step` seconds
 /// from the oldest row to `until`, each the cumulative number of split or legacy rows so far.
 pub async fn series_from_history(
@@ -80,8 +116,17 @@ pub async fn series_from_history(
         .bind(until)
         .fetch_all(pool)
         .await?;
-    let mut split = CounterSeries::new(SPLIT_METRIC, &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)]);
-    let mut legacy = CounterSeries::new(LEGACY_METRIC, &[("service", SERVICE_LABEL), ("client_version", LEGACY_CLIENT)]);
+    let mut split = CounterSeries::new(
+        SPLIT_METRIC,
+        &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)],
+    );
+    let mut legacy = CounterSeries::new(
+        LEGACY_METRIC,
+        &[
+            ("service", SERVICE_LABEL),
+            ("client_version", LEGACY_CLIENT),
+        ],
+    );
     let Some(first) = rows.first().map(|r| r.0) else {
         return Ok(vec![split, legacy]);
     };
@@ -108,7 +153,8 @@ mod tests {
 
     #[test]
     fn renders_promtool_format() {
-        let s = CounterSeries::new("legacy_dose_used", &[("service", "a\"b")]).constant_rate(100, 130, 15, 2.0);
+        let s = CounterSeries::new("legacy_dose_used", &[("service", "a\"b")])
+            .constant_rate(100, 130, 15, 2.0);
         let text = render(&[s]);
         assert_eq!(
             text,
