@@ -17,7 +17,7 @@ impl Percentage {
     pub const ALL: Percentage = Percentage(100);
 
     pub fn new(v: i64) -> Option<Percentage> {
-        (0..=100).contains(&v).then(|| Percentage(v as u8))
+        (0..=100).contains(&v).then_some(Percentage(v as u8))
     }
     pub fn get(self) -> u8 {
         self.0

@@ -50,6 +50,7 @@ async fn guard(State(world): State<World>, req: Request, next: Next) -> Response
                 "InternalError",
                 "injected fault",
             )
+            .into_response()
         }
         Fault::Hang => {
             tokio::time::sleep(Duration::from_secs(300)).await;
@@ -62,7 +63,8 @@ async fn guard(State(world): State<World>, req: Request, next: Next) -> Response
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if presented != Some(token.as_str()) {
-            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+                .into_response();
         }
     }
     next.run(req).await
@@ -80,18 +82,37 @@ async fn version() -> Json<Value> {
 }
 
 /// A Kubernetes `Status` object, as the API server returns for every error.
-pub fn status(code: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        code,
-        Json(json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason, "code": code.as_u16()
-        })),
-    )
-        .into_response()
+#[derive(Debug)]
+pub struct KubeStatus {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
 }
 
-fn not_found(kind: &str, name: &str) -> Response {
+impl IntoResponse for KubeStatus {
+    fn into_response(self) -> Response {
+        (
+            self.code,
+            Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code.as_u16()
+            })),
+        )
+            .into_response()
+    }
+}
+
+pub fn status(code: StatusCode, reason: &'static str, message: &str) -> KubeStatus {
+    KubeStatus {
+        code,
+        reason,
+        message: message.to_string(),
+    }
+}
+
+type ApiResult = Result<Json<Value>, KubeStatus>;
+
+fn not_found(kind: &str, name: &str) -> KubeStatus {
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
@@ -99,7 +120,7 @@ fn not_found(kind: &str, name: &str) -> Response {
     )
 }
 
-fn conflict(kind: &str, name: &str) -> Response {
+fn conflict(kind: &str, name: &str) -> KubeStatus {
     status(
         StatusCode::CONFLICT,
         "Conflict",
@@ -109,14 +130,14 @@ fn conflict(kind: &str, name: &str) -> Response {
     )
 }
 
-fn check_configmap(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), Response> {
+fn check_configmap(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), KubeStatus> {
     if ns != snap.namespace || name != snap.configmap {
         return Err(not_found("configmaps", name));
     }
     Ok(())
 }
 
-fn check_deployment(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), Response> {
+fn check_deployment(snap: &ClusterSnapshot, ns: &str, name: &str) -> Result<(), KubeStatus> {
     if ns != snap.namespace || name != snap.deployment {
         return Err(not_found("deployments.apps", name));
     }
@@ -179,7 +200,7 @@ fn scale_json(snap: &ClusterSnapshot, ready: i32) -> Value {
     })
 }
 
-fn parse_version(v: Option<&Value>) -> Result<Option<u64>, Response> {
+fn parse_version(v: Option<&Value>) -> Result<Option<u64>, KubeStatus> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -198,7 +219,7 @@ fn parse_version(v: Option<&Value>) -> Result<Option<u64>, Response> {
     }
 }
 
-fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Response> {
+fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, KubeStatus> {
     match v {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
@@ -214,38 +235,28 @@ fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, Response> {
 async fn get_configmap(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
-) -> Response {
+) -> ApiResult {
     let (snap, _) = world.cluster.snapshot();
-    if let Err(r) = check_configmap(&snap, &ns, &name) {
-        return r;
-    }
-    Json(configmap_json(&snap)).into_response()
+    check_configmap(&snap, &ns, &name)?;
+    Ok(Json(configmap_json(&snap)))
 }
 
 async fn replace_configmap(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
     Json(body): Json<Value>,
-) -> Response {
+) -> ApiResult {
     let (snap, _) = world.cluster.snapshot();
-    if let Err(r) = check_configmap(&snap, &ns, &name) {
-        return r;
-    }
-    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let data = match string_map(body.get("data")) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    check_configmap(&snap, &ns, &name)?;
+    let expected = parse_version(body.pointer("/metadata/resourceVersion"))?;
+    let data = string_map(body.get("data"))?;
     match world.cluster.write_configmap(expected, data) {
-        Ok(snap) => Json(configmap_json(&snap)).into_response(),
-        Err(_) => conflict("configmaps", &name),
+        Ok(snap) => Ok(Json(configmap_json(&snap))),
+        Err(_) => Err(conflict("configmaps", &name)),
     }
 }
 
-fn is_merge_patch(headers: &HeaderMap) -> Result<(), Response> {
+fn is_merge_patch(headers: &HeaderMap) -> Result<(), KubeStatus> {
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -270,27 +281,20 @@ async fn patch_configmap(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Response {
-    if let Err(r) = is_merge_patch(&headers) {
-        return r;
-    }
+) -> ApiResult {
+    is_merge_patch(&headers)?;
     let (snap, _) = world.cluster.snapshot();
-    if let Err(r) = check_configmap(&snap, &ns, &name) {
-        return r;
-    }
-    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    check_configmap(&snap, &ns, &name)?;
+    let expected = parse_version(body.pointer("/metadata/resourceVersion"))?;
     // JSON merge patch on `data`: null deletes a key, a string sets it.
     let mut data = snap.configmap_data.clone();
     if let Some(patch) = body.get("data") {
         let Some(obj) = patch.as_object() else {
-            return status(
+            return Err(status(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "data must be an object",
-            );
+            ));
         };
         for (k, v) in obj {
             match v {
@@ -301,75 +305,64 @@ async fn patch_configmap(
                     data.insert(k.clone(), s.clone());
                 }
                 _ => {
-                    return status(
+                    return Err(status(
                         StatusCode::BAD_REQUEST,
                         "BadRequest",
                         "data values must be strings",
-                    )
+                    ))
                 }
             }
         }
     }
     match world.cluster.write_configmap(expected, data) {
-        Ok(snap) => Json(configmap_json(&snap)).into_response(),
-        Err(_) => conflict("configmaps", &name),
+        Ok(snap) => Ok(Json(configmap_json(&snap))),
+        Err(_) => Err(conflict("configmaps", &name)),
     }
 }
 
 async fn get_deployment(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
-) -> Response {
+) -> ApiResult {
     let (snap, ready) = world.cluster.snapshot();
-    if let Err(r) = check_deployment(&snap, &ns, &name) {
-        return r;
-    }
-    Json(deployment_json(&snap, ready)).into_response()
+    check_deployment(&snap, &ns, &name)?;
+    Ok(Json(deployment_json(&snap, ready)))
 }
 
 async fn get_scale(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
-) -> Response {
+) -> ApiResult {
     let (snap, ready) = world.cluster.snapshot();
-    if let Err(r) = check_deployment(&snap, &ns, &name) {
-        return r;
-    }
-    Json(scale_json(&snap, ready)).into_response()
+    check_deployment(&snap, &ns, &name)?;
+    Ok(Json(scale_json(&snap, ready)))
 }
 
-fn apply_scale(world: &World, name: &str, body: &Value) -> Response {
-    let expected = match parse_version(body.pointer("/metadata/resourceVersion")) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let Some(replicas) = body.pointer("/spec/replicas").and_then(Value::as_i64) else {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "spec.replicas is required",
-        );
-    };
-    let Ok(replicas) = i32::try_from(replicas) else {
-        return status(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            "spec.replicas is out of range",
-        );
-    };
-    if replicas < 0 {
-        return status(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid",
-            "spec.replicas: must be greater than or equal to 0",
-        );
-    }
+fn apply_scale(world: &World, name: &str, body: &Value) -> ApiResult {
+    let expected = parse_version(body.pointer("/metadata/resourceVersion"))?;
+    let replicas = body
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| {
+            status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "spec.replicas is required",
+            )
+        })?;
+    let replicas = i32::try_from(replicas)
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "spec.replicas: must be greater than or equal to 0",
+            )
+        })?;
     match world.cluster.scale(expected, replicas) {
-        Ok(snap) => {
-            let ready = world.cluster.ready_replicas();
-            Json(scale_json(&snap, ready)).into_response()
-        }
-        Err(_) => conflict("deployments.apps", name),
+        Ok(snap) => Ok(Json(scale_json(&snap, world.cluster.ready_replicas()))),
+        Err(_) => Err(conflict("deployments.apps", name)),
     }
 }
 
@@ -377,11 +370,9 @@ async fn replace_scale(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
     Json(body): Json<Value>,
-) -> Response {
+) -> ApiResult {
     let (snap, _) = world.cluster.snapshot();
-    if let Err(r) = check_deployment(&snap, &ns, &name) {
-        return r;
-    }
+    check_deployment(&snap, &ns, &name)?;
     apply_scale(&world, &name, &body)
 }
 
@@ -390,13 +381,9 @@ async fn patch_scale(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Response {
-    if let Err(r) = is_merge_patch(&headers) {
-        return r;
-    }
+) -> ApiResult {
+    is_merge_patch(&headers)?;
     let (snap, _) = world.cluster.snapshot();
-    if let Err(r) = check_deployment(&snap, &ns, &name) {
-        return r;
-    }
+    check_deployment(&snap, &ns, &name)?;
     apply_scale(&world, &name, &body)
 }
