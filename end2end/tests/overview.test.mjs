@@ -46,6 +46,7 @@ async function openOverview() {
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`); });
   const response = await page.goto(BASE + "/", { waitUntil: "load" });
   assert.equal(response.status(), 200);
   return { page, problems };

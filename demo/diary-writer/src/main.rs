@@ -193,10 +193,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 token,
             );
             let counters = match &pool {
-                Some(p) => {
-                    let (split, legacy) = count_rows(p).await?;
-                    DoseCounters::starting_at(split, legacy)
-                }
+                Some(p) => match count_rows(p).await {
+                    Ok((split, legacy)) => DoseCounters::starting_at(split, legacy),
+                    Err(e) => {
+                        tracing::warn!("cannot count existing rows ({e}); counters start at 0");
+                        DoseCounters::default()
+                    }
+                },
                 None => DoseCounters::default(),
             };
             let world = World {
