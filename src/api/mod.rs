@@ -1,6 +1,10 @@
 //! Types both sides share, and the server functions the pages call. The REST handlers in
 //! `server::http` and these server functions call the same service functions in `server`.
 
+pub mod adoption;
+pub mod alerts;
+pub mod records;
 pub mod status;
+pub mod window;
 
 pub use status::*;

@@ -15,6 +15,10 @@ pub struct StatusReport {
     pub environment: String,
     pub generated_at: DateTime<Utc>,
     pub refresh_interval_secs: u64,
+    /// Since when each failing source has been failing, by source key
+    /// (`prometheus`, `diary_database`, `state_database`, `kubernetes`).
+    #[serde(default)]
+    pub failing_since: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,11 +55,16 @@ pub struct MetricsStatus {
     pub error: Option<String>,
 }
 
+/// The last 24 hours of `history_records`; see `api::records` for each counter's definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordsStatus {
     pub total: Option<i64>,
     pub with_short: Option<i64>,
     pub with_long: Option<i64>,
+    pub with_both: Option<i64>,
+    pub legacy_only: Option<i64>,
+    pub doubled: Option<i64>,
+    pub empty: Option<i64>,
     pub error: Option<String>,
 }
 
@@ -63,5 +72,5 @@ pub struct RecordsStatus {
 #[server(endpoint = "status")]
 pub async fn get_status() -> Result<StatusReport, ServerFnError> {
     let state = expect_context::<crate::server::state::AppState>();
-    Ok(crate::server::status::collect(&state).await)
+    Ok(crate::server::service::status(&state).await)
 }

@@ -79,9 +79,9 @@ impl fmt::Display for Window {
     /// The largest whole unit: 1440 minutes prints as `1d`, 90 as `90m`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.minutes;
-        if m % (24 * 60) == 0 {
+        if m.is_multiple_of(24 * 60) {
             write!(f, "{}d", m / (24 * 60))
-        } else if m % 60 == 0 {
+        } else if m.is_multiple_of(60) {
             write!(f, "{}h", m / 60)
         } else {
             write!(f, "{m}m")
@@ -104,7 +104,24 @@ mod tests {
 
     #[test]
     fn rejects_everything_else() {
-        for s in ["", "0m", "91d", "2161h", "1w", "24", "h", "-1h", "1.5h", "01h", "1H", " 1h", "1h ", "99999999999d", "1d1h", "∞h"] {
+        for s in [
+            "",
+            "0m",
+            "91d",
+            "2161h",
+            "1w",
+            "24",
+            "h",
+            "-1h",
+            "1.5h",
+            "01h",
+            "1H",
+            " 1h",
+            "1h ",
+            "99999999999d",
+            "1d1h",
+            "∞h",
+        ] {
             assert!(s.parse::<Window>().is_err(), "{s:?} should be rejected");
         }
     }

@@ -6,13 +6,7 @@ use crate::api::{get_status, StatusReport};
 use crate::components::panel::{Panel, Value};
 
 fn fmt_rate(v: Option<f64>) -> Option<String> {
-    v.map(|v| {
-        if v.is_finite() {
-            format!("{v:.2} /s")
-        } else {
-            v.to_string()
-        }
-    })
+    v.map(|v| if v.is_finite() { format!("{v:.2} /s") } else { v.to_string() })
 }
 
 fn fmt_count(v: Option<i64>) -> Option<String> {
@@ -58,15 +52,7 @@ pub fn OverviewPage() -> impl IntoView {
 
 #[component]
 fn StatusPanels(report: StatusReport) -> impl IntoView {
-    let StatusReport {
-        flag,
-        schema,
-        writer,
-        metrics,
-        records_24h,
-        generated_at,
-        ..
-    } = report;
+    let StatusReport { flag, schema, writer, metrics, records_24h, generated_at, .. } = report;
     let updated = generated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let revision_note = match (&schema.alembic_revision, &schema.expected_head) {
         (Some(rev), Some(head)) if rev != head => Some(format!("expected head {head}")),

@@ -71,6 +71,36 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
     pub schema: SchemaSettings,
+    pub adoption: AdoptionSettings,
+    pub alerts: AlertSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdoptionSettings {
+    /// The legacy share must stay below this fraction 24 hours after the rollout started.
+    pub legacy_share_target: f64,
+    /// When the rollout started, if the dashboard did not see it happen (RFC 3339).
+    pub rollout_started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Default for AdoptionSettings {
+    fn default() -> Self {
+        AdoptionSettings { legacy_share_target: 0.05, rollout_started_at: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Only alerts carrying all of these labels are shown (and guard the rollout).
+    pub match_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings { match_labels: [("rollout".to_string(), "insulin_dose_split".to_string())].into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -88,6 +118,8 @@ pub struct WriterSettings {
     pub deployment: String,
 }
 
+/// PromQL templates; `{window}` is replaced by the rate window (for example `5m`, or wider for
+/// long chart ranges). A query without `{window}` is used as it is.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
@@ -95,6 +127,15 @@ pub struct MetricsSettings {
     pub split_rate_query: String,
     /// PromQL for legacy writes per second.
     pub legacy_rate_query: String,
+}
+
+impl MetricsSettings {
+    pub fn split_rate(&self, window: &str) -> String {
+        self.split_rate_query.replace("{window}", window)
+    }
+    pub fn legacy_rate(&self, window: &str) -> String {
+        self.legacy_rate_query.replace("{window}", window)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -115,6 +156,8 @@ impl Default for Settings {
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),
             schema: SchemaSettings::default(),
+            adoption: AdoptionSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -131,28 +174,22 @@ impl Default for FlagSettings {
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        WriterSettings {
-            namespace: "diabetes".into(),
-            deployment: "diary-writer".into(),
-        }
+        WriterSettings { namespace: "diabetes".into(), deployment: "diary-writer".into() }
     }
 }
 
 impl Default for MetricsSettings {
     fn default() -> Self {
         MetricsSettings {
-            split_rate_query: "sum(rate(split_dose_saved_total[5m]))".into(),
-            legacy_rate_query: "sum(rate(legacy_dose_used_total[5m]))".into(),
+            split_rate_query: "sum(rate(split_dose_saved_total[{window}]))".into(),
+            legacy_rate_query: "sum(rate(legacy_dose_used_total[{window}]))".into(),
         }
     }
 }
 
 impl Default for SchemaSettings {
     fn default() -> Self {
-        SchemaSettings {
-            table: "history_records".into(),
-            expected_head: None,
-        }
+        SchemaSettings { table: "history_records".into(), expected_head: None }
     }
 }
 
@@ -166,22 +203,17 @@ impl Settings {
 
     /// Parses and checks a TOML settings document.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        let s: Settings =
-            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
+        let s: Settings = toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
         s.validate()?;
         Ok(s)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=3600).contains(&self.refresh_interval_secs) {
-            return Err(ConfigError::Invalid(
-                "refresh_interval_secs must be between 1 and 3600".into(),
-            ));
+            return Err(ConfigError::Invalid("refresh_interval_secs must be between 1 and 3600".into()));
         }
         if !(1..=120).contains(&self.source_timeout_secs) {
-            return Err(ConfigError::Invalid(
-                "source_timeout_secs must be between 1 and 120".into(),
-            ));
+            return Err(ConfigError::Invalid("source_timeout_secs must be between 1 and 120".into()));
         }
         for (name, v) in [
             ("flag.namespace", &self.flag.namespace),
@@ -190,41 +222,27 @@ impl Settings {
             ("writer.deployment", &self.writer.deployment),
         ] {
             if !is_dns_label(v) {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} {v:?} is not a valid Kubernetes name"
-                )));
+                return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid Kubernetes name")));
             }
         }
         if self.flag.key.is_empty()
-            || !self
-                .flag
-                .key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !self.flag.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(ConfigError::Invalid(format!(
-                "flag.key {:?} is not a valid ConfigMap key",
-                self.flag.key
-            )));
+            return Err(ConfigError::Invalid(format!("flag.key {:?} is not a valid ConfigMap key", self.flag.key)));
         }
         if self.schema.table.is_empty()
-            || !self
-                .schema
-                .table
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || !self.schema.table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             return Err(ConfigError::Invalid(format!(
                 "schema.table {:?} must be a plain lower-case identifier",
                 self.schema.table
             )));
         }
-        if self.metrics.split_rate_query.trim().is_empty()
-            || self.metrics.legacy_rate_query.trim().is_empty()
-        {
-            return Err(ConfigError::Invalid(
-                "metrics queries must not be empty".into(),
-            ));
+        if !(0.0..=1.0).contains(&self.adoption.legacy_share_target) {
+            return Err(ConfigError::Invalid("adoption.legacy_share_target must be a fraction between 0 and 1".into()));
+        }
+        if self.metrics.split_rate_query.trim().is_empty() || self.metrics.legacy_rate_query.trim().is_empty() {
+            return Err(ConfigError::Invalid("metrics queries must not be empty".into()));
         }
         Ok(())
     }
@@ -233,8 +251,7 @@ impl Settings {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -262,10 +279,8 @@ impl Config {
         let settings_file = var("ROLLOUT_CONFIG").map(PathBuf::from);
         let settings = match &settings_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), reason: e.to_string() })?;
                 Settings::from_toml(&text)?
             }
             None => Settings::default(),
@@ -295,12 +310,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
 
     #[test]
@@ -333,17 +343,8 @@ mod tests {
         assert_eq!(s.environment, "demo");
         assert_eq!(s.flag.key, "split");
         assert_eq!(s.flag.namespace, "diabetes");
-        assert!(matches!(
-            Settings::from_toml("colour = 1"),
-            Err(ConfigError::Toml(_))
-        ));
-        assert!(matches!(
-            Settings::from_toml("[flag]\nnamespace = \"Bad Name\""),
-            Err(ConfigError::Invalid(_))
-        ));
-        assert!(matches!(
-            Settings::from_toml("refresh_interval_secs = 0"),
-            Err(ConfigError::Invalid(_))
-        ));
+        assert!(matches!(Settings::from_toml("colour = 1"), Err(ConfigError::Toml(_))));
+        assert!(matches!(Settings::from_toml("[flag]\nnamespace = \"Bad Name\""), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Settings::from_toml("refresh_interval_secs = 0"), Err(ConfigError::Invalid(_))));
     }
 }

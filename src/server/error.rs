@@ -18,6 +18,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// A stable identifier, for metrics labels and JSON keys.
+    pub fn key(self) -> &'static str {
+        match self {
+            Source::Prometheus => "prometheus",
+            Source::DiaryDatabase => "diary_database",
+            Source::StateDatabase => "state_database",
+            Source::Kubernetes => "kubernetes",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Source::Prometheus => "Prometheus",
@@ -66,31 +76,18 @@ pub async fn within<T>(
 ) -> Result<T, SourceError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r,
-        Err(_) => Err(SourceError::Timeout {
-            system: source,
-            after: limit,
-        }),
+        Err(_) => Err(SourceError::Timeout { system: source, after: limit }),
     }
 }
 
 /// Maps a sqlx error to a sentence; connection strings never appear in it.
 pub fn from_sqlx(source: Source, e: &sqlx::Error) -> SourceError {
     match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolClosed => SourceError::Unreachable {
-            system: source,
-            detail: short_sqlx(e),
-        },
-        sqlx::Error::Database(db) => SourceError::Rejected {
-            system: source,
-            detail: db.message().to_string(),
-        },
-        _ => SourceError::Unreachable {
-            system: source,
-            detail: short_sqlx(e),
-        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+            SourceError::Unreachable { system: source, detail: short_sqlx(e) }
+        }
+        sqlx::Error::Database(db) => SourceError::Rejected { system: source, detail: db.message().to_string() },
+        _ => SourceError::Unreachable { system: source, detail: short_sqlx(e) },
     }
 }
 
@@ -129,10 +126,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::warn!(code = self.code(), "request failed: {self}");
-        (
-            self.status_code(),
-            Json(json!({"error": self.to_string(), "code": self.code()})),
-        )
-            .into_response()
+        (self.status_code(), Json(json!({"error": self.to_string(), "code": self.code()}))).into_response()
     }
 }

@@ -45,47 +45,27 @@ pub struct FlagValue {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the flag value {raw:?} is in a format the dashboard does not understand; it is shown as it is"
-)]
+#[error("the flag value {raw:?} is in a format the dashboard does not understand; it is shown as it is")]
 pub struct UnknownFlagFormat {
     pub raw: String,
 }
 
 impl FlagValue {
     pub fn parse(raw: &str) -> Result<FlagValue, UnknownFlagFormat> {
-        let unknown = || UnknownFlagFormat {
-            raw: raw.to_string(),
-        };
+        let unknown = || UnknownFlagFormat { raw: raw.to_string() };
         let t = raw.trim();
         match t.to_ascii_lowercase().as_str() {
-            "off" | "false" => {
-                return Ok(FlagValue {
-                    percentage: Percentage::OFF,
-                    format: FlagFormat::Word,
-                })
-            }
-            "on" | "true" => {
-                return Ok(FlagValue {
-                    percentage: Percentage::ALL,
-                    format: FlagFormat::Word,
-                })
-            }
+            "off" | "false" => return Ok(FlagValue { percentage: Percentage::OFF, format: FlagFormat::Word }),
+            "on" | "true" => return Ok(FlagValue { percentage: Percentage::ALL, format: FlagFormat::Word }),
             _ => {}
         }
         if let Some(num) = t.strip_suffix('%') {
             let n = parse_whole(num.trim_end()).ok_or_else(unknown)?;
-            return Ok(FlagValue {
-                percentage: n,
-                format: FlagFormat::PercentSign,
-            });
+            return Ok(FlagValue { percentage: n, format: FlagFormat::PercentSign });
         }
         if t.starts_with(|c: char| c.is_ascii_digit()) {
             let n = parse_whole(t).ok_or_else(unknown)?;
-            return Ok(FlagValue {
-                percentage: n,
-                format: FlagFormat::Number,
-            });
+            return Ok(FlagValue { percentage: n, format: FlagFormat::Number });
         }
         if t.starts_with('{') {
             let v: serde_json::Value = serde_json::from_str(t).map_err(|_| unknown())?;
@@ -109,10 +89,7 @@ impl FlagValue {
                 None => return Err(unknown()),
             };
             let percentage = if enabled { pct } else { Percentage::OFF };
-            return Ok(FlagValue {
-                percentage,
-                format: FlagFormat::Json,
-            });
+            return Ok(FlagValue { percentage, format: FlagFormat::Json });
         }
         Err(unknown())
     }
@@ -138,11 +115,7 @@ pub struct FlagReading {
 /// Where the flag lives. LaunchDarkly joins here as a second backend.
 #[derive(Clone)]
 pub enum FlagStore {
-    Kubernetes {
-        cluster: Cluster,
-        configmap: String,
-        key: String,
-    },
+    Kubernetes { cluster: Cluster, configmap: String, key: String },
     NotConfigured,
 }
 
@@ -156,11 +129,7 @@ impl FlagStore {
 
     pub async fn read(&self) -> Result<FlagReading, SourceError> {
         match self {
-            FlagStore::Kubernetes {
-                cluster,
-                configmap,
-                key,
-            } => {
+            FlagStore::Kubernetes { cluster, configmap, key } => {
                 let cm = cluster.configmap(configmap).await?;
                 let raw = cm.data.as_ref().and_then(|d| d.get(key)).cloned();
                 Ok(FlagReading {
@@ -198,10 +167,7 @@ mod tests {
         assert_eq!(pct(r#"{"enabled": true, "percentage": 25}"#), Some(25));
         assert_eq!(pct(r#"{"enabled": false, "percentage": 25}"#), Some(0));
         assert_eq!(pct(r#"{"enabled": true}"#), Some(100));
-        assert_eq!(
-            FlagValue::parse("25%").unwrap().format,
-            FlagFormat::PercentSign
-        );
+        assert_eq!(FlagValue::parse("25%").unwrap().format, FlagFormat::PercentSign);
         assert_eq!(FlagValue::parse("on").unwrap().format, FlagFormat::Word);
     }
 

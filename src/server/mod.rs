@@ -1,12 +1,19 @@
 //! Server-only code: configuration, shared state, the REST API and one module per outside system.
 
+pub mod adoption;
+pub mod alerts;
+pub mod cache;
+pub mod charts;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod flag_history;
 pub mod flags;
 pub mod http;
+pub mod own_metrics;
 pub mod prometheus;
 pub mod records;
+pub mod service;
 pub mod state;
 pub mod status;
 pub mod telemetry;
@@ -24,10 +31,7 @@ pub enum StartError {
     #[error("the state database is unusable: {0}")]
     StateDatabase(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("leptos configuration: {0}")]
     Leptos(String),
 }
@@ -73,9 +77,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let addr = leptos_options.site_addr;
     let state = AppState::connect(config, leptos_options).await?;
     state.spawn_pollers();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!("rollout-dashboard listening on http://{addr}");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {

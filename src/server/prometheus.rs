@@ -42,6 +42,40 @@ enum QueryData {
 }
 
 #[derive(Deserialize)]
+struct MatrixItem {
+    metric: std::collections::BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+/// One series of a range query: (unix seconds, value) points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Most points Prometheus returns per series before refusing the query.
+pub const MAX_POINTS: i64 = 11_000;
+
+/// An alert as `/api/v1/alerts` reports it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromAlert {
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub state: String,
+    pub active_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AlertsData {
+    alerts: Vec<PromAlert>,
+}
+
+#[derive(Deserialize)]
 struct VectorItem {
     metric: std::collections::BTreeMap<String, String>,
     value: (f64, String),
@@ -53,23 +87,17 @@ pub fn parse_value(s: &str) -> Result<f64, SourceError> {
         "NaN" => Ok(f64::NAN),
         "+Inf" | "Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => s
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| SourceError::Malformed {
-                system: SOURCE,
-                detail: format!("sample value {s:?} is not a number"),
-            }),
+        _ => s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| SourceError::Malformed {
+            system: SOURCE,
+            detail: format!("sample value {s:?} is not a number"),
+        }),
     }
 }
 
-/// Parses an instant-query answer body.
-pub fn parse_instant(body: &[u8]) -> Result<Vec<Sample>, SourceError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| SourceError::Malformed {
-        system: SOURCE,
-        detail: format!("not a Prometheus API answer ({e})"),
-    })?;
+/// The `data` member of a successful answer, or the error Prometheus gave.
+fn envelope_data(body: &[u8]) -> Result<serde_json::Value, SourceError> {
+    let env: Envelope = serde_json::from_slice(body)
+        .map_err(|e| SourceError::Malformed { system: SOURCE, detail: format!("not a Prometheus API answer ({e})") })?;
     if env.status != "success" {
         return Err(SourceError::Rejected {
             system: SOURCE,
@@ -80,34 +108,56 @@ pub fn parse_instant(body: &[u8]) -> Result<Vec<Sample>, SourceError> {
             ),
         });
     }
-    let data = env.data.ok_or_else(|| SourceError::Malformed {
-        system: SOURCE,
-        detail: "no data".into(),
-    })?;
-    let data: QueryData = serde_json::from_value(data).map_err(|e| SourceError::Malformed {
-        system: SOURCE,
-        detail: format!("unexpected result shape ({e})"),
-    })?;
+    env.data.ok_or_else(|| SourceError::Malformed { system: SOURCE, detail: "no data".into() })
+}
+
+/// Parses a range-query answer body. NaN and infinite points are dropped (gaps in a chart).
+pub fn parse_range(body: &[u8]) -> Result<Vec<RangeSeries>, SourceError> {
+    let data = envelope_data(body)?;
+    if data.get("resultType").and_then(|t| t.as_str()) != Some("matrix") {
+        return Err(SourceError::Malformed { system: SOURCE, detail: "expected a range matrix".into() });
+    }
+    let items: Vec<MatrixItem> = serde_json::from_value(data.get("result").cloned().unwrap_or_default())
+        .map_err(|e| SourceError::Malformed { system: SOURCE, detail: format!("unexpected matrix shape ({e})") })?;
+    items
+        .into_iter()
+        .map(|m| {
+            let mut points = Vec::with_capacity(m.values.len());
+            for (t, v) in m.values {
+                let v = parse_value(&v)?;
+                if v.is_finite() {
+                    points.push((t, v));
+                }
+            }
+            Ok(RangeSeries { labels: m.metric, points })
+        })
+        .collect()
+}
+
+/// Parses an `/api/v1/alerts` answer body.
+pub fn parse_alerts(body: &[u8]) -> Result<Vec<PromAlert>, SourceError> {
+    let data = envelope_data(body)?;
+    let data: AlertsData = serde_json::from_value(data)
+        .map_err(|e| SourceError::Malformed { system: SOURCE, detail: format!("unexpected alerts shape ({e})") })?;
+    Ok(data.alerts)
+}
+
+/// Parses an instant-query answer body.
+pub fn parse_instant(body: &[u8]) -> Result<Vec<Sample>, SourceError> {
+    let data = envelope_data(body)?;
+    let data: QueryData = serde_json::from_value(data)
+        .map_err(|e| SourceError::Malformed { system: SOURCE, detail: format!("unexpected result shape ({e})") })?;
     match data {
         QueryData::Vector(items) => items
             .into_iter()
-            .map(|i| {
-                Ok(Sample {
-                    labels: i.metric,
-                    timestamp: i.value.0,
-                    value: parse_value(&i.value.1)?,
-                })
-            })
+            .map(|i| Ok(Sample { labels: i.metric, timestamp: i.value.0, value: parse_value(&i.value.1)? }))
             .collect(),
-        QueryData::Scalar((t, v)) => Ok(vec![Sample {
-            labels: Default::default(),
-            timestamp: t,
-            value: parse_value(&v)?,
-        }]),
-        QueryData::Matrix(_) | QueryData::String(_) => Err(SourceError::Malformed {
-            system: SOURCE,
-            detail: "expected an instant vector or scalar".into(),
-        }),
+        QueryData::Scalar((t, v)) => {
+            Ok(vec![Sample { labels: Default::default(), timestamp: t, value: parse_value(&v)? }])
+        }
+        QueryData::Matrix(_) | QueryData::String(_) => {
+            Err(SourceError::Malformed { system: SOURCE, detail: "expected an instant vector or scalar".into() })
+        }
     }
 }
 
@@ -117,43 +167,56 @@ impl Prometheus {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| SourceError::Unreachable {
-                system: SOURCE,
-                detail: e.without_url().to_string(),
-            })?;
-        Ok(Prometheus {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-        })
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: e.without_url().to_string() })?;
+        Ok(Prometheus { http, base: base.trim_end_matches('/').to_string() })
+    }
+
+    /// GETs an API path and parses the body with `parse`. Prometheus answers 400/422/503 with
+    /// the same JSON envelope as successes, so the body is parsed before the status is judged.
+    async fn get<T>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        parse: impl FnOnce(&[u8]) -> Result<T, SourceError>,
+    ) -> Result<T, SourceError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(params)
+            .send()
+            .await
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+        let status = resp.status();
+        let body =
+            resp.bytes().await.map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+        match parse(&body) {
+            Err(SourceError::Malformed { .. }) if !status.is_success() => {
+                Err(SourceError::Rejected { system: SOURCE, detail: format!("HTTP {status}") })
+            }
+            other => other,
+        }
     }
 
     /// Runs an instant query at the server's current time.
     pub async fn instant(&self, query: &str) -> Result<Vec<Sample>, SourceError> {
-        let resp = self
-            .http
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", query)])
-            .send()
-            .await
-            .map_err(|e| SourceError::Unreachable {
-                system: SOURCE,
-                detail: reqwest_detail(e),
-            })?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| SourceError::Unreachable {
-            system: SOURCE,
-            detail: reqwest_detail(e),
-        })?;
-        // Prometheus answers 400/422/503 with the same JSON envelope, so parse before judging.
-        match parse_instant(&body) {
-            Err(SourceError::Malformed { .. }) if !status.is_success() => {
-                Err(SourceError::Rejected {
-                    system: SOURCE,
-                    detail: format!("HTTP {status}"),
-                })
-            }
-            other => other,
-        }
+        self.get("/api/v1/query", &[("query", query.to_string())], parse_instant).await
+    }
+
+    /// Runs a range query; `step` is raised so that no series exceeds Prometheus's point limit.
+    pub async fn range(&self, query: &str, start: f64, end: f64, step: f64) -> Result<Vec<RangeSeries>, SourceError> {
+        let step = step.max((end - start) / (MAX_POINTS - 1) as f64).max(1.0);
+        let params = [
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step:.3}")),
+        ];
+        self.get("/api/v1/query_range", &params, parse_range).await
+    }
+
+    /// Firing and pending alerts.
+    pub async fn alerts(&self) -> Result<Vec<PromAlert>, SourceError> {
+        self.get("/api/v1/alerts", &[], parse_alerts).await
     }
 
     /// A query expected to give exactly one number (e.g. a `sum(...)`). No series means no data.
@@ -163,16 +226,11 @@ impl Prometheus {
             [one] => Ok(one.value),
             [] => Err(SourceError::Missing {
                 system: SOURCE,
-                detail: format!(
-                    "Prometheus has no samples for `{query}` (is the metric being scraped?)"
-                ),
+                detail: format!("Prometheus has no samples for `{query}` (is the metric being scraped?)"),
             }),
             many => Err(SourceError::Malformed {
                 system: SOURCE,
-                detail: format!(
-                    "`{query}` gave {} series; expected one (wrap it in sum())",
-                    many.len()
-                ),
+                detail: format!("`{query}` gave {} series; expected one (wrap it in sum())", many.len()),
             }),
         }
     }
@@ -197,6 +255,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_a_matrix_and_leaves_gaps_for_nan() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{},"values":[[1700000000,"1"],[1700000060,"NaN"],[1700000120,"+Inf"],[1700000180,"2.5"]]}]}}"#;
+        let s = parse_range(body).unwrap();
+        assert_eq!(s[0].points, vec![(1700000000.0, 1.0), (1700000180.0, 2.5)]);
+        assert!(matches!(
+            parse_range(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#),
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn parses_alerts() {
+        let body =
+            br#"{"status":"success","data":{"alerts":[{"labels":{"alertname":"X","rollout":"insulin_dose_split"},
+            "annotations":{"summary":"s"},"state":"firing","activeAt":"2026-11-25T10:00:00.123Z","value":"1e+00"}]}}"#;
+        let a = parse_alerts(body).unwrap();
+        assert_eq!(a[0].state, "firing");
+        assert_eq!(a[0].labels["alertname"], "X");
+        assert!(parse_alerts(br#"{"status":"success","data":{}}"#).is_err());
+    }
+
+    #[test]
     fn parses_vector_and_specials() {
         let body = br#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"job":"a"},"value":[1700000000.5,"1.9"]},
@@ -213,6 +294,7 @@ mod tests {
     #[test]
     fn error_envelope_becomes_rejected() {
         let body = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
+        assert!(matches!(parse_range(body), Err(SourceError::Rejected { .. })));
         match parse_instant(body) {
             Err(SourceError::Rejected { detail, .. }) => assert!(detail.contains("parse error")),
             other => panic!("unexpected {other:?}"),
@@ -221,8 +303,17 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        for body in [&b"<html>"[..], b"{}", br#"{"status":"success"}"#, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#] {
-            assert!(matches!(parse_instant(body), Err(SourceError::Malformed { .. })), "{:?}", String::from_utf8_lossy(body));
+        for body in [
+            &b"<html>"[..],
+            b"{}",
+            br#"{"status":"success"}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#,
+        ] {
+            assert!(
+                matches!(parse_instant(body), Err(SourceError::Malformed { .. })),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -1,16 +1,47 @@
 //! The diary database: `history_records` aggregates and the state of its schema.
 //! Read-only: monitoring needs nothing more than SELECT.
+//!
+//! `history_records` grows without bound, so windows and series are assembled from hourly
+//! buckets: completed hours are counted once and kept in memory, only the open hour and the
+//! partial hours at a window's edges are counted on each request. Cached hours from the last
+//! `RECONCILE_SPAN` are dropped every `RECONCILE_EVERY` so that late writes are picked up.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use crate::api::records::{DoubledRecord, RecordBucket, RecordCounts, RecordSeries, RecordSummary};
+use crate::api::window::Window;
 
 use super::error::{from_sqlx, Source, SourceError};
 
 const SOURCE: Source = Source::DiaryDatabase;
+const HOUR: i64 = 3600;
+/// An hour is cached only once it ended this long ago (writes in flight).
+const SETTLE_SECS: i64 = 120;
+const RECONCILE_EVERY: Duration = Duration::from_secs(600);
+const RECONCILE_SPAN: i64 = 48 * HOUR;
+/// Most buckets one series may have.
+pub const MAX_BUCKETS: i64 = 2_000;
 
 #[derive(Clone)]
 pub struct DiaryRecords {
     pool: PgPool,
     table: String,
+    hours: Arc<Mutex<HourCache>>,
+}
+
+#[derive(Default)]
+struct HourCache {
+    /// Whether the cached counts were taken with the split columns present.
+    split_columns: Option<bool>,
+    /// Hour start (unix seconds) → counts of that completed hour.
+    counts: BTreeMap<i64, Counts>,
+    last_reconcile: Option<Instant>,
 }
 
 /// Which split columns exist and which Alembic revision the database is at.
@@ -28,22 +59,57 @@ impl SchemaState {
     }
 }
 
-/// Counts over a window of `history_records` (created_at >= start AND created_at < end).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordCounts {
-    pub total: i64,
-    /// None when the column does not exist (schema rolled back).
-    pub with_short: Option<i64>,
-    pub with_long: Option<i64>,
+/// Raw counters; which of them mean anything depends on the schema (see `publish`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+struct Counts {
+    total: i64,
+    with_short: i64,
+    with_long: i64,
+    with_both: i64,
+    legacy_only: i64,
+    doubled: i64,
+    empty: i64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.total += o.total;
+        self.with_short += o.with_short;
+        self.with_long += o.with_long;
+        self.with_both += o.with_both;
+        self.legacy_only += o.legacy_only;
+        self.doubled += o.doubled;
+        self.empty += o.empty;
+    }
+}
+
+impl Counts {
+    fn publish(self, split_columns: bool) -> RecordCounts {
+        let split = |v: i64| split_columns.then_some(v);
+        RecordCounts {
+            total: self.total,
+            with_short: split(self.with_short),
+            with_long: split(self.with_long),
+            with_both: split(self.with_both),
+            legacy_only: self.legacy_only,
+            doubled: split(self.doubled),
+            empty: self.empty,
+        }
+    }
+}
+
+fn ts(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+fn floor_to(secs: i64, step: i64) -> i64 {
+    secs - secs.rem_euclid(step)
 }
 
 impl DiaryRecords {
     /// `table` is validated by the configuration as a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Self {
-        DiaryRecords {
-            pool,
-            table: table.to_string(),
-        }
+        DiaryRecords { pool, table: table.to_string(), hours: Arc::default() }
     }
 
     pub async fn schema(&self) -> Result<SchemaState, SourceError> {
@@ -56,11 +122,10 @@ impl DiaryRecords {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| from_sqlx(SOURCE, &e))?;
-        let has_alembic: bool =
-            sqlx::query_scalar("SELECT to_regclass('alembic_version') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| from_sqlx(SOURCE, &e))?;
+        let has_alembic: bool = sqlx::query_scalar("SELECT to_regclass('alembic_version') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(SOURCE, &e))?;
         let alembic_revision = if has_alembic {
             sqlx::query_scalar::<_, String>("SELECT version_num::text FROM alembic_version LIMIT 1")
                 .fetch_optional(&self.pool)
@@ -76,36 +141,201 @@ impl DiaryRecords {
         })
     }
 
-    /// Counts rows created in the last `hours`, using only the split columns that exist.
-    pub async fn counts_last_hours(
-        &self,
-        hours: i64,
-        schema: &SchemaState,
-    ) -> Result<RecordCounts, SourceError> {
-        let short = if schema.insulin_short {
-            "count(*) FILTER (WHERE insulin_short IS NOT NULL)"
+    /// The SELECT list computing every counter; without the split columns only `dose` counts.
+    fn counters_sql(split_columns: bool) -> &'static str {
+        if split_columns {
+            "count(*) AS total,
+             count(*) FILTER (WHERE insulin_short IS NOT NULL) AS with_short,
+             count(*) FILTER (WHERE insulin_long IS NOT NULL) AS with_long,
+             count(*) FILTER (WHERE insulin_short IS NOT NULL AND insulin_long IS NOT NULL) AS with_both,
+             count(*) FILTER (WHERE dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL) AS legacy_only,
+             count(*) FILTER (WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose) AS doubled,
+             count(*) FILTER (WHERE dose IS NULL AND insulin_short IS NULL AND insulin_long IS NULL) AS empty"
         } else {
-            "NULL::bigint"
-        };
-        let long = if schema.insulin_long {
-            "count(*) FILTER (WHERE insulin_long IS NOT NULL)"
-        } else {
-            "NULL::bigint"
-        };
+            "count(*) AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
+             count(*) FILTER (WHERE dose IS NOT NULL) AS legacy_only, 0::bigint AS doubled,
+             count(*) FILTER (WHERE dose IS NULL) AS empty"
+        }
+    }
+
+    /// Counters over [from, to) in one scan.
+    async fn count_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
+        if to <= from {
+            return Ok(Counts::default());
+        }
         let sql = format!(
-            "SELECT count(*), {short}, {long} FROM {table}
-              WHERE created_at >= now() - make_interval(hours => $1::int) AND created_at < now()",
-            table = self.table
+            "SELECT {} FROM {} WHERE created_at >= $1 AND created_at < $2",
+            Self::counters_sql(split),
+            self.table
         );
-        let (total, with_short, with_long): (i64, Option<i64>, Option<i64>) = sqlx::query_as(&sql)
-            .bind(hours as i32)
+        sqlx::query_as::<_, Counts>(&sql)
+            .bind(from)
+            .bind(to)
             .fetch_one(&self.pool)
             .await
+            .map_err(|e| from_sqlx(SOURCE, &e))
+    }
+
+    /// Counters per `step`-second bucket over [from, to); both aligned to `step`. Buckets without
+    /// rows are absent from the answer.
+    async fn count_buckets(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: i64,
+        split_columns: bool,
+    ) -> Result<BTreeMap<i64, Counts>, SourceError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            bucket: i64,
+            #[sqlx(flatten)]
+            counts: Counts,
+        }
+        if to <= from {
+            return Ok(BTreeMap::new());
+        }
+        let sql = format!(
+            "SELECT (floor(extract(epoch FROM created_at) / $3) * $3)::bigint AS bucket, {}
+               FROM {} WHERE created_at >= $1 AND created_at < $2 GROUP BY 1",
+            Self::counters_sql(split_columns),
+            self.table
+        );
+        let rows = sqlx::query_as::<_, Row>(&sql)
+            .bind(from)
+            .bind(to)
+            .bind(step as f64)
+            .fetch_all(&self.pool)
+            .await
             .map_err(|e| from_sqlx(SOURCE, &e))?;
-        Ok(RecordCounts {
-            total,
-            with_short,
-            with_long,
-        })
+        Ok(rows.into_iter().map(|r| (r.bucket, r.counts)).collect())
+    }
+
+    /// The database's clock, so windows agree with `now()` in SQL written by hand.
+    async fn db_now(&self) -> Result<DateTime<Utc>, SourceError> {
+        sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))
+    }
+
+    /// Counts of the whole hours [h0, h1), from the cache where possible. Hours that have
+    /// settled are cached; the others are counted but not kept.
+    async fn hours(
+        &self,
+        h0: i64,
+        h1: i64,
+        now: i64,
+        split_columns: bool,
+    ) -> Result<BTreeMap<i64, Counts>, SourceError> {
+        let mut cache = self.hours.lock().await;
+        if cache.split_columns != Some(split_columns) {
+            cache.counts.clear();
+            cache.split_columns = Some(split_columns);
+        }
+        if cache.last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
+            let keep_before = floor_to(now, HOUR) - RECONCILE_SPAN;
+            cache.counts.retain(|h, _| *h < keep_before);
+            cache.last_reconcile = Some(Instant::now());
+        }
+        let missing: Vec<i64> =
+            (0..(h1 - h0) / HOUR).map(|i| h0 + i * HOUR).filter(|h| !cache.counts.contains_key(h)).collect();
+        let mut fresh = BTreeMap::new();
+        if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+            fresh = self.count_buckets(ts(*first), ts(last + HOUR), HOUR, split_columns).await?;
+            for h in &missing {
+                if h + HOUR + SETTLE_SECS <= now {
+                    cache.counts.insert(*h, fresh.get(h).copied().unwrap_or_default());
+                }
+            }
+        }
+        Ok((0..(h1 - h0) / HOUR)
+            .map(|i| h0 + i * HOUR)
+            .map(|h| (h, cache.counts.get(&h).or_else(|| fresh.get(&h)).copied().unwrap_or_default()))
+            .collect())
+    }
+
+    /// Counters over [from, to): whole hours from the hour cache, the partial edges counted directly.
+    async fn count_span(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
+        // The first whole hour starting at or after `from`.
+        let mut h0 = floor_to(from.timestamp(), HOUR);
+        if ts(h0) < from {
+            h0 += HOUR;
+        }
+        let h1 = floor_to(to.timestamp(), HOUR);
+        if h1 <= h0 {
+            return self.count_between(from, to, split).await;
+        }
+        let mut total = self.count_between(from, ts(h0), split).await?;
+        for c in self.hours(h0, h1, to.timestamp(), split).await?.into_values() {
+            total += c;
+        }
+        total += self.count_between(ts(h1), to, split).await?;
+        Ok(total)
+    }
+
+    /// The counters for the window ending now (created_at >= now() - window AND created_at < now()).
+    pub async fn summary(&self, window: Window, schema: &SchemaState) -> Result<RecordSummary, SourceError> {
+        let end = self.db_now().await?;
+        let start = end - chrono::Duration::seconds(window.as_secs());
+        self.summary_between(start, end, schema).await
+    }
+
+    /// The counters for created_at >= start AND created_at < end.
+    pub async fn summary_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        schema: &SchemaState,
+    ) -> Result<RecordSummary, SourceError> {
+        let split = schema.has_split_columns();
+        let counts = self.count_span(start, end, split).await?;
+        Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
+    }
+
+    /// Buckets of `step` over the last `range`, aligned to `step`; the last one is still open.
+    pub async fn series(&self, range: Window, step: Window, schema: &SchemaState) -> Result<RecordSeries, SourceError> {
+        let end = self.db_now().await?;
+        let (now, step_s) = (end.timestamp(), step.as_secs());
+        let first = floor_to(now - range.as_secs(), step_s);
+        let split = schema.has_split_columns();
+        let mut buckets = Vec::new();
+        if step_s % HOUR == 0 {
+            let hours = self.hours(first, floor_to(now, HOUR), now, split).await?;
+            let open = self.count_between(ts(floor_to(now, HOUR)), end, split).await?;
+            let mut t = first;
+            while t <= now {
+                let mut c = Counts::default();
+                for (_, v) in hours.range(t..t + step_s) {
+                    c += *v;
+                }
+                if (t..t + step_s).contains(&floor_to(now, HOUR)) {
+                    c += open;
+                }
+                buckets.push(RecordBucket { start: ts(t), end: ts(t + step_s), counts: c.publish(split) });
+                t += step_s;
+            }
+        } else {
+            let found = self.count_buckets(ts(first), end, step_s, split).await?;
+            let mut t = first;
+            while t <= now {
+                let c = found.get(&t).copied().unwrap_or_default();
+                buckets.push(RecordBucket { start: ts(t), end: ts(t + step_s), counts: c.publish(split) });
+                t += step_s;
+            }
+        }
+        Ok(RecordSeries { range_start: ts(first), range_end: end, step: step.to_string(), buckets })
+    }
+
+    /// The newest records that copy `dose` into both parts: ids and times only.
+    pub async fn doubled(&self, limit: i64, schema: &SchemaState) -> Result<Vec<DoubledRecord>, SourceError> {
+        if !schema.has_split_columns() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, created_at FROM {}
+              WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose
+              ORDER BY created_at DESC, id DESC LIMIT $1",
+            self.table
+        );
+        let rows: Vec<(i64, DateTime<Utc>)> =
+            sqlx::query_as(&sql).bind(limit).fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;
+        Ok(rows.into_iter().map(|(id, created_at)| DoubledRecord { id, created_at }).collect())
     }
 }

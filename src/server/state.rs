@@ -28,6 +28,8 @@ pub struct AppState {
     /// Namespace of the writer deployment; the flag store holds its own.
     pub writer_cluster: Result<Cluster, SourceError>,
     pub flags: FlagStore,
+    /// Caches, health and the dashboard's own metrics, shared by both API doors.
+    pub services: Arc<super::service::Services>,
 }
 
 /// sqlx migrations of the state database, embedded at build time.
@@ -36,10 +38,7 @@ pub static STATE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrati
 impl AppState {
     /// Connects everything. Only the state database is required: it is migrated here, and the
     /// dashboard refuses to start without it (it is where the audit trail lives).
-    pub async fn connect(
-        config: Config,
-        leptos_options: LeptosOptions,
-    ) -> Result<AppState, StartError> {
+    pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
         let settings = config.settings;
         let timeout = settings.source_timeout();
         let state_db = PgPoolOptions::new()
@@ -55,30 +54,19 @@ impl AppState {
                 .acquire_timeout(timeout)
                 .connect_lazy(url.expose())
                 .map(|pool| DiaryRecords::new(pool, &settings.schema.table))
-                .map_err(|e| SourceError::Unreachable {
-                    system: Source::DiaryDatabase,
-                    detail: e.to_string(),
-                }),
-            None => Err(SourceError::NotConfigured {
-                system: Source::DiaryDatabase,
-                hint: "set DATABASE_URL",
-            }),
+                .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
+            None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
         };
         let prometheus = match &config.prometheus_url {
             Some(url) => Prometheus::new(url.expose(), timeout),
-            None => Err(SourceError::NotConfigured {
-                system: Source::Prometheus,
-                hint: "set PROMETHEUS_URL",
-            }),
+            None => Err(SourceError::NotConfigured { system: Source::Prometheus, hint: "set PROMETHEUS_URL" }),
         };
         let flag_cluster = Cluster::connect(&config.kube, &settings.flag.namespace, timeout).await;
         if let Err(e) = &flag_cluster {
             tracing::warn!("Kubernetes: {e}");
         }
-        let writer_cluster = flag_cluster
-            .as_ref()
-            .map(|c| c.in_namespace(&settings.writer.namespace))
-            .map_err(Clone::clone);
+        let writer_cluster =
+            flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
         let flags = match flag_cluster {
             Ok(cluster) => FlagStore::Kubernetes {
                 cluster,
@@ -97,6 +85,7 @@ impl AppState {
         );
         Ok(AppState {
             leptos_options,
+            services: Arc::new(super::service::Services::new(settings.refresh_interval())),
             settings: Arc::new(settings),
             state_db,
             diary,
@@ -108,7 +97,7 @@ impl AppState {
 
     /// Background work that must happen whether or not anyone is looking.
     pub fn spawn_pollers(&self) {
-        tokio::spawn(super::status::observe_flag_forever(self.clone()));
+        tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
     }
 }
 

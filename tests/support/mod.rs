@@ -16,11 +16,7 @@ use rollout_dashboard::server::config::Config;
 use rollout_dashboard::server::state::AppState;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A Prometheus server on a free loopback port whose TSDB was backfilled with `series` by promtool.
@@ -37,21 +33,12 @@ impl PrometheusHarness {
         std::fs::write(&om, openmetrics::render(series)).unwrap();
         let data = dir.path().join("data");
         let out = Command::new("promtool")
-            .args([
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                "--max-block-duration=24h",
-            ])
+            .args(["tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h"])
             .arg(&om)
             .arg(&data)
             .output()
             .expect("promtool must be installed (scripts/setup installs it)");
-        assert!(
-            out.status.success(),
-            "promtool failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "promtool failed: {}", String::from_utf8_lossy(&out.stderr));
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, "global: {scrape_interval: 15s}\n").unwrap();
         let port = free_port();
@@ -66,11 +53,7 @@ impl PrometheusHarness {
             .spawn()
             .expect("prometheus must be installed (scripts/setup installs it)");
         let url = format!("http://127.0.0.1:{port}");
-        let h = PrometheusHarness {
-            url,
-            child,
-            _dir: dir,
-        };
+        let h = PrometheusHarness { url, child, _dir: dir };
         h.wait_ready();
         h
     }
@@ -79,11 +62,7 @@ impl PrometheusHarness {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let ok = std::net::TcpStream::connect_timeout(
-                &self
-                    .url
-                    .trim_start_matches("http://")
-                    .parse::<SocketAddr>()
-                    .unwrap(),
+                &self.url.trim_start_matches("http://").parse::<SocketAddr>().unwrap(),
                 Duration::from_millis(200),
             )
             .is_ok()
@@ -105,9 +84,7 @@ fn ureq_ready(base: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /-/ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .is_err()
-    {
+    if s.write_all(format!("GET /-/ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).is_err() {
         return false;
     }
     let mut buf = String::new();
@@ -133,11 +110,7 @@ pub struct SimulatorHarness {
 }
 
 impl SimulatorHarness {
-    pub async fn start(
-        flag_value: &str,
-        replicas: i32,
-        diary: Option<sqlx::PgPool>,
-    ) -> SimulatorHarness {
+    pub async fn start(flag_value: &str, replicas: i32, diary: Option<sqlx::PgPool>) -> SimulatorHarness {
         let token = format!("test-token-{}", free_port());
         let cluster = Arc::new(SimCluster::new(
             ClusterSnapshot {
@@ -168,14 +141,7 @@ impl SimulatorHarness {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &token);
-        SimulatorHarness {
-            url,
-            token,
-            cluster,
-            kubeconfig,
-            _dir: dir,
-            task,
-        }
+        SimulatorHarness { url, token, cluster, kubeconfig, _dir: dir, task }
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -204,11 +170,7 @@ pub fn write_kubeconfig(path: &Path, server: &str, token: &str) {
 /// The URL of the database behind a `#[sqlx::test]` pool.
 pub fn url_of(pool: &sqlx::PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must name the test server");
-    let db = pool
-        .connect_options()
-        .get_database()
-        .unwrap_or("postgres")
-        .to_string();
+    let db = pool.connect_options().get_database().unwrap_or("postgres").to_string();
     match base.rfind('/') {
         Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => {
             format!("{}/{db}", &base[..i])
@@ -236,10 +198,7 @@ pub async fn diary_schema(pool: &sqlx::PgPool) {
 /// The end2end fixture rows (end2end/fixtures/diary.sql): 11 rows in the last 24 hours,
 /// 6 with insulin_short, 4 with insulin_long.
 pub async fn diary_fixture(pool: &sqlx::PgPool) {
-    sqlx::raw_sql(include_str!("../../end2end/fixtures/diary.sql"))
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(include_str!("../../end2end/fixtures/diary.sql")).execute(pool).await.unwrap();
 }
 
 /// Dashboard state wired to the given systems; `None` leaves one unconfigured.
@@ -261,10 +220,6 @@ pub async fn dashboard_state(
         _ => None,
     })
     .unwrap();
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("rollout-dashboard")
-        .build();
-    AppState::connect(config, options)
-        .await
-        .expect("dashboard state")
+    let options = leptos::config::LeptosOptions::builder().output_name("rollout-dashboard").build();
+    AppState::connect(config, options).await.expect("dashboard state")
 }

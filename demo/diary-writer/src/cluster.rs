@@ -64,12 +64,7 @@ impl Cluster {
             .unwrap_or(initial);
         let ready = snap.desired_replicas;
         Cluster {
-            inner: Mutex::new(Inner {
-                snap,
-                ready,
-                last_step: Instant::now(),
-                fault: Fault::None,
-            }),
+            inner: Mutex::new(Inner { snap, ready, last_step: Instant::now(), fault: Fault::None }),
             state_file,
             ready_delay,
             token,
@@ -123,9 +118,7 @@ impl Cluster {
         let mut g = self.lock();
         if let Some(v) = expected_version {
             if v != g.snap.configmap_version {
-                return Err(Conflict {
-                    current: g.snap.configmap_version,
-                });
+                return Err(Conflict { current: g.snap.configmap_version });
             }
         }
         g.snap.resource_version += 1;
@@ -137,17 +130,11 @@ impl Cluster {
         Ok(snap)
     }
 
-    pub fn scale(
-        &self,
-        expected_version: Option<u64>,
-        replicas: i32,
-    ) -> Result<ClusterSnapshot, Conflict> {
+    pub fn scale(&self, expected_version: Option<u64>, replicas: i32) -> Result<ClusterSnapshot, Conflict> {
         let mut g = self.lock();
         if let Some(v) = expected_version {
             if v != g.snap.deployment_version {
-                return Err(Conflict {
-                    current: g.snap.deployment_version,
-                });
+                return Err(Conflict { current: g.snap.deployment_version });
             }
         }
         if g.ready >= g.snap.desired_replicas {

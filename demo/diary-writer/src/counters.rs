@@ -24,8 +24,7 @@ pub const LEGACY_CLIENT: &str = "2.3.1";
 /// SQL predicates defining which rows count towards each counter. Shared by the writer, the
 /// exporter's starting values and the backfill, so the three agree.
 pub const SPLIT_ROW: &str = "(insulin_short IS NOT NULL OR insulin_long IS NOT NULL)";
-pub const LEGACY_ROW: &str =
-    "(dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL)";
+pub const LEGACY_ROW: &str = "(dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL)";
 
 #[derive(Default)]
 pub struct DoseCounters {
@@ -35,10 +34,7 @@ pub struct DoseCounters {
 
 impl DoseCounters {
     pub fn starting_at(split: u64, legacy: u64) -> Self {
-        DoseCounters {
-            split: AtomicU64::new(split),
-            legacy: AtomicU64::new(legacy),
-        }
+        DoseCounters { split: AtomicU64::new(split), legacy: AtomicU64::new(legacy) }
     }
 
     pub fn record_split(&self) {
@@ -52,22 +48,11 @@ impl DoseCounters {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, client, value) in [
-            (
-                SPLIT_METRIC,
-                SPLIT_CLIENT,
-                self.split.load(Ordering::Relaxed),
-            ),
-            (
-                LEGACY_METRIC,
-                LEGACY_CLIENT,
-                self.legacy.load(Ordering::Relaxed),
-            ),
+            (SPLIT_METRIC, SPLIT_CLIENT, self.split.load(Ordering::Relaxed)),
+            (LEGACY_METRIC, LEGACY_CLIENT, self.legacy.load(Ordering::Relaxed)),
         ] {
             let _ = writeln!(out, "# TYPE {name}_total counter");
-            let _ = writeln!(
-                out,
-                "{name}_total{{service=\"{SERVICE_LABEL}\",client_version=\"{client}\"}} {value}"
-            );
+            let _ = writeln!(out, "{name}_total{{service=\"{SERVICE_LABEL}\",client_version=\"{client}\"}} {value}");
         }
         out
     }
@@ -80,8 +65,7 @@ pub async fn count_rows(pool: &sqlx::PgPool) -> Result<(u64, u64), sqlx::Error> 
     let sql = if has_split {
         format!("SELECT count(*) FILTER (WHERE {SPLIT_ROW}), count(*) FILTER (WHERE {LEGACY_ROW}) FROM history_records")
     } else {
-        "SELECT 0::bigint, count(*) FILTER (WHERE dose IS NOT NULL) FROM history_records"
-            .to_string()
+        "SELECT 0::bigint, count(*) FILTER (WHERE dose IS NOT NULL) FROM history_records".to_string()
     };
     let (split, legacy): (i64, i64) = sqlx::query_as(&sql).fetch_one(pool).await?;
     Ok((split.max(0) as u64, legacy.max(0) as u64))
@@ -92,8 +76,5 @@ pub fn router() -> Router<World> {
 }
 
 async fn metrics(State(world): State<World>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        world.counters.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], world.counters.render())
 }

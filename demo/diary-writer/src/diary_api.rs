@@ -40,9 +40,7 @@ pub struct DiaryEntry {
 }
 
 pub fn router() -> Router<World> {
-    Router::new()
-        .route("/v1/diary", post(create))
-        .route("/v1/diary/{id}", get(read))
+    Router::new().route("/v1/diary", post(create)).route("/v1/diary/{id}", get(read))
 }
 
 fn error(code: StatusCode, message: &str) -> Response {
@@ -58,20 +56,11 @@ async fn create(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let Some(pool) = &world.diary else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no diary database configured",
-        );
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no diary database configured");
     };
-    for v in [body.dose, body.insulin_short, body.insulin_long]
-        .into_iter()
-        .flatten()
-    {
+    for v in [body.dose, body.insulin_short, body.insulin_long].into_iter().flatten() {
         if !(0.0..=300.0).contains(&v) || !v.is_finite() {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "doses must be between 0 and 300 units",
-            );
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "doses must be between 0 and 300 units");
         }
     }
     if body.dose.is_some() && (body.insulin_short.is_some() || body.insulin_long.is_some()) {
@@ -87,12 +76,7 @@ async fn create(
     if split {
         match split_columns_exist(pool).await {
             Ok(true) => {}
-            Ok(false) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "this schema has no split dose columns",
-                )
-            }
+            Ok(false) => return error(StatusCode::UNPROCESSABLE_ENTITY, "this schema has no split dose columns"),
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("database: {e}")),
         }
     }
@@ -105,10 +89,7 @@ async fn create(
     match insert(&world, pool, entry, body.note.as_deref()).await {
         Ok(id) => match fetch(pool, id).await {
             Ok(Some(e)) => (StatusCode::CREATED, Json(e)).into_response(),
-            Ok(None) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "entry vanished after insert",
-            ),
+            Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "entry vanished after insert"),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("database: {e}")),
         },
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("database: {e}")),
@@ -123,18 +104,12 @@ async fn fetch(pool: &sqlx::PgPool, id: i64) -> Result<Option<DiaryEntry>, sqlx:
     } else {
         "SELECT id, user_id, created_at, dose::float8 AS dose, note FROM history_records WHERE id = $1"
     };
-    sqlx::query_as::<_, DiaryEntry>(sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as::<_, DiaryEntry>(sql).bind(id).fetch_optional(pool).await
 }
 
 async fn read(State(world): State<World>, Path(id): Path<i64>) -> Response {
     let Some(pool) = &world.diary else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no diary database configured",
-        );
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no diary database configured");
     };
     match fetch(pool, id).await {
         Ok(Some(e)) => Json(e).into_response(),

@@ -22,14 +22,9 @@ pub fn router(world: &World) -> Router<World> {
     let k8s = Router::new()
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
-            get(get_configmap)
-                .put(replace_configmap)
-                .patch(patch_configmap),
+            get(get_configmap).put(replace_configmap).patch(patch_configmap),
         )
-        .route(
-            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(get_deployment),
-        )
+        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(get_deployment))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
             get(get_scale).put(replace_scale).patch(patch_scale),
@@ -45,26 +40,17 @@ async fn guard(State(world): State<World>, req: Request, next: Next) -> Response
     match world.cluster.fault() {
         Fault::None => {}
         Fault::Error => {
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "injected fault",
-            )
-            .into_response()
+            return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "injected fault").into_response()
         }
         Fault::Hang => {
             tokio::time::sleep(Duration::from_secs(300)).await;
         }
     }
     if let Some(token) = &world.cluster.token {
-        let presented = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let presented =
+            req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if presented != Some(token.as_str()) {
-            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
-                .into_response();
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response();
         }
     }
     next.run(req).await
@@ -76,9 +62,7 @@ async fn set_fault(State(world): State<World>, Json(fault): Json<Fault>) -> impl
 }
 
 async fn version() -> Json<Value> {
-    Json(
-        json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-emulated", "platform": "linux/amd64"}),
-    )
+    Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-emulated", "platform": "linux/amd64"}))
 }
 
 /// A Kubernetes `Status` object, as the API server returns for every error.
@@ -103,21 +87,13 @@ impl IntoResponse for KubeStatus {
 }
 
 pub fn status(code: StatusCode, reason: &'static str, message: &str) -> KubeStatus {
-    KubeStatus {
-        code,
-        reason,
-        message: message.to_string(),
-    }
+    KubeStatus { code, reason, message: message.to_string() }
 }
 
 type ApiResult = Result<Json<Value>, KubeStatus>;
 
 fn not_found(kind: &str, name: &str) -> KubeStatus {
-    status(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        &format!("{kind} \"{name}\" not found"),
-    )
+    status(StatusCode::NOT_FOUND, "NotFound", &format!("{kind} \"{name}\" not found"))
 }
 
 fn conflict(kind: &str, name: &str) -> KubeStatus {
@@ -204,38 +180,22 @@ fn parse_version(v: Option<&Value>) -> Result<Option<u64>, KubeStatus> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "invalid resourceVersion",
-            )
-        }),
-        Some(_) => Err(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "invalid resourceVersion",
-        )),
+        Some(Value::String(s)) => {
+            s.parse().map(Some).map_err(|_| status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion"))
+        }
+        Some(_) => Err(status(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion")),
     }
 }
 
 fn string_map(v: Option<&Value>) -> Result<BTreeMap<String, String>, KubeStatus> {
     match v {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-            status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "data must map strings to strings",
-            )
-        }),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| status(StatusCode::BAD_REQUEST, "BadRequest", "data must map strings to strings")),
     }
 }
 
-async fn get_configmap(
-    State(world): State<World>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_configmap(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     let (snap, _) = world.cluster.snapshot();
     check_configmap(&snap, &ns, &name)?;
     Ok(Json(configmap_json(&snap)))
@@ -257,21 +217,14 @@ async fn replace_configmap(
 }
 
 fn is_merge_patch(headers: &HeaderMap) -> Result<(), KubeStatus> {
-    let ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ct.starts_with("application/merge-patch+json")
-        || ct.starts_with("application/strategic-merge-patch+json")
-    {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/merge-patch+json") || ct.starts_with("application/strategic-merge-patch+json") {
         Ok(())
     } else {
         Err(status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            &format!(
-                "the emulated API server supports merge and strategic merge patches, not {ct:?}"
-            ),
+            &format!("the emulated API server supports merge and strategic merge patches, not {ct:?}"),
         ))
     }
 }
@@ -290,11 +243,7 @@ async fn patch_configmap(
     let mut data = snap.configmap_data.clone();
     if let Some(patch) = body.get("data") {
         let Some(obj) = patch.as_object() else {
-            return Err(status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "data must be an object",
-            ));
+            return Err(status(StatusCode::BAD_REQUEST, "BadRequest", "data must be an object"));
         };
         for (k, v) in obj {
             match v {
@@ -304,13 +253,7 @@ async fn patch_configmap(
                 Value::String(s) => {
                     data.insert(k.clone(), s.clone());
                 }
-                _ => {
-                    return Err(status(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        "data values must be strings",
-                    ))
-                }
+                _ => return Err(status(StatusCode::BAD_REQUEST, "BadRequest", "data values must be strings")),
             }
         }
     }
@@ -320,19 +263,13 @@ async fn patch_configmap(
     }
 }
 
-async fn get_deployment(
-    State(world): State<World>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_deployment(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     let (snap, ready) = world.cluster.snapshot();
     check_deployment(&snap, &ns, &name)?;
     Ok(Json(deployment_json(&snap, ready)))
 }
 
-async fn get_scale(
-    State(world): State<World>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_scale(State(world): State<World>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     let (snap, ready) = world.cluster.snapshot();
     check_deployment(&snap, &ns, &name)?;
     Ok(Json(scale_json(&snap, ready)))
@@ -343,23 +280,10 @@ fn apply_scale(world: &World, name: &str, body: &Value) -> ApiResult {
     let replicas = body
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
-        .ok_or_else(|| {
-            status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "spec.replicas is required",
-            )
-        })?;
-    let replicas = i32::try_from(replicas)
-        .ok()
-        .filter(|r| *r >= 0)
-        .ok_or_else(|| {
-            status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid",
-                "spec.replicas: must be greater than or equal to 0",
-            )
-        })?;
+        .ok_or_else(|| status(StatusCode::BAD_REQUEST, "BadRequest", "spec.replicas is required"))?;
+    let replicas = i32::try_from(replicas).ok().filter(|r| *r >= 0).ok_or_else(|| {
+        status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "spec.replicas: must be greater than or equal to 0")
+    })?;
     match world.cluster.scale(expected, replicas) {
         Ok(snap) => Ok(Json(scale_json(&snap, world.cluster.ready_replicas()))),
         Err(_) => Err(conflict("deployments.apps", name)),

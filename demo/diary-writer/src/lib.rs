@@ -27,9 +27,5 @@ pub struct World {
 /// One router for the whole simulator: the legacy diary API, the Prometheus exporter and the
 /// emulated Kubernetes endpoints, all on one port.
 pub fn router(world: World) -> Router {
-    Router::new()
-        .merge(diary_api::router())
-        .merge(counters::router())
-        .merge(kube_api::router(&world))
-        .with_state(world)
+    Router::new().merge(diary_api::router()).merge(counters::router()).merge(kube_api::router(&world)).with_state(world)
 }

@@ -15,10 +15,7 @@ use diary_writer::counters::{count_rows, DoseCounters};
 use diary_writer::{openmetrics, seed, writer, World};
 
 #[derive(Parser)]
-#[command(
-    name = "diary-writer",
-    about = "Demo-world simulator of the diary service and its cluster"
-)]
+#[command(name = "diary-writer", about = "Demo-world simulator of the diary service and its cluster")]
 struct Cli {
     /// The diary database holding history_records.
     #[arg(long, env = "DATABASE_URL", global = true)]
@@ -98,9 +95,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     let pool = match &cli.database_url {
@@ -113,26 +108,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     match cli.command {
-        Command::Seed {
-            days,
-            rows,
-            doubled_every,
-            force,
-        } => {
+        Command::Seed { days, rows, doubled_every, force } => {
             let pool = pool.ok_or("seed needs DATABASE_URL")?;
-            let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records")
-                .fetch_one(&pool)
-                .await?;
+            let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(&pool).await?;
             if existing > 0 && !force {
                 println!("history_records already holds {existing} rows; not seeding (use --force to add more)");
                 return Ok(());
             }
-            let opts = seed::SeedOptions {
-                days,
-                rows,
-                doubled_every,
-                ..Default::default()
-            };
+            let opts = seed::SeedOptions { days, rows, doubled_every, ..Default::default() };
             let n = seed::seed(&pool, &opts).await?;
             println!("seeded {n} rows over {days} days");
         }
@@ -144,21 +127,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let samples: usize = series.iter().map(|s| s.samples.len()).sum();
             println!("wrote {samples} samples to {}", out.display());
         }
-        Command::Synthetic {
-            out,
-            split_per_s,
-            legacy_per_s,
-            from_secs_ago,
-            until_secs_ahead,
-            step_secs,
-        } => {
-            let series = openmetrics::synthetic(
-                split_per_s,
-                legacy_per_s,
-                from_secs_ago,
-                until_secs_ahead,
-                step_secs,
-            );
+        Command::Synthetic { out, split_per_s, legacy_per_s, from_secs_ago, until_secs_ahead, step_secs } => {
+            let series = openmetrics::synthetic(split_per_s, legacy_per_s, from_secs_ago, until_secs_ahead, step_secs);
             std::fs::write(&out, openmetrics::render(&series))?;
             println!("wrote constant-rate history to {}", out.display());
         }
@@ -186,12 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 configmap_version: 100,
                 deployment_version: 100,
             };
-            let cluster = Cluster::new(
-                initial,
-                state_file,
-                Duration::from_secs_f64(ready_delay_secs.max(0.0)),
-                token,
-            );
+            let cluster = Cluster::new(initial, state_file, Duration::from_secs_f64(ready_delay_secs.max(0.0)), token);
             let counters = match &pool {
                 Some(p) => match count_rows(p).await {
                     Ok((split, legacy)) => DoseCounters::starting_at(split, legacy),
@@ -202,20 +167,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 None => DoseCounters::default(),
             };
-            let world = World {
-                cluster: Arc::new(cluster),
-                counters: Arc::new(counters),
-                diary: pool.clone(),
-                flag_key,
-            };
+            let world =
+                World { cluster: Arc::new(cluster), counters: Arc::new(counters), diary: pool.clone(), flag_key };
             if let Some(p) = pool {
                 tokio::spawn(writer::run(world.clone(), p, rate_per_replica));
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            println!(
-                "diary-writer simulator listening on http://{}",
-                listener.local_addr()?
-            );
+            println!("diary-writer simulator listening on http://{}", listener.local_addr()?);
             axum::serve(listener, diary_writer::router(world))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;

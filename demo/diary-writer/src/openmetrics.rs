@@ -5,9 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::counters::{
-    LEGACY_CLIENT, LEGACY_METRIC, LEGACY_ROW, SERVICE_LABEL, SPLIT_CLIENT, SPLIT_METRIC, SPLIT_ROW,
-};
+use crate::counters::{LEGACY_CLIENT, LEGACY_METRIC, LEGACY_ROW, SERVICE_LABEL, SPLIT_CLIENT, SPLIT_METRIC, SPLIT_ROW};
 
 /// One counter series: a metric family name (without `_total`), its labels and cumulative samples.
 #[derive(Debug, Clone)]
@@ -22,10 +20,7 @@ impl CounterSeries {
     pub fn new(family: &str, labels: &[(&str, &str)]) -> Self {
         CounterSeries {
             family: family.to_string(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             samples: Vec::new(),
         }
     }
@@ -75,24 +70,12 @@ pub fn synthetic(
     step: i64,
 ) -> Vec<CounterSeries> {
     let now = Utc::now().timestamp();
-    let (start, end) = (
-        now - now.rem_euclid(step) - from_secs_ago,
-        now + until_secs_ahead,
-    );
+    let (start, end) = (now - now.rem_euclid(step) - from_secs_ago, now + until_secs_ahead);
     vec![
-        CounterSeries::new(
-            SPLIT_METRIC,
-            &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)],
-        )
-        .constant_rate(start, end, step, split_per_s),
-        CounterSeries::new(
-            LEGACY_METRIC,
-            &[
-                ("service", SERVICE_LABEL),
-                ("client_version", LEGACY_CLIENT),
-            ],
-        )
-        .constant_rate(start, end, step, legacy_per_s),
+        CounterSeries::new(SPLIT_METRIC, &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)])
+            .constant_rate(start, end, step, split_per_s),
+        CounterSeries::new(LEGACY_METRIC, &[("service", SERVICE_LABEL), ("client_version", LEGACY_CLIENT)])
+            .constant_rate(start, end, step, legacy_per_s),
     ]
 }
 
@@ -111,22 +94,10 @@ pub async fn series_from_history(
           WHERE created_at < $2
           GROUP BY 1 ORDER BY 1"
     );
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&sql)
-        .bind(step as f64)
-        .bind(until)
-        .fetch_all(pool)
-        .await?;
-    let mut split = CounterSeries::new(
-        SPLIT_METRIC,
-        &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)],
-    );
-    let mut legacy = CounterSeries::new(
-        LEGACY_METRIC,
-        &[
-            ("service", SERVICE_LABEL),
-            ("client_version", LEGACY_CLIENT),
-        ],
-    );
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&sql).bind(step as f64).bind(until).fetch_all(pool).await?;
+    let mut split = CounterSeries::new(SPLIT_METRIC, &[("service", SERVICE_LABEL), ("client_version", SPLIT_CLIENT)]);
+    let mut legacy =
+        CounterSeries::new(LEGACY_METRIC, &[("service", SERVICE_LABEL), ("client_version", LEGACY_CLIENT)]);
     let Some(first) = rows.first().map(|r| r.0) else {
         return Ok(vec![split, legacy]);
     };
@@ -153,8 +124,7 @@ mod tests {
 
     #[test]
     fn renders_promtool_format() {
-        let s = CounterSeries::new("legacy_dose_used", &[("service", "a\"b")])
-            .constant_rate(100, 130, 15, 2.0);
+        let s = CounterSeries::new("legacy_dose_used", &[("service", "a\"b")]).constant_rate(100, 130, 15, 2.0);
         let text = render(&[s]);
         assert_eq!(
             text,

@@ -24,12 +24,7 @@ pub struct SeedOptions {
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        SeedOptions {
-            days: 14.0,
-            rows: 120_000,
-            doubled_every: 4_999,
-            users: 5_000,
-        }
+        SeedOptions { days: 14.0, rows: 120_000, doubled_every: 4_999, users: 5_000 }
     }
 }
 

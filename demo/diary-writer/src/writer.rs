@@ -41,9 +41,7 @@ pub fn flag_percentage(raw: Option<&str>) -> u32 {
             if v.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
                 return Some(0);
             }
-            v.get("percentage")
-                .and_then(|p| p.as_u64())
-                .map(|p| p.min(100) as u32)
+            v.get("percentage").and_then(|p| p.as_u64()).map(|p| p.min(100) as u32)
         })
         .unwrap_or(0)
 }
@@ -63,42 +61,17 @@ pub fn entry(n: u64, percentage: u32, split_schema: bool) -> Entry {
     let short = 2.0 + (n % 17) as f64 * 0.5;
     let long = 8.0 + (n % 11) as f64;
     if !split_schema || (user_id % 100) as u32 >= percentage {
-        return Entry {
-            user_id,
-            dose: Some(short),
-            insulin_short: None,
-            insulin_long: None,
-        };
+        return Entry { user_id, dose: Some(short), insulin_short: None, insulin_long: None };
     }
     match n.wrapping_mul(13) % 100 {
-        0..=59 => Entry {
-            user_id,
-            dose: None,
-            insulin_short: Some(short),
-            insulin_long: None,
-        },
-        60..=74 | 85..=99 => Entry {
-            user_id,
-            dose: None,
-            insulin_short: Some(short),
-            insulin_long: Some(long),
-        },
-        _ => Entry {
-            user_id,
-            dose: None,
-            insulin_short: None,
-            insulin_long: Some(long),
-        },
+        0..=59 => Entry { user_id, dose: None, insulin_short: Some(short), insulin_long: None },
+        60..=74 | 85..=99 => Entry { user_id, dose: None, insulin_short: Some(short), insulin_long: Some(long) },
+        _ => Entry { user_id, dose: None, insulin_short: None, insulin_long: Some(long) },
     }
 }
 
 /// Inserts one entry, counting it on the matching counter. Returns the new row's id.
-pub async fn insert(
-    world: &World,
-    pool: &PgPool,
-    e: Entry,
-    note: Option<&str>,
-) -> Result<i64, sqlx::Error> {
+pub async fn insert(world: &World, pool: &PgPool, e: Entry, note: Option<&str>) -> Result<i64, sqlx::Error> {
     let split = e.insulin_short.is_some() || e.insulin_long.is_some();
     let id: i64 = if split {
         sqlx::query_scalar(
@@ -140,10 +113,7 @@ pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
     let tick = Duration::from_millis(250);
     let mut owed = 0.0f64;
     let mut n: u64 = 1_000_000;
-    let schema_cache = Arc::new(tokio::sync::Mutex::new((
-        false,
-        std::time::Instant::now() - Duration::from_secs(60),
-    )));
+    let schema_cache = Arc::new(tokio::sync::Mutex::new((false, std::time::Instant::now() - Duration::from_secs(60))));
     loop {
         tokio::time::sleep(tick).await;
         let ready = world.cluster.ready_replicas().max(0) as f64;
@@ -182,14 +152,8 @@ mod tests {
         assert_eq!(flag_percentage(Some("off")), 0);
         assert_eq!(flag_percentage(Some("on")), 100);
         assert_eq!(flag_percentage(Some("25%")), 25);
-        assert_eq!(
-            flag_percentage(Some(r#"{"enabled": true, "percentage": 40}"#)),
-            40
-        );
-        assert_eq!(
-            flag_percentage(Some(r#"{"enabled": false, "percentage": 40}"#)),
-            0
-        );
+        assert_eq!(flag_percentage(Some(r#"{"enabled": true, "percentage": 40}"#)), 40);
+        assert_eq!(flag_percentage(Some(r#"{"enabled": false, "percentage": 40}"#)), 0);
         assert_eq!(flag_percentage(Some("banana")), 0);
         assert_eq!(flag_percentage(None), 0);
     }
@@ -199,9 +163,7 @@ mod tests {
         for n in 0..10_000 {
             for pct in [0, 5, 25, 100] {
                 let e = entry(n, pct, true);
-                assert!(
-                    e.dose.is_none() || (e.insulin_short.is_none() && e.insulin_long.is_none())
-                );
+                assert!(e.dose.is_none() || (e.insulin_short.is_none() && e.insulin_long.is_none()));
                 assert!(e.dose.is_some() || e.insulin_short.is_some() || e.insulin_long.is_some());
             }
             assert!(entry(n, 100, false).dose.is_some());

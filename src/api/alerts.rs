@@ -1,0 +1,25 @@
+//! Rollout alerts from Prometheus, and the flag values the dashboard has observed.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub name: String,
+    /// `firing` or `pending`.
+    pub state: String,
+    pub severity: Option<String>,
+    pub summary: Option<String>,
+    pub active_at: Option<DateTime<Utc>>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One observed flag value (a change, by resourceVersion), whoever made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagObservation {
+    pub observed_at: DateTime<Utc>,
+    pub raw: Option<String>,
+    pub percentage: Option<u8>,
+    pub version: Option<String>,
+    pub source: String,
+}

@@ -1,0 +1,97 @@
+//! A time-limited, single-flight cache in front of the outside systems: however many viewers ask
+//! within one refresh interval, each distinct question reaches the backend once. Callers that
+//! arrive while the answer is being computed wait for that same computation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use super::own_metrics::OwnMetrics;
+
+struct Entry<V> {
+    created: Instant,
+    cell: OnceCell<V>,
+}
+
+pub struct SingleFlight<V> {
+    name: &'static str,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Arc<Entry<V>>>>,
+    metrics: Arc<OwnMetrics>,
+}
+
+impl<V: Clone> SingleFlight<V> {
+    pub fn new(name: &'static str, ttl: Duration, metrics: Arc<OwnMetrics>) -> Self {
+        SingleFlight { name, ttl, entries: Mutex::new(HashMap::new()), metrics }
+    }
+
+    /// The cached answer for `key`, or the answer `compute` gives (computed once for everyone
+    /// waiting). Errors are cached too, for the same interval, so a failing backend is not hammered.
+    pub async fn get<F, Fut>(&self, key: &str, compute: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        let entry = {
+            let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, e| e.created.elapsed() < self.ttl || e.cell.get().is_none());
+            map.entry(key.to_string())
+                .or_insert_with(|| Arc::new(Entry { created: Instant::now(), cell: OnceCell::new() }))
+                .clone()
+        };
+        let mut computed = false;
+        let v = entry
+            .cell
+            .get_or_init(|| {
+                computed = true;
+                compute()
+            })
+            .await
+            .clone();
+        self.metrics.cache_lookup(self.name, !computed);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_computation() {
+        let metrics = Arc::new(OwnMetrics::default());
+        let cache = Arc::new(SingleFlight::<u32>::new("t", Duration::from_secs(60), metrics.clone()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("k", || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        7
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 7);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(metrics.render().contains("rollout_dashboard_cache_hits_total{cache=\"t\"} 49"));
+    }
+
+    #[tokio::test]
+    async fn answers_expire_after_the_interval() {
+        let cache = SingleFlight::<u32>::new("t", Duration::from_millis(30), Arc::default());
+        assert_eq!(cache.get("k", || async { 1 }).await, 1);
+        assert_eq!(cache.get("k", || async { 2 }).await, 1);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(cache.get("k", || async { 3 }).await, 3);
+    }
+}

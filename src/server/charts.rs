@@ -1,0 +1,340 @@
+//! Charts drawn on the server with plotters, as SVG (the same drawing code will make PNG for
+//! reports). Each chart also carries an invisible hover layer: one strip per point in time whose
+//! `<title>` lists every series' value there, so browsers show the values on hover without script.
+
+use std::fmt::Write as _;
+use std::sync::Once;
+
+use chrono::{TimeZone, Utc};
+use plotters::prelude::*;
+
+/// Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+pub mod palette {
+    use plotters::style::RGBColor;
+    pub const BLUE: RGBColor = RGBColor(0x00, 0x72, 0xB2);
+    pub const ORANGE: RGBColor = RGBColor(0xE6, 0x9F, 0x00);
+    pub const VERMILLION: RGBColor = RGBColor(0xD5, 0x5E, 0x00);
+    pub const GREEN: RGBColor = RGBColor(0x00, 0x9E, 0x73);
+    pub const SKY: RGBColor = RGBColor(0x56, 0xB4, 0xE9);
+    pub const PURPLE: RGBColor = RGBColor(0xCC, 0x79, 0xA7);
+    pub const GREY: RGBColor = RGBColor(0x55, 0x55, 0x55);
+}
+
+static FONT: Once = Once::new();
+
+/// plotters measures text with a registered font; ours is embedded so charts never depend on
+/// what the host has installed.
+fn ensure_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            tracing::error!("the embedded chart font could not be loaded");
+        }
+    });
+}
+
+/// One line on a chart.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub name: String,
+    pub color: RGBColor,
+    /// (unix seconds, value); gaps wider than 1.5 steps break the line.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn as a step line (a value holds until the next point), e.g. the rollout percentage.
+    pub step: bool,
+    /// Unit shown in the hover text, e.g. "/s" or "%".
+    pub unit: &'static str,
+    pub thick: bool,
+}
+
+/// A vertical marker, e.g. a flag change; its text shows on hover.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    pub at: f64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub title: String,
+    pub y_label: String,
+    pub x_range: (f64, f64),
+    /// Expected spacing of points, for gap detection.
+    pub step: f64,
+    pub lines: Vec<Line>,
+    /// Lines on a secondary 0–100 % axis.
+    pub secondary: Vec<Line>,
+    pub secondary_label: Option<String>,
+    /// Horizontal reference lines: (value, label).
+    pub thresholds: Vec<(f64, String)>,
+    pub markers: Vec<Marker>,
+}
+
+/// A drawn chart and how many points it holds, for captions and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    pub svg: String,
+    pub points: usize,
+}
+
+fn time_label(t: f64, span: f64) -> String {
+    let Some(dt) = Utc.timestamp_opt(t as i64, 0).single() else { return String::new() };
+    if span <= 2.0 * 86400.0 {
+        dt.format("%H:%M").to_string()
+    } else {
+        dt.format("%m-%d").to_string()
+    }
+}
+
+fn hover_time(t: f64) -> String {
+    Utc.timestamp_opt(t as i64, 0).single().map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Splits points where consecutive timestamps are further apart than `max_gap`.
+fn segments(points: &[(f64, f64)], max_gap: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    for &p in points {
+        match out.last_mut() {
+            Some(seg) if seg.last().is_some_and(|l| p.0 - l.0 <= max_gap) => seg.push(p),
+            _ => out.push(vec![p]),
+        }
+    }
+    out
+}
+
+/// Step-line vertices: each value holds until the next point, the last until `end`.
+fn step_points(points: &[(f64, f64)], end: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len() * 2 + 1);
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if i > 0 {
+            out.push((t, points[i - 1].1));
+        }
+        out.push((t, v));
+    }
+    if let Some(&(t, v)) = points.last() {
+        if end > t {
+            out.push((end, v));
+        }
+    }
+    out
+}
+
+fn value_at(line: &Line, t: f64, tolerance: f64) -> Option<f64> {
+    if line.step {
+        return line.points.iter().take_while(|p| p.0 <= t).last().map(|p| p.1);
+    }
+    line.points.iter().find(|p| (p.0 - t).abs() <= tolerance).map(|p| p.1)
+}
+
+fn format_value(v: f64, unit: &str) -> String {
+    match unit {
+        "%" => format!("{v:.1} %"),
+        "" => format!("{v:.0}"),
+        u => format!("{v:.3} {u}"),
+    }
+}
+
+pub fn draw_svg(chart: &Chart, size: (u32, u32)) -> Drawn {
+    ensure_font();
+    let mut svg = String::new();
+    let mut overlay = String::new();
+    let points: usize = chart.lines.iter().chain(&chart.secondary).map(|l| l.points.len()).sum();
+    let result = draw(chart, size, &mut svg, &mut overlay);
+    if let Err(e) = result {
+        tracing::warn!(chart = %chart.title, "chart drawing failed: {e}");
+        svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}"><text x="10" y="20">{} could not be drawn</text></svg>"#,
+            size.0,
+            size.1,
+            escape(&chart.title)
+        );
+    } else if let Some(pos) = svg.rfind("</svg>") {
+        svg.insert_str(pos, &overlay);
+    }
+    Drawn { svg, points }
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String) -> DrawResult {
+    let (x0, x1) = chart.x_range;
+    let span = (x1 - x0).max(1.0);
+    let ymax = chart
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .chain(chart.thresholds.iter().map(|t| t.0))
+        .fold(0.0f64, f64::max);
+    let ymax = if ymax <= 0.0 { 1.0 } else { ymax * 1.15 };
+    let root = SVGBackend::with_string(svg, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(12).caption(&chart.title, ("sans-serif", 17)).x_label_area_size(32).y_label_area_size(64);
+    if chart.secondary_label.is_some() {
+        builder.right_y_label_area_size(52);
+    }
+    let mut ctx = builder.build_cartesian_2d(x0..x1, 0f64..ymax)?.set_secondary_coord(x0..x1, 0f64..105f64);
+    ctx.configure_mesh()
+        .x_labels(8)
+        .y_labels(6)
+        .x_label_formatter(&|t| time_label(*t, span))
+        .x_desc("time (UTC)")
+        .y_desc(chart.y_label.as_str())
+        .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .draw()?;
+    if let Some(label) = &chart.secondary_label {
+        ctx.configure_secondary_axes().y_desc(label.as_str()).y_labels(6).draw()?;
+    }
+    let max_gap = chart.step * 1.5;
+    for line in &chart.lines {
+        let style = ShapeStyle::from(&line.color).stroke_width(if line.thick { 3 } else { 2 });
+        let segs = if line.step { vec![step_points(&line.points, x1)] } else { segments(&line.points, max_gap) };
+        for (i, seg) in segs.into_iter().enumerate() {
+            if seg.len() == 1 {
+                ctx.draw_series(std::iter::once(Circle::new(seg[0], 2, style.filled())))?;
+            }
+            let drawn = ctx.draw_series(LineSeries::new(seg, style))?;
+            if i == 0 {
+                let color = line.color;
+                drawn.label(line.name.as_str()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(3))
+                });
+            }
+        }
+    }
+    for line in &chart.secondary {
+        let style = ShapeStyle::from(&line.color).stroke_width(2);
+        let pts = if line.step { step_points(&line.points, x1) } else { line.points.clone() };
+        let color = line.color;
+        ctx.draw_secondary_series(LineSeries::new(pts, style))?.label(line.name.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(2))
+        });
+    }
+    for (value, label) in &chart.thresholds {
+        let style = ShapeStyle::from(&palette::VERMILLION).stroke_width(1);
+        ctx.draw_series(DashedLineSeries::new(vec![(x0, *value), (x1, *value)], 6, 4, style))?
+            .label(label.as_str())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], palette::VERMILLION));
+    }
+    for m in &chart.markers {
+        if m.at >= x0 && m.at <= x1 {
+            let style = ShapeStyle::from(&palette::GREY).stroke_width(1);
+            ctx.draw_series(DashedLineSeries::new(vec![(m.at, 0.0), (m.at, ymax)], 3, 3, style))?;
+        }
+    }
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+        .label_font(("sans-serif", 13))
+        .draw()?;
+
+    // Hover layer: strips centred on each point in time, and one per marker.
+    let (px, py) = ctx.plotting_area().get_pixel_range();
+    let mut times: Vec<f64> = chart.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    let x_of = |t: f64| ctx.backend_coord(&(t, 0.0)).0;
+    let _ = write!(overlay, r#"<g class="hover" fill="transparent">"#);
+    for (i, &t) in times.iter().enumerate() {
+        let left = if i == 0 { px.start } else { (x_of(times[i - 1]) + x_of(t)) / 2 };
+        let right = if i + 1 == times.len() { px.end } else { (x_of(t) + x_of(times[i + 1])) / 2 };
+        let mut text = hover_time(t);
+        for l in chart.lines.iter().chain(&chart.secondary) {
+            if let Some(v) = value_at(l, t, chart.step / 2.0) {
+                let _ = write!(text, "\n{}: {}", l.name, format_value(v, l.unit));
+            }
+        }
+        let _ = write!(
+            overlay,
+            r#"<rect x="{left}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
+            py.start,
+            (right - left).max(1),
+            py.end - py.start,
+            escape(&text)
+        );
+    }
+    for m in chart.markers.iter().filter(|m| m.at >= x0 && m.at <= x1) {
+        let x = x_of(m.at);
+        let _ = write!(
+            overlay,
+            r#"<rect class="marker" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
+            x - 3,
+            py.start,
+            py.end - py.start,
+            escape(&format!("{}\n{}", hover_time(m.at), m.text))
+        );
+    }
+    overlay.push_str("</g>");
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Chart {
+        Chart {
+            title: "Usage".into(),
+            y_label: "doses per second".into(),
+            x_range: (1_700_000_000.0, 1_700_003_600.0),
+            step: 60.0,
+            lines: vec![Line {
+                name: "split".into(),
+                color: palette::BLUE,
+                points: (0..=60).map(|i| (1_700_000_000.0 + 60.0 * i as f64, 1.0 + i as f64 / 60.0)).collect(),
+                step: false,
+                unit: "/s",
+                thick: false,
+            }],
+            secondary: vec![Line {
+                name: "rollout".into(),
+                color: palette::GREY,
+                points: vec![(1_700_000_000.0, 5.0), (1_700_001_800.0, 25.0)],
+                step: true,
+                unit: "%",
+                thick: false,
+            }],
+            secondary_label: Some("rollout %".into()),
+            thresholds: vec![(1.5, "target".into())],
+            markers: vec![Marker { at: 1_700_001_800.0, text: "flag 5 → 25 %".into() }],
+        }
+    }
+
+    #[test]
+    fn draws_lines_labels_and_hover_values() {
+        let d = draw_svg(&sample(), (800, 300));
+        assert_eq!(d.points, 63);
+        assert!(d.svg.starts_with("<svg"), "{}", &d.svg[..100]);
+        assert!(d.svg.contains("doses per second"));
+        assert!(d.svg.contains("split"));
+        assert!(d.svg.contains("<title>2023-11-14 22:13 UTC\nsplit: 1.000 /s\nrollout: 5.0 %</title>"), "hover text");
+        assert!(d.svg.contains("flag 5 → 25 %"));
+        assert_eq!(d.svg.matches("<title>").count(), 61 + 1);
+    }
+
+    #[test]
+    fn gaps_break_lines_and_steps_hold_values() {
+        let segs = segments(&[(0.0, 1.0), (60.0, 1.0), (600.0, 2.0)], 90.0);
+        assert_eq!(segs.len(), 2);
+        assert_eq!(
+            step_points(&[(0.0, 5.0), (10.0, 25.0)], 20.0),
+            vec![(0.0, 5.0), (10.0, 5.0), (10.0, 25.0), (20.0, 25.0)]
+        );
+    }
+
+    #[test]
+    fn an_empty_chart_still_draws() {
+        let mut c = sample();
+        c.lines[0].points.clear();
+        c.secondary.clear();
+        let d = draw_svg(&c, (400, 200));
+        assert_eq!(d.points, 0);
+        assert!(d.svg.contains("</svg>"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The service layer: the one place both doors (REST handlers and server functions) call.
+//! Every answer goes through a refresh-interval, single-flight cache, so many viewers cost the
+//! backends no more than one; every backend answer is timed and updates the source's health.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::api::adoption::Adoption;
+use crate::api::alerts::{Alert, FlagObservation};
+use crate::api::records::{DoubledRecord, RecordSeries, RecordSummary};
+use crate::api::window::Window;
+use crate::api::StatusReport;
+
+use super::cache::SingleFlight;
+use super::error::{Source, SourceError};
+use super::own_metrics::OwnMetrics;
+use super::state::AppState;
+
+type Answer<T> = Result<T, SourceError>;
+
+/// Since when each outside system has been failing (absent: it answered last time).
+#[derive(Default)]
+pub struct Health {
+    failing_since: Mutex<BTreeMap<&'static str, DateTime<Utc>>>,
+}
+
+impl Health {
+    pub fn record(&self, source: Source, ok: bool) {
+        let mut g = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            g.remove(source.key());
+        } else {
+            g.entry(source.key()).or_insert_with(Utc::now);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, DateTime<Utc>> {
+        let g = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+}
+
+pub struct Services {
+    pub metrics: Arc<OwnMetrics>,
+    pub health: Health,
+    status: SingleFlight<StatusReport>,
+    summary: SingleFlight<Answer<RecordSummary>>,
+    series: SingleFlight<Answer<RecordSeries>>,
+    doubled: SingleFlight<Answer<Vec<DoubledRecord>>>,
+    adoption: SingleFlight<Answer<Adoption>>,
+    alerts: SingleFlight<Answer<Vec<Alert>>>,
+    flag_history: SingleFlight<Answer<Vec<FlagObservation>>>,
+}
+
+impl Services {
+    pub fn new(refresh: Duration) -> Services {
+        let metrics = Arc::new(OwnMetrics::default());
+        let m = || metrics.clone();
+        Services {
+            status: SingleFlight::new("status", refresh, m()),
+            summary: SingleFlight::new("records_summary", refresh, m()),
+            series: SingleFlight::new("records_series", refresh, m()),
+            doubled: SingleFlight::new("records_doubled", refresh, m()),
+            adoption: SingleFlight::new("adoption", refresh, m()),
+            alerts: SingleFlight::new("alerts", refresh, m()),
+            flag_history: SingleFlight::new("flag_history", refresh, m()),
+            health: Health::default(),
+            metrics,
+        }
+    }
+}
+
+/// Runs one backend question: bounded by the source time limit, timed, and its outcome recorded
+/// in the source's health.
+pub async fn ask<T>(state: &AppState, source: Source, fut: impl Future<Output = Answer<T>>) -> Answer<T> {
+    let started = Instant::now();
+    let answer = super::error::within(source, state.settings.source_timeout(), fut).await;
+    let ok = !matches!(&answer, Err(e) if e.system() == source && !matches!(e, SourceError::NotConfigured { .. }));
+    state.services.metrics.backend_query(source.key(), started.elapsed(), answer.is_ok());
+    state.services.health.record(source, ok);
+    answer
+}
+
+pub async fn status(state: &AppState) -> StatusReport {
+    let mut report = state.services.status.get("status", || super::status::collect(state)).await;
+    report.failing_since = state.services.health.snapshot();
+    report
+}
+
+pub async fn records_summary(state: &AppState, window: Window) -> Answer<RecordSummary> {
+    state
+        .services
+        .summary
+        .get(&window.to_string(), || {
+            ask(state, Source::DiaryDatabase, async {
+                let diary = state.diary.as_ref().map_err(Clone::clone)?;
+                let schema = diary.schema().await?;
+                diary.summary(window, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn records_series(state: &AppState, range: Window, step: Window) -> Answer<RecordSeries> {
+    state
+        .services
+        .series
+        .get(&format!("{range}/{step}"), || {
+            ask(state, Source::DiaryDatabase, async {
+                let diary = state.diary.as_ref().map_err(Clone::clone)?;
+                let schema = diary.schema().await?;
+                diary.series(range, step, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn doubled_records(state: &AppState, limit: i64) -> Answer<Vec<DoubledRecord>> {
+    state
+        .services
+        .doubled
+        .get(&limit.to_string(), || {
+            ask(state, Source::DiaryDatabase, async {
+                let diary = state.diary.as_ref().map_err(Clone::clone)?;
+                let schema = diary.schema().await?;
+                diary.doubled(limit, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn adoption(state: &AppState, range: Window) -> Answer<Adoption> {
+    state
+        .services
+        .adoption
+        .get(&range.to_string(), || ask(state, Source::Prometheus, super::adoption::adoption(state, range)))
+        .await
+}
+
+pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {
+    state.services.alerts.get("alerts", || ask(state, Source::Prometheus, super::alerts::rollout_alerts(state))).await
+}
+
+pub async fn flag_history(state: &AppState, range: Window) -> Answer<Vec<FlagObservation>> {
+    state
+        .services
+        .flag_history
+        .get(&range.to_string(), || {
+            let since = Utc::now() - chrono::Duration::seconds(range.as_secs());
+            ask(state, Source::StateDatabase, super::flag_history::history(state, since))
+        })
+        .await
+}
