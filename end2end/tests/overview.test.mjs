@@ -74,6 +74,63 @@ test("the overview shows the values the fixtures imply, and hydrates without err
   await page.close();
 });
 
+test("the record counters on the page equal the API's, and follow the definitions", async () => {
+  const { page, problems } = await openOverview();
+  const api = await (await fetch(BASE + "/api/v1/records/summary?window=24h")).json();
+  // fixtures/diary.sql: 1 both + 1 doubled have both parts; 2 legacy-only; 1 doubled; 1 without dose.
+  assert.deepEqual(
+    [api.total, api.with_short, api.with_long, api.with_both, api.legacy_only, api.doubled, api.empty],
+    [11, 6, 4, 2, 2, 1, 1]);
+  const ids = { total: "records-total", with_short: "records-with-short", with_long: "records-with-long",
+    with_both: "records-with-both", legacy_only: "records-legacy-only", doubled: "records-doubled", empty: "records-empty" };
+  for (const [key, id] of Object.entries(ids)) {
+    assert.equal((await text(page, id)).trim(), String(api[key]), id);
+  }
+  // The doubled record is shown loudly, with its id and time only.
+  assert.equal((await text(page, "headline-doubled")).trim(), "1");
+  assert.match(await text(page, "safety-status"), /1 record\(s\) in the last 24h copy dose/);
+  const doubled = await (await fetch(BASE + "/api/v1/records/doubled?limit=5")).json();
+  assert.equal(doubled.length, 1);
+  assert.match(await text(page, "doubled-list"), new RegExp(`#${doubled[0].id} `));
+  // The rollout has just been observed starting: too early for the 24-hour check.
+  assert.equal((await text(page, "headline-check")).trim(), "too early to say");
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("the charts are drawn from data, and the alerts panel shows only the rollout's alerts", async () => {
+  const { page, problems } = await openOverview();
+  for (const id of ["chart-usage", "chart-share", "chart-records"]) {
+    const fig = page.locator(`[data-testid="${id}"]`);
+    assert.ok(Number(await fig.getAttribute("data-points")) > 10, `${id} has points`);
+    assert.ok(await fig.locator("svg polyline, svg path").count() > 0, `${id} has lines`);
+  }
+  // Hovering shows the values at that time (an SVG <title> per point in time).
+  const title = await page.locator('[data-testid="chart-usage"] svg g.hover rect title').last().textContent();
+  assert.match(title, /split \(insulin_short \/ insulin_long\): 1\.900 \/s/);
+  const adoption = await (await fetch(BASE + "/api/v1/adoption?range=24h")).json();
+  assert.ok(adoption.split_per_s.length > 10);
+  assert.equal(adoption.target, 0.05);
+  assert.ok(Math.abs(adoption.current_share - 0.07 / 1.97) < 1e-6, `share ${adoption.current_share}`);
+  await page.waitForSelector('[data-testid="alerts-list"]', { timeout: 15000 });
+  const alerts = await text(page, "alerts-list");
+  assert.match(alerts, /E2ERolloutAlwaysFiring/);
+  assert.doesNotMatch(alerts, /E2EUnrelatedAlwaysFiring/);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("bad ranges and windows get a 400 with a JSON error", async () => {
+  for (const path of ["/api/v1/records/summary?window=91d", "/api/v1/records/series?range=7d&step=1w",
+    "/api/v1/adoption?range=abc", "/api/v1/records/doubled?limit=0", "/api/v1/records/summary?bogus=1"]) {
+    const r = await fetch(BASE + path);
+    assert.equal(r.status, 400, path);
+    const body = await r.json();
+    assert.equal(body.code, "bad_request", path);
+    assert.ok(body.error.length > 10, path);
+  }
+});
+
 test("the JSON status agrees with the page", async () => {
   const s = await (await fetch(BASE + "/api/v1/status")).json();
   assert.equal(s.flag.key, "insulin_dose_split");
@@ -113,16 +170,27 @@ test("with Prometheus stopped only the usage panel fails, and the page still ren
     if (s.metrics.error) break;
     await new Promise((r) => setTimeout(r, 250));
   }
+  // Answers are cached for one refresh interval (2 s here); wait until the adoption answer fails too.
+  for (let i = 0; i < 40 && (await fetch(BASE + "/api/v1/adoption")).status !== 503; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal((await fetch(BASE + "/api/v1/adoption")).status, 503);
   const s = await (await fetch(BASE + "/api/v1/status")).json();
   assert.match(s.metrics.error, /Prometheus/);
+  assert.ok(s.failing_since.prometheus, "the status says since when Prometheus has been failing");
   assert.equal(s.metrics.split_per_s, null);
   for (const k of ["flag", "schema", "writer", "records_24h"]) assert.equal(s[k].error, null, k);
 
   const { page } = await openOverview();
   const err = await text(page, "metrics-error");
   assert.match(err, /Prometheus is unreachable/);
+  assert.match(err, /Failing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+  assert.match(await text(page, "chart-usage-error"), /Prometheus is unreachable/);
+  // Only what comes from Prometheus is stale; the records panels stay live.
   assert.equal((await text(page, "records-total")).trim(), "11");
-  assert.equal(await page.locator(".source-error").count(), 1);
+  assert.ok(Number(await page.locator('[data-testid="chart-records"]').getAttribute("data-points")) > 10);
+  const failed = await page.locator(".source-error").evaluateAll((els) => els.map((e) => e.dataset.testid).sort());
+  assert.deepEqual(failed, ["alerts-error", "chart-share-error", "chart-usage-error", "metrics-error"]);
   await page.screenshot({ path: ".artifacts/overview-prometheus-down.png", fullPage: true });
   await page.close();
 });

@@ -1,7 +1,15 @@
-//! A dashboard panel: a titled box that shows its values, or, when its source failed,
-//! which source failed and why, in place of the values.
+//! A dashboard panel: a titled box that shows its values, or, when its source failed, which
+//! source failed, why, and since when, above the values (which are then missing or stale).
 
+use chrono::{DateTime, Utc};
 use leptos::prelude::*;
+
+/// "13:40:02 UTC (4 min ago)".
+pub fn since_text(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let mins = (now - since).num_minutes().max(0);
+    let ago = if mins < 1 { "less than a minute ago".to_string() } else { format!("{mins} min ago") };
+    format!("{} ({ago})", since.format("%Y-%m-%d %H:%M:%S UTC"))
+}
 
 #[component]
 pub fn Panel(
@@ -11,13 +19,22 @@ pub fn Panel(
     id: &'static str,
     /// The source's error sentence, if it failed.
     error: Option<String>,
+    /// Since when the source has been failing, as text.
+    #[prop(optional)]
+    since: Option<String>,
+    #[prop(optional, into)] class: String,
     children: Children,
 ) -> impl IntoView {
     let failed = error.is_some();
     view! {
-        <section class="panel" class:panel-failed=failed id=id data-testid=id>
+        <section class=format!("panel {class}") class:panel-failed=failed id=id data-testid=id>
             <h2>{title}</h2>
-            {error.map(|e| view! { <p class="source-error" role="alert" data-testid=format!("{id}-error")>{e}</p> })}
+            {error.map(|e| view! {
+                <div class="source-error" role="alert" data-testid=format!("{id}-error")>
+                    <strong>"Stale. "</strong>{e}
+                    {since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}
+                </div>
+            })}
             <div class="panel-body">{children()}</div>
         </section>
     }

@@ -1,48 +1,72 @@
 //! The overview: the rollout at a glance, from every source, refreshed without a reload.
+//! Range (charts) and window (record counts) live in the URL, so views can be linked.
 
+use chrono::{DateTime, Utc};
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 
-use crate::api::{get_status, StatusReport};
-use crate::components::panel::{Panel, Value};
+use crate::api::adoption::CheckOutcome;
+use crate::api::overview::{get_overview, ChartView, Overview, RANGES, WINDOWS};
+use crate::components::panel::{since_text, Panel, Value};
+
+/// The guide's rule, quoted where a breach is shown.
+pub const DOUBLING_RULE: &str = "dose is read-only and means the short dose. It is forbidden to copy dose into both \
+insulin_short and insulin_long: that doubles the insulin and breaks the audit trail.";
 
 fn fmt_rate(v: Option<f64>) -> Option<String> {
     v.map(|v| if v.is_finite() { format!("{v:.2} /s") } else { v.to_string() })
 }
-
 fn fmt_count(v: Option<i64>) -> Option<String> {
     v.map(|v| v.to_string())
 }
-
 fn fmt_bool(v: Option<bool>) -> Option<String> {
     v.map(|b| if b { "present" } else { "missing" }.to_string())
+}
+fn fmt_share(v: Option<f64>) -> Option<String> {
+    v.map(|v| format!("{:.1} %", v * 100.0))
 }
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
-    let status = Resource::new(|| (), |_| get_status());
+    let query = use_query_map();
+    let range = Memo::new(move |_| query.read().get("range").unwrap_or_else(|| "24h".into()));
+    let window = Memo::new(move |_| query.read().get("window").unwrap_or_else(|| "24h".into()));
+    let data = Resource::new(move || (range.get(), window.get()), |(r, w)| get_overview(r, w));
 
     // Refresh in the browser at the interval the server reports, without reloading the page.
     #[cfg(feature = "hydrate")]
     {
         let started = StoredValue::new(false);
         Effect::new(move |_| {
-            if let Some(Ok(report)) = status.get() {
+            if let Some(Ok(o)) = data.get() {
                 if !started.get_value() {
                     started.set_value(true);
-                    let every = std::time::Duration::from_secs(report.refresh_interval_secs.max(1));
-                    let _ = set_interval_with_handle(move || status.refetch(), every);
+                    let every = std::time::Duration::from_secs(o.status.refresh_interval_secs.max(1));
+                    let _ = set_interval_with_handle(move || data.refetch(), every);
                 }
             }
         });
     }
 
     view! {
+        <nav class="selectors">
+            <span class="selector-label">"Chart range"</span>
+            {RANGES.into_iter().map(|r| view! {
+                <a href=move || format!("?range={r}&window={}", window.get())
+                   class:selected=move || range.get() == r data-testid=format!("range-{r}")>{r}</a>
+            }).collect_view()}
+            <span class="selector-label">"Record window"</span>
+            {WINDOWS.into_iter().map(|w| view! {
+                <a href=move || format!("?range={}&window={w}", range.get())
+                   class:selected=move || window.get() == w data-testid=format!("window-{w}")>{w}</a>
+            }).collect_view()}
+        </nav>
         <Transition fallback=|| view! { <p class="loading">"Loading the rollout status…"</p> }>
             {move || Suspend::new(async move {
-                match status.await {
-                    Ok(report) => view! { <StatusPanels report/> }.into_any(),
+                match data.await {
+                    Ok(o) => view! { <OverviewBody o/> }.into_any(),
                     Err(e) => view! {
-                        <p class="source-error" role="alert">"The dashboard server could not be reached: " {e.to_string()}</p>
+                        <p class="source-error" role="alert" data-testid="overview-error">{e.to_string()}</p>
                     }.into_any(),
                 }
             })}
@@ -51,42 +75,191 @@ pub fn OverviewPage() -> impl IntoView {
 }
 
 #[component]
-fn StatusPanels(report: StatusReport) -> impl IntoView {
-    let StatusReport { flag, schema, writer, metrics, records_24h, generated_at, .. } = report;
-    let updated = generated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-    let revision_note = match (&schema.alembic_revision, &schema.expected_head) {
-        (Some(rev), Some(head)) if rev != head => Some(format!("expected head {head}")),
-        _ => None,
+fn OverviewBody(o: Overview) -> impl IntoView {
+    let now = o.status.generated_at;
+    let failing = o.status.failing_since.clone();
+    let since = move |key: &str| failing.get(key).map(|t| since_text(*t, now));
+    let s = o.status.clone();
+    let updated = now.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    view! {
+        <p class="updated">"Updated " <time data-testid="generated-at" datetime=now.to_rfc3339()>{updated}</time>
+            {format!(" · refreshes every {} s · environment {}", s.refresh_interval_secs, s.environment)}</p>
+        <Headline o=o.clone()/>
+        <div class="charts">
+            {o.charts.iter().cloned().map(|c| { let since = since(&c.source); view! { <ChartFigure c since/> } }).collect_view()}
+        </div>
+        <div class="panels">
+            <RecordsPanel o=o.clone() since=since("diary_database")/>
+            <SafetyPanel o=o.clone() since=since("diary_database")/>
+            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since("kubernetes").unwrap_or_default()>
+                <Value label="Rollout" testid="flag-percentage" value=s.flag.percentage.map(|p| format!("{p} %"))/>
+                <Value label="Stored value" testid="flag-raw" value=s.flag.raw.clone()/>
+                <p class="detail">{format!("{} via {}", s.flag.key, s.flag.source)}
+                    {s.flag.version.clone().map(|v| format!(", resourceVersion {v}"))}</p>
+            </Panel>
+            <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus").unwrap_or_default()>
+                <Value label="Split doses" testid="split-rate" value=fmt_rate(s.metrics.split_per_s)/>
+                <Value label="Legacy doses" testid="legacy-rate" value=fmt_rate(s.metrics.legacy_per_s)/>
+            </Panel>
+            <SchemaWriterPanel o=o.clone() kube_since=since("kubernetes") db_since=since("diary_database")/>
+            <AlertsPanel o=o.clone() since=since("prometheus")/>
+        </div>
+    }
+}
+
+#[component]
+fn Headline(o: Overview) -> impl IntoView {
+    let (share, target, check) = match &o.adoption {
+        Ok(a) => (fmt_share(a.current_share), Some(a.target), Some(a.check.clone())),
+        Err(_) => (None, None, None),
+    };
+    let doubled = o.summary.as_ref().ok().and_then(|s| s.counts.doubled);
+    let (check_class, check_text) = match check.as_ref().map(|c| c.outcome) {
+        Some(CheckOutcome::Pass) => ("badge ok", "pass"),
+        Some(CheckOutcome::Fail) => ("badge bad", "fail"),
+        Some(CheckOutcome::TooEarly) => ("badge wait", "too early to say"),
+        Some(CheckOutcome::Unknown) => ("badge wait", "unknown"),
+        None => ("badge wait", "no data"),
     };
     view! {
-        <p class="updated">"Updated " <time data-testid="generated-at" datetime=generated_at.to_rfc3339()>{updated}</time></p>
-        <div class="panels">
-            <Panel title="Feature flag" id="flag" error=flag.error.clone()>
-                <Value label="Rollout" testid="flag-percentage" value=flag.percentage.map(|p| format!("{p} %"))/>
-                <Value label="Stored value" testid="flag-raw" value=flag.raw.clone()/>
-                <p class="detail">{format!("{} via {}", flag.key, flag.source)}
-                    {flag.version.map(|v| format!(", resourceVersion {v}"))}</p>
-            </Panel>
-            <Panel title="Usage (Prometheus)" id="metrics" error=metrics.error.clone()>
-                <Value label="Split doses" testid="split-rate" value=fmt_rate(metrics.split_per_s)/>
-                <Value label="Legacy doses" testid="legacy-rate" value=fmt_rate(metrics.legacy_per_s)/>
-            </Panel>
-            <Panel title="Records, last 24 h" id="records" error=records_24h.error.clone()>
-                <Value label="Total" testid="records-total" value=fmt_count(records_24h.total)/>
-                <Value label="With short dose" testid="records-with-short" value=fmt_count(records_24h.with_short)/>
-                <Value label="With long dose" testid="records-with-long" value=fmt_count(records_24h.with_long)/>
-            </Panel>
-            <Panel title="Schema" id="schema" error=schema.error.clone()>
-                <Value label="insulin_short" testid="schema-short" value=fmt_bool(schema.insulin_short)/>
-                <Value label="insulin_long" testid="schema-long" value=fmt_bool(schema.insulin_long)/>
-                <Value label="Alembic revision" testid="schema-revision" value=schema.alembic_revision.clone()/>
-                {revision_note.map(|n| view! { <p class="warning">{n}</p> })}
-            </Panel>
-            <Panel title="Writers" id="writer" error=writer.error.clone()>
-                <Value label="Desired replicas" testid="writer-replicas" value=writer.replicas.map(|r| r.to_string())/>
-                <Value label="Ready replicas" testid="writer-ready" value=writer.ready_replicas.map(|r| r.to_string())/>
-                <p class="detail">{format!("deployment {}", writer.deployment)}</p>
-            </Panel>
+        <div class="headline">
+            <div class="tile"><span class="tile-label">"Rollout"</span>
+                <span class="tile-value" data-testid="headline-flag">{o.status.flag.percentage.map(|p| format!("{p} %")).unwrap_or_else(|| "—".into())}</span></div>
+            <div class="tile"><span class="tile-label">"Legacy share, last 5 min"</span>
+                <span class="tile-value" data-testid="headline-share">{share.unwrap_or_else(|| "—".into())}</span>
+                <span class="tile-note">{target.map(|t| format!("target below {:.1} %", t * 100.0))}</span></div>
+            <div class="tile"><span class="tile-label">"24-hour check"</span>
+                <span class=check_class data-testid="headline-check">{check_text}</span>
+                <span class="tile-note" data-testid="headline-check-message">{check.map(|c| c.message)}</span></div>
+            <div class="tile" class:tile-bad=doubled.is_some_and(|d| d > 0)><span class="tile-label">{format!("Doubled records, last {}", o.window)}</span>
+                <span class="tile-value" data-testid="headline-doubled">{doubled.map(|d| d.to_string()).unwrap_or_else(|| "—".into())}</span></div>
         </div>
+    }
+}
+
+#[component]
+fn ChartFigure(c: ChartView, since: Option<String>) -> impl IntoView {
+    let id = format!("chart-{}", c.id);
+    view! {
+        <figure class="chart" class:panel-failed=c.error.is_some() data-testid=id.clone() data-points=c.points>
+            {c.error.clone().map(|e| view! {
+                <div class="source-error" role="alert" data-testid=format!("{id}-error")>
+                    <strong>"Stale. "</strong>{e}{since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}
+                </div>
+            })}
+            {c.svg.clone().map(|svg| view! { <div class="chart-svg" inner_html=svg></div> })}
+            <figcaption>{c.caption.clone()}</figcaption>
+        </figure>
+    }
+}
+
+#[component]
+fn RecordsPanel(o: Overview, since: Option<String>) -> impl IntoView {
+    let title = "Records (history_records)";
+    match o.summary {
+        Ok(s) => {
+            let c = s.counts;
+            let window = format!(
+                "created_at from {} to {} (UTC), last {}",
+                s.window_start.format("%m-%d %H:%M:%S"),
+                s.window_end.format("%m-%d %H:%M:%S"),
+                o.window
+            );
+            view! {
+                <Panel title id="records" error=None>
+                    <Value label="Total" testid="records-total" value=fmt_count(Some(c.total))/>
+                    <Value label="With short dose" testid="records-with-short" value=fmt_count(c.with_short)/>
+                    <Value label="With long dose" testid="records-with-long" value=fmt_count(c.with_long)/>
+                    <Value label="With both" testid="records-with-both" value=fmt_count(c.with_both)/>
+                    <Value label="Legacy dose only" testid="records-legacy-only" value=fmt_count(Some(c.legacy_only))/>
+                    <Value label="Doubled (forbidden)" testid="records-doubled" value=fmt_count(c.doubled)/>
+                    <Value label="No dose" testid="records-empty" value=fmt_count(Some(c.empty))/>
+                    <p class="detail">{window}</p>
+                </Panel>
+            }
+            .into_any()
+        }
+        Err(e) => view! {
+            <Panel title id="records" error=Some(e) since=since.unwrap_or_default()><p>"No counts."</p></Panel>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn SafetyPanel(o: Overview, since: Option<String>) -> impl IntoView {
+    let doubled = o.summary.as_ref().ok().and_then(|s| s.counts.doubled);
+    let newest = o.doubled.clone();
+    let error = o.doubled.clone().err().or_else(|| o.summary.clone().err());
+    let class = match doubled {
+        Some(0) => "safety-ok",
+        Some(_) => "safety-bad",
+        None => "",
+    };
+    view! {
+        <Panel title="Safety: doubled doses" id="safety" error=error since=since.unwrap_or_default() class=class>
+            {match doubled {
+                Some(0) => view! { <p class="ok-text" data-testid="safety-status">{format!("No doubled record in the last {}.", o.window)}</p> }.into_any(),
+                Some(n) => view! { <p class="bad-text" data-testid="safety-status">{format!("{n} record(s) in the last {} copy dose into both insulin_short and insulin_long.", o.window)}</p> }.into_any(),
+                None => view! { <p data-testid="safety-status">"Not applicable: the split columns do not exist."</p> }.into_any(),
+            }}
+            <blockquote class="rule">{DOUBLING_RULE}</blockquote>
+            {newest.ok().filter(|v| !v.is_empty()).map(|v| view! {
+                <p class="detail">"Newest offending records (id, created_at), any time:"</p>
+                <ul class="doubled-list" data-testid="doubled-list">
+                    {v.into_iter().map(|d| view! { <li>{format!("#{} · {}", d.id, d.created_at.format("%Y-%m-%d %H:%M:%S UTC"))}</li> }).collect_view()}
+                </ul>
+            })}
+        </Panel>
+    }
+}
+
+#[component]
+fn SchemaWriterPanel(o: Overview, kube_since: Option<String>, db_since: Option<String>) -> impl IntoView {
+    let (schema, writer) = (o.status.schema, o.status.writer);
+    let revision_note = match (&schema.alembic_revision, &schema.expected_head) {
+        (Some(rev), Some(head)) if rev != head => Some(format!("not the expected head {head}")),
+        (Some(_), Some(_)) => Some("the expected head".to_string()),
+        _ => None,
+    };
+    let error = match (&schema.error, &writer.error) {
+        (Some(a), Some(b)) => Some(format!("{a} — {b}")),
+        (a, b) => a.clone().or(b.clone()),
+    };
+    let since = if schema.error.is_some() { db_since } else { kube_since };
+    view! {
+        <Panel title="Schema and writers" id="schema" error=error since=since.unwrap_or_default()>
+            <Value label="insulin_short" testid="schema-short" value=fmt_bool(schema.insulin_short)/>
+            <Value label="insulin_long" testid="schema-long" value=fmt_bool(schema.insulin_long)/>
+            <Value label="Alembic revision" testid="schema-revision" value=schema.alembic_revision.clone()/>
+            {revision_note.map(|n| view! { <p class="detail" data-testid="schema-revision-note">{n}</p> })}
+            <Value label="Writers desired" testid="writer-replicas" value=writer.replicas.map(|r| r.to_string())/>
+            <Value label="Writers ready" testid="writer-ready" value=writer.ready_replicas.map(|r| r.to_string())/>
+            <p class="detail">{format!("deployment {}", writer.deployment)}</p>
+        </Panel>
+    }
+}
+
+#[component]
+fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
+    let fmt_at = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+    match o.alerts {
+        Ok(alerts) if alerts.is_empty() => view! {
+            <Panel title="Rollout alerts" id="alerts" error=None><p class="ok-text" data-testid="alerts-none">"No firing or pending rollout alert."</p></Panel>
+        }.into_any(),
+        Ok(alerts) => view! {
+            <Panel title="Rollout alerts" id="alerts" error=None>
+                <ul class="alerts" data-testid="alerts-list">
+                    {alerts.into_iter().map(|a| { let class = format!("alert alert-{}", a.state); view! {
+                        <li class=class>
+                            <strong>{a.name}</strong>" "<span class="badge">{a.state}</span>
+                            {a.severity.map(|s| format!(" · {s}"))}{format!(" · since {}", fmt_at(a.active_at))}
+                            {a.summary.map(|s| view! { <div class="detail">{s}</div> })}
+                        </li>
+                    }}).collect_view()}
+                </ul>
+            </Panel>
+        }.into_any(),
+        Err(e) => view! { <Panel title="Rollout alerts" id="alerts" error=Some(e) since=since.unwrap_or_default()><p>"Alerts unknown."</p></Panel> }.into_any(),
     }
 }

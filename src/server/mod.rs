@@ -10,6 +10,7 @@ pub mod error;
 pub mod flag_history;
 pub mod flags;
 pub mod http;
+pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;
 pub mod records;

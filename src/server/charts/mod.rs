@@ -2,6 +2,8 @@
 //! reports). Each chart also carries an invisible hover layer: one strip per point in time whose
 //! `<title>` lists every series' value there, so browsers show the values on hover without script.
 
+pub mod rollout;
+
 use std::fmt::Write as _;
 use std::sync::Once;
 
@@ -26,7 +28,7 @@ static FONT: Once = Once::new();
 /// what the host has installed.
 fn ensure_font() {
     FONT.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        let bytes: &'static [u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
         if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
             tracing::error!("the embedded chart font could not be loaded");
         }

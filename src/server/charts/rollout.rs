@@ -1,0 +1,145 @@
+//! The rollout's charts, built from the same service answers the API returns.
+
+use crate::api::adoption::Adoption;
+use crate::api::alerts::FlagObservation;
+use crate::api::records::RecordSeries;
+
+use super::{palette, Chart, Line, Marker};
+
+/// Flag observations as (time, percentage) points, starting at the left edge of the chart.
+fn flag_points(history: &[FlagObservation], x0: f64) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|o| o.percentage.map(|p| ((o.observed_at.timestamp() as f64).max(x0), f64::from(p))))
+        .collect()
+}
+
+fn flag_markers(history: &[FlagObservation], x0: f64) -> Vec<Marker> {
+    history
+        .windows(2)
+        .filter(|w| w[1].observed_at.timestamp() as f64 >= x0)
+        .map(|w| Marker {
+            at: w[1].observed_at.timestamp() as f64,
+            text: format!(
+                "flag {} → {} ({}, resourceVersion {})",
+                w[0].raw.as_deref().unwrap_or("?"),
+                w[1].raw.as_deref().unwrap_or("?"),
+                w[1].source,
+                w[1].version.as_deref().unwrap_or("?")
+            ),
+        })
+        .collect()
+}
+
+/// Split and legacy doses per second, with the rollout percentage as a step line.
+pub fn usage(a: &Adoption, history: &[FlagObservation]) -> Chart {
+    let x0 = a.range_start.timestamp() as f64;
+    Chart {
+        title: "Split versus legacy doses".into(),
+        y_label: "doses per second".into(),
+        x_range: (x0, a.range_end.timestamp() as f64),
+        step: a.step_secs,
+        lines: vec![
+            Line {
+                name: "split (insulin_short / insulin_long)".into(),
+                color: palette::BLUE,
+                points: a.split_per_s.clone(),
+                step: false,
+                unit: "/s",
+                thick: false,
+            },
+            Line {
+                name: "legacy (dose)".into(),
+                color: palette::ORANGE,
+                points: a.legacy_per_s.clone(),
+                step: false,
+                unit: "/s",
+                thick: false,
+            },
+        ],
+        secondary: vec![Line {
+            name: "rollout %".into(),
+            color: palette::GREY,
+            points: flag_points(history, x0),
+            step: true,
+            unit: "%",
+            thick: false,
+        }],
+        secondary_label: Some("rollout percentage".into()),
+        thresholds: vec![],
+        markers: flag_markers(history, x0),
+    }
+}
+
+/// Legacy share over time against the target.
+pub fn legacy_share(a: &Adoption, history: &[FlagObservation]) -> Chart {
+    let x0 = a.range_start.timestamp() as f64;
+    Chart {
+        title: "Legacy share of dose writes".into(),
+        y_label: "legacy share, %".into(),
+        x_range: (x0, a.range_end.timestamp() as f64),
+        step: a.step_secs,
+        lines: vec![Line {
+            name: "legacy / (legacy + split)".into(),
+            color: palette::ORANGE,
+            points: a.legacy_share.iter().map(|(t, v)| (*t, v * 100.0)).collect(),
+            step: false,
+            unit: "%",
+            thick: true,
+        }],
+        secondary: vec![],
+        secondary_label: None,
+        thresholds: vec![(a.target * 100.0, format!("target {:.1} %", a.target * 100.0))],
+        markers: flag_markers(history, x0),
+    }
+}
+
+/// history_records per bucket: split, legacy-only, and the forbidden doubled rows.
+pub fn records(s: &RecordSeries) -> Chart {
+    let step = s.buckets.first().map(|b| (b.end - b.start).num_seconds() as f64).unwrap_or(3600.0);
+    // Plotted at the bucket's middle, so a point stands for the whole bucket.
+    let at = |b: &crate::api::records::RecordBucket| b.start.timestamp() as f64 + step / 2.0;
+    // The last bucket is still filling up; drawn, it would look like a collapse.
+    let finished = &s.buckets[..s.buckets.iter().take_while(|b| b.end <= s.range_end).count()];
+    let series = |f: &dyn Fn(&crate::api::records::RecordBucket) -> Option<i64>| -> Vec<(f64, f64)> {
+        finished.iter().filter_map(|b| f(b).map(|v| (at(b), v as f64))).collect()
+    };
+    let split =
+        series(&|b| Some(b.counts.total - b.counts.legacy_only - b.counts.empty - b.counts.doubled.unwrap_or(0)));
+    Chart {
+        title: format!("history_records per {}", s.step),
+        y_label: format!("records per {}", s.step),
+        x_range: (s.range_start.timestamp() as f64, s.range_end.timestamp() as f64),
+        step,
+        lines: vec![
+            Line {
+                name: "split parts".into(),
+                color: palette::BLUE,
+                points: split,
+                step: false,
+                unit: "",
+                thick: false,
+            },
+            Line {
+                name: "legacy dose only".into(),
+                color: palette::ORANGE,
+                points: series(&|b| Some(b.counts.legacy_only)),
+                step: false,
+                unit: "",
+                thick: false,
+            },
+            Line {
+                name: "doubled (forbidden)".into(),
+                color: palette::VERMILLION,
+                points: series(&|b| b.counts.doubled),
+                step: false,
+                unit: "",
+                thick: true,
+            },
+        ],
+        secondary: vec![],
+        secondary_label: None,
+        thresholds: vec![],
+        markers: vec![],
+    }
+}

@@ -1,0 +1,112 @@
+//! The overview page's answer: every service at once, the charts drawn from their results.
+
+use crate::api::overview::{AdoptionSummary, ChartView, Overview};
+use crate::api::window::Window;
+
+use super::charts::{draw_svg, rollout};
+use super::error::Source;
+use super::service;
+use super::state::AppState;
+
+pub const CHART_SIZE: (u32, u32) = (960, 320);
+
+/// The records chart's bucket for a range: a few dozen to a few hundred points.
+pub fn records_step(range: Window) -> Window {
+    let m = range.as_minutes();
+    let step = if m <= 6 * 60 {
+        Window::minutes(if m <= 60 { 5 } else { 15 })
+    } else if m <= 7 * 24 * 60 {
+        Window::hours(1)
+    } else if m <= 30 * 24 * 60 {
+        Window::hours(6)
+    } else {
+        Window::days(1)
+    };
+    step.unwrap_or(range)
+}
+
+pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Overview, String> {
+    let range_w: Window = range.parse().map_err(|e: crate::api::window::BadWindow| format!("range: {e}"))?;
+    let window_w: Window = window.parse().map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
+    let step = records_step(range_w);
+    let (status, summary, doubled, alerts, adoption, series, history) = tokio::join!(
+        service::status(state),
+        service::records_summary(state, window_w),
+        service::doubled_records(state, 20),
+        service::alerts(state),
+        service::adoption(state, range_w),
+        service::records_series(state, range_w, step),
+        service::flag_history(state, range_w),
+    );
+    let history = history.unwrap_or_default();
+    let prom_caption = format!(
+        "Prometheus: {} and {}, {} range, UTC",
+        state.settings.metrics.split_rate("…"),
+        state.settings.metrics.legacy_rate("…"),
+        range_w
+    );
+    let (usage, share) = match &adoption {
+        Ok(a) => {
+            let u = draw_svg(&rollout::usage(a, &history), CHART_SIZE);
+            let s = draw_svg(&rollout::legacy_share(a, &history), CHART_SIZE);
+            (
+                chart("usage", "Split versus legacy doses", Some(u), &prom_caption, None),
+                chart("share", "Legacy share", Some(s), &prom_caption, None),
+            )
+        }
+        Err(e) => (
+            chart("usage", "Split versus legacy doses", None, &prom_caption, Some(e.to_string())),
+            chart("share", "Legacy share", None, &prom_caption, Some(e.to_string())),
+        ),
+    };
+    let records_caption = format!(
+        "PostgreSQL: {} counted per {step} over {range_w} (created_at, UTC); doubled rows drawn on their own; \
+         the current, unfinished {step} is not drawn",
+        state.settings.schema.table
+    );
+    let records = match &series {
+        Ok(s) => chart(
+            "records",
+            "history_records",
+            Some(draw_svg(&rollout::records(s), CHART_SIZE)),
+            &records_caption,
+            None,
+        ),
+        Err(e) => chart("records", "history_records", None, &records_caption, Some(e.to_string())),
+    };
+    let (usage, share, records) = (
+        ChartView { source: Source::Prometheus.key().into(), ..usage },
+        ChartView { source: Source::Prometheus.key().into(), ..share },
+        ChartView { source: Source::DiaryDatabase.key().into(), ..records },
+    );
+    Ok(Overview {
+        status,
+        range: range.to_string(),
+        window: window.to_string(),
+        summary: summary.map_err(|e| e.to_string()),
+        doubled: doubled.map_err(|e| e.to_string()),
+        alerts: alerts.map_err(|e| e.to_string()),
+        adoption: adoption
+            .map(|a| AdoptionSummary { current_share: a.current_share, target: a.target, check: a.check })
+            .map_err(|e| e.to_string()),
+        charts: vec![usage, share, records],
+    })
+}
+
+fn chart(
+    id: &str,
+    title: &str,
+    drawn: Option<super::charts::Drawn>,
+    caption: &str,
+    error: Option<String>,
+) -> ChartView {
+    ChartView {
+        id: id.into(),
+        title: title.into(),
+        points: drawn.as_ref().map(|d| d.points).unwrap_or(0),
+        svg: drawn.map(|d| d.svg),
+        caption: caption.into(),
+        error,
+        source: String::new(),
+    }
+}
