@@ -142,6 +142,7 @@ fn ChartFigure(c: ChartView, since: Option<String>) -> impl IntoView {
     let id = format!("chart-{}", c.id);
     view! {
         <figure class="chart" class:panel-failed=c.error.is_some() data-testid=id.clone() data-points=c.points>
+            {c.error.is_some().then(|| view! { <h2 class="chart-title">{c.title.clone()}</h2> })}
             {c.error.clone().map(|e| view! {
                 <div class="source-error" role="alert" data-testid=format!("{id}-error")>
                     <strong>"Stale. "</strong>{e}{since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}

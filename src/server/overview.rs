@@ -40,10 +40,9 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
     );
     let history = history.unwrap_or_default();
     let prom_caption = format!(
-        "Prometheus: {} and {}, {} range, UTC",
+        "Prometheus: {} and {}, last {range}, UTC",
         state.settings.metrics.split_rate("…"),
         state.settings.metrics.legacy_rate("…"),
-        range_w
     );
     let (usage, share) = match &adoption {
         Ok(a) => {
@@ -60,7 +59,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
         ),
     };
     let records_caption = format!(
-        "PostgreSQL: {} counted per {step} over {range_w} (created_at, UTC); doubled rows drawn on their own; \
+        "PostgreSQL: {} counted per {step} over the last {range} (created_at, UTC); doubled rows drawn on their own; \
          the current, unfinished {step} is not drawn",
         state.settings.schema.table
     );
