@@ -223,7 +223,12 @@ impl Prometheus {
     pub async fn scalar(&self, query: &str) -> Result<f64, SourceError> {
         let samples = self.instant(query).await?;
         match samples.as_slice() {
-            [one] => Ok(one.value),
+            [one] if one.value.is_finite() => Ok(one.value),
+            // NaN (0/0, no samples in the rate window) and ±Inf are not numbers a panel can show.
+            [one] => Err(SourceError::Missing {
+                system: SOURCE,
+                detail: format!("Prometheus answered {} for `{query}`: no usable data in its window", one.value),
+            }),
             [] => Err(SourceError::Missing {
                 system: SOURCE,
                 detail: format!("Prometheus has no samples for `{query}` (is the metric being scraped?)"),

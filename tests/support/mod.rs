@@ -23,11 +23,17 @@ pub fn free_port() -> u16 {
 pub struct PrometheusHarness {
     pub url: String,
     child: Child,
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl PrometheusHarness {
     pub fn start(series: &[CounterSeries]) -> PrometheusHarness {
+        Self::start_with_rules(series, None)
+    }
+
+    /// Also loads an alerting-rules file (YAML text).
+    pub fn start_with_rules(series: &[CounterSeries], rules: Option<&str>) -> PrometheusHarness {
         let dir = tempfile::tempdir().unwrap();
         let om = dir.path().join("history.om");
         std::fs::write(&om, openmetrics::render(series)).unwrap();
@@ -40,22 +46,48 @@ impl PrometheusHarness {
             .expect("promtool must be installed (scripts/setup installs it)");
         assert!(out.status.success(), "promtool failed: {}", String::from_utf8_lossy(&out.stderr));
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global: {scrape_interval: 15s}\n").unwrap();
+        let mut cfg = "global: {scrape_interval: 15s, evaluation_interval: 1s}\n".to_string();
+        if let Some(rules) = rules {
+            let path = dir.path().join("rules.yml");
+            std::fs::write(&path, rules).unwrap();
+            cfg.push_str(&format!("rule_files: ['{}']\n", path.display()));
+        }
+        std::fs::write(&config, cfg).unwrap();
         let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=60d")
-            .arg("--log.level=error")
+        let args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", data.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--storage.tsdb.retention.time=60d".to_string(),
+            "--log.level=error".to_string(),
+        ];
+        let child = Self::spawn(&args);
+        let url = format!("http://127.0.0.1:{port}");
+        let h = PrometheusHarness { url, child, args, _dir: dir };
+        h.wait_ready();
+        h
+    }
+
+    fn spawn(args: &[String]) -> Child {
+        Command::new("prometheus")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("prometheus must be installed (scripts/setup installs it)");
-        let url = format!("http://127.0.0.1:{port}");
-        let h = PrometheusHarness { url, child, _dir: dir };
-        h.wait_ready();
-        h
+            .expect("prometheus must be installed (scripts/setup installs it)")
+    }
+
+    /// Stops the server (its data stays).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(&self.args);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -208,8 +240,24 @@ pub async fn dashboard_state(
     prometheus: Option<&str>,
     kubeconfig: Option<&Path>,
 ) -> AppState {
+    dashboard_state_with(state_db, diary_db.map(url_of), prometheus, kubeconfig, None).await
+}
+
+/// Like `dashboard_state`, with the diary database's URL given and optional TOML settings.
+pub async fn dashboard_state_with(
+    state_db: &sqlx::PgPool,
+    diary_url: Option<String>,
+    prometheus: Option<&str>,
+    kubeconfig: Option<&Path>,
+    settings_toml: Option<&str>,
+) -> AppState {
     let state_url = url_of(state_db);
-    let diary_url = diary_db.map(url_of);
+    let settings_file = settings_toml.map(|t| {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), t).unwrap();
+        f.into_temp_path()
+    });
+    let settings_path = settings_file.as_ref().map(|p| p.display().to_string());
     let prometheus = prometheus.map(str::to_string);
     let kubeconfig = kubeconfig.map(|p| p.display().to_string());
     let config = Config::from_vars(move |k| match k {
@@ -217,9 +265,72 @@ pub async fn dashboard_state(
         "DATABASE_URL" => diary_url.clone(),
         "PROMETHEUS_URL" => prometheus.clone(),
         "KUBECONFIG" => kubeconfig.clone(),
+        "ROLLOUT_CONFIG" => settings_path.clone(),
         _ => None,
     })
     .unwrap();
     let options = leptos::config::LeptosOptions::builder().output_name("rollout-dashboard").build();
     AppState::connect(config, options).await.expect("dashboard state")
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut and restored, so a test can watch the
+/// dashboard lose its database and find it again without stopping the shared server.
+pub struct PgProxy {
+    pub port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PgProxy {
+    pub async fn start(upstream: &str) -> PgProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (d, c, upstream) = (down.clone(), conns.clone(), upstream.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                c.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        PgProxy { port, down, conns, task }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` (of a database on the proxied server) rewritten to go through the proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap();
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
 }
