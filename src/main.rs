@@ -1,8 +1,20 @@
 //! Server entry: configuration → state → routes → serve.
 
 #[cfg(feature = "ssr")]
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Roomier worker stacks than tokio's 2 MiB default: server-side rendering of the overview
+    // nests deeply, more so in debug builds.
+    match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build() {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("rollout-dashboard: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn run() -> std::process::ExitCode {
     use rollout_dashboard::server;
 
     server::telemetry::init();

@@ -23,6 +23,9 @@ pub fn Panel(
     #[prop(optional)]
     since: Option<String>,
     #[prop(optional, into)] class: String,
+    /// When the values shown were read from their source.
+    #[prop(optional)]
+    updated: Option<chrono::DateTime<Utc>>,
     children: Children,
 ) -> impl IntoView {
     let failed = error.is_some();
@@ -36,6 +39,9 @@ pub fn Panel(
                 </div>
             })}
             <div class="panel-body">{children()}</div>
+            {updated.map(|t| view! {
+                <p class="panel-updated" data-testid=format!("{id}-updated")>"as of " {t.format("%H:%M:%S UTC").to_string()}</p>
+            })}
         </section>
     }
 }

@@ -91,13 +91,13 @@ fn OverviewBody(o: Overview) -> impl IntoView {
         <div class="panels">
             <RecordsPanel o=o.clone() since=since("diary_database")/>
             <SafetyPanel o=o.clone() since=since("diary_database")/>
-            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since("kubernetes").unwrap_or_default()>
+            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since("kubernetes").unwrap_or_default() updated=now>
                 <Value label="Rollout" testid="flag-percentage" value=s.flag.percentage.map(|p| format!("{p} %"))/>
                 <Value label="Stored value" testid="flag-raw" value=s.flag.raw.clone()/>
                 <p class="detail">{format!("{} via {}", s.flag.key, s.flag.source)}
                     {s.flag.version.clone().map(|v| format!(", resourceVersion {v}"))}</p>
             </Panel>
-            <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus").unwrap_or_default()>
+            <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus").unwrap_or_default() updated=now>
                 <Value label="Split doses" testid="split-rate" value=fmt_rate(s.metrics.split_per_s)/>
                 <Value label="Legacy doses" testid="legacy-rate" value=fmt_rate(s.metrics.legacy_per_s)/>
             </Panel>
@@ -167,7 +167,7 @@ fn RecordsPanel(o: Overview, since: Option<String>) -> impl IntoView {
                 o.window
             );
             view! {
-                <Panel title id="records" error=None>
+                <Panel title id="records" error=None updated=s.window_end>
                     <Value label="Total" testid="records-total" value=fmt_count(Some(c.total))/>
                     <Value label="With short dose" testid="records-with-short" value=fmt_count(c.with_short)/>
                     <Value label="With long dose" testid="records-with-long" value=fmt_count(c.with_long)/>
@@ -217,7 +217,7 @@ fn SafetyPanel(o: Overview, since: Option<String>) -> impl IntoView {
 
 #[component]
 fn SchemaWriterPanel(o: Overview, kube_since: Option<String>, db_since: Option<String>) -> impl IntoView {
-    let (schema, writer) = (o.status.schema, o.status.writer);
+    let (schema, writer) = (o.status.schema.clone(), o.status.writer.clone());
     let revision_note = match (&schema.alembic_revision, &schema.expected_head) {
         (Some(rev), Some(head)) if rev != head => Some(format!("not the expected head {head}")),
         (Some(_), Some(_)) => Some("the expected head".to_string()),
@@ -229,7 +229,7 @@ fn SchemaWriterPanel(o: Overview, kube_since: Option<String>, db_since: Option<S
     };
     let since = if schema.error.is_some() { db_since } else { kube_since };
     view! {
-        <Panel title="Schema and writers" id="schema" error=error since=since.unwrap_or_default()>
+        <Panel title="Schema and writers" id="schema" error=error since=since.unwrap_or_default() updated=o.status.generated_at>
             <Value label="insulin_short" testid="schema-short" value=fmt_bool(schema.insulin_short)/>
             <Value label="insulin_long" testid="schema-long" value=fmt_bool(schema.insulin_long)/>
             <Value label="Alembic revision" testid="schema-revision" value=schema.alembic_revision.clone()/>

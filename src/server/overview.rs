@@ -29,14 +29,15 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
     let range_w: Window = range.parse().map_err(|e: crate::api::window::BadWindow| format!("range: {e}"))?;
     let window_w: Window = window.parse().map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
     let step = records_step(range_w);
+    // Each boxed, so that the joined future stays small wherever it is polled.
     let (status, summary, doubled, alerts, adoption, series, history) = tokio::join!(
-        service::status(state),
-        service::records_summary(state, window_w),
-        service::doubled_records(state, 20),
-        service::alerts(state),
-        service::adoption(state, range_w),
-        service::records_series(state, range_w, step),
-        service::flag_history(state, range_w),
+        Box::pin(service::status(state)),
+        Box::pin(service::records_summary(state, window_w)),
+        Box::pin(service::doubled_records(state, 20)),
+        Box::pin(service::alerts(state)),
+        Box::pin(service::adoption(state, range_w)),
+        Box::pin(service::records_series(state, range_w, step)),
+        Box::pin(service::flag_history(state, range_w)),
     );
     let history = history.unwrap_or_default();
     let prom_caption = format!(

@@ -1,10 +1,12 @@
 //! The diary database: `history_records` aggregates and the state of its schema.
 //! Read-only: monitoring needs nothing more than SELECT.
 //!
-//! `history_records` grows without bound, so windows and series are assembled from hourly
-//! buckets: completed hours are counted once and kept in memory, only the open hour and the
-//! partial hours at a window's edges are counted on each request. Cached hours from the last
-//! `RECONCILE_SPAN` are dropped every `RECONCILE_EVERY` so that late writes are picked up.
+//! `history_records` grows without bound, so windows and series are assembled from buckets
+//! counted once and kept in memory: whole hours, and whole minutes for the partial hours at a
+//! window's edges. Each refresh counts directly only the partial minutes at the edges and the
+//! minutes that have not settled yet, so its cost does not grow with the table. Cached buckets
+//! from the last `RECONCILE_SPAN` are dropped every `RECONCILE_EVERY` so that late writes are
+//! picked up.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +23,10 @@ use super::error::{from_sqlx, Source, SourceError};
 
 const SOURCE: Source = Source::DiaryDatabase;
 const HOUR: i64 = 3600;
-/// An hour is cached only once it ended this long ago (writes in flight).
+const MINUTE: i64 = 60;
+/// Minute buckets not used for this long are forgotten (window edges move on).
+const MINUTE_IDLE: Duration = Duration::from_secs(600);
+/// A bucket is cached only once it ended this long ago (writes in flight).
 const SETTLE_SECS: i64 = 120;
 const RECONCILE_EVERY: Duration = Duration::from_secs(600);
 const RECONCILE_SPAN: i64 = 48 * HOUR;
@@ -32,16 +37,32 @@ pub const MAX_BUCKETS: i64 = 2_000;
 pub struct DiaryRecords {
     pool: PgPool,
     table: String,
-    hours: Arc<Mutex<HourCache>>,
+    hours: Arc<Mutex<BucketCache>>,
+    minutes: Arc<Mutex<BucketCache>>,
 }
 
-#[derive(Default)]
-struct HourCache {
+/// Counts of completed buckets of one size.
+struct BucketCache {
+    size: i64,
+    /// Forget buckets unused for this long (None: keep).
+    idle: Option<Duration>,
     /// Whether the cached counts were taken with the split columns present.
     split_columns: Option<bool>,
-    /// Hour start (unix seconds) → counts of that completed hour.
-    counts: BTreeMap<i64, Counts>,
+    /// Bucket start (unix seconds) → counts of that completed bucket, and when it was last used.
+    counts: BTreeMap<i64, (Counts, Instant)>,
     last_reconcile: Option<Instant>,
+}
+
+impl BucketCache {
+    fn new(size: i64, idle: Option<Duration>) -> Arc<Mutex<BucketCache>> {
+        Arc::new(Mutex::new(BucketCache {
+            size,
+            idle,
+            split_columns: None,
+            counts: BTreeMap::new(),
+            last_reconcile: None,
+        }))
+    }
 }
 
 /// Which split columns exist and which Alembic revision the database is at.
@@ -106,10 +127,24 @@ fn floor_to(secs: i64, step: i64) -> i64 {
     secs - secs.rem_euclid(step)
 }
 
+/// The first and the end of the whole `size`-second buckets inside [from, to).
+fn whole_buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: i64) -> (i64, i64) {
+    let mut first = floor_to(from.timestamp(), size);
+    if ts(first) < from {
+        first += size;
+    }
+    (first, floor_to(to.timestamp(), size))
+}
+
 impl DiaryRecords {
     /// `table` is validated by the configuration as a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Self {
-        DiaryRecords { pool, table: table.to_string(), hours: Arc::default() }
+        DiaryRecords {
+            pool,
+            table: table.to_string(),
+            hours: BucketCache::new(HOUR, None),
+            minutes: BucketCache::new(MINUTE, Some(MINUTE_IDLE)),
+        }
     }
 
     pub async fn schema(&self) -> Result<SchemaState, SourceError> {
@@ -215,58 +250,82 @@ impl DiaryRecords {
         sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))
     }
 
-    /// Counts of the whole hours [h0, h1), from the cache where possible. Hours that have
-    /// settled are cached; the others are counted but not kept.
-    async fn hours(
+    /// Counts of the whole buckets [b0, b1) of `cache`'s size, from the cache where possible.
+    /// Buckets that have settled are cached; the others are counted but not kept.
+    async fn buckets(
         &self,
-        h0: i64,
-        h1: i64,
+        cache: &Mutex<BucketCache>,
+        b0: i64,
+        b1: i64,
         now: i64,
         split_columns: bool,
     ) -> Result<BTreeMap<i64, Counts>, SourceError> {
-        let mut cache = self.hours.lock().await;
+        let mut cache = cache.lock().await;
+        let size = cache.size;
         if cache.split_columns != Some(split_columns) {
             cache.counts.clear();
             cache.split_columns = Some(split_columns);
         }
         if cache.last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
             let keep_before = floor_to(now, HOUR) - RECONCILE_SPAN;
-            cache.counts.retain(|h, _| *h < keep_before);
+            let idle = cache.idle;
+            cache.counts.retain(|b, (_, used)| *b < keep_before && idle.is_none_or(|i| used.elapsed() < i));
             cache.last_reconcile = Some(Instant::now());
         }
-        let missing: Vec<i64> =
-            (0..(h1 - h0) / HOUR).map(|i| h0 + i * HOUR).filter(|h| !cache.counts.contains_key(h)).collect();
+        let starts: Vec<i64> = (0..(b1 - b0) / size).map(|i| b0 + i * size).collect();
+        let missing: Vec<i64> = starts.iter().copied().filter(|b| !cache.counts.contains_key(b)).collect();
         let mut fresh = BTreeMap::new();
         if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
-            fresh = self.count_buckets(ts(*first), ts(last + HOUR), HOUR, split_columns).await?;
-            for h in &missing {
-                if h + HOUR + SETTLE_SECS <= now {
-                    cache.counts.insert(*h, fresh.get(h).copied().unwrap_or_default());
+            fresh = self.count_buckets(ts(*first), ts(last + size), size, split_columns).await?;
+            for b in &missing {
+                if b + size + SETTLE_SECS <= now {
+                    cache.counts.insert(*b, (fresh.get(b).copied().unwrap_or_default(), Instant::now()));
                 }
             }
         }
-        Ok((0..(h1 - h0) / HOUR)
-            .map(|i| h0 + i * HOUR)
-            .map(|h| (h, cache.counts.get(&h).or_else(|| fresh.get(&h)).copied().unwrap_or_default()))
+        let used = Instant::now();
+        Ok(starts
+            .into_iter()
+            .map(|b| {
+                let c = match cache.counts.get_mut(&b) {
+                    Some(entry) => {
+                        entry.1 = used;
+                        entry.0
+                    }
+                    None => fresh.get(&b).copied().unwrap_or_default(),
+                };
+                (b, c)
+            })
             .collect())
     }
 
-    /// Counters over [from, to): whole hours from the hour cache, the partial edges counted directly.
+    /// Counters over [from, to): whole hours from the hour cache, the rest through `count_minutes`.
     async fn count_span(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
-        // The first whole hour starting at or after `from`.
-        let mut h0 = floor_to(from.timestamp(), HOUR);
-        if ts(h0) < from {
-            h0 += HOUR;
-        }
-        let h1 = floor_to(to.timestamp(), HOUR);
+        let (h0, h1) = whole_buckets(from, to, HOUR);
         if h1 <= h0 {
-            return self.count_between(from, to, split).await;
+            return self.count_minutes(from, to, split).await;
         }
-        let mut total = self.count_between(from, ts(h0), split).await?;
-        for c in self.hours(h0, h1, to.timestamp(), split).await?.into_values() {
+        let mut total = Box::pin(self.count_minutes(from, ts(h0), split)).await?;
+        for c in Box::pin(self.buckets(&self.hours, h0, h1, to.timestamp(), split)).await?.into_values() {
             total += c;
         }
-        total += self.count_between(ts(h1), to, split).await?;
+        total += Box::pin(self.count_minutes(ts(h1), to, split)).await?;
+        Ok(total)
+    }
+
+    /// Counters over [from, to): whole minutes from the minute cache, the partial minutes directly.
+    async fn count_minutes(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
+        let (m0, m1) = whole_buckets(from, to, MINUTE);
+        if m1 <= m0 {
+            return self.count_between(from, to, split).await;
+        }
+        let mut total = self.count_between(from, ts(m0), split).await?;
+        for c in
+            self.buckets(&self.minutes, m0, m1, to.timestamp().max(Utc::now().timestamp()), split).await?.into_values()
+        {
+            total += c;
+        }
+        total += self.count_between(ts(m1), to, split).await?;
         Ok(total)
     }
 
@@ -297,8 +356,8 @@ impl DiaryRecords {
         let split = schema.has_split_columns();
         let mut buckets = Vec::new();
         if step_s % HOUR == 0 {
-            let hours = self.hours(first, floor_to(now, HOUR), now, split).await?;
-            let open = self.count_between(ts(floor_to(now, HOUR)), end, split).await?;
+            let hours = self.buckets(&self.hours, first, floor_to(now, HOUR), now, split).await?;
+            let open = self.count_minutes(ts(floor_to(now, HOUR)), end, split).await?;
             let mut t = first;
             while t <= now {
                 let mut c = Counts::default();

@@ -78,7 +78,8 @@ impl Services {
 /// in the source's health.
 pub async fn ask<T>(state: &AppState, source: Source, fut: impl Future<Output = Answer<T>>) -> Answer<T> {
     let started = Instant::now();
-    let answer = super::error::within(source, state.settings.source_timeout(), fut).await;
+    // Boxed: the backend futures are large, and callers join several of them.
+    let answer = super::error::within(source, state.settings.source_timeout(), Box::pin(fut)).await;
     let ok = !matches!(&answer, Err(e) if e.system() == source && !matches!(e, SourceError::NotConfigured { .. }));
     state.services.metrics.backend_query(source.key(), started.elapsed(), answer.is_ok());
     state.services.health.record(source, ok);
