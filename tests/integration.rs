@@ -569,3 +569,80 @@ async fn nan_and_infinite_answers_are_reported_not_shown_as_numbers(pool: PgPool
     let a = rollout_dashboard::server::adoption::adoption(&state, "1h".parse().unwrap()).await.unwrap();
     assert!(a.split_per_s.is_empty() && a.legacy_per_s.is_empty() && a.legacy_share.is_empty());
 }
+
+// ---------------------------------------------------------------- writing the flag; the audit trail
+
+fn flag_store(cluster: Cluster) -> rollout_dashboard::server::flags::FlagStore {
+    rollout_dashboard::server::flags::FlagStore::Kubernetes {
+        cluster,
+        configmap: "feature-flags".into(),
+        key: "insulin_dose_split".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_flag_write_keeps_the_format_and_is_read_back() {
+    use rollout_dashboard::server::flags::Percentage;
+    let sim = SimulatorHarness::start("5%", 3, None).await;
+    let cluster = Cluster::connect(&KubeAccess::Kubeconfig(sim.kubeconfig.clone()), "diabetes", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let store = flag_store(cluster.clone());
+    let change = store.write("100", Percentage::new(25).unwrap()).await.unwrap();
+    assert_eq!((change.before.as_str(), change.after.as_str()), ("5%", "25%"));
+    let cm = cluster.configmap("feature-flags").await.unwrap();
+    assert_eq!(cm.data.unwrap()["insulin_dose_split"], "25%");
+    assert_eq!(cm.metadata.resource_version, change.version);
+}
+
+#[tokio::test]
+async fn a_write_on_a_stale_version_is_refused_and_overwrites_nothing() {
+    use rollout_dashboard::server::flags::{FlagWriteError, Percentage};
+    let sim = SimulatorHarness::start("5", 3, None).await;
+    let cluster = Cluster::connect(&KubeAccess::Kubeconfig(sim.kubeconfig.clone()), "diabetes", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let store = flag_store(cluster.clone());
+    // Someone else moves the flag to 10 after the operator saw version 100.
+    let other = store.write("100", Percentage::new(10).unwrap()).await.unwrap();
+    let e = store.write("100", Percentage::new(50).unwrap()).await.unwrap_err();
+    assert!(matches!(e, FlagWriteError::Conflict(_)), "{e:?}");
+    assert!(e.to_string().contains("\"10\""), "the new value is shown: {e}");
+    let cm = cluster.configmap("feature-flags").await.unwrap();
+    assert_eq!(cm.data.unwrap()["insulin_dose_split"], "10");
+    assert_eq!(cm.metadata.resource_version, other.version);
+    // A format that cannot say 25 % is refused without writing.
+    sim.cluster.write_configmap(None, [("insulin_dose_split".to_string(), "on".to_string())].into()).unwrap();
+    let v = cluster.configmap("feature-flags").await.unwrap().metadata.resource_version.unwrap();
+    let e = store.write(&v, Percentage::new(25).unwrap()).await.unwrap_err();
+    assert!(matches!(e, FlagWriteError::Unwritable(_)), "{e:?}");
+    assert_eq!(cluster.configmap("feature-flags").await.unwrap().data.unwrap()["insulin_dose_split"], "on");
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
+    use rollout_dashboard::api::audit::Outcome;
+    use rollout_dashboard::server::audit::{list, record, NewEntry};
+    let _state = dashboard_state(&pool, None, None, None).await; // runs the migrations
+    let entry = NewEntry {
+        actor: "ana".into(),
+        role: "operator".into(),
+        action: "flag.set".into(),
+        target: "diabetes/feature-flags/insulin_dose_split".into(),
+        value_before: Some("5".into()),
+        value_after: Some("25".into()),
+        reason: Some("step two".into()),
+        outcome: Outcome::Done,
+        outcome_detail: None,
+        request_id: Some("req-1".into()),
+    };
+    let id = record(&pool, &entry).await.unwrap();
+    for sql in ["UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
+        let e = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    let all = list(&pool, 10, None).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].id, all[0].reason.as_deref(), all[0].outcome), (id, Some("step two"), Outcome::Done));
+    assert_eq!(list(&pool, 10, Some("rollback.start")).await.unwrap().len(), 0);
+}

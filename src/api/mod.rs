@@ -3,6 +3,7 @@
 
 pub mod adoption;
 pub mod alerts;
+pub mod audit;
 pub mod overview;
 pub mod records;
 pub mod status;

@@ -65,6 +65,30 @@ impl Cluster {
         api.get(name).await.map_err(|e| describe(e, "configmap", name, &self.namespace))
     }
 
+    /// Sets one key of a ConfigMap, only if the ConfigMap is still at `expected_version`
+    /// (the API server refuses the replace with 409 otherwise). Returns the object as written.
+    pub async fn replace_configmap_key(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+        expected_version: &str,
+    ) -> Result<ConfigMap, ConditionalWriteError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut cm = api.get(name).await.map_err(|e| describe(e, "configmap", name, &self.namespace))?;
+        if cm.metadata.resource_version.as_deref() != Some(expected_version) {
+            return Err(ConditionalWriteError::Conflict { current_version: cm.metadata.resource_version });
+        }
+        cm.data.get_or_insert_with(Default::default).insert(key.to_string(), value.to_string());
+        match api.replace(name, &Default::default(), &cm).await {
+            Ok(written) => Ok(written),
+            Err(kube::Error::Api(status)) if status.is_conflict() => {
+                Err(ConditionalWriteError::Conflict { current_version: None })
+            }
+            Err(e) => Err(ConditionalWriteError::Source(describe(e, "configmap", name, &self.namespace))),
+        }
+    }
+
     pub async fn deployment_replicas(&self, name: &str) -> Result<Replicas, SourceError> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let d = api.get(name).await.map_err(|e| describe(e, "deployment", name, &self.namespace))?;
@@ -72,6 +96,16 @@ impl Cluster {
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
         Ok(Replicas { desired, ready })
     }
+}
+
+/// Why a conditional write did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConditionalWriteError {
+    /// Someone changed the object since the operator saw it; nothing was written.
+    #[error("the value was changed by someone else since it was read (now at resourceVersion {})", current_version.as_deref().unwrap_or("?"))]
+    Conflict { current_version: Option<String> },
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// A kube-rs error as one sentence about the object it concerned.

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, ConditionalWriteError};
 use super::error::{Source, SourceError};
 
 /// A rollout percentage, 0 to 100. Cannot hold anything else.
@@ -95,6 +95,54 @@ impl FlagValue {
     }
 }
 
+/// Why a percentage cannot be written in the format the flag is stored in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the flag is stored as {stored:?}, which can only say 0 % or 100 %; {wanted} % cannot be written in that format"
+)]
+pub struct Unwritable {
+    pub stored: String,
+    pub wanted: u8,
+}
+
+impl FlagValue {
+    /// The text that stores `p` in the same format as `original` (which parsed as `self`).
+    pub fn render(&self, original: &str, p: Percentage) -> Result<String, Unwritable> {
+        let unwritable = || Unwritable { stored: original.trim().to_string(), wanted: p.get() };
+        let t = original.trim();
+        match self.format {
+            FlagFormat::Number => Ok(p.get().to_string()),
+            FlagFormat::PercentSign => Ok(format!("{}%", p.get())),
+            FlagFormat::Word => {
+                let lower = t.to_ascii_lowercase();
+                let word = match (p.get(), lower.as_str()) {
+                    (0, "on" | "off") => "off",
+                    (100, "on" | "off") => "on",
+                    (0, _) => "false",
+                    (100, _) => "true",
+                    _ => return Err(unwritable()),
+                };
+                Ok(if t.chars().all(|c| c.is_ascii_uppercase()) { word.to_ascii_uppercase() } else { word.to_string() })
+            }
+            FlagFormat::Json => {
+                let mut obj: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(t).map_err(|_| unwritable())?;
+                if obj.contains_key("percentage") {
+                    obj.insert("percentage".into(), p.get().into());
+                    if obj.contains_key("enabled") {
+                        obj.insert("enabled".into(), (p.get() > 0).into());
+                    }
+                } else if p.get() == 0 || p.get() == 100 {
+                    obj.insert("enabled".into(), (p.get() == 100).into());
+                } else {
+                    return Err(unwritable());
+                }
+                Ok(serde_json::Value::Object(obj).to_string())
+            }
+        }
+    }
+}
+
 fn parse_whole(s: &str) -> Option<Percentage> {
     if s.is_empty() || s.len() > 3 || !s.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -119,7 +167,64 @@ pub enum FlagStore {
     NotConfigured,
 }
 
+/// A flag change that happened and was read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagChange {
+    pub before: String,
+    pub after: String,
+    pub version: Option<String>,
+}
+
+/// Why a flag change did not happen. Nothing was written in any of these cases, except
+/// `ReadBackMismatch`, which says the store holds something other than what was written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FlagWriteError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the flag has no value under its key, so its format is unknown; set it outside the dashboard first")]
+    Absent,
+    #[error(transparent)]
+    UnknownFormat(#[from] UnknownFlagFormat),
+    #[error(transparent)]
+    Unwritable(#[from] Unwritable),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("the flag was written but reads back as {read:?} instead of {written:?}")]
+    ReadBackMismatch { written: String, read: String },
+}
+
 impl FlagStore {
+    /// Sets the rollout percentage, keeping the stored format, only if the flag is still at
+    /// `expected_version`; then reads it back.
+    pub async fn write(&self, expected_version: &str, p: Percentage) -> Result<FlagChange, FlagWriteError> {
+        let FlagStore::Kubernetes { cluster, configmap, key } = self else {
+            return Err(FlagWriteError::Source(SourceError::NotConfigured {
+                system: Source::Kubernetes,
+                hint: "set KUBECONFIG or run in a cluster",
+            }));
+        };
+        let current = self.read().await?;
+        if current.version.as_deref() != Some(expected_version) {
+            return Err(FlagWriteError::Conflict(format!(
+                "the flag was changed since it was read: it is now {:?} at resourceVersion {}",
+                current.raw.as_deref().unwrap_or(""),
+                current.version.as_deref().unwrap_or("?")
+            )));
+        }
+        let before = current.raw.ok_or(FlagWriteError::Absent)?;
+        let parsed = current.parsed.ok_or(FlagWriteError::Absent)??;
+        let after = parsed.render(&before, p)?;
+        cluster.replace_configmap_key(configmap, key, &after, expected_version).await.map_err(|e| match e {
+            ConditionalWriteError::Conflict { .. } => FlagWriteError::Conflict(e.to_string()),
+            ConditionalWriteError::Source(s) => FlagWriteError::Source(s),
+        })?;
+        let read = self.read().await?;
+        match read.raw {
+            Some(r) if r == after => Ok(FlagChange { before, after, version: read.version }),
+            other => Err(FlagWriteError::ReadBackMismatch { written: after, read: other.unwrap_or_default() }),
+        }
+    }
+
     pub fn source_name(&self) -> &'static str {
         match self {
             FlagStore::Kubernetes { .. } => "kubernetes",
@@ -149,6 +254,30 @@ impl FlagStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rewrite(raw: &str, p: u8) -> Result<String, Unwritable> {
+        FlagValue::parse(raw).unwrap().render(raw, Percentage::new(p.into()).unwrap())
+    }
+
+    #[test]
+    fn writing_keeps_the_format_it_found() {
+        assert_eq!(rewrite("5", 25).unwrap(), "25");
+        assert_eq!(rewrite("5%", 25).unwrap(), "25%");
+        assert_eq!(rewrite("off", 100).unwrap(), "on");
+        assert_eq!(rewrite("TRUE", 0).unwrap(), "FALSE");
+        assert_eq!(rewrite(r#"{"enabled": true, "percentage": 5}"#, 0).unwrap(), r#"{"enabled":false,"percentage":0}"#);
+        assert_eq!(rewrite(r#"{"percentage": 5}"#, 25).unwrap(), r#"{"percentage":25}"#);
+        assert_eq!(rewrite(r#"{"enabled": false}"#, 100).unwrap(), r#"{"enabled":true}"#);
+        assert!(rewrite("on", 25).is_err());
+        assert!(rewrite(r#"{"enabled": true}"#, 25).is_err());
+        // Whatever is written reads back as what was meant.
+        for raw in ["5", "5%", r#"{"enabled": true, "percentage": 5}"#] {
+            for p in [0u8, 1, 25, 99, 100] {
+                let out = rewrite(raw, p).unwrap();
+                assert_eq!(FlagValue::parse(&out).unwrap().percentage.get(), p, "{raw} -> {out}");
+            }
+        }
+    }
 
     fn pct(raw: &str) -> Option<u8> {
         FlagValue::parse(raw).ok().map(|v| v.percentage.get())

@@ -2,6 +2,7 @@
 
 pub mod adoption;
 pub mod alerts;
+pub mod audit;
 pub mod cache;
 pub mod charts;
 pub mod cluster;
