@@ -5,6 +5,8 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
+use crate::components::user_box::UserBox;
+use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -41,11 +43,14 @@ pub fn App() -> impl IntoView {
             <header class="top">
                 <span class="brand">"rollout-dashboard"</span>
                 <span class="subtitle">"Split insulin doses"</span>
+                <span class="spacer"></span>
+                <UserBox/>
             </header>
             <main>
                 <Routes fallback=|| view! { <p>"Page not found."</p> }>
                     // Async: the page arrives complete, values included, before any script runs.
                     <Route path=StaticSegment("") view=OverviewPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("login") view=LoginPage/>
                 </Routes>
             </main>
         </Router>

@@ -2,6 +2,17 @@
 
 #[cfg(feature = "ssr")]
 fn main() -> std::process::ExitCode {
+    // `rollout-dashboard hash-password`: reads a password on stdin, prints its argon2id hash for
+    // the users file (auth mode `local`). The password never appears in arguments or logs.
+    if std::env::args().nth(1).as_deref() == Some("hash-password") {
+        let mut password = String::new();
+        if std::io::stdin().read_line(&mut password).is_err() || password.trim_end_matches(['\r', '\n']).is_empty() {
+            eprintln!("rollout-dashboard hash-password: give the password on stdin");
+            return std::process::ExitCode::from(2);
+        }
+        println!("{}", rollout_dashboard::server::auth::hash_password(password.trim_end_matches(['\r', '\n'])));
+        return std::process::ExitCode::SUCCESS;
+    }
     // Roomier worker stacks than tokio's 2 MiB default: server-side rendering of the overview
     // nests deeply, more so in debug builds.
     match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build() {

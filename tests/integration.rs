@@ -646,3 +646,148 @@ async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
     assert_eq!((all[0].id, all[0].reason.as_deref(), all[0].outcome), (id, Some("step two"), Outcome::Done));
     assert_eq!(list(&pool, 10, Some("rollback.start")).await.unwrap().len(), 0);
 }
+
+// ---------------------------------------------------------------- who is asking
+
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use rollout_dashboard::server::auth::hash_password;
+    let path = dir.join("users.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[users]]\nname = \"ana\"\nrole = \"operator\"\npassword_hash = \"{}\"\n\n\
+             [[users]]\nname = \"bo\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
+            hash_password("operator-pw"),
+            hash_password("viewer-pw")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn post_form(
+    app: &axum::Router,
+    path: &str,
+    body: &str,
+    origin: &str,
+    cookie: Option<&str>,
+) -> axum::response::Response {
+    let mut req =
+        Request::post(path).header("content-type", "application/x-www-form-urlencoded").header("origin", origin);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap()
+}
+
+async fn me(app: &axum::Router, cookie: Option<&str>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::get("/api/v1/me");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[sqlx::test(migrations = false)]
+async fn local_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nmode = \"local\"\nusers_file = \"{}\"\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    assert_eq!(me(&app, None, &[]).await.0, StatusCode::UNAUTHORIZED);
+
+    let resp =
+        post_form(&app, "/auth/login", "username=ana&password=operator-pw&next=%2F%3Frange%3D7d", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/?range=7d");
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let (status, who) = me(&app, Some(&cookie), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((who["user"].as_str(), who["role"].as_str()), (Some("ana"), Some("operator")));
+    // Only a hash of the token is stored.
+    let stored: String = sqlx::query_scalar("SELECT token_sha256 FROM sessions").fetch_one(&pool).await.unwrap();
+    assert!(!cookie.contains(&stored));
+
+    let resp = post_form(&app, "/auth/logout", "", ORIGIN, Some(&cookie)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(me(&app, Some(&cookie), &[]).await.0, StatusCode::UNAUTHORIZED);
+
+    // An open redirect through `next` is not possible.
+    let resp =
+        post_form(&app, "/auth/login", "username=bo&password=viewer-pw&next=%2F%2Fevil.example", ORIGIN, None).await;
+    assert_eq!(resp.headers()["location"], "/");
+}
+
+#[sqlx::test(migrations = false)]
+async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nusers_file = \"{}\"\nlogin_attempts = 3\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    // Unknown users are refused exactly like wrong passwords.
+    for body in ["username=ana&password=guess", "username=nobody&password=x", "username=ana&password=guess2"] {
+        let resp = post_form(&app, "/auth/login", body, ORIGIN, None).await;
+        assert_eq!(resp.headers()["location"], "/login?error=wrong", "{body}");
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+    // Even the right password is refused while the limit holds.
+    let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get("set-cookie").is_none());
+    // The limit is per client address too: another name from the same client is held back.
+    let resp = post_form(&app, "/auth/login", "username=bo&password=viewer-pw", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrations = false)]
+async fn state_changing_requests_from_another_origin_are_refused(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nusers_file = \"{}\"\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    for origin in ["http://evil.example", "http://127.0.0.1:3001", "null"] {
+        let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", origin, None).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{origin}");
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "forbidden");
+    }
+    let no_origin = app.clone().oneshot(Request::post("/auth/logout").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrations = false)]
+async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
+    let settings =
+        "[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\", \"bi\"]\n";
+    let state =
+        dashboard_state_vars(&pool, None, None, None, Some(settings), &[("ROLLOUT_PROXY_SECRET", "s3cret-proxy")])
+            .await;
+    let app = rollout_dashboard::server::app(state);
+    let oncall =
+        [("x-forwarded-user", "ana"), ("x-forwarded-groups", "staff, oncall"), ("x-proxy-secret", "s3cret-proxy")];
+    let (status, who) = me(&app, None, &oncall).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (who["user"].as_str(), who["role"].as_str(), who["via"].as_str()),
+        (Some("ana"), Some("operator"), Some("proxy"))
+    );
+    let bi =
+        [("x-forwarded-email", "bo@example.org"), ("x-forwarded-groups", "bi"), ("x-proxy-secret", "s3cret-proxy")];
+    assert_eq!(me(&app, None, &bi).await.1["role"], "viewer");
+    // Forged headers without the secret, or with a wrong one, or outside every group: no identity.
+    let forged = [("x-forwarded-user", "mallory"), ("x-forwarded-groups", "oncall")];
+    assert_eq!(me(&app, None, &forged).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = [("x-forwarded-user", "mallory"), ("x-forwarded-groups", "oncall"), ("x-proxy-secret", "guess")];
+    assert_eq!(me(&app, None, &wrong).await.0, StatusCode::UNAUTHORIZED);
+    let outsider = [("x-forwarded-user", "eve"), ("x-forwarded-groups", "sales"), ("x-proxy-secret", "s3cret-proxy")];
+    assert_eq!(me(&app, None, &outsider).await.0, StatusCode::UNAUTHORIZED);
+}

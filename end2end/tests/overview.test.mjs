@@ -194,3 +194,28 @@ test("with Prometheus stopped only the usage panel fails, and the page still ren
   await page.screenshot({ path: ".artifacts/overview-prometheus-down.png", fullPage: true });
   await page.close();
 });
+
+test("an operator signs in with the form, sees who they are, and signs out", async () => {
+  const { page, problems } = await openOverview();
+  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+  assert.equal((await text(page, "signin")).trim(), "Sign in");
+  await page.goto(BASE + "/login?next=%2F%3Frange%3D7d");
+  await page.fill('input[name="username"]', "ana");
+  await page.fill('input[name="password"]', "not-the-password");
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForSelector('[data-testid="login-error"]');
+  assert.match(await text(page, "login-error"), /Wrong user name or password/);
+  await page.goto(BASE + "/login?next=%2F%3Frange%3D7d");
+  await page.fill('input[name="username"]', "ana");
+  await page.fill('input[name="password"]', "operator-demo");
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForURL(BASE + "/?range=7d");
+  await page.waitForSelector('[data-testid="user"]');
+  assert.equal((await text(page, "user")).trim(), "ana · operator");
+  const cookie = (await page.context().cookies()).find((c) => c.name === "rd_session");
+  assert.ok(cookie.httpOnly && cookie.sameSite === "Strict", JSON.stringify(cookie));
+  await page.click('[data-testid="logout"]');
+  await page.waitForSelector('[data-testid="signin"]');
+  assert.deepEqual(problems.filter((p) => !p.includes("/auth/login")), []);
+  await page.close();
+});

@@ -4,6 +4,7 @@
 pub mod adoption;
 pub mod alerts;
 pub mod audit;
+pub mod auth;
 pub mod overview;
 pub mod records;
 pub mod status;

@@ -46,7 +46,7 @@ pub struct Overview {
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];
 pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];
 
-#[server(endpoint = "overview")]
+#[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
     let state = expect_context::<crate::server::state::AppState>();
     crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)

@@ -1,3 +1,4 @@
 //! Reusable view pieces.
 
 pub mod panel;
+pub mod user_box;

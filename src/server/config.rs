@@ -52,6 +52,8 @@ pub struct Config {
     pub state_database_url: Secret,
     pub prometheus_url: Option<Secret>,
     pub kube: KubeAccess,
+    /// Proxy auth mode: the shared secret the proxy sends as `X-Proxy-Secret`.
+    pub proxy_secret: Option<Secret>,
     pub settings: Settings,
     /// Where the settings came from, for the log.
     pub settings_file: Option<PathBuf>,
@@ -73,6 +75,52 @@ pub struct Settings {
     pub schema: SchemaSettings,
     pub adoption: AdoptionSettings,
     pub alerts: AlertSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Users in a file (argon2 hashes), a login form and a session cookie.
+    #[default]
+    Local,
+    /// Identity and groups from an authenticating proxy's headers (oauth2-proxy).
+    Proxy,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// Local mode: the users file (TOML: `[[users]] name, role, password_hash`).
+    pub users_file: Option<PathBuf>,
+    pub session_hours: u64,
+    /// Proxy mode: requests from these addresses are trusted even without the shared secret
+    /// (`ROLLOUT_PROXY_SECRET`, sent as `X-Proxy-Secret`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Proxy mode: groups (from `X-Forwarded-Groups`) that make an operator, and a viewer.
+    pub operator_groups: Vec<String>,
+    pub viewer_groups: Vec<String>,
+    /// The origin browsers use to reach the dashboard (scheme://host[:port]); state-changing
+    /// requests from any other origin are refused. Default: http://<LEPTOS_SITE_ADDR>.
+    pub public_origin: Option<String>,
+    /// Login attempts allowed per user name and per client address within 10 minutes.
+    pub login_attempts: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            mode: AuthMode::Local,
+            users_file: None,
+            session_hours: 12,
+            trusted_proxies: Vec::new(),
+            operator_groups: vec!["oncall".into()],
+            viewer_groups: Vec::new(),
+            public_origin: None,
+            login_attempts: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -158,6 +206,7 @@ impl Default for Settings {
             schema: SchemaSettings::default(),
             adoption: AdoptionSettings::default(),
             alerts: AlertSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -238,6 +287,16 @@ impl Settings {
                 self.schema.table
             )));
         }
+        if !(1..=24 * 30).contains(&self.auth.session_hours) {
+            return Err(ConfigError::Invalid("auth.session_hours must be between 1 and 720".into()));
+        }
+        if let Some(o) = &self.auth.public_origin {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.public_origin {o:?} must look like https://host[:port]"
+                )));
+            }
+        }
         if !(0.0..=1.0).contains(&self.adoption.legacy_share_target) {
             return Err(ConfigError::Invalid("adoption.legacy_share_target must be a fraction between 0 and 1".into()));
         }
@@ -299,6 +358,7 @@ impl Config {
                 .ok_or(ConfigError::Missing("STATE_DATABASE_URL"))?,
             prometheus_url: var("PROMETHEUS_URL").map(|u| Secret::new(u.trim_end_matches('/'))),
             kube,
+            proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
             settings,
             settings_file,
         })

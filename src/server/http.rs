@@ -26,6 +26,100 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/adoption", get(adoption))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/flag/history", get(flag_history))
+        .route("/api/v1/me", get(me))
+        .route("/auth/login", axum::routing::post(login))
+        .route("/auth/logout", axum::routing::post(logout))
+}
+
+/// CSRF: a state-changing request from another origin is refused before it reaches a handler.
+pub async fn refuse_cross_origin(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.auth.same_origin(req.method(), req.headers()) {
+        return next.run(req).await;
+    }
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), "refused a cross-origin state-changing request");
+    ApiError::Forbidden(
+        "cross-origin request refused: state-changing requests must come from the dashboard's own pages".into(),
+    )
+    .into_response()
+}
+
+/// The client's address, when the server knows it (not in in-process tests).
+pub fn peer(req_ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    req_ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The identity a request carries, or 401.
+pub async fn identity(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Result<crate::api::auth::Identity, ApiError> {
+    state
+        .auth
+        .identify(&state.state_db, &parts.headers, peer(&parts.extensions))
+        .await
+        .ok_or_else(|| ApiError::Unauthenticated("sign in first: this request carries no identity".into()))
+}
+
+async fn me(State(state): State<AppState>, req: axum::extract::Request) -> Result<impl IntoResponse, ApiError> {
+    let (parts, _) = req.into_parts();
+    Ok(Json(identity(&state, &parts).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Only local paths, so the login form cannot be used to send people elsewhere.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+async fn login(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::extract::FromRequest;
+    let client = peer(req.extensions());
+    let form = match axum::Form::<LoginForm>::from_request(req, &state).await {
+        Ok(axum::Form(f)) => f,
+        Err(e) => return ApiError::BadRequest(format!("bad login form: {}", e.body_text())).into_response(),
+    };
+    login_as(&state, client, form).await
+}
+
+async fn login_as(state: &AppState, client: Option<std::net::IpAddr>, form: LoginForm) -> axum::response::Response {
+    use axum::http::header::{LOCATION, SET_COOKIE};
+    let next = local_path(form.next.as_deref());
+    match state.auth.login(&state.state_db, form.username.trim(), &form.password, client).await {
+        Ok((token, who)) => {
+            tracing::info!(user = %who.user, role = who.role.as_str(), "signed in");
+            (StatusCode::SEE_OTHER, [(SET_COOKIE, state.auth.session_cookie(Some(&token))), (LOCATION, next)])
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(user = %form.username.chars().take(64).collect::<String>(), "sign-in refused: {e}");
+            let code = match e {
+                super::auth::LoginError::TooMany => "too_many",
+                super::auth::LoginError::Wrong => "wrong",
+                super::auth::LoginError::Unavailable(_) => "unavailable",
+            };
+            let status = if code == "too_many" { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SEE_OTHER };
+            (status, [(LOCATION, format!("/login?error={code}"))]).into_response()
+        }
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    use axum::http::header::{LOCATION, SET_COOKIE};
+    state.auth.logout(&state.state_db, &headers).await;
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, state.auth.session_cookie(None)), (LOCATION, "/".to_string())])
 }
 
 async fn adoption(

@@ -3,6 +3,7 @@
 pub mod adoption;
 pub mod alerts;
 pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod charts;
 pub mod cluster;
@@ -36,6 +37,8 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("leptos configuration: {0}")]
     Leptos(String),
+    #[error("authentication setup: {0}")]
+    Auth(String),
 }
 
 /// The whole HTTP application: pages, server functions, REST API, health probes, static files.
@@ -44,21 +47,15 @@ pub fn app(state: AppState) -> Router {
     let leptos_options = state.leptos_options.clone();
     let ctx_state = state.clone();
     let fn_state = state.clone();
+    // Read-only server functions use GET; anything that changes state is a POST, which the
+    // cross-origin guard below inspects.
+    let server_fn = move |req: axum::extract::Request| {
+        let state = fn_state.clone();
+        async move { leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req).await }
+    };
     Router::new()
         .merge(http::router())
-        .route(
-            "/api/{fn_name}",
-            axum::routing::post(move |req: axum::extract::Request| {
-                let state = fn_state.clone();
-                async move {
-                    leptos_axum::handle_server_fns_with_context(
-                        move || provide_context(state.clone()),
-                        req,
-                    )
-                    .await
-                }
-            }),
-        )
+        .route("/api/{fn_name}", axum::routing::get(server_fn.clone()).post(server_fn))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -66,6 +63,7 @@ pub fn app(state: AppState) -> Router {
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::refuse_cross_origin))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -81,7 +79,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     state.spawn_pollers();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!("rollout-dashboard listening on http://{addr}");
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -30,6 +30,7 @@ pub struct AppState {
     pub flags: FlagStore,
     /// Caches, health and the dashboard's own metrics, shared by both API doors.
     pub services: Arc<super::service::Services>,
+    pub auth: Arc<super::auth::Auth>,
 }
 
 /// sqlx migrations of the state database, embedded at build time.
@@ -41,6 +42,8 @@ impl AppState {
     pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
         let settings = config.settings;
         let timeout = settings.source_timeout();
+        let auth = super::auth::Auth::new(&settings.auth, config.proxy_secret.clone(), leptos_options.site_addr)
+            .map_err(|e| StartError::Auth(e.to_string()))?;
         let state_db = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(timeout)
@@ -84,6 +87,7 @@ impl AppState {
             "configured"
         );
         Ok(AppState {
+            auth: Arc::new(auth),
             leptos_options,
             services: Arc::new(super::service::Services::new(settings.refresh_interval())),
             settings: Arc::new(settings),

@@ -251,6 +251,19 @@ pub async fn dashboard_state_with(
     kubeconfig: Option<&Path>,
     settings_toml: Option<&str>,
 ) -> AppState {
+    dashboard_state_vars(state_db, diary_url, prometheus, kubeconfig, settings_toml, &[]).await
+}
+
+/// The most general form: also extra environment variables (e.g. ROLLOUT_PROXY_SECRET).
+pub async fn dashboard_state_vars(
+    state_db: &sqlx::PgPool,
+    diary_url: Option<String>,
+    prometheus: Option<&str>,
+    kubeconfig: Option<&Path>,
+    settings_toml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> AppState {
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let state_url = url_of(state_db);
     let settings_file = settings_toml.map(|t| {
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -266,7 +279,7 @@ pub async fn dashboard_state_with(
         "PROMETHEUS_URL" => prometheus.clone(),
         "KUBECONFIG" => kubeconfig.clone(),
         "ROLLOUT_CONFIG" => settings_path.clone(),
-        _ => None,
+        other => extra.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
     })
     .unwrap();
     let options = leptos::config::LeptosOptions::builder().output_name("rollout-dashboard").build();

@@ -1,0 +1,45 @@
+//! Who is looking, and what they may do.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Analytics and BI: sees everything, changes nothing.
+    Viewer,
+    /// On-call: may change the rollout and run the rollback.
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user: String,
+    pub role: Role,
+    /// `local` (login form) or `proxy` (authenticating proxy headers).
+    pub via: String,
+}
+
+/// Who the request comes from (None: nobody signed in).
+#[server(endpoint = "me", input = leptos::server_fn::codec::GetUrl)]
+pub async fn get_me() -> Result<Option<Identity>, ServerFnError> {
+    let state = expect_context::<crate::server::state::AppState>();
+    let parts: axum::http::request::Parts = leptos_axum::extract().await?;
+    Ok(state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await)
+}

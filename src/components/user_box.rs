@@ -1,0 +1,27 @@
+//! Who is signed in, in the page header, with sign-in and sign-out.
+
+use leptos::prelude::*;
+
+use crate::api::auth::{get_me, Identity};
+
+#[component]
+pub fn UserBox() -> impl IntoView {
+    let me = Resource::new(|| (), |_| get_me());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match me.await {
+                    Ok(Some(Identity { user, role, via })) => view! {
+                        <span class="user" data-testid="user">{user}" · "{role.as_str()}</span>
+                        {(via == "local").then(|| view! {
+                            <form method="post" action="/auth/logout" class="logout">
+                                <button type="submit" data-testid="logout">"Sign out"</button>
+                            </form>
+                        })}
+                    }.into_any(),
+                    _ => view! { <a class="signin" href="/login" data-testid="signin">"Sign in"</a> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}

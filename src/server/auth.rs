@@ -1,0 +1,311 @@
+//! Who is asking. Two modes:
+//! - `local`: users in a file with argon2 password hashes, a login form, a session cookie
+//!   (HttpOnly, SameSite=Strict, Secure over https); login attempts are rate-limited.
+//! - `proxy`: identity and groups from an authenticating proxy's headers (oauth2-proxy's
+//!   `X-Forwarded-User`, `-Email`, `-Groups`), trusted only with the shared secret header or from
+//!   configured addresses; groups map to roles.
+//!
+//! Every state-changing request must also come from the dashboard's own origin (CSRF).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{HeaderMap, Method};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::api::auth::{Identity, Role};
+
+use super::config::{AuthMode, AuthSettings, Secret};
+
+pub const SESSION_COOKIE: &str = "rd_session";
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalUser {
+    name: String,
+    role: String,
+    password_hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<LocalUser>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthSetupError {
+    #[error("cannot read the users file {0}: {1}")]
+    Unreadable(String, String),
+    #[error("the users file is not valid: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    #[error("wrong user name or password")]
+    Wrong,
+    #[error("too many login attempts; wait a few minutes")]
+    TooMany,
+    #[error("login is not available: {0}")]
+    Unavailable(String),
+}
+
+pub struct Auth {
+    settings: AuthSettings,
+    proxy_secret: Option<Secret>,
+    users: HashMap<String, (Role, String)>,
+    /// Failed attempts by user name and by client address.
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Verified for unknown user names, so that timing does not tell which names exist.
+    dummy_hash: String,
+    /// The origin state-changing requests must come from.
+    pub origin: String,
+    pub secure_cookies: bool,
+}
+
+/// An argon2id hash of `password`, for the users file.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
+}
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Auth {
+    pub fn new(
+        settings: &AuthSettings,
+        proxy_secret: Option<Secret>,
+        site_addr: SocketAddr,
+    ) -> Result<Auth, AuthSetupError> {
+        let users = match (&settings.mode, &settings.users_file) {
+            (AuthMode::Local, Some(path)) => read_users(path)?,
+            _ => HashMap::new(),
+        };
+        let origin = settings.public_origin.clone().unwrap_or_else(|| format!("http://{site_addr}"));
+        let mut pad = [0u8; 16];
+        OsRng.fill_bytes(&mut pad);
+        Ok(Auth {
+            dummy_hash: hash_password(&format!("{pad:?}")),
+            secure_cookies: origin.starts_with("https://"),
+            origin,
+            settings: settings.clone(),
+            proxy_secret,
+            users,
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.settings.mode
+    }
+
+    /// The identity a request carries, if any.
+    pub async fn identify(&self, db: &PgPool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
+        match self.settings.mode {
+            AuthMode::Proxy => self.proxy_identity(headers, peer),
+            AuthMode::Local => {
+                let token = cookie(headers, SESSION_COOKIE)?;
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "SELECT username, role FROM sessions WHERE token_sha256 = $1 AND expires_at > now()",
+                )
+                .bind(sha256_hex(&token))
+                .fetch_optional(db)
+                .await
+                .ok()?;
+                let (user, role) = row?;
+                Some(Identity { user, role: Role::parse(&role)?, via: "local".into() })
+            }
+        }
+    }
+
+    fn proxy_identity(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+        let by_secret = match (&self.proxy_secret, header("x-proxy-secret")) {
+            (Some(secret), Some(given)) => same(secret.expose().as_bytes(), given.as_bytes()),
+            _ => false,
+        };
+        let by_address = peer.is_some_and(|p| self.settings.trusted_proxies.contains(&p));
+        if !(by_secret || by_address) {
+            return None;
+        }
+        let user = header("x-forwarded-user").or_else(|| header("x-forwarded-email"))?.to_string();
+        let groups: Vec<&str> =
+            header("x-forwarded-groups").map(|g| g.split(',').map(str::trim).collect()).unwrap_or_default();
+        let role = if groups.iter().any(|g| self.settings.operator_groups.iter().any(|o| o == g)) {
+            Role::Operator
+        } else if self.settings.viewer_groups.is_empty()
+            || groups.iter().any(|g| self.settings.viewer_groups.iter().any(|v| v == g))
+        {
+            Role::Viewer
+        } else {
+            return None;
+        };
+        Some(Identity { user, role, via: "proxy".into() })
+    }
+
+    fn too_many(&self, keys: &[String]) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.settings.login_attempts as usize;
+        keys.iter().any(|k| {
+            let v = f.entry(k.clone()).or_default();
+            v.retain(|t| t.elapsed() < ATTEMPT_WINDOW);
+            v.len() >= limit
+        })
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            f.entry(k.clone()).or_default().push(Instant::now());
+        }
+    }
+
+    /// Checks the password and opens a session; returns the session token and who it is.
+    pub async fn login(
+        &self,
+        db: &PgPool,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(String, Identity), LoginError> {
+        if self.settings.mode != AuthMode::Local {
+            return Err(LoginError::Unavailable("this dashboard uses its proxy for sign-in".into()));
+        }
+        let keys = [format!("user:{user}"), format!("addr:{}", client.map(|c| c.to_string()).unwrap_or_default())];
+        if self.too_many(&keys) {
+            return Err(LoginError::TooMany);
+        }
+        let known = self.users.get(user);
+        let hash = known.map(|(_, h)| h.as_str()).unwrap_or(&self.dummy_hash);
+        let ok =
+            PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        let Some((role, _)) = known.filter(|_| ok) else {
+            self.failed(&keys);
+            return Err(LoginError::Wrong);
+        };
+        let mut bytes = [0u8; 32];
+        OsRng.fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        sqlx::query(
+            "INSERT INTO sessions (token_sha256, username, role, expires_at)
+             VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
+        )
+        .bind(sha256_hex(&token))
+        .bind(user)
+        .bind(role.as_str())
+        .bind(self.settings.session_hours as i32)
+        .execute(db)
+        .await
+        .map_err(|e| LoginError::Unavailable(format!("the state database: {e}")))?;
+        Ok((token, Identity { user: user.to_string(), role: *role, via: "local".into() }))
+    }
+
+    pub async fn logout(&self, db: &PgPool, headers: &HeaderMap) {
+        if let Some(token) = cookie(headers, SESSION_COOKIE) {
+            let _ =
+                sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(sha256_hex(&token)).execute(db).await;
+        }
+    }
+
+    /// The Set-Cookie value for a new session, or for removing it (`token` None).
+    pub fn session_cookie(&self, token: Option<&str>) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        match token {
+            Some(t) => format!(
+                "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                self.settings.session_hours * 3600
+            ),
+            None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+        }
+    }
+
+    /// Whether a request may change state: safe methods always; others only from our origin.
+    pub fn same_origin(&self, method: &Method, headers: &HeaderMap) -> bool {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return true;
+        }
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        match (h("origin"), h("referer")) {
+            (Some(origin), _) => origin == self.origin,
+            (None, Some(referer)) => referer == self.origin || referer.starts_with(&format!("{}/", self.origin)),
+            (None, None) => false,
+        }
+    }
+}
+
+fn read_users(path: &Path) -> Result<HashMap<String, (Role, String)>, AuthSetupError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AuthSetupError::Unreadable(path.display().to_string(), e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| AuthSetupError::Invalid(e.message().to_string()))?;
+    let mut users = HashMap::new();
+    for u in file.users {
+        let role = Role::parse(&u.role)
+            .ok_or_else(|| AuthSetupError::Invalid(format!("user {:?}: role must be viewer or operator", u.name)))?;
+        PasswordHash::new(&u.password_hash)
+            .map_err(|_| AuthSetupError::Invalid(format!("user {:?}: password_hash is not a PHC string", u.name)))?;
+        if users.insert(u.name.clone(), (role, u.password_hash)).is_some() {
+            return Err(AuthSetupError::Invalid(format!("user {:?} appears twice", u.name)));
+        }
+    }
+    Ok(users)
+}
+
+/// The value of one cookie.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_and_origins() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=1; rd_session=abc; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        let auth = Auth::new(&AuthSettings::default(), None, "127.0.0.1:3000".parse().unwrap()).unwrap();
+        assert!(auth.session_cookie(Some("t")).contains("HttpOnly; SameSite=Strict"));
+        assert!(!auth.session_cookie(Some("t")).contains("Secure"));
+        let mut post = HeaderMap::new();
+        assert!(!auth.same_origin(&Method::POST, &post), "no origin at all is refused");
+        post.insert("origin", "http://evil.example".parse().unwrap());
+        assert!(!auth.same_origin(&Method::POST, &post));
+        post.insert("origin", "http://127.0.0.1:3000".parse().unwrap());
+        assert!(auth.same_origin(&Method::POST, &post));
+        assert!(auth.same_origin(&Method::GET, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let h = hash_password("s3cret");
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(Argon2::default().verify_password(b"s3cret", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"other", &parsed).is_err());
+    }
+}
