@@ -92,14 +92,22 @@ pub async fn status(state: &AppState) -> StatusReport {
     report
 }
 
+/// The diary database and its current schema, which decides which counters exist.
+pub(super) async fn diary_and_schema(
+    state: &AppState,
+) -> Answer<(&super::records::DiaryRecords, super::records::SchemaState)> {
+    let diary = state.diary.as_ref().map_err(Clone::clone)?;
+    let schema = diary.schema().await?;
+    Ok((diary, schema))
+}
+
 pub async fn records_summary(state: &AppState, window: Window) -> Answer<RecordSummary> {
     state
         .services
         .summary
         .get(&window.to_string(), || {
             ask(state, Source::DiaryDatabase, async {
-                let diary = state.diary.as_ref().map_err(Clone::clone)?;
-                let schema = diary.schema().await?;
+                let (diary, schema) = diary_and_schema(state).await?;
                 diary.summary(window, &schema).await
             })
         })
@@ -112,8 +120,7 @@ pub async fn records_series(state: &AppState, range: Window, step: Window) -> An
         .series
         .get(&format!("{range}/{step}"), || {
             ask(state, Source::DiaryDatabase, async {
-                let diary = state.diary.as_ref().map_err(Clone::clone)?;
-                let schema = diary.schema().await?;
+                let (diary, schema) = diary_and_schema(state).await?;
                 diary.series(range, step, &schema).await
             })
         })
@@ -126,8 +133,7 @@ pub async fn doubled_records(state: &AppState, limit: i64) -> Answer<Vec<Doubled
         .doubled
         .get(&limit.to_string(), || {
             ask(state, Source::DiaryDatabase, async {
-                let diary = state.diary.as_ref().map_err(Clone::clone)?;
-                let schema = diary.schema().await?;
+                let (diary, schema) = diary_and_schema(state).await?;
                 diary.doubled(limit, &schema).await
             })
         })

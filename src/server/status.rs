@@ -103,8 +103,7 @@ pub async fn collect(state: &AppState) -> StatusReport {
 type SchemaAndRecords = (super::records::SchemaState, Result<RecordSummary, SourceError>);
 
 async fn schema_and_records(state: &AppState) -> Result<SchemaAndRecords, SourceError> {
-    let diary = state.diary.as_ref().map_err(Clone::clone)?;
-    let schema = diary.schema().await?;
+    let (diary, schema) = super::service::diary_and_schema(state).await?;
     let day = Window::hours(24).expect("24h is a valid window");
     let records = diary.summary(day, &schema).await;
     Ok((schema, records))
