@@ -108,8 +108,15 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, details: Option<serde_json::Value> },
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Unavailable(SourceError),
+    /// The outside system answered, but the change did not happen as asked.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl ApiError {
@@ -118,7 +125,10 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Failed(_) => StatusCode::BAD_GATEWAY,
         }
     }
     pub fn code(&self) -> &'static str {
@@ -126,7 +136,10 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Unavailable(_) => "backend_unavailable",
+            ApiError::Failed(_) => "backend_failed",
         }
     }
 }
@@ -134,6 +147,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::warn!(code = self.code(), "request failed: {self}");
-        (self.status_code(), Json(json!({"error": self.to_string(), "code": self.code()}))).into_response()
+        let mut body = json!({"error": self.to_string(), "code": self.code()});
+        if let ApiError::Conflict { details: Some(d), .. } = &self {
+            body["details"] = d.clone();
+        }
+        (self.status_code(), Json(body)).into_response()
     }
 }

@@ -27,8 +27,74 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/flag/history", get(flag_history))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/rollout", get(rollout_state).post(rollout_set))
+        .route("/api/v1/rollout/kill", axum::routing::post(rollout_kill))
+        // Control requests are small; a huge body is refused before it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route("/auth/login", axum::routing::post(login))
         .route("/auth/logout", axum::routing::post(logout))
+}
+
+/// A fresh id for one request, returned in `x-request-id` and kept in the audit trail.
+fn request_id() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    format!("{:016x}", OsRng.next_u64())
+}
+
+/// A JSON body that could not be taken, as our own error.
+fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge("the request body is too large (16 KiB at most)".into())
+    } else {
+        ApiError::BadRequest(format!("bad request body: {}", e.body_text()))
+    }
+}
+
+async fn rollout_state(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(super::rollout::current(&state).await.map_err(ApiError::Unavailable)?))
+}
+
+/// Runs a control action with the caller's identity and the parsed body, answering with the
+/// request id either way.
+async fn control<T, F, Fut>(state: AppState, req: axum::extract::Request, act: F) -> axum::response::Response
+where
+    T: serde::de::DeserializeOwned,
+    F: FnOnce(AppState, Option<crate::api::auth::Identity>, Result<T, ApiError>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::api::rollout::ChangeDone, ApiError>>,
+{
+    use axum::extract::FromRequest;
+    let (parts, body) = req.into_parts();
+    let who = state.auth.identify(&state.state_db, &parts.headers, peer(&parts.extensions)).await;
+    let id = request_id();
+    let body = Json::<T>::from_request(axum::extract::Request::from_parts(parts, body), &state)
+        .await
+        .map(|Json(b)| b)
+        .map_err(json_rejection);
+    let mut resp = match act(state, who, body, id.clone()).await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn rollout_set(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    control(state, req, |state, who, body, id| async move {
+        super::rollout::set_percentage(&state, who.as_ref(), body, &id).await
+    })
+    .await
+}
+
+async fn rollout_kill(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    control(state, req, |state, who, body: Result<crate::api::rollout::KillSwitch, ApiError>, id| async move {
+        match body {
+            Ok(b) => super::rollout::kill(&state, who.as_ref(), b.reason, &id).await,
+            Err(e) => super::rollout::refuse(&state, who.as_ref(), "flag.kill", e, &id).await,
+        }
+    })
+    .await
 }
 
 /// CSRF: a state-changing request from another origin is refused before it reaches a handler.

@@ -16,6 +16,7 @@ pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;
 pub mod records;
+pub mod rollout;
 pub mod service;
 pub mod state;
 pub mod status;

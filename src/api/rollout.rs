@@ -1,0 +1,57 @@
+//! Rollout control as pages and API clients see it.
+
+use serde::{Deserialize, Serialize};
+
+/// One precondition for increasing the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guard {
+    pub name: String,
+    pub passed: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutState {
+    pub key: String,
+    pub source: String,
+    pub percentage: Option<u8>,
+    pub raw: Option<String>,
+    /// The version a change must name (`expected_version`), so that nothing is overwritten blindly.
+    pub version: Option<String>,
+    /// False when the stored value is in a format the dashboard will not rewrite.
+    pub writable: bool,
+    pub guards: Vec<Guard>,
+}
+
+/// `POST /api/v1/rollout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPercentage {
+    pub percentage: i64,
+    pub reason: String,
+    pub expected_version: String,
+    #[serde(default)]
+    pub override_guards: bool,
+    /// Required when `override_guards` is true and a guard fails.
+    #[serde(default)]
+    pub override_reason: Option<String>,
+}
+
+/// `POST /api/v1/rollout/kill`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitch {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeDone {
+    pub before: String,
+    pub after: String,
+    pub version: Option<String>,
+    pub audit_id: i64,
+    /// The failed guards that were overridden, and the operator's reason for it.
+    pub overridden: Option<String>,
+}
