@@ -6,8 +6,10 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, StaticSegment};
 
 use crate::components::user_box::UserBox;
+use crate::pages::audit::AuditPage;
 use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
+use crate::pages::rollout::RolloutPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -43,6 +45,7 @@ pub fn App() -> impl IntoView {
             <header class="top">
                 <span class="brand">"rollout-dashboard"</span>
                 <span class="subtitle">"Split insulin doses"</span>
+                <nav class="pages"><a href="/">"Overview"</a><a href="/rollout">"Rollout control"</a><a href="/audit">"Audit"</a></nav>
                 <span class="spacer"></span>
                 <UserBox/>
             </header>
@@ -51,6 +54,8 @@ pub fn App() -> impl IntoView {
                     // Async: the page arrives complete, values included, before any script runs.
                     <Route path=StaticSegment("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("login") view=LoginPage/>
+                    <Route path=StaticSegment("rollout") view=RolloutPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("audit") view=AuditPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -106,7 +106,7 @@ test("the charts are drawn from data, and the alerts panel shows only the rollou
     assert.ok(await fig.locator("svg polyline, svg path").count() > 0, `${id} has lines`);
   }
   // Hovering shows the values at that time (an SVG <title> per point in time).
-  const title = await page.locator('[data-testid="chart-usage"] svg g.hover rect title').last().textContent();
+  const title = await page.locator('[data-testid="chart-usage"] svg g.hover rect:not(.marker) title').last().textContent();
   assert.match(title, /split \(insulin_short \/ insulin_long\): 1\.900 \/s/);
   const adoption = await (await fetch(BASE + "/api/v1/adoption?range=24h")).json();
   assert.ok(adoption.split_per_s.length > 10);
@@ -159,39 +159,6 @@ test("a flag change made outside the dashboard appears without a reload", async 
     null, { timeout: 15000 });
   assert.equal((await text(page, "flag-raw")).trim(), "10%");
   assert.deepEqual(problems, []);
-  await page.close();
-});
-
-test("with Prometheus stopped only the usage panel fails, and the page still renders", async () => {
-  process.kill(PROM_PID, "SIGTERM");
-  // Wait until the dashboard sees Prometheus gone.
-  for (let i = 0; i < 40; i++) {
-    const s = await (await fetch(BASE + "/api/v1/status")).json();
-    if (s.metrics.error) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  // Answers are cached for one refresh interval (2 s here); wait until the adoption answer fails too.
-  for (let i = 0; i < 40 && (await fetch(BASE + "/api/v1/adoption")).status !== 503; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.equal((await fetch(BASE + "/api/v1/adoption")).status, 503);
-  const s = await (await fetch(BASE + "/api/v1/status")).json();
-  assert.match(s.metrics.error, /Prometheus/);
-  assert.ok(s.failing_since.prometheus, "the status says since when Prometheus has been failing");
-  assert.equal(s.metrics.split_per_s, null);
-  for (const k of ["flag", "schema", "writer", "records_24h"]) assert.equal(s[k].error, null, k);
-
-  const { page } = await openOverview();
-  const err = await text(page, "metrics-error");
-  assert.match(err, /Prometheus is unreachable/);
-  assert.match(err, /Failing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
-  assert.match(await text(page, "chart-usage-error"), /Prometheus is unreachable/);
-  // Only what comes from Prometheus is stale; the records panels stay live.
-  assert.equal((await text(page, "records-total")).trim(), "11");
-  assert.ok(Number(await page.locator('[data-testid="chart-records"]').getAttribute("data-points")) > 10);
-  const failed = await page.locator(".source-error").evaluateAll((els) => els.map((e) => e.dataset.testid).sort());
-  assert.deepEqual(failed, ["alerts-error", "chart-share-error", "chart-usage-error", "metrics-error"]);
-  await page.screenshot({ path: ".artifacts/overview-prometheus-down.png", fullPage: true });
   await page.close();
 });
 

@@ -22,4 +22,9 @@ pub struct FlagObservation {
     pub percentage: Option<u8>,
     pub version: Option<String>,
     pub source: String,
+    /// Who made the change through the dashboard (None: made outside it, or not a change).
+    #[serde(default)]
+    pub changed_by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }

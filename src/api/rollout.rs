@@ -55,3 +55,60 @@ pub struct ChangeDone {
     /// The failed guards that were overridden, and the operator's reason for it.
     pub overridden: Option<String>,
 }
+
+use leptos::prelude::*;
+
+use super::auth::Identity;
+
+/// The rollout page's data: the flag with its guards, and who is looking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub state: Result<RolloutState, String>,
+    pub me: Option<Identity>,
+    /// Where the flag lives, for the confirmation dialog.
+    pub target: String,
+}
+
+#[cfg(feature = "ssr")]
+async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
+    let state = expect_context::<crate::server::state::AppState>();
+    let parts: axum::http::request::Parts = leptos_axum::extract().await?;
+    let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
+    Ok((state, me))
+}
+
+#[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl)]
+pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
+    let (state, me) = caller().await?;
+    let f = &state.settings.flag;
+    Ok(RolloutView {
+        state: crate::server::rollout::current(&state).await.map_err(|e| e.to_string()),
+        me,
+        target: format!("ConfigMap {}/{}, key {}", f.namespace, f.configmap, f.key),
+    })
+}
+
+/// The same service call as `POST /api/v1/rollout`.
+#[server(endpoint = "rollout_set")]
+pub async fn set_rollout(
+    percentage: i64,
+    reason: String,
+    expected_version: String,
+    override_guards: bool,
+    override_reason: Option<String>,
+) -> Result<ChangeDone, ServerFnError> {
+    let (state, me) = caller().await?;
+    let id = format!("page-{}", chrono::Utc::now().timestamp_micros());
+    let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
+    crate::server::rollout::set_percentage(&state, me.as_ref(), Ok(body), &id)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// The same service call as `POST /api/v1/rollout/kill`.
+#[server(endpoint = "rollout_kill")]
+pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
+    let (state, me) = caller().await?;
+    let id = format!("page-{}", chrono::Utc::now().timestamp_micros());
+    crate::server::rollout::kill(&state, me.as_ref(), reason, &id).await.map_err(|e| ServerFnError::new(e.to_string()))
+}

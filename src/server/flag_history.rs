@@ -11,14 +11,33 @@ use super::state::AppState;
 /// Observations since `since`, oldest first, plus the last one before it (the value in force
 /// at `since`), so a chart can draw the step line from the left edge.
 pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagObservation>, SourceError> {
-    type Row = (DateTime<Utc>, Option<String>, Option<i16>, Option<String>, String);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        observed_at: DateTime<Utc>,
+        raw_value: Option<String>,
+        percentage: Option<i16>,
+        resource_version: Option<String>,
+        source: String,
+        actor: Option<String>,
+        reason: Option<String>,
+    }
+    // Each observation is joined with the dashboard change that produced it, if any: the newest
+    // done flag change to that value shortly before it was observed.
     let rows: Vec<Row> = sqlx::query_as(
-        "(SELECT observed_at, raw_value, percentage, resource_version, source FROM flag_observations
-           WHERE flag_key = $1 AND observed_at < $2 ORDER BY id DESC LIMIT 1)
-         UNION ALL
-         (SELECT observed_at, raw_value, percentage, resource_version, source FROM flag_observations
-           WHERE flag_key = $1 AND observed_at >= $2 ORDER BY id LIMIT 5000)
-         ORDER BY observed_at",
+        "SELECT o.*, a.actor, a.reason FROM (
+            (SELECT observed_at, raw_value, percentage, resource_version, source FROM flag_observations
+              WHERE flag_key = $1 AND observed_at < $2 ORDER BY id DESC LIMIT 1)
+            UNION ALL
+            (SELECT observed_at, raw_value, percentage, resource_version, source FROM flag_observations
+              WHERE flag_key = $1 AND observed_at >= $2 ORDER BY id LIMIT 5000)
+         ) o
+         LEFT JOIN LATERAL (
+            SELECT actor, reason FROM audit_log a
+             WHERE a.outcome = 'done' AND a.action IN ('flag.set', 'flag.kill') AND a.value_after = o.raw_value
+               AND a.at <= o.observed_at + interval '5 seconds' AND a.at >= o.observed_at - interval '10 minutes'
+             ORDER BY a.id DESC LIMIT 1
+         ) a ON true
+         ORDER BY o.observed_at",
     )
     .bind(&state.settings.flag.key)
     .bind(since)
@@ -27,26 +46,32 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
     .map_err(|e| from_sqlx(Source::StateDatabase, &e))?;
     Ok(rows
         .into_iter()
-        .map(|(observed_at, raw, percentage, version, source)| FlagObservation {
-            observed_at,
-            raw,
-            percentage: percentage.and_then(|p| u8::try_from(p).ok()),
-            version,
-            source,
+        .map(|r| FlagObservation {
+            observed_at: r.observed_at,
+            raw: r.raw_value,
+            percentage: r.percentage.and_then(|p| u8::try_from(p).ok()),
+            version: r.resource_version,
+            source: r.source,
+            changed_by: r.actor,
+            reason: r.reason,
         })
         .collect())
 }
 
 /// Polls the flag every refresh interval and records each new resourceVersion.
 pub async fn observe_flag_forever(state: AppState) {
-    let mut last_version: Option<String> = sqlx::query_scalar(
-        "SELECT resource_version FROM flag_observations WHERE flag_key = $1 ORDER BY id DESC LIMIT 1",
+    let last: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT resource_version, raw_value FROM flag_observations WHERE flag_key = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(&state.settings.flag.key)
     .fetch_optional(&state.state_db)
     .await
     .ok()
     .flatten();
+    let (mut last_version, mut last_raw) = match last {
+        Some((v, r)) => (v, Some(r)),
+        None => (None, None),
+    };
     let mut tick = tokio::time::interval(state.settings.refresh_interval());
     loop {
         tick.tick().await;
@@ -74,9 +99,47 @@ pub async fn observe_flag_forever(state: AppState) {
         match saved {
             Ok(_) => {
                 tracing::info!(raw = ?reading.raw, version = ?reading.version, "flag value observed");
+                if let Some(before) = &last_raw {
+                    record_if_external(&state, before.clone(), reading.raw.clone()).await;
+                }
                 last_version = reading.version;
+                last_raw = Some(reading.raw);
             }
             Err(e) => tracing::warn!("could not record the flag observation: {e}"),
         }
+    }
+}
+
+/// A change the dashboard did not make (no done flag change to this value in the last ten
+/// minutes) goes to the audit trail as made outside it.
+async fn record_if_external(state: &AppState, before: Option<String>, after: Option<String>) {
+    if before == after {
+        return;
+    }
+    let ours: Result<bool, _> = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action IN ('flag.set', 'flag.kill')
+                          AND value_after IS NOT DISTINCT FROM $1 AND at >= now() - interval '10 minutes')",
+    )
+    .bind(&after)
+    .fetch_one(&state.state_db)
+    .await;
+    if ours.unwrap_or(true) {
+        return;
+    }
+    let f = &state.settings.flag;
+    let entry = super::audit::NewEntry {
+        actor: "outside the dashboard".into(),
+        role: "none".into(),
+        action: "flag.external_change".into(),
+        target: format!("{}/{}/{}", f.namespace, f.configmap, f.key),
+        value_before: before,
+        value_after: after,
+        reason: None,
+        outcome: crate::api::audit::Outcome::Done,
+        outcome_detail: Some("noticed by polling the flag".into()),
+        request_id: None,
+    };
+    if let Err(e) = super::audit::record(&state.state_db, &entry).await {
+        tracing::warn!("could not record an external flag change: {e}");
     }
 }

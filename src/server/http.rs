@@ -29,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/me", get(me))
         .route("/api/v1/rollout", get(rollout_state).post(rollout_set))
         .route("/api/v1/rollout/kill", axum::routing::post(rollout_kill))
+        .route("/api/v1/audit", get(audit_json))
+        .route("/api/v1/audit.csv", get(audit_csv))
         // Control requests are small; a huge body is refused before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route("/auth/login", axum::routing::post(login))
@@ -48,6 +50,47 @@ fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     } else {
         ApiError::BadRequest(format!("bad request body: {}", e.body_text()))
     }
+}
+
+fn audit_params(q: Result<Query<Params>, QueryRejection>) -> Result<(i64, Option<String>), ApiError> {
+    let p = params(q)?;
+    let limit = match p.limit.as_deref() {
+        None => 200,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a whole number from 1 to 10000")))?,
+    };
+    if let Some(a) = &p.action {
+        if a.is_empty() || a.len() > 64 || !a.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
+            return Err(ApiError::BadRequest(format!("action: {a:?} is not an action name")));
+        }
+    }
+    Ok((limit, p.action))
+}
+
+async fn audit_json(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (limit, action) = audit_params(q)?;
+    Ok(Json(super::audit::list(&state.state_db, limit, action.as_deref()).await.map_err(ApiError::Unavailable)?))
+}
+
+async fn audit_csv(
+    State(state): State<AppState>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (limit, action) = audit_params(q)?;
+    let entries = super::audit::list(&state.state_db, limit, action.as_deref()).await.map_err(ApiError::Unavailable)?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"rollout-audit.csv\""),
+        ],
+        super::audit::to_csv(&entries),
+    ))
 }
 
 async fn rollout_state(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -220,6 +263,7 @@ pub struct Params {
     range: Option<String>,
     step: Option<String>,
     limit: Option<String>,
+    action: Option<String>,
 }
 
 fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {

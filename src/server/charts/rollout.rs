@@ -21,11 +21,16 @@ fn flag_markers(history: &[FlagObservation], x0: f64) -> Vec<Marker> {
         .map(|w| Marker {
             at: w[1].observed_at.timestamp() as f64,
             text: format!(
-                "flag {} → {} ({}, resourceVersion {})",
+                "flag {} → {} ({}, resourceVersion {})\n{}",
                 w[0].raw.as_deref().unwrap_or("?"),
                 w[1].raw.as_deref().unwrap_or("?"),
                 w[1].source,
-                w[1].version.as_deref().unwrap_or("?")
+                w[1].version.as_deref().unwrap_or("?"),
+                match (&w[1].changed_by, &w[1].reason) {
+                    (Some(who), Some(why)) => format!("by {who}: {why}"),
+                    (Some(who), None) => format!("by {who}, no reason given"),
+                    _ => "changed outside the dashboard".to_string(),
+                }
             ),
         })
         .collect()

@@ -1,0 +1,57 @@
+//! The audit trail: every change and every refused or failed attempt, newest first, with CSV export.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::audit::get_audit;
+
+const ACTIONS: [(&str, &str); 4] = [
+    ("", "all"),
+    ("flag.set", "percentage set"),
+    ("flag.kill", "kill switch"),
+    ("flag.external_change", "changed outside"),
+];
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let action = Memo::new(move |_| query.read().get("action").unwrap_or_default());
+    let entries = Resource::new(move || action.get(), |a| get_audit(Some(a)));
+    view! {
+        <h1 class="page-title">"Audit trail"</h1>
+        <nav class="selectors">
+            <span class="selector-label">"Action"</span>
+            {ACTIONS.into_iter().map(|(a, label)| view! {
+                <a href=format!("/audit?action={a}") class:selected=move || action.get() == a data-testid=format!("audit-filter-{label}")>{label}</a>
+            }).collect_view()}
+            <a class="csv" href=move || format!("/api/v1/audit.csv{}", if action.get().is_empty() { String::new() } else { format!("?action={}", action.get()) })
+               data-testid="audit-csv" download="rollout-audit.csv">"Download CSV"</a>
+        </nav>
+        <Transition fallback=|| view! { <p class="loading">"Reading the audit trail…"</p> }>
+            {move || Suspend::new(async move {
+                match entries.await {
+                    Ok(list) if list.is_empty() => view! { <p data-testid="audit-empty">"No entries."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <table class="audit" data-testid="audit-table">
+                            <thead><tr><th>"Time (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Before"</th><th>"After"</th><th>"Reason"</th><th>"Outcome"</th></tr></thead>
+                            <tbody>
+                                {list.into_iter().map(|e| view! {
+                                    <tr class=format!("outcome-{}", e.outcome.as_str())>
+                                        <td>{e.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                                        <td>{format!("{} ({})", e.actor, e.role)}</td>
+                                        <td>{e.action}</td>
+                                        <td>{e.value_before.unwrap_or_default()}</td>
+                                        <td>{e.value_after.unwrap_or_default()}</td>
+                                        <td>{e.reason.unwrap_or_default()}</td>
+                                        <td>{e.outcome.as_str()}{e.outcome_detail.map(|d| view! { <div class="detail">{d}</div> })}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

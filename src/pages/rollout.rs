@@ -1,0 +1,211 @@
+//! Rollout control: the flag, its guards, setting the percentage and the kill switch. Viewers see
+//! the same page with the controls disabled and the reason why; the server checks again anyway.
+
+use leptos::prelude::*;
+
+use crate::api::auth::Role;
+use crate::api::rollout::{get_rollout, KillRollout, RolloutView, SetRollout};
+use crate::components::panel::{Panel, Value};
+
+const PRESETS: [i64; 5] = [5, 10, 25, 50, 100];
+
+/// A change waiting for its confirmation.
+#[derive(Clone, Debug, PartialEq)]
+enum Pending {
+    Set { from: Option<u8>, to: i64 },
+    Kill { from: Option<u8> },
+}
+
+#[component]
+pub fn RolloutPage() -> impl IntoView {
+    let set = ServerAction::<SetRollout>::new();
+    let kill = ServerAction::<KillRollout>::new();
+    let data = Resource::new(move || (set.version().get(), kill.version().get()), |_| get_rollout());
+    view! {
+        <h1 class="page-title">"Rollout control"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Reading the flag…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(v) => view! { <Controls v set kill/> }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<KillRollout>) -> impl IntoView {
+    let RolloutView { state, me, target } = v;
+    let why_not = match &me {
+        None => Some("Sign in as an operator to change the rollout.".to_string()),
+        Some(m) if m.role != Role::Operator => {
+            Some(format!("Signed in as {} ({}): only operators may change the rollout.", m.user, m.role.as_str()))
+        }
+        _ => None,
+    };
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => return view! { <p class="source-error" role="alert" data-testid="rollout-error">{e}</p> }.into_any(),
+    };
+    let why_not = why_not.or_else(|| {
+        (!state.writable).then(|| {
+            format!(
+                "The flag holds {:?}, a format the dashboard will not rewrite.",
+                state.raw.clone().unwrap_or_default()
+            )
+        })
+    });
+    let can_change = why_not.is_none();
+    let current = state.percentage;
+    let version = state.version.clone().unwrap_or_default();
+    let failing = state.guards.iter().any(|g| !g.passed);
+    let chosen = RwSignal::new(None::<i64>);
+    let custom = RwSignal::new(String::new());
+    let reason = RwSignal::new(String::new());
+    let override_on = RwSignal::new(false);
+    let override_reason = RwSignal::new(String::new());
+    let kill_reason = RwSignal::new(String::new());
+    let pending = RwSignal::new(None::<Pending>);
+    let is_increase = move || chosen.get().is_some_and(|c| current.is_none_or(|cur| c > i64::from(cur)));
+    let ready = move || {
+        can_change
+            && chosen.get().is_some_and(|c| (0..=100).contains(&c))
+            && !reason.get().trim().is_empty()
+            && (!failing || !is_increase() || (override_on.get() && !override_reason.get().trim().is_empty()))
+    };
+    let version_for_set = version.clone();
+    let target_text = target.clone();
+    let confirm = move |_| match pending.get_untracked() {
+        Some(Pending::Set { to, .. }) => {
+            set.dispatch(SetRollout {
+                percentage: to,
+                reason: reason.get_untracked(),
+                expected_version: version_for_set.clone(),
+                override_guards: override_on.get_untracked(),
+                override_reason: Some(override_reason.get_untracked()).filter(|r| !r.trim().is_empty()),
+            });
+            pending.set(None);
+        }
+        Some(Pending::Kill { .. }) => {
+            kill.dispatch(KillRollout { reason: Some(kill_reason.get_untracked()).filter(|r| !r.trim().is_empty()) });
+            pending.set(None);
+        }
+        None => {}
+    };
+    let outcome = move || {
+        let last = set.value().get().or_else(|| kill.value().get());
+        last.map(|r| match r {
+            Ok(d) => view! {
+                <p class="ok-text" role="status" data-testid="rollout-result">
+                    {format!("Done: {} → {} (audit entry #{}).", d.before, d.after, d.audit_id)}
+                </p>
+            }
+            .into_any(),
+            Err(e) => view! { <p class="source-error" role="alert" data-testid="rollout-result">{e.to_string()}</p> }
+                .into_any(),
+        })
+    };
+    view! {
+        <div class="panels">
+            <Panel title="Flag now" id="rollout-now" error=None>
+                <Value label="Rollout" testid="rollout-percentage" value=current.map(|p| format!("{p} %"))/>
+                <Value label="Stored value" testid="rollout-raw" value=state.raw.clone()/>
+                <Value label="Version" testid="rollout-version" value=state.version.clone()/>
+                <p class="detail">{format!("{} via {}", target, state.source)}</p>
+            </Panel>
+            <Panel title="Guards for an increase" id="rollout-guards" error=None>
+                <ul class="guards">
+                    {state.guards.iter().map(|g| view! {
+                        <li class:guard-ok=g.passed class:guard-bad=!g.passed data-testid=format!("guard-{}", g.name)>
+                            {if g.passed { "✓ " } else { "✗ " }}<strong>{g.name.replace('_', " ")}</strong>": "{g.reason.clone()}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </Panel>
+        </div>
+        {outcome}
+        {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="controls-disabled">{w}</p> })}
+        <div class="panels">
+            <Panel title="Change the percentage" id="rollout-change" error=None>
+                <div class="presets">
+                    {PRESETS.into_iter().map(|p| view! {
+                        <button type="button" disabled=!can_change class:selected=move || chosen.get() == Some(p)
+                            data-testid=format!("preset-{p}") on:click=move |_| { chosen.set(Some(p)); custom.set(String::new()); }>
+                            {format!("{p} %")}
+                        </button>
+                    }).collect_view()}
+                </div>
+                <label class="field">"Or a whole number from 0 to 100"
+                    <input type="number" min="0" max="100" step="1" disabled=!can_change data-testid="custom-percentage"
+                        prop:value=move || custom.get()
+                        on:input=move |ev| {
+                            let v = event_target_value(&ev);
+                            chosen.set(v.parse::<i64>().ok().filter(|n| (0..=100).contains(n)));
+                            custom.set(v);
+                        }/>
+                </label>
+                <label class="field">"Reason (required, kept in the audit trail)"
+                    <textarea disabled=!can_change data-testid="reason" prop:value=move || reason.get()
+                        on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+                </label>
+                {failing.then(|| view! {
+                    <div class="override">
+                        <label><input type="checkbox" disabled=!can_change data-testid="override"
+                            on:change=move |ev| override_on.set(event_target_checked(&ev))/>
+                            " Override the failed guards (increase anyway)"</label>
+                        <label class="field">"Why overriding is safe (recorded)"
+                            <input type="text" disabled=!can_change data-testid="override-reason"
+                                on:input=move |ev| override_reason.set(event_target_value(&ev))/>
+                        </label>
+                    </div>
+                })}
+                <button type="button" class="primary" data-testid="review-change" disabled=move || !ready()
+                    on:click=move |_| pending.set(chosen.get().map(|to| Pending::Set { from: current, to }))>
+                    "Review the change…"
+                </button>
+            </Panel>
+            <Panel title="Kill switch" id="rollout-kill" error=None class="kill">
+                <p>"Sets the flag to 0 % for every user at once. Always allowed for operators."</p>
+                <label class="field">"Reason (optional, recorded)"
+                    <input type="text" disabled=!can_change data-testid="kill-reason" on:input=move |ev| kill_reason.set(event_target_value(&ev))/>
+                </label>
+                <button type="button" class="danger" disabled=!can_change data-testid="kill"
+                    on:click=move |_| pending.set(Some(Pending::Kill { from: current }))>"Kill switch: 0 % now"</button>
+            </Panel>
+        </div>
+        {move || pending.get().map(|p| {
+            let target = target_text.clone();
+            let (title, text) = match p {
+                Pending::Set { from, to } => (
+                    "Confirm the rollout change",
+                    format!(
+                        "Change insulin_dose_split from {} to {to} %. This decides which share of users' diary apps save split doses \
+                         (insulin_short / insulin_long) instead of the legacy dose. It writes {target}.",
+                        from.map(|f| format!("{f} %")).unwrap_or_else(|| "an unknown value".into())
+                    ),
+                ),
+                Pending::Kill { from } => (
+                    "Confirm the kill switch",
+                    format!(
+                        "Set insulin_dose_split from {} to 0 % for every user now. It writes {target}.",
+                        from.map(|f| format!("{f} %")).unwrap_or_else(|| "an unknown value".into())
+                    ),
+                ),
+            };
+            view! {
+                <div class="dialog-backdrop">
+                    <div class="dialog" role="dialog" aria-modal="true" data-testid="confirm-dialog">
+                        <h2>{title}</h2>
+                        <p data-testid="confirm-text">{text}</p>
+                        <div class="dialog-buttons">
+                            <button type="button" class="primary" data-testid="confirm" on:click=confirm.clone()>"Confirm"</button>
+                            <button type="button" data-testid="cancel" on:click=move |_| pending.set(None)>"Cancel"</button>
+                        </div>
+                    </div>
+                </div>
+            }
+        })}
+    }
+    .into_any()
+}
