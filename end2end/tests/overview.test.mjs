@@ -3,13 +3,7 @@
 // rates, and the simulator's emulated Kubernetes API.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-
-const BASE = process.env.E2E_BASE_URL;
-const SIM = process.env.E2E_SIM_URL;
-const KUBE_TOKEN = process.env.E2E_KUBE_TOKEN;
-const PROM_PID = Number(process.env.E2E_PROMETHEUS_PID);
-assert.ok(BASE && SIM && KUBE_TOKEN && PROM_PID, "run through scripts/test, which sets E2E_* variables");
+import { BASE, SIM, KUBE_TOKEN, launch, open, text } from "../lib.mjs";
 
 // What the fixtures imply:
 // - fixtures/diary.sql, last 24 h (created_at in [now-24h, now)): 11 rows;
@@ -32,27 +26,10 @@ const EXPECTED = {
 };
 
 let browser;
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
+before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function openOverview() {
-  const page = await browser.newPage();
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
-  page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`); });
-  const response = await page.goto(BASE + "/", { waitUntil: "load" });
-  assert.equal(response.status(), 200);
-  return { page, problems };
-}
-
-const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
+const openOverview = () => open(browser, "/");
 
 test("the server sends the values in the HTML, before any script runs", async () => {
   const html = await (await fetch(BASE + "/")).text();

@@ -3,21 +3,10 @@
 // chart's markers all show it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-
-const BASE = process.env.E2E_BASE_URL;
-const SIM = process.env.E2E_SIM_URL;
-const KUBE_TOKEN = process.env.E2E_KUBE_TOKEN;
-assert.ok(BASE && SIM && KUBE_TOKEN, "run through scripts/test, which sets E2E_* variables");
+import { BASE, SIM, KUBE_TOKEN, launch } from "../lib.mjs";
 
 let browser;
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
+before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
 async function signedIn(user, password) {

@@ -1,0 +1,32 @@
+// Shared by the end2end tests: the world scripts/test started, and a headless Debian Chromium.
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+export const BASE = process.env.E2E_BASE_URL;
+export const SIM = process.env.E2E_SIM_URL;
+export const KUBE_TOKEN = process.env.E2E_KUBE_TOKEN;
+export const PROM_PID = Number(process.env.E2E_PROMETHEUS_PID);
+assert.ok(BASE && SIM && KUBE_TOKEN && PROM_PID, "run through scripts/test, which sets E2E_* variables");
+
+/** The flags that work here as root (see ../shared/toolchain.md). */
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/** Opens `path` in a new page that collects script errors, console errors and HTTP errors. */
+export async function open(browserOrContext, path = "/") {
+  const page = await browserOrContext.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`); });
+  const response = await page.goto(BASE + path, { waitUntil: "load" });
+  assert.equal(response.status(), 200);
+  return { page, problems };
+}
+
+export const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
