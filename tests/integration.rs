@@ -1014,3 +1014,98 @@ async fn a_stale_version_is_a_conflict_and_guards_block_increases(pool: PgPool) 
     assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout", Some(down)).await.0, StatusCode::OK);
     assert_eq!(flag_value(&w), "5");
 }
+
+// ---------------------------------------------------------------- Kubernetes errors, from tower-test mocks
+
+mod kube_mocks {
+    use super::*;
+    use axum::http::{Request as HttpRequest, Response as HttpResponse};
+    use kube::client::Body as KubeBody;
+    use rollout_dashboard::server::cluster::ConditionalWriteError;
+    use rollout_dashboard::server::error::{within, Source};
+    use tower_test::mock;
+
+    type Handle = mock::Handle<HttpRequest<KubeBody>, HttpResponse<KubeBody>>;
+
+    fn mocked() -> (Cluster, Handle) {
+        let (service, handle) = mock::pair::<HttpRequest<KubeBody>, HttpResponse<KubeBody>>();
+        (Cluster::from_client(kube::Client::new(service, "diabetes"), "diabetes"), handle)
+    }
+
+    fn status(code: u16, reason: &str) -> HttpResponse<KubeBody> {
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("mocked {reason}"), "reason": reason, "code": code});
+        HttpResponse::builder().status(code).body(KubeBody::from(serde_json::to_vec(&body).unwrap())).unwrap()
+    }
+
+    fn configmap(version: &str) -> HttpResponse<KubeBody> {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "feature-flags", "namespace": "diabetes", "resourceVersion": version},
+            "data": {"insulin_dose_split": "5"}});
+        HttpResponse::new(KubeBody::from(serde_json::to_vec(&body).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_403_is_reported_as_refused_with_its_reason() {
+        let (cluster, mut handle) = mocked();
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.uri().path(), "/api/v1/namespaces/diabetes/configmaps/feature-flags");
+            send.send_response(status(403, "Forbidden"));
+        });
+        let e = cluster.configmap("feature-flags").await.unwrap_err();
+        assert!(matches!(e, SourceError::Rejected { .. }), "{e:?}");
+        assert!(e.to_string().contains("403") && e.to_string().contains("Forbidden"), "{e}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_409_on_replace_is_a_conflict_and_a_500_is_a_failure() {
+        let (cluster, mut handle) = mocked();
+        let server = tokio::spawn(async move {
+            for answer in [409u16, 500] {
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(req.method(), "GET");
+                send.send_response(configmap("7"));
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(req.method(), "PUT", "a replace carrying the resourceVersion");
+                send.send_response(status(answer, if answer == 409 { "Conflict" } else { "InternalError" }));
+            }
+        });
+        let e = cluster.replace_configmap_key("feature-flags", "insulin_dose_split", "25", "7").await.unwrap_err();
+        assert!(matches!(e, ConditionalWriteError::Conflict { .. }), "{e:?}");
+        let e = cluster.replace_configmap_key("feature-flags", "insulin_dose_split", "25", "7").await.unwrap_err();
+        assert!(matches!(e, ConditionalWriteError::Source(SourceError::Rejected { .. })), "{e:?}");
+        assert!(e.to_string().contains("500"), "{e}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_is_refused_before_any_write() {
+        let (cluster, mut handle) = mocked();
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.unwrap();
+            send.send_response(configmap("8"));
+            // No second request: nothing may be written.
+            assert!(tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await.is_err());
+        });
+        let e = cluster.replace_configmap_key("feature-flags", "insulin_dose_split", "25", "7").await.unwrap_err();
+        assert_eq!(e, ConditionalWriteError::Conflict { current_version: Some("8".into()) });
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_never_answers_times_out() {
+        let (cluster, mut handle) = mocked();
+        let server = tokio::spawn(async move {
+            let (_req, send) = handle.next_request().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(send);
+        });
+        let e = within(Source::Kubernetes, Duration::from_millis(300), cluster.deployment_replicas("diary-writer"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "Kubernetes did not answer within 0.3 s");
+        server.abort();
+    }
+}

@@ -55,6 +55,11 @@ impl Cluster {
         Ok(Cluster { client, namespace: namespace.to_string() })
     }
 
+    /// A cluster reached through an already built client (tests use `tower-test` mocks).
+    pub fn from_client(client: kube::Client, namespace: &str) -> Cluster {
+        Cluster { client, namespace: namespace.to_string() }
+    }
+
     /// The same client, for another namespace.
     pub fn in_namespace(&self, namespace: &str) -> Cluster {
         Cluster { client: self.client.clone(), namespace: namespace.to_string() }

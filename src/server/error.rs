@@ -43,7 +43,7 @@ impl Source {
 pub enum SourceError {
     #[error("{} is not configured: {hint}", .system.name())]
     NotConfigured { system: Source, hint: &'static str },
-    #[error("{} did not answer within {} s", .system.name(), .after.as_secs())]
+    #[error("{} did not answer within {} s", .system.name(), seconds(*.after))]
     Timeout { system: Source, after: Duration },
     #[error("{} is unreachable: {detail}", .system.name())]
     Unreachable { system: Source, detail: String },
@@ -65,6 +65,15 @@ impl SourceError {
             | SourceError::Malformed { system, .. }
             | SourceError::Missing { system, .. } => *system,
         }
+    }
+}
+
+/// "5" for whole seconds, "0.3" otherwise.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.1}", d.as_secs_f64())
     }
 }
 
