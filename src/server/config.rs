@@ -177,6 +177,13 @@ pub struct MetricsSettings {
     pub legacy_rate_query: String,
 }
 
+impl FlagSettings {
+    /// How the flag is named in the audit trail: namespace/configmap/key.
+    pub fn target(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.configmap, self.key)
+    }
+}
+
 impl MetricsSettings {
     pub fn split_rate(&self, window: &str) -> String {
         self.split_rate_query.replace("{window}", window)

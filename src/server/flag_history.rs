@@ -126,12 +126,11 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     if ours.unwrap_or(true) {
         return;
     }
-    let f = &state.settings.flag;
     let entry = super::audit::NewEntry {
         actor: "outside the dashboard".into(),
         role: "none".into(),
         action: "flag.external_change".into(),
-        target: format!("{}/{}/{}", f.namespace, f.configmap, f.key),
+        target: state.settings.flag.target(),
         value_before: before,
         value_after: after,
         reason: None,

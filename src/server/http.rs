@@ -52,16 +52,21 @@ fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     }
 }
 
-fn audit_params(q: Result<Query<Params>, QueryRejection>) -> Result<(i64, Option<String>), ApiError> {
-    let p = params(q)?;
-    let limit = match p.limit.as_deref() {
-        None => 200,
+/// `limit`: a whole number from 1 to `max`, `default` when absent.
+fn limit_param(value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
         Some(l) => l
             .parse::<i64>()
             .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a whole number from 1 to 10000")))?,
-    };
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a whole number from 1 to {max}"))),
+    }
+}
+
+fn audit_params(q: Result<Query<Params>, QueryRejection>) -> Result<(i64, Option<String>), ApiError> {
+    let p = params(q)?;
+    let limit = limit_param(p.limit.as_deref(), 200, 10_000)?;
     if let Some(a) = &p.action {
         if a.is_empty() || a.len() > 64 || !a.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
             return Err(ApiError::BadRequest(format!("action: {a:?} is not an action name")));
@@ -307,14 +312,7 @@ async fn records_doubled(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = params(q)?;
-    let limit = match p.limit.as_deref() {
-        None => 20,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a whole number from 1 to 1000")))?,
-    };
+    let limit = limit_param(p.limit.as_deref(), 20, 1000)?;
     Ok(Json(service::doubled_records(&state, limit).await.map_err(ApiError::Unavailable)?))
 }
 

@@ -14,11 +14,6 @@ use super::state::AppState;
 
 const MAX_REASON: usize = 500;
 
-fn target(state: &AppState) -> String {
-    let f = &state.settings.flag;
-    format!("{}/{}/{}", f.namespace, f.configmap, f.key)
-}
-
 /// The flag as it is now (never from a cache: a change must name the current version), and
 /// whether each precondition for an increase holds. A guard that cannot be checked fails.
 pub async fn current(state: &AppState) -> Result<RolloutState, SourceError> {
@@ -121,7 +116,6 @@ async fn audited(
     action: &str,
     reason: Option<String>,
     request_id: &str,
-    before: Option<String>,
     result: Result<ChangeDone, ApiError>,
 ) -> Result<ChangeDone, ApiError> {
     let (outcome, detail, after) = match &result {
@@ -133,8 +127,8 @@ async fn audited(
         actor: who.map(|w| w.user.clone()).unwrap_or_else(|| "anonymous".into()),
         role: who.map(|w| w.role.as_str().to_string()).unwrap_or_else(|| "none".into()),
         action: action.into(),
-        target: target(state),
-        value_before: result.as_ref().map(|c| c.before.clone()).ok().or(before),
+        target: state.settings.flag.target(),
+        value_before: result.as_ref().map(|c| c.before.clone()).ok(),
         value_after: after,
         reason,
         outcome,
@@ -203,7 +197,7 @@ pub async fn set_percentage(
         Ok(ChangeDone { before: change.before, after: change.after, version: change.version, audit_id: 0, overridden })
     }
     .await;
-    audited(state, who, "flag.set", reason, request_id, None, result).await
+    audited(state, who, "flag.set", reason, request_id, result).await
 }
 
 /// `POST /api/v1/rollout/kill`: the flag to 0 % at once. Always allowed for operators.
@@ -247,7 +241,7 @@ pub async fn kill(
         Err(ApiError::Conflict { code: "version_conflict", message: last.unwrap_or_default(), details: None })
     }
     .await;
-    audited(state, who, "flag.kill", reason, request_id, None, result).await
+    audited(state, who, "flag.kill", reason, request_id, result).await
 }
 
 /// Records a request refused before it could be understood (bad body), and passes the error on.
@@ -260,5 +254,5 @@ pub async fn refuse(
 ) -> Result<ChangeDone, ApiError> {
     // Who may not act at all hears that first, whatever their body said.
     let e = operator(who).err().unwrap_or(e);
-    audited(state, who, action, None, request_id, None, Err(e)).await
+    audited(state, who, action, None, request_id, Err(e)).await
 }
