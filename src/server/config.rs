@@ -54,6 +54,8 @@ pub struct Config {
     pub kube: KubeAccess,
     /// Proxy auth mode: the shared secret the proxy sends as `X-Proxy-Secret`.
     pub proxy_secret: Option<Secret>,
+    /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
+    pub launchdarkly_token: Option<Secret>,
     pub settings: Settings,
     /// Where the settings came from, for the log.
     pub settings_file: Option<PathBuf>,
@@ -154,9 +156,43 @@ impl Default for AlertSettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlagSettings {
+    /// Where the flag lives: a Kubernetes ConfigMap (default) or LaunchDarkly.
+    pub backend: FlagBackend,
     pub namespace: String,
     pub configmap: String,
     pub key: String,
+    /// Used when `backend = "launchdarkly"`; the access token comes from `LAUNCHDARKLY_API_TOKEN`.
+    pub launchdarkly: LaunchDarklySettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagBackend {
+    #[default]
+    Kubernetes,
+    Launchdarkly,
+}
+
+/// The flag in LaunchDarkly: its project, its environment and its key (`flag.key` when not set).
+/// The dashboard reads and writes the percentage rollout of the flag's default rule.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LaunchDarklySettings {
+    pub base_url: String,
+    pub project: String,
+    pub environment: String,
+    pub flag_key: Option<String>,
+}
+
+impl Default for LaunchDarklySettings {
+    fn default() -> Self {
+        LaunchDarklySettings {
+            base_url: "https://app.launchdarkly.com".into(),
+            project: "default".into(),
+            environment: "production".into(),
+            flag_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -178,9 +214,21 @@ pub struct MetricsSettings {
 }
 
 impl FlagSettings {
-    /// How the flag is named in the audit trail: namespace/configmap/key.
+    /// How the flag is named in the audit trail: namespace/configmap/key, or
+    /// launchdarkly:project/environment/flag.
     pub fn target(&self) -> String {
-        format!("{}/{}/{}", self.namespace, self.configmap, self.key)
+        match self.backend {
+            FlagBackend::Kubernetes => format!("{}/{}/{}", self.namespace, self.configmap, self.key),
+            FlagBackend::Launchdarkly => {
+                let ld = &self.launchdarkly;
+                format!("launchdarkly:{}/{}/{}", ld.project, ld.environment, self.launchdarkly_key())
+            }
+        }
+    }
+
+    /// The flag's key in LaunchDarkly.
+    pub fn launchdarkly_key(&self) -> &str {
+        self.launchdarkly.flag_key.as_deref().unwrap_or(&self.key)
     }
 }
 
@@ -221,9 +269,11 @@ impl Default for Settings {
 impl Default for FlagSettings {
     fn default() -> Self {
         FlagSettings {
+            backend: FlagBackend::Kubernetes,
             namespace: "diabetes".into(),
             configmap: "feature-flags".into(),
             key: "insulin_dose_split".into(),
+            launchdarkly: LaunchDarklySettings::default(),
         }
     }
 }
@@ -285,6 +335,22 @@ impl Settings {
             || !self.flag.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(ConfigError::Invalid(format!("flag.key {:?} is not a valid ConfigMap key", self.flag.key)));
+        }
+        let ld = &self.flag.launchdarkly;
+        if !(ld.base_url.starts_with("http://") || ld.base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "flag.launchdarkly.base_url {:?} must be an http(s) URL",
+                ld.base_url
+            )));
+        }
+        for (name, v) in [
+            ("flag.launchdarkly.project", ld.project.as_str()),
+            ("flag.launchdarkly.environment", ld.environment.as_str()),
+            ("flag.launchdarkly.flag_key", self.flag.launchdarkly_key()),
+        ] {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
+            }
         }
         if self.schema.table.is_empty()
             || !self.schema.table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -366,6 +432,7 @@ impl Config {
             prometheus_url: var("PROMETHEUS_URL").map(|u| Secret::new(u.trim_end_matches('/'))),
             kube,
             proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
+            launchdarkly_token: var("LAUNCHDARKLY_API_TOKEN").map(Secret::new),
             settings,
             settings_file,
         })

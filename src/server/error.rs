@@ -15,6 +15,7 @@ pub enum Source {
     DiaryDatabase,
     StateDatabase,
     Kubernetes,
+    LaunchDarkly,
 }
 
 impl Source {
@@ -25,6 +26,7 @@ impl Source {
             Source::DiaryDatabase => "diary_database",
             Source::StateDatabase => "state_database",
             Source::Kubernetes => "kubernetes",
+            Source::LaunchDarkly => "launchdarkly",
         }
     }
 
@@ -34,6 +36,7 @@ impl Source {
             Source::DiaryDatabase => "the diary database",
             Source::StateDatabase => "the state database",
             Source::Kubernetes => "Kubernetes",
+            Source::LaunchDarkly => "LaunchDarkly",
         }
     }
 }

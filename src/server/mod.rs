@@ -12,6 +12,7 @@ pub mod error;
 pub mod flag_history;
 pub mod flags;
 pub mod http;
+pub mod launchdarkly;
 pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;

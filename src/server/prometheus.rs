@@ -242,7 +242,7 @@ impl Prometheus {
 }
 
 /// reqwest's message without the URL, which may carry credentials.
-fn reqwest_detail(e: reqwest::Error) -> String {
+pub(super) fn reqwest_detail(e: reqwest::Error) -> String {
     let timeout = e.is_timeout();
     let connect = e.is_connect();
     let e = e.without_url();

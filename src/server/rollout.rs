@@ -193,7 +193,8 @@ pub async fn set_percentage(
                 override_reason.flatten().unwrap_or_default()
             ));
         }
-        let change = state.flags.write(b.expected_version.trim(), p).await.map_err(write_error)?;
+        let comment = change_comment(who, b.reason.trim());
+        let change = state.flags.write(b.expected_version.trim(), p, &comment).await.map_err(write_error)?;
         Ok(ChangeDone { before: change.before, after: change.after, version: change.version, audit_id: 0, overridden })
     }
     .await;
@@ -224,7 +225,8 @@ pub async fn kill(
         for _ in 0..2 {
             let reading = state.flags.read().await.map_err(ApiError::Unavailable)?;
             let version = reading.version.unwrap_or_default();
-            match state.flags.write(&version, Percentage::OFF).await {
+            let comment = change_comment(who, reason.as_deref().unwrap_or("kill switch"));
+            match state.flags.write(&version, Percentage::OFF, &comment).await {
                 Ok(c) => {
                     return Ok(ChangeDone {
                         before: c.before,
@@ -242,6 +244,12 @@ pub async fn kill(
     }
     .await;
     audited(state, who, "flag.kill", reason, request_id, result).await
+}
+
+/// The note a flag store keeps with the change (LaunchDarkly's audit log shows it).
+fn change_comment(who: Option<&Identity>, reason: &str) -> String {
+    let name = who.map(|w| w.user.as_str()).unwrap_or("?");
+    format!("rollout-dashboard, by {name}: {reason}")
 }
 
 /// Records a request refused before it could be understood (bad body), and passes the error on.

@@ -10,9 +10,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use super::cluster::Cluster;
+use super::config::FlagBackend;
 use super::config::{Config, Settings};
 use super::error::{Source, SourceError};
 use super::flags::FlagStore;
+use super::launchdarkly::LaunchDarkly;
 use super::prometheus::Prometheus;
 use super::records::DiaryRecords;
 use super::StartError;
@@ -70,13 +72,24 @@ impl AppState {
         }
         let writer_cluster =
             flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
-        let flags = match flag_cluster {
-            Ok(cluster) => FlagStore::Kubernetes {
-                cluster,
-                configmap: settings.flag.configmap.clone(),
-                key: settings.flag.key.clone(),
+        let flags = match settings.flag.backend {
+            FlagBackend::Kubernetes => match flag_cluster {
+                Ok(cluster) => FlagStore::Kubernetes {
+                    cluster,
+                    configmap: settings.flag.configmap.clone(),
+                    key: settings.flag.key.clone(),
+                },
+                Err(e) => FlagStore::NotConfigured(e),
             },
-            Err(_) => FlagStore::NotConfigured,
+            FlagBackend::Launchdarkly => {
+                match LaunchDarkly::new(&settings, config.launchdarkly_token.as_ref(), timeout) {
+                    Ok(ld) => FlagStore::LaunchDarkly(ld),
+                    Err(e) => {
+                        tracing::warn!("LaunchDarkly: {e}");
+                        FlagStore::NotConfigured(e)
+                    }
+                }
+            }
         };
         tracing::info!(
             settings_file = ?config.settings_file,

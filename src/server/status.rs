@@ -16,7 +16,7 @@ use super::state::AppState;
 pub async fn collect(state: &AppState) -> StatusReport {
     let s = &state.settings;
     let (flag, schema_and_records, writer, metrics) = tokio::join!(
-        ask(state, Source::Kubernetes, state.flags.read()),
+        ask(state, state.flags.source(), state.flags.read()),
         ask(state, Source::DiaryDatabase, schema_and_records(state)),
         ask(state, Source::Kubernetes, async {
             state.writer_cluster.as_ref().map_err(Clone::clone)?.deployment_replicas(&s.writer.deployment).await

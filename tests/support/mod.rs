@@ -137,6 +137,9 @@ pub struct SimulatorHarness {
     pub token: String,
     pub cluster: Arc<SimCluster>,
     pub kubeconfig: PathBuf,
+    /// The LaunchDarkly stand-in on the same port; its access token is `launchdarkly_token`.
+    pub launchdarkly: Arc<diary_writer::launchdarkly_api::Stub>,
+    pub launchdarkly_token: String,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -159,9 +162,12 @@ impl SimulatorHarness {
             Duration::ZERO,
             Some(token.clone()),
         ));
+        let launchdarkly_token = format!("api-{token}");
+        let launchdarkly = Arc::new(diary_writer::launchdarkly_api::Stub::new(Some(launchdarkly_token.clone())));
         let world = diary_writer::World {
             cluster: cluster.clone(),
             counters: Arc::new(DoseCounters::default()),
+            launchdarkly: launchdarkly.clone(),
             diary,
             flag_key: "insulin_dose_split".into(),
         };
@@ -173,7 +179,7 @@ impl SimulatorHarness {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &token);
-        SimulatorHarness { url, token, cluster, kubeconfig, _dir: dir, task }
+        SimulatorHarness { url, token, cluster, kubeconfig, launchdarkly, launchdarkly_token, _dir: dir, task }
     }
 
     pub fn set_fault(&self, fault: Fault) {

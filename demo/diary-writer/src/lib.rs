@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod counters;
 pub mod diary_api;
 pub mod kube_api;
+pub mod launchdarkly_api;
 pub mod openmetrics;
 pub mod seed;
 pub mod writer;
@@ -20,12 +21,19 @@ pub struct World {
     pub cluster: Arc<cluster::Cluster>,
     pub counters: Arc<counters::DoseCounters>,
     pub diary: Option<sqlx::PgPool>,
+    /// The LaunchDarkly REST API stand-in (an alternative flag store for the dashboard).
+    pub launchdarkly: Arc<launchdarkly_api::Stub>,
     /// The ConfigMap key whose percentage decides which users write split parts.
     pub flag_key: String,
 }
 
 /// One router for the whole simulator: the legacy diary API, the Prometheus exporter and the
-/// emulated Kubernetes endpoints, all on one port.
+/// emulated Kubernetes and LaunchDarkly endpoints, all on one port.
 pub fn router(world: World) -> Router {
-    Router::new().merge(diary_api::router()).merge(counters::router()).merge(kube_api::router(&world)).with_state(world)
+    Router::new()
+        .merge(diary_api::router())
+        .merge(counters::router())
+        .merge(kube_api::router(&world))
+        .merge(launchdarkly_api::router())
+        .with_state(world)
 }

@@ -89,6 +89,10 @@ enum Command {
         /// Bearer token the emulated API server demands.
         #[arg(long, env = "DEMO_KUBE_TOKEN")]
         token: Option<String>,
+        /// Access token the LaunchDarkly stand-in demands (it holds flag `<flag-key>` in
+        /// project `diary`, environment `production`, at the seeded percentage).
+        #[arg(long, env = "DEMO_LAUNCHDARKLY_TOKEN")]
+        launchdarkly_token: Option<String>,
     },
 }
 
@@ -144,7 +148,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ready_delay_secs,
             state_file,
             token,
+            launchdarkly_token,
         } => {
+            let launchdarkly = diary_writer::launchdarkly_api::Stub::new(launchdarkly_token);
+            launchdarkly.put_boolean_rollout(
+                "diary",
+                &flag_key,
+                "production",
+                seed::current_percentage().max(0) as u32,
+            );
             let flag_value = flag_value.unwrap_or_else(|| seed::current_percentage().to_string());
             let initial = ClusterSnapshot {
                 namespace,
@@ -167,8 +179,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 None => DoseCounters::default(),
             };
-            let world =
-                World { cluster: Arc::new(cluster), counters: Arc::new(counters), diary: pool.clone(), flag_key };
+            let world = World {
+                cluster: Arc::new(cluster),
+                counters: Arc::new(counters),
+                launchdarkly: Arc::new(launchdarkly),
+                diary: pool.clone(),
+                flag_key,
+            };
             if let Some(p) = pool {
                 tokio::spawn(writer::run(world.clone(), p, rate_per_replica));
             }
