@@ -22,7 +22,7 @@ pub struct NewEntry {
 }
 
 /// Records one entry; returns its id.
-pub async fn record(db: &PgPool, e: &NewEntry) -> Result<i64, SourceError> {
+pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: &NewEntry) -> Result<i64, SourceError> {
     sqlx::query_scalar(
         "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",

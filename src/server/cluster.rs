@@ -149,3 +149,20 @@ fn flatten(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+impl Cluster {
+    /// Sets a deployment's desired replicas through its `scale` subresource.
+    pub async fn scale_deployment(&self, name: &str, replicas: i32) -> Result<(), SourceError> {
+        use kube::api::{Patch, PatchParams};
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| describe(e, "deployment", name, &self.namespace))
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}

@@ -78,6 +78,95 @@ pub struct Settings {
     pub adoption: AdoptionSettings,
     pub alerts: AlertSettings,
     pub auth: AuthSettings,
+    pub rollback: RollbackSettings,
+}
+
+/// The guide's rollback plan, each step configurable. Commands are argument lists (never a
+/// shell string); `{previous_revision}`, `{backup_file}` and `{diary_database_url}` are replaced
+/// inside arguments, and every command gets the diary database as `DATABASE_URL`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RollbackSettings {
+    /// A second operator must approve a run before it starts (an emergency bypass needs a reason).
+    pub require_approval: bool,
+    /// The longest any one step may take before it fails as timed out.
+    pub step_timeout_secs: u64,
+    /// How often a waiting step looks again (replicas, metrics).
+    pub poll_interval_ms: u64,
+    /// Writer replicas to restore when the run found none to remember.
+    pub default_writer_replicas: i32,
+    /// Where commands run (relative paths in them are relative to this).
+    pub working_dir: Option<PathBuf>,
+    /// Step 3: how the schema goes back to the previous revision.
+    pub downgrade: DowngradeSettings,
+    /// Step 5: the restore command.
+    pub restore_argv: Vec<String>,
+    /// The backup to restore from; must exist and be younger than `backup_max_age_hours`.
+    pub backup_file: Option<PathBuf>,
+    /// Instead of the file check: a command (e.g. a Barman status) that exits 0 when a fresh
+    /// enough backup exists.
+    pub backup_status_argv: Vec<String>,
+    pub backup_max_age_hours: u64,
+    /// Step 7: the legacy diary API (`POST /v1/diary`, `GET /v1/diary/{id}`).
+    pub diary_api_url: Option<String>,
+    /// Step 7: legacy writes per second now (PromQL).
+    pub smoke_legacy_query: String,
+    /// Step 7: all writes per second, snapshotted at the start as the baseline legacy must return to.
+    pub smoke_baseline_query: String,
+    /// Step 7: the legacy rate must reach this fraction of the baseline.
+    pub smoke_fraction: f64,
+}
+
+/// The kind of the schema downgrade step. Production may add a Kubernetes Job kind here.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DowngradeSettings {
+    /// Run a command (by default the guide's Alembic downgrade).
+    Command { argv: Vec<String> },
+}
+
+impl Default for RollbackSettings {
+    fn default() -> Self {
+        RollbackSettings {
+            require_approval: false,
+            step_timeout_secs: 300,
+            poll_interval_ms: 1000,
+            default_writer_replicas: 3,
+            working_dir: None,
+            downgrade: DowngradeSettings::Command {
+                argv: ["alembic", "-c", "services/api/alembic/alembic.ini", "downgrade", "{previous_revision}"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            restore_argv: [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--dbname={diary_database_url}",
+                "{backup_file}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            backup_file: None,
+            backup_status_argv: Vec::new(),
+            backup_max_age_hours: 24,
+            diary_api_url: None,
+            smoke_legacy_query: "sum(rate(legacy_dose_used_total[1m]))".into(),
+            smoke_baseline_query: "sum(rate(legacy_dose_used_total[5m])) + sum(rate(split_dose_saved_total[5m]))"
+                .into(),
+            smoke_fraction: 0.8,
+        }
+    }
+}
+
+impl RollbackSettings {
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.step_timeout_secs)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -262,6 +351,7 @@ impl Default for Settings {
             adoption: AdoptionSettings::default(),
             alerts: AlertSettings::default(),
             auth: AuthSettings::default(),
+            rollback: RollbackSettings::default(),
         }
     }
 }
@@ -351,6 +441,23 @@ impl Settings {
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
                 return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
             }
+        }
+        let rb = &self.rollback;
+        if !(1..=24 * 3600).contains(&rb.step_timeout_secs) {
+            return Err(ConfigError::Invalid("rollback.step_timeout_secs must be between 1 and 86400".into()));
+        }
+        if !(10..=60_000).contains(&rb.poll_interval_ms) {
+            return Err(ConfigError::Invalid("rollback.poll_interval_ms must be between 10 and 60000".into()));
+        }
+        let DowngradeSettings::Command { argv } = &rb.downgrade;
+        if argv.is_empty() || rb.restore_argv.is_empty() {
+            return Err(ConfigError::Invalid("rollback commands must name a program".into()));
+        }
+        if !(1..=100).contains(&rb.default_writer_replicas) {
+            return Err(ConfigError::Invalid("rollback.default_writer_replicas must be between 1 and 100".into()));
+        }
+        if !(0.0..=1.0).contains(&rb.smoke_fraction) {
+            return Err(ConfigError::Invalid("rollback.smoke_fraction must be between 0 and 1".into()));
         }
         if self.schema.table.is_empty()
             || !self.schema.table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

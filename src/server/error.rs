@@ -123,6 +123,8 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict { code: &'static str, message: String, details: Option<serde_json::Value> },
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     Unavailable(SourceError),
@@ -138,6 +140,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Failed(_) => StatusCode::BAD_GATEWAY,
@@ -149,6 +152,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict { code, .. } => code,
+            ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unavailable(_) => "backend_unavailable",
             ApiError::Failed(_) => "backend_failed",

@@ -31,10 +31,37 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/rollout/kill", axum::routing::post(rollout_kill))
         .route("/api/v1/audit", get(audit_json))
         .route("/api/v1/audit.csv", get(audit_csv))
+        .route("/api/v1/rollback", get(rollback_latest).post(rollback_start))
+        .route("/api/v1/rollback/plan", axum::routing::post(rollback_plan))
+        .route("/api/v1/rollback/{id}", get(rollback_get))
+        .route("/api/v1/rollback/{id}/{action}", axum::routing::post(rollback_act))
+        .route("/api/v1/incidents/{file}", get(incident_md))
+        .route("/api/v1/deploys", get(deploys_list).post(deploys_record))
         // Control requests are small; a huge body is refused before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route("/auth/login", axum::routing::post(login))
         .route("/auth/logout", axum::routing::post(logout))
+}
+
+/// A control request's JSON body. Bodies whose every field is optional may be left out.
+trait ControlBody: serde::de::DeserializeOwned {
+    fn when_empty() -> Option<Self> {
+        None
+    }
+}
+impl ControlBody for crate::api::rollout::SetPercentage {}
+impl ControlBody for crate::api::rollout::KillSwitch {}
+impl ControlBody for crate::api::rollback::StartRollback {}
+impl ControlBody for crate::api::rollback::NewDeploy {}
+impl ControlBody for crate::api::rollback::PlanRequest {
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
+impl ControlBody for crate::api::rollback::RunActionBody {
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
 }
 
 /// A fresh id for one request, returned in `x-request-id` and kept in the audit trail.
@@ -104,20 +131,30 @@ async fn rollout_state(State(state): State<AppState>) -> Result<impl IntoRespons
 
 /// Runs a control action with the caller's identity and the parsed body, answering with the
 /// request id either way.
-async fn control<T, F, Fut>(state: AppState, req: axum::extract::Request, act: F) -> axum::response::Response
+async fn control<T, R, F, Fut>(state: AppState, req: axum::extract::Request, act: F) -> axum::response::Response
 where
-    T: serde::de::DeserializeOwned,
+    T: ControlBody,
+    R: serde::Serialize,
     F: FnOnce(AppState, Option<crate::api::auth::Identity>, Result<T, ApiError>, String) -> Fut,
-    Fut: std::future::Future<Output = Result<crate::api::rollout::ChangeDone, ApiError>>,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
 {
     use axum::extract::FromRequest;
     let (parts, body) = req.into_parts();
     let who = state.auth.identify(&state.state_db, &parts.headers, peer(&parts.extensions)).await;
     let id = request_id();
-    let body = Json::<T>::from_request(axum::extract::Request::from_parts(parts, body), &state)
-        .await
-        .map(|Json(b)| b)
-        .map_err(json_rejection);
+    let body = match axum::body::to_bytes(body, 16 * 1024).await {
+        Err(_) => Err(ApiError::TooLarge("the request body is too large (16 KiB at most)".into())),
+        Ok(bytes) => match (bytes.is_empty(), T::when_empty()) {
+            (true, Some(b)) => Ok(b),
+            _ => Json::<T>::from_request(
+                axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)),
+                &state,
+            )
+            .await
+            .map(|Json(b)| b)
+            .map_err(json_rejection),
+        },
+    };
     let mut resp = match act(state, who, body, id.clone()).await {
         Ok(done) => Json(done).into_response(),
         Err(e) => e.into_response(),
@@ -345,4 +382,84 @@ async fn get_status(State(state): State<AppState>) -> impl IntoResponse {
 /// The dashboard's own metrics, in Prometheus text format.
 async fn own_metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.services.metrics.render())
+}
+
+// ---------------------------------------------------------------- rollback
+
+use super::rollback::Service as Rollback;
+
+async fn rollback_plan(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    control(state, req, |state, _who, body, _id| async move { Rollback::new(&state).plan_request(body).await }).await
+}
+
+async fn rollback_start(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    control(
+        state,
+        req,
+        |state, who, body, id| async move { Rollback::new(&state).start(who.as_ref(), body, &id).await },
+    )
+    .await
+}
+
+async fn rollback_latest(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(Rollback::new(&state).latest_run().await?))
+}
+
+fn run_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a run id")))
+}
+
+async fn rollback_get(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(Rollback::new(&state).run(run_id(&id)?).await?))
+}
+
+async fn rollback_act(
+    State(state): State<AppState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let parsed = run_id(&id).and_then(|id| {
+        crate::api::rollback::RunAction::parse(&action)
+            .map(|a| (id, a))
+            .ok_or_else(|| ApiError::NotFound(format!("{action:?} is not an action (retry, skip, abort, approve)")))
+    });
+    let (id, action) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    control(state, req, move |state, who, body, rid| async move {
+        Rollback::new(&state).act(who.as_ref(), id, action, body, &rid).await
+    })
+    .await
+}
+
+async fn incident_md(
+    State(state): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = file
+        .strip_suffix(".md")
+        .ok_or_else(|| ApiError::NotFound("incidents are served as /api/v1/incidents/{id}.md".into()))?;
+    let md = Rollback::new(&state).incident_markdown(run_id(id)?).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"incident-{id}.md\"")),
+        ],
+        md,
+    ))
+}
+
+async fn deploys_list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(Rollback::new(&state).deploys(200).await?))
+}
+
+async fn deploys_record(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    control(state, req, |state, who, body, id| async move {
+        Rollback::new(&state).record_deploy(who.as_ref(), body, &id).await
+    })
+    .await
 }

@@ -138,6 +138,15 @@ fn whole_buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: i64) -> (i64, i64
 
 impl DiaryRecords {
     /// `table` is validated by the configuration as a plain identifier.
+    /// The diary database itself (the rollback's verify and data-loss count read it directly).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     pub fn new(pool: PgPool, table: &str) -> Self {
         DiaryRecords {
             pool,

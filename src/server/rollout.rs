@@ -79,13 +79,25 @@ async fn guards(state: &AppState) -> Vec<Guard> {
         }
         Err(e) => Guard { name: "split_columns_exist".into(), passed: false, reason: format!("cannot check: {e}") },
     };
-    let rollback =
-        Guard { name: "no_rollback_in_progress".into(), passed: true, reason: "no rollback is running".into() };
+    let rollback = match sqlx::query_as::<_, (i64, String)>("SELECT id, state FROM rollback_runs WHERE active")
+        .fetch_optional(&state.state_db)
+        .await
+    {
+        Ok(None) => {
+            Guard { name: "no_rollback_in_progress".into(), passed: true, reason: "no rollback is running".into() }
+        }
+        Ok(Some((id, st))) => Guard {
+            name: "no_rollback_in_progress".into(),
+            passed: false,
+            reason: format!("rollback run #{id} is {st}"),
+        },
+        Err(e) => Guard { name: "no_rollback_in_progress".into(), passed: false, reason: format!("cannot check: {e}") },
+    };
     vec![doubled, alerts, columns, rollback]
 }
 
 /// Who is acting, for the audit trail, and whether they may change the rollout.
-fn operator(who: Option<&Identity>) -> Result<&Identity, ApiError> {
+pub(super) fn operator(who: Option<&Identity>) -> Result<&Identity, ApiError> {
     match who {
         None => Err(ApiError::Unauthenticated("sign in first: changing the rollout needs an operator".into())),
         Some(w) if w.role != Role::Operator => Err(ApiError::Forbidden(format!(
@@ -97,7 +109,7 @@ fn operator(who: Option<&Identity>) -> Result<&Identity, ApiError> {
     }
 }
 
-fn check_reason(reason: &str, what: &str, required: bool) -> Result<Option<String>, ApiError> {
+pub(super) fn check_reason(reason: &str, what: &str, required: bool) -> Result<Option<String>, ApiError> {
     let r = reason.trim();
     if r.is_empty() {
         return if required { Err(ApiError::BadRequest(format!("{what} is required"))) } else { Ok(None) };

@@ -26,6 +26,8 @@ pub struct AppState {
     /// The dashboard's own database (audit, runs, observed history).
     pub state_db: PgPool,
     pub diary: Result<DiaryRecords, SourceError>,
+    /// The diary database's URL, handed to rollback commands as `DATABASE_URL` (never shown).
+    pub diary_database_url: Option<super::config::Secret>,
     pub prometheus: Result<Prometheus, SourceError>,
     /// Namespace of the writer deployment; the flag store holds its own.
     pub writer_cluster: Result<Cluster, SourceError>,
@@ -43,6 +45,7 @@ impl AppState {
     /// dashboard refuses to start without it (it is where the audit trail lives).
     pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
         let settings = config.settings;
+        let diary_database_url = config.diary_database_url.clone();
         let timeout = settings.source_timeout();
         let auth = super::auth::Auth::new(&settings.auth, config.proxy_secret.clone(), leptos_options.site_addr)
             .map_err(|e| StartError::Auth(e.to_string()))?;
@@ -106,6 +109,7 @@ impl AppState {
             settings: Arc::new(settings),
             state_db,
             diary,
+            diary_database_url,
             prometheus,
             writer_cluster,
             flags,
@@ -115,6 +119,9 @@ impl AppState {
     /// Background work that must happen whether or not anyone is looking.
     pub fn spawn_pollers(&self) {
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
+        tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
+        let state = self.clone();
+        tokio::spawn(async move { super::rollback::recover(&state).await });
     }
 }
 

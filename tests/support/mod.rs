@@ -140,6 +140,7 @@ pub struct SimulatorHarness {
     /// The LaunchDarkly stand-in on the same port; its access token is `launchdarkly_token`.
     pub launchdarkly: Arc<diary_writer::launchdarkly_api::Stub>,
     pub launchdarkly_token: String,
+    world: diary_writer::World,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -173,13 +174,20 @@ impl SimulatorHarness {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = world.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, diary_writer::router(world)).await;
+            let _ = axum::serve(listener, diary_writer::router(served)).await;
         });
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &token);
-        SimulatorHarness { url, token, cluster, kubeconfig, launchdarkly, launchdarkly_token, _dir: dir, task }
+        SimulatorHarness { url, token, cluster, kubeconfig, launchdarkly, launchdarkly_token, world, _dir: dir, task }
+    }
+
+    /// Starts the writer replicas' loop: each ready replica writes `per_replica_per_s` entries
+    /// a second into the diary, split or legacy by the flag (until the test ends).
+    pub fn spawn_writer(&self, pool: sqlx::PgPool, per_replica_per_s: f64) {
+        tokio::spawn(diary_writer::writer::run(self.world.clone(), pool, per_replica_per_s));
     }
 
     pub fn set_fault(&self, fault: Fault) {

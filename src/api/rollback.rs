@@ -1,0 +1,245 @@
+//! The guided rollback as pages and API clients see it: the plan (dry run) with its
+//! preconditions, a run with its steps, the deploy journal and incident records.
+
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Identity;
+
+/// One precondition of a run, shown with pass or fail before the start button enables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precondition {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// One step of the plan with the concrete commands, API calls and values it would use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub index: u32,
+    pub name: String,
+    pub title: String,
+    pub actions: Vec<String>,
+    /// False for the restore step when the operator did not choose it.
+    pub chosen: bool,
+}
+
+/// `POST /api/v1/rollback/plan`: the whole plan, executed nowhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackPlan {
+    pub environment: String,
+    pub from_revision: Option<String>,
+    pub target_revision: Option<String>,
+    /// Rows whose insulin_short or insulin_long the downgrade drops; the start must name it.
+    pub data_loss_rows: Option<i64>,
+    pub preconditions: Vec<Precondition>,
+    pub steps: Vec<PlannedStep>,
+    /// Every precondition passed.
+    pub ready: bool,
+    pub active_run: Option<i64>,
+    pub require_approval: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    #[serde(default)]
+    pub restore_data: bool,
+}
+
+/// `POST /api/v1/rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRollback {
+    pub reason: String,
+    /// Must equal the environment's name.
+    pub confirm_environment: String,
+    /// Must equal the plan's `data_loss_rows`: the operator saw what will be dropped.
+    pub acknowledge_data_loss_rows: i64,
+    #[serde(default)]
+    pub restore_data: bool,
+    /// With `restore_data`: the word RESTORE, typed.
+    #[serde(default)]
+    pub restore_confirmation: Option<String>,
+    /// When a second operator's approval is required: start anyway, for this reason.
+    #[serde(default)]
+    pub emergency_bypass_reason: Option<String>,
+}
+
+/// `POST /api/v1/rollback/{id}/retry|skip|abort|approve`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunActionBody {
+    /// Required to skip a step; optional otherwise.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAction {
+    Retry,
+    Skip,
+    Abort,
+    Approve,
+}
+
+impl RunAction {
+    pub fn parse(s: &str) -> Option<RunAction> {
+        match s {
+            "retry" => Some(RunAction::Retry),
+            "skip" => Some(RunAction::Skip),
+            "abort" => Some(RunAction::Abort),
+            "approve" => Some(RunAction::Approve),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunAction::Retry => "retry",
+            RunAction::Skip => "skip",
+            RunAction::Abort => "abort",
+            RunAction::Approve => "approve",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub index: u32,
+    pub name: String,
+    pub title: String,
+    /// pending, running, done, failed, skipped, interrupted, not_chosen
+    pub state: String,
+    pub attempts: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub elapsed_ms: Option<i64>,
+    pub output: String,
+    pub error: Option<String>,
+    pub skip_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: i64,
+    /// awaiting_approval, running, stopped, interrupted, done, aborted
+    pub state: String,
+    pub actor: String,
+    pub reason: String,
+    pub environment: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub restore_data: bool,
+    pub approved_by: Option<String>,
+    pub bypass_reason: Option<String>,
+    pub memory: serde_json::Value,
+    pub steps: Vec<StepView>,
+    pub incident_id: Option<i64>,
+    /// True when a start request found this run already active (a double click, a second operator).
+    pub joined: bool,
+}
+
+impl RunView {
+    pub fn active(&self) -> bool {
+        matches!(self.state.as_str(), "awaiting_approval" | "running" | "stopped" | "interrupted")
+    }
+    /// The step the run is at (the first one not finished).
+    pub fn current_step(&self) -> Option<&StepView> {
+        self.steps.iter().find(|s| !matches!(s.state.as_str(), "done" | "skipped" | "not_chosen"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub revision: String,
+    pub previous_revision: Option<String>,
+    /// observed (the dashboard saw the revision change) or operator (entered by hand)
+    pub source: String,
+    pub actor: String,
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/deploys`: an operator records a deploy the dashboard did not see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeploy {
+    pub revision: String,
+    pub previous_revision: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The rollback page's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackView {
+    pub me: Option<Identity>,
+    pub plan: Result<RollbackPlan, String>,
+    /// The active run, or the latest finished one.
+    pub run: Option<RunView>,
+    pub deploys: Vec<DeployEntry>,
+}
+
+#[cfg(feature = "ssr")]
+async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
+    let state = expect_context::<crate::server::state::AppState>();
+    let parts: axum::http::request::Parts = leptos_axum::extract().await?;
+    let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
+    Ok((state, me))
+}
+
+#[cfg(feature = "ssr")]
+fn page_request_id() -> String {
+    format!("page-{}", chrono::Utc::now().timestamp_micros())
+}
+
+#[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl)]
+pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
+    let (state, me) = caller().await?;
+    let svc = crate::server::rollback::Service::new(&state);
+    let plan = svc.plan(restore_data).await.map_err(|e| e.to_string());
+    let run = svc.latest_run().await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    let deploys = svc.deploys(20).await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    Ok(RollbackView { me, plan, run, deploys })
+}
+
+#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl)]
+pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
+    let (state, _) = caller().await?;
+    crate::server::rollback::Service::new(&state).run(id).await.map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// The same service call as `POST /api/v1/rollback`.
+#[server(endpoint = "rollback_start")]
+pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnError> {
+    let (state, me) = caller().await?;
+    crate::server::rollback::Service::new(&state)
+        .start(me.as_ref(), Ok(body), &page_request_id())
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// The same service call as `POST /api/v1/rollback/{id}/{action}`.
+#[server(endpoint = "rollback_act")]
+pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> Result<RunView, ServerFnError> {
+    let (state, me) = caller().await?;
+    crate::server::rollback::Service::new(&state)
+        .act(me.as_ref(), id, action, Ok(RunActionBody { reason }), &page_request_id())
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// The same service call as `POST /api/v1/deploys`.
+#[server(endpoint = "deploy_record")]
+pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError> {
+    let (state, me) = caller().await?;
+    crate::server::rollback::Service::new(&state)
+        .record_deploy(me.as_ref(), Ok(body), &page_request_id())
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}

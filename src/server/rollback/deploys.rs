@@ -1,0 +1,112 @@
+//! The deploy journal: every Alembic revision of the diary database the dashboard observes,
+//! and the ones operators enter. The rollback's target is the previous revision recorded for
+//! the current one.
+
+use sqlx::PgPool;
+
+use crate::api::rollback::DeployEntry;
+
+use super::super::error::SourceError;
+use super::super::state::AppState;
+use super::store::db_err;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    revision: String,
+    previous_revision: Option<String>,
+    source: String,
+    actor: String,
+    note: Option<String>,
+}
+
+impl From<Row> for DeployEntry {
+    fn from(r: Row) -> Self {
+        DeployEntry {
+            id: r.id,
+            at: r.at,
+            revision: r.revision,
+            previous_revision: r.previous_revision,
+            source: r.source,
+            actor: r.actor,
+            note: r.note,
+        }
+    }
+}
+
+pub async fn list(db: &PgPool, limit: i64) -> Result<Vec<DeployEntry>, SourceError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, at, revision, previous_revision, source, actor, note FROM deploy_journal ORDER BY at DESC, id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(DeployEntry::from).collect())
+}
+
+/// The revision before `revision`, from the newest journal entry that knows it.
+pub async fn previous_of(db: &PgPool, revision: &str) -> Result<Option<String>, SourceError> {
+    sqlx::query_scalar(
+        "SELECT previous_revision FROM deploy_journal WHERE revision = $1 AND previous_revision IS NOT NULL
+         ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(revision)
+    .fetch_optional(db)
+    .await
+    .map_err(db_err)
+}
+
+pub async fn insert(
+    db: impl sqlx::PgExecutor<'_>,
+    revision: &str,
+    previous: Option<&str>,
+    source: &str,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<DeployEntry, SourceError> {
+    let row: Row = sqlx::query_as(
+        "INSERT INTO deploy_journal (revision, previous_revision, source, actor, note) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, at, revision, previous_revision, source, actor, note",
+    )
+    .bind(revision)
+    .bind(previous)
+    .bind(source)
+    .bind(actor)
+    .bind(note)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)?;
+    Ok(row.into())
+}
+
+/// Records the diary's revision when it differs from the newest journal entry.
+pub async fn observe_once(state: &AppState) -> Result<(), SourceError> {
+    let diary = state.diary.as_ref().map_err(Clone::clone)?;
+    let Some(now) = diary.schema().await?.alembic_revision else { return Ok(()) };
+    let last: Option<String> =
+        sqlx::query_scalar("SELECT revision FROM deploy_journal ORDER BY at DESC, id DESC LIMIT 1")
+            .fetch_optional(&state.state_db)
+            .await
+            .map_err(db_err)?;
+    if last.as_deref() != Some(now.as_str()) {
+        let note = if last.is_none() {
+            Some("first revision the dashboard saw; its previous revision is unknown")
+        } else {
+            None
+        };
+        insert(&state.state_db, &now, last.as_deref(), "observed", "rollout-dashboard", note).await?;
+        tracing::info!(revision = %now, previous = ?last, "deploy journal: revision change observed");
+    }
+    Ok(())
+}
+
+pub async fn observe_revisions_forever(state: AppState) {
+    loop {
+        if let Err(e) = observe_once(&state).await {
+            tracing::debug!("deploy journal: {e}");
+        }
+        tokio::time::sleep(state.settings.refresh_interval()).await;
+    }
+}
