@@ -243,3 +243,20 @@ pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))
 }
+
+/// The run the page shows live: the active run, or the latest finished one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunProgress {
+    pub me: Option<Identity>,
+    pub run: Option<RunView>,
+}
+
+#[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl)]
+pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
+    let (state, me) = caller().await?;
+    let run = crate::server::rollback::Service::new(&state)
+        .latest_run()
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    Ok(RunProgress { me, run })
+}

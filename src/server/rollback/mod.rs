@@ -116,12 +116,12 @@ impl<'a> Service<'a> {
         };
         pre.push(match &data_loss {
             Ok(n) => ok(
-                "data_loss_acknowledged",
+                "data_loss_warning",
                 format!(
-                    "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those values. Acknowledge by sending acknowledge_data_loss_rows = {n}"
+                    "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those values. Acknowledge by typing {n} (acknowledge_data_loss_rows)"
                 ),
             ),
-            Err(e) => fail("data_loss_acknowledged", format!("cannot count the rows the downgrade would drop: {e}")),
+            Err(e) => fail("data_loss_warning", format!("cannot count the rows the downgrade would drop: {e}")),
         });
         let writer_now = match s.writer_cluster.as_ref() {
             Ok(c) => c.deployment_replicas(&s.settings.writer.deployment).await.ok().map(|r| r.desired),

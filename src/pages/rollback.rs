@@ -1,0 +1,293 @@
+//! The guided rollback: preconditions, the dry run, the typed confirmation, and the run's live
+//! progress (every step's state, elapsed time and output) for everyone watching.
+
+use leptos::prelude::*;
+
+use crate::api::auth::Role;
+use crate::api::rollback::{
+    get_progress, get_rollback, ActOnRun, BeginRollback, NewDeploy, RecordDeploy, RollbackView, RunAction, RunProgress,
+    RunView, StartRollback,
+};
+use crate::components::panel::Panel;
+
+#[component]
+pub fn RollbackPage() -> impl IntoView {
+    let start = ServerAction::<BeginRollback>::new();
+    let act = ServerAction::<ActOnRun>::new();
+    let deploy = ServerAction::<RecordDeploy>::new();
+    let restore = RwSignal::new(false);
+    let tick = RwSignal::new(0u64);
+    // The run's id and state as last seen: the plan (its preconditions) is read again when it changes.
+    let run_key = RwSignal::new(None::<(i64, String)>);
+    let plan = Resource::new(
+        move || (restore.get(), start.version().get(), act.version().get(), deploy.version().get(), run_key.get()),
+        |(r, ..)| get_rollback(r),
+    );
+    let progress = Resource::new(move || (tick.get(), start.version().get(), act.version().get()), |_| get_progress());
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = progress.get() {
+            let key = p.run.map(|r| (r.id, r.state));
+            if run_key.get_untracked() != key {
+                run_key.set(key);
+            }
+        }
+    });
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(1));
+    });
+    view! {
+        <h1 class="page-title">"Guarded rollback"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Reading the run…"</p> }>
+            {move || Suspend::new(async move {
+                match progress.await {
+                    Ok(p) => view! { <Progress p act/> }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+        <Transition fallback=|| view! { <p class="loading">"Checking the preconditions…"</p> }>
+            {move || Suspend::new(async move {
+                match plan.await {
+                    Ok(v) => view! { <Plan v restore start deploy/> }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn seconds(ms: Option<i64>) -> String {
+    ms.map(|ms| format!("{:.1} s", ms as f64 / 1000.0)).unwrap_or_default()
+}
+
+#[component]
+fn Progress(p: RunProgress, act: ServerAction<ActOnRun>) -> impl IntoView {
+    let Some(run) = p.run else {
+        return view! { <p class="detail" data-testid="no-run">"No rollback has run yet."</p> }.into_any();
+    };
+    let operator = p.me.as_ref().is_some_and(|m| m.role == Role::Operator);
+    let me = p.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+    let RunView { id, state, actor, reason, steps, incident_id, approved_by, bypass_reason, .. } = run.clone();
+    let stoppable = matches!(state.as_str(), "stopped" | "interrupted");
+    let skip_reason = RwSignal::new(String::new());
+    let result = move || {
+        act.value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <p class="source-error" role="alert" data-testid="act-error">{e.to_string()}</p> })
+    };
+    let button = move |action: RunAction, label: &'static str, class: &'static str| {
+        view! {
+            <button type="button" class=class data-testid=format!("run-{}", action.as_str())
+                disabled=move || action == RunAction::Skip && skip_reason.get().trim().is_empty()
+                on:click=move |_| {
+                    let reason = Some(skip_reason.get_untracked()).filter(|r| !r.trim().is_empty());
+                    act.dispatch(ActOnRun { id, action, reason });
+                }>{label}</button>
+        }
+    };
+    view! {
+        <Panel title="Run" id="rollback-run" error=None>
+            <p data-testid="run-state" class=format!("run-state run-{state}")>
+                {format!("Run #{id}: {state}")}
+            </p>
+            <p class="detail">{format!("Started by {actor}: {reason}")}
+                {approved_by.map(|a| format!(" · approved by {a}"))}
+                {bypass_reason.map(|b| format!(" · approval bypassed: {b}"))}
+            </p>
+            <ol class="steps">
+                {steps.into_iter().map(|s| {
+                    let err = s.error.clone();
+                    view! {
+                        <li class=format!("step step-{}", s.state) data-testid=format!("step-{}", s.name) data-state=s.state.clone()>
+                            <span class="step-title">{format!("{}. {}", s.index, s.title)}</span>
+                            <span class="step-state">{s.state.clone()}</span>
+                            <span class="step-elapsed">{seconds(s.elapsed_ms)}</span>
+                            {(s.attempts > 1).then(|| view! { <span class="detail">{format!(" · attempt {}", s.attempts)}</span> })}
+                            {s.skip_reason.clone().map(|r| view! { <span class="detail">{format!(" · skipped: {r}")}</span> })}
+                            {err.map(|e| view! { <p class="source-error">{e}</p> })}
+                            {(!s.output.is_empty()).then(|| view! {
+                                <details><summary>"Output"</summary><pre class="step-output">{s.output.clone()}</pre></details>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+            {incident_id.map(|i| view! {
+                <p><a data-testid="incident-link" href=format!("/api/v1/incidents/{i}.md")>{format!("Incident #{i} (Markdown)")}</a></p>
+            })}
+            {result}
+            {(operator && state == "awaiting_approval").then(|| if actor == me {
+                view! { <p class="disabled-reason">"Waiting for a second operator to approve."</p> }.into_any()
+            } else {
+                button(RunAction::Approve, "Approve and start", "primary").into_any()
+            })}
+            {(operator && stoppable).then(|| view! {
+                <div class="run-actions">
+                    {button(RunAction::Retry, "Retry the step (resume)", "primary")}
+                    <label class="field">"Reason to skip the step"
+                        <input type="text" data-testid="skip-reason" prop:value=move || skip_reason.get()
+                            on:input=move |ev| skip_reason.set(event_target_value(&ev))/>
+                    </label>
+                    {button(RunAction::Skip, "Skip the step", "")}
+                </div>
+            })}
+            {(operator && run.active()).then(|| button(RunAction::Abort, "Abort the run", "danger"))}
+        </Panel>
+    }
+    .into_any()
+}
+
+#[component]
+fn Plan(
+    v: RollbackView,
+    restore: RwSignal<bool>,
+    start: ServerAction<BeginRollback>,
+    deploy: ServerAction<RecordDeploy>,
+) -> impl IntoView {
+    let RollbackView { me, plan, run, deploys } = v;
+    let why_not = match &me {
+        None => Some("Sign in as an operator to run a rollback.".to_string()),
+        Some(m) if m.role != Role::Operator => {
+            Some(format!("Signed in as {} ({}): only operators may run a rollback.", m.user, m.role.as_str()))
+        }
+        _ => None,
+    };
+    let operator = why_not.is_none();
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => return view! { <p class="source-error" role="alert" data-testid="plan-error">{e}</p> }.into_any(),
+    };
+    let active = run.as_ref().is_some_and(|r| r.active());
+    let env = plan.environment.clone();
+    let loss = plan.data_loss_rows;
+    let reason = RwSignal::new(String::new());
+    let typed_env = RwSignal::new(String::new());
+    let ack = RwSignal::new(String::new());
+    let restore_word = RwSignal::new(String::new());
+    let bypass = RwSignal::new(String::new());
+    let rev = RwSignal::new(plan.from_revision.clone().unwrap_or_default());
+    let prev = RwSignal::new(String::new());
+    let env_for_ready = env.clone();
+    let ready = move || {
+        operator
+            && plan.ready
+            && !reason.get().trim().is_empty()
+            && typed_env.get() == env_for_ready
+            && loss.is_some_and(|l| ack.get().trim().parse::<i64>().ok() == Some(l))
+            && (!restore.get() || restore_word.get() == "RESTORE")
+    };
+    let do_start = move |_| {
+        start.dispatch(BeginRollback {
+            body: StartRollback {
+                reason: reason.get_untracked(),
+                confirm_environment: typed_env.get_untracked(),
+                acknowledge_data_loss_rows: ack.get_untracked().trim().parse().unwrap_or(-1),
+                restore_data: restore.get_untracked(),
+                restore_confirmation: Some(restore_word.get_untracked()).filter(|w| !w.is_empty()),
+                emergency_bypass_reason: Some(bypass.get_untracked()).filter(|w| !w.trim().is_empty()),
+            },
+        });
+    };
+    let start_result = move || {
+        start
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <p class="source-error" role="alert" data-testid="start-error">{e.to_string()}</p> })
+    };
+    let deploy_result = move || {
+        deploy.value().get().map(|r| match r {
+            Ok(d) => view! { <p class="ok-text" data-testid="deploy-result">{format!("Recorded: {} came after {}", d.revision, d.previous_revision.unwrap_or_default())}</p> }.into_any(),
+            Err(e) => view! { <p class="source-error" data-testid="deploy-result">{e.to_string()}</p> }.into_any(),
+        })
+    };
+    view! {
+        <div class="panels">
+            <Panel title="Preconditions" id="rollback-preconditions" error=None>
+                <ul class="guards">
+                    {plan.preconditions.iter().map(|p| {
+                        // The data-loss line is a warning to acknowledge, not a pass.
+                        let warn = p.passed && p.name == "data_loss_warning";
+                        view! {
+                            <li class:guard-ok=p.passed && !warn class:guard-warn=warn class:guard-bad=!p.passed data-testid=format!("pre-{}", p.name)>
+                                {if warn { "⚠ " } else if p.passed { "✓ " } else { "✗ " }}<strong>{p.name.replace('_', " ")}</strong>": "{p.detail.clone()}
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            </Panel>
+            <Panel title="Deploy journal" id="rollback-deploys" error=None>
+                <table class="audit">
+                    <thead><tr><th>"When"</th><th>"Revision"</th><th>"Previous"</th><th>"Source"</th><th>"By"</th></tr></thead>
+                    <tbody>
+                        {deploys.into_iter().map(|d| view! {
+                            <tr><td>{d.at.format("%Y-%m-%d %H:%M").to_string()}</td><td>{d.revision}</td>
+                                <td>{d.previous_revision.unwrap_or_else(|| "unknown".into())}</td><td>{d.source}</td><td>{d.actor}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                <div class="deploy-form">
+                    <label class="field">"Revision"<input type="text" disabled=!operator data-testid="deploy-revision"
+                        prop:value=move || rev.get() on:input=move |ev| rev.set(event_target_value(&ev))/></label>
+                    <label class="field">"came after (previous revision)"<input type="text" disabled=!operator data-testid="deploy-previous"
+                        prop:value=move || prev.get() on:input=move |ev| prev.set(event_target_value(&ev))/></label>
+                    <button type="button" disabled=!operator data-testid="deploy-record" on:click=move |_| {
+                        deploy.dispatch(RecordDeploy { body: NewDeploy { revision: rev.get_untracked(), previous_revision: prev.get_untracked(), note: None } });
+                    }>"Record"</button>
+                    {deploy_result}
+                </div>
+            </Panel>
+        </div>
+        <Panel title="Dry run: the plan, executed nowhere" id="rollback-plan" error=None>
+            <p class="detail">{format!(
+                "Environment {} · revision {} → {}",
+                plan.environment,
+                plan.from_revision.clone().unwrap_or_else(|| "?".into()),
+                plan.target_revision.clone().unwrap_or_else(|| "?".into())
+            )}</p>
+            <ol class="plan">
+                {plan.steps.iter().map(|s| view! {
+                    <li class:not-chosen=!s.chosen data-testid=format!("plan-{}", s.name)>
+                        <strong>{s.title.clone()}</strong>
+                        <ul>{s.actions.iter().map(|a| view! { <li><code>{a.clone()}</code></li> }).collect_view()}</ul>
+                    </li>
+                }).collect_view()}
+            </ol>
+        </Panel>
+        {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="rollback-disabled">{w}</p> })}
+        <Panel title="Start the rollback" id="rollback-start" error=None class="kill">
+            {active.then(|| view! { <p class="disabled-reason">"A run is active: act on it above."</p> })}
+            <label><input type="checkbox" disabled=!operator data-testid="restore" prop:checked=move || restore.get()
+                on:change=move |ev| restore.set(event_target_checked(&ev))/>
+                " Also restore data from the backup (pg_restore --clean)"</label>
+            {move || restore.get().then(|| view! {
+                <label class="field">"Type RESTORE to confirm the restore"
+                    <input type="text" data-testid="restore-word" prop:value=move || restore_word.get()
+                        on:input=move |ev| restore_word.set(event_target_value(&ev))/></label>
+            })}
+            <label class="field">"Reason (required, recorded)"
+                <textarea disabled=!operator data-testid="rollback-reason" prop:value=move || reason.get()
+                    on:input=move |ev| reason.set(event_target_value(&ev))></textarea></label>
+            <label class="field">{format!(
+                "Data loss: the downgrade drops insulin_short / insulin_long of {} row(s). Type that number to acknowledge",
+                loss.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+            )}
+                <input type="text" disabled=!operator data-testid="ack-rows" prop:value=move || ack.get()
+                    on:input=move |ev| ack.set(event_target_value(&ev))/></label>
+            <label class="field">{format!("Type the environment's name ({env}) to confirm")}
+                <input type="text" disabled=!operator data-testid="confirm-env" prop:value=move || typed_env.get()
+                    on:input=move |ev| typed_env.set(event_target_value(&ev))/></label>
+            {plan.require_approval.then(|| view! {
+                <label class="field">"Emergency: start without a second operator's approval, because…"
+                    <input type="text" disabled=!operator data-testid="bypass-reason" prop:value=move || bypass.get()
+                        on:input=move |ev| bypass.set(event_target_value(&ev))/></label>
+            })}
+            <button type="button" class="danger" data-testid="start-rollback" disabled=move || !ready() on:click=do_start>
+                "Start the rollback"
+            </button>
+            {start_result}
+        </Panel>
+    }
+    .into_any()
+}
