@@ -1848,3 +1848,40 @@ async fn an_emergency_bypass_starts_at_once_and_is_recorded(pool: PgPool) {
             .unwrap();
     assert_eq!(detail, "approval bypassed in an emergency: 3 a.m., nobody else on call answers");
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_deploy_journal_records_deploys_and_knows_a_rollback_from_an_upgrade(pool: PgPool) {
+    use rollout_dashboard::server::rollback::deploys;
+    diary_schema(&pool).await; // at b7e9d1c0f2a3
+    let state = dashboard_state(&pool, Some(&pool), None, None).await;
+    let set_rev = |rev: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("UPDATE alembic_version SET version_num = $1").bind(rev).execute(&pool).await.unwrap();
+        }
+    };
+    deploys::observe_once(&state).await.unwrap();
+    deploys::observe_once(&state).await.unwrap(); // unchanged: nothing new
+    assert_eq!(deploys::previous_of(&state.state_db, SPLIT_REV).await.unwrap(), None);
+    deploys::insert(&state.state_db, SPLIT_REV, Some(BASE_REV), "operator", "ana", None).await.unwrap();
+    set_rev(BASE_REV).await; // a rollback
+    deploys::observe_once(&state).await.unwrap();
+    set_rev(SPLIT_REV).await; // deployed again
+    deploys::observe_once(&state).await.unwrap();
+    let entries = deploys::list(&state.state_db, 10).await.unwrap();
+    let seen: Vec<(&str, Option<&str>, &str)> = entries
+        .iter()
+        .rev()
+        .map(|e| (e.revision.as_str(), e.previous_revision.as_deref(), e.source.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (SPLIT_REV, None, "observed"),
+            (SPLIT_REV, Some(BASE_REV), "operator"),
+            (BASE_REV, None, "observed"), // rolled back: its own previous is unknown, not b7e9
+            (SPLIT_REV, Some(BASE_REV), "observed"),
+        ]
+    );
+    assert_eq!(entries[1].note.as_deref(), Some("rolled back from b7e9d1c0f2a3"));
+}

@@ -91,13 +91,19 @@ pub async fn observe_once(state: &AppState) -> Result<(), SourceError> {
             .await
             .map_err(db_err)?;
     if last.as_deref() != Some(now.as_str()) {
-        let note = if last.is_none() {
-            Some("first revision the dashboard saw; its previous revision is unknown")
-        } else {
-            None
+        // Back to the revision the journal lists before the last one: a rollback, not a deploy.
+        // The previous of `now` is then what the journal already knows of it, not `last`.
+        let rolled_back = match &last {
+            Some(l) => previous_of(&state.state_db, l).await?.as_deref() == Some(now.as_str()),
+            None => false,
         };
-        insert(&state.state_db, &now, last.as_deref(), "observed", "rollout-dashboard", note).await?;
-        tracing::info!(revision = %now, previous = ?last, "deploy journal: revision change observed");
+        let (previous, note) = match (&last, rolled_back) {
+            (None, _) => (None, Some("first revision the dashboard saw; its previous revision is unknown".to_string())),
+            (Some(l), true) => (previous_of(&state.state_db, &now).await?, Some(format!("rolled back from {l}"))),
+            (Some(l), false) => (Some(l.clone()), None),
+        };
+        insert(&state.state_db, &now, previous.as_deref(), "observed", "rollout-dashboard", note.as_deref()).await?;
+        tracing::info!(revision = %now, previous = ?previous, "deploy journal: revision change observed");
     }
     Ok(())
 }
