@@ -1810,6 +1810,14 @@ async fn with_approval_required_a_second_operator_approves(pool: PgPool) {
     let id = run["id"].as_i64().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 3, "nothing happens before the approval");
+    // While a run is active, the rollout's increase guard says so.
+    let (_, rollout) = call(w, As::Viewer, "GET", "/api/v1/rollout", None).await;
+    let guard =
+        rollout["guards"].as_array().unwrap().iter().find(|g| g["name"] == "no_rollback_in_progress").unwrap().clone();
+    assert_eq!(
+        (guard["passed"].as_bool(), guard["reason"].as_str()),
+        (Some(false), Some(format!("rollback run #{id} is awaiting_approval").as_str()))
+    );
     let approve = format!("/api/v1/rollback/{id}/approve");
     let (status, err) = call(w, As::Operator, "POST", &approve, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "the starter cannot approve: {err}");
