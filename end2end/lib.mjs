@@ -30,3 +30,20 @@ export async function open(browserOrContext, path = "/") {
 }
 
 export const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
+
+/** Signs `user` in through the login form in a fresh context and lands on `path`, hydrated.
+ *  `problems` collects script and console errors from then on. */
+export async function signedIn(browser, user, password, path) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  await page.goto(BASE + "/login?next=" + encodeURIComponent(path));
+  await page.fill('input[name="username"]', user);
+  await page.fill('input[name="password"]', password);
+  await page.click('[data-testid="login-submit"]');
+  await page.waitForURL(BASE + path);
+  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+  return { context, page, problems };
+}

@@ -3,23 +3,13 @@
 // chart's markers all show it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SIM, KUBE_TOKEN, launch } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function signedIn(user, password) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(BASE + "/login?next=%2Frollout");
-  await page.fill('input[name="username"]', user);
-  await page.fill('input[name="password"]', password);
-  await page.click('[data-testid="login-submit"]');
-  await page.waitForURL(BASE + "/rollout");
-  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
-  return { context, page };
-}
+const signedIn = (user, password) => signedInTo(browser, user, password, "/rollout");
 
 const configMapValue = async () => {
   const r = await fetch(`${SIM}/api/v1/namespaces/diabetes/configmaps/feature-flags`, {
@@ -40,9 +30,7 @@ test("a viewer sees the rollout controls disabled, with the reason", async () =>
 
 test("an operator moves the rollout to 25 %, and the ConfigMap, the audit page and the chart show it", async () => {
   const before = await configMapValue();
-  const { context, page } = await signedIn("ana", "operator-demo");
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(e.message));
+  const { context, page, problems } = await signedIn("ana", "operator-demo");
   // The fixtures hold a doubled record and a firing rollout alert: the guards fail.
   assert.match(await page.locator('[data-testid="guard-no_doubled_records"]').innerText(), /✗/);
   await page.click('[data-testid="preset-25"]');

@@ -4,26 +4,13 @@
 // Prometheus is already stopped by zz_sources_down: the run must not need it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SIM, KUBE_TOKEN, launch } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function signedIn(user, password) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
-  await page.goto(BASE + "/login?next=%2Frollback");
-  await page.fill('input[name="username"]', user);
-  await page.fill('input[name="password"]', password);
-  await page.click('[data-testid="login-submit"]');
-  await page.waitForURL(BASE + "/rollback");
-  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
-  return { context, page, problems };
-}
+const signedIn = (user, password) => signedInTo(browser, user, password, "/rollback");
 
 const state = (page, name) => page.locator(`[data-testid="step-${name}"]`).getAttribute("data-state");
 

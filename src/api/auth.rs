@@ -39,7 +39,20 @@ pub struct Identity {
 /// Who the request comes from (None: nobody signed in).
 #[server(endpoint = "me", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_me() -> Result<Option<Identity>, ServerFnError> {
+    Ok(caller().await?.1)
+}
+
+/// The server state and who is calling, for the server functions of every page.
+#[cfg(feature = "ssr")]
+pub(crate) async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
     let state = expect_context::<crate::server::state::AppState>();
     let parts: axum::http::request::Parts = leptos_axum::extract().await?;
-    Ok(state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await)
+    let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
+    Ok((state, me))
+}
+
+/// The request id a server function's audit entries carry (REST requests get a random one).
+#[cfg(feature = "ssr")]
+pub(crate) fn page_request_id() -> String {
+    format!("page-{}", chrono::Utc::now().timestamp_micros())
 }

@@ -186,17 +186,7 @@ pub struct RollbackView {
 }
 
 #[cfg(feature = "ssr")]
-async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
-    let parts: axum::http::request::Parts = leptos_axum::extract().await?;
-    let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
-    Ok((state, me))
-}
-
-#[cfg(feature = "ssr")]
-fn page_request_id() -> String {
-    format!("page-{}", chrono::Utc::now().timestamp_micros())
-}
+use super::auth::{caller, page_request_id};
 
 #[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {

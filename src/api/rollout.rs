@@ -70,12 +70,7 @@ pub struct RolloutView {
 }
 
 #[cfg(feature = "ssr")]
-async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
-    let parts: axum::http::request::Parts = leptos_axum::extract().await?;
-    let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
-    Ok((state, me))
-}
+use super::auth::{caller, page_request_id};
 
 #[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
@@ -98,7 +93,7 @@ pub async fn set_rollout(
     override_reason: Option<String>,
 ) -> Result<ChangeDone, ServerFnError> {
     let (state, me) = caller().await?;
-    let id = format!("page-{}", chrono::Utc::now().timestamp_micros());
+    let id = page_request_id();
     let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
     crate::server::rollout::set_percentage(&state, me.as_ref(), Ok(body), &id)
         .await
@@ -109,6 +104,6 @@ pub async fn set_rollout(
 #[server(endpoint = "rollout_kill")]
 pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
     let (state, me) = caller().await?;
-    let id = format!("page-{}", chrono::Utc::now().timestamp_micros());
+    let id = page_request_id();
     crate::server::rollout::kill(&state, me.as_ref(), reason, &id).await.map_err(|e| ServerFnError::new(e.to_string()))
 }

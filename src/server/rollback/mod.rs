@@ -647,9 +647,14 @@ pub fn spawn_drive(state: AppState, id: i64) {
     });
 }
 
-/// Drives run `id` step by step, if no one else does (advisory lock on a dedicated connection:
-/// it is released when this process dies, which is how a restart knows the run was orphaned).
-async fn drive(state: &AppState, id: i64) -> Result<(), SourceError> {
+/// Runs `f` while holding run `id`'s advisory lock, on a dedicated connection: the lock is
+/// released when this process dies, which is how a restart knows a run was orphaned. Returns
+/// None, running nothing, when someone else holds it.
+async fn with_run_lock<T>(
+    state: &AppState,
+    id: i64,
+    f: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<Option<T>, SourceError> {
     let mut conn = state.state_db.acquire().await.map_err(db_err)?;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
         .bind(store::LOCK_CLASS)
@@ -658,15 +663,24 @@ async fn drive(state: &AppState, id: i64) -> Result<(), SourceError> {
         .await
         .map_err(db_err)?;
     if !got {
-        return Ok(());
+        return Ok(None);
     }
-    let result = drive_locked(state, id).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+    let result = f.await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
         .bind(store::LOCK_CLASS)
         .bind(id as i32)
         .execute(&mut *conn)
         .await;
-    result
+    if unlocked.is_err() {
+        // Never hand a connection that may still hold the lock back to the pool.
+        conn.detach();
+    }
+    result.map(Some)
+}
+
+/// Drives run `id` step by step, if no other executor does.
+async fn drive(state: &AppState, id: i64) -> Result<(), SourceError> {
+    with_run_lock(state, id, drive_locked(state, id)).await.map(|_| ())
 }
 
 async fn drive_locked(state: &AppState, id: i64) -> Result<(), SourceError> {
@@ -802,35 +816,39 @@ pub async fn recover(state: &AppState) {
 }
 
 async fn recover_one(state: &AppState, id: i64) -> Result<(), SourceError> {
+    // A run whose lock another replica holds is being driven there.
+    with_run_lock(state, id, mark_interrupted(state, id)).await.map(|_| ())
+}
+
+async fn mark_interrupted(state: &AppState, id: i64) -> Result<(), SourceError> {
     let db = &state.state_db;
-    let mut conn = db.acquire().await.map_err(db_err)?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(store::LOCK_CLASS)
-        .bind(id as i32)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    if !got {
-        return Ok(()); // another replica is driving it
+    let Some(run) = store::load(db, id).await? else { return Ok(()) };
+    if run.state != "running" {
+        return Ok(());
     }
-    let result = async {
-        let Some(run) = store::load(db, id).await? else { return Ok(()) };
-        if run.state != "running" {
-            return Ok(());
+    let at = run.current_step().map(|s| (s.index, s.name.clone(), s.state.clone()));
+    if let Some((idx, name, st)) = &at {
+        if st == "running" {
+            store::set_step(
+                db,
+                id,
+                *idx,
+                "interrupted",
+                None,
+                Some("the dashboard stopped while this step was running; it may or may not have acted (retry checks the world first)"),
+                None,
+                None,
+                Note::executor("rollback.step", Some(format!("step {idx} {name}: interrupted")), None, Outcome::Failed),
+            )
+            .await?;
         }
-        let at = run.current_step().map(|s| (s.index, s.name.clone(), s.state.clone()));
-        if let Some((idx, name, st)) = &at {
-            if st == "running" {
-                store::set_step(db, id, *idx, "interrupted", None, Some("the dashboard stopped while this step was running; it may or may not have acted (retry checks the world first)"), None, None, Note::executor(
-                    "rollback.step",
-                    Some(format!("step {idx} {name}: interrupted")),
-                    None,
-                    Outcome::Failed,
-                ))
-                .await?;
-            }
-        }
-        store::set_run_state(db, id, "interrupted", None, Note::executor(
+    }
+    store::set_run_state(
+        db,
+        id,
+        "interrupted",
+        None,
+        Note::executor(
             "rollback.interrupted",
             Some("interrupted".into()),
             Some(match &at {
@@ -838,14 +856,7 @@ async fn recover_one(state: &AppState, id: i64) -> Result<(), SourceError> {
                 None => "the dashboard restarted".into(),
             }),
             Outcome::Failed,
-        ))
-        .await
-    }
-    .await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-        .bind(store::LOCK_CLASS)
-        .bind(id as i32)
-        .execute(&mut *conn)
-        .await;
-    result
+        ),
+    )
+    .await
 }
