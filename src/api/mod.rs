@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod overview;
 pub mod records;
+pub mod reports;
 pub mod rollback;
 pub mod rollout;
 pub mod status;

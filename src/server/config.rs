@@ -79,6 +79,26 @@ pub struct Settings {
     pub alerts: AlertSettings,
     pub auth: AuthSettings,
     pub rollback: RollbackSettings,
+    pub reports: ReportsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsSettings {
+    /// The reports' time zone: `UTC` or a fixed offset such as `+03:00` (days are cut there).
+    pub time_zone: String,
+}
+
+impl Default for ReportsSettings {
+    fn default() -> Self {
+        ReportsSettings { time_zone: "UTC".into() }
+    }
+}
+
+impl ReportsSettings {
+    pub fn tz(&self) -> super::charts::TimeZoneOffset {
+        super::charts::TimeZoneOffset::parse(&self.time_zone).unwrap_or_default()
+    }
 }
 
 /// The guide's rollback plan, each step configurable. Commands are argument lists (never a
@@ -352,6 +372,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             auth: AuthSettings::default(),
             rollback: RollbackSettings::default(),
+            reports: ReportsSettings::default(),
         }
     }
 }
@@ -441,6 +462,12 @@ impl Settings {
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
                 return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
             }
+        }
+        if super::charts::TimeZoneOffset::parse(&self.reports.time_zone).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "reports.time_zone {:?} must be UTC or a fixed offset such as +03:00",
+                self.reports.time_zone
+            )));
         }
         let rb = &self.rollback;
         if !(1..=24 * 3600).contains(&rb.step_timeout_secs) {

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/rollback/{id}/{action}", axum::routing::post(rollback_act))
         .route("/api/v1/incidents/{file}", get(incident_md))
         .route("/api/v1/deploys", get(deploys_list).post(deploys_record))
+        .route("/api/v1/reports/{file}", get(report_file))
         // Control requests are small; a huge body is refused before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route("/auth/login", axum::routing::post(login))
@@ -306,6 +307,8 @@ pub struct Params {
     step: Option<String>,
     limit: Option<String>,
     action: Option<String>,
+    width: Option<String>,
+    height: Option<String>,
 }
 
 fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
@@ -462,4 +465,57 @@ async fn deploys_record(State(state): State<AppState>, req: axum::extract::Reque
         Rollback::new(&state).record_deploy(who.as_ref(), body, &id).await
     })
     .await
+}
+
+// ---------------------------------------------------------------- reports
+
+/// A pixel size from 200 to 4000, `default` when absent.
+fn size_param(name: &str, value: Option<&str>, default: u32) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.parse::<u32>().ok().filter(|n| (200..=4000).contains(n)).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name}: {v:?} is not a whole number of pixels from 200 to 4000"))
+        }),
+    }
+}
+
+/// `GET /api/v1/reports/{chart}.svg|.png|.csv?range=30d` (and `width`, `height` for images).
+async fn report_file(
+    State(state): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use super::reports::{build, ReportKind, REPORT_SIZE};
+    let p = params(q)?;
+    let (name, ext) = file
+        .rsplit_once('.')
+        .ok_or_else(|| ApiError::NotFound(format!("{file:?}: ask for <chart>.svg, .png or .csv")))?;
+    let kind = ReportKind::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = ReportKind::ALL.iter().map(|k| k.slug()).collect();
+        ApiError::NotFound(format!("there is no report chart {name:?} (one of {})", all.join(", ")))
+    })?;
+    if !matches!(ext, "svg" | "png" | "csv") {
+        return Err(ApiError::NotFound(format!("{ext:?} is not a report format (svg, png, csv)")));
+    }
+    let range = window_param("range", p.range.as_deref(), "7d")?;
+    let size = (
+        size_param("width", p.width.as_deref(), REPORT_SIZE.0)?,
+        size_param("height", p.height.as_deref(), REPORT_SIZE.1)?,
+    );
+    let report = build(&state, kind, range).await.map_err(ApiError::Unavailable)?;
+    let filename = format!("{}-{range}.{ext}", kind.slug());
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    let (content_type, body): (&str, Vec<u8>) = match ext {
+        "svg" => ("image/svg+xml", super::charts::draw_svg(&report.chart, size).svg.into_bytes()),
+        "png" => ("image/png", super::charts::draw_png(&report.chart, size).map_err(ApiError::Failed)?),
+        _ => ("text/csv; charset=utf-8", super::charts::to_csv(&report.chart).into_bytes()),
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -17,6 +17,7 @@ pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;
 pub mod records;
+pub mod reports;
 pub mod rollback;
 pub mod rollout;
 pub mod service;

@@ -1,7 +1,9 @@
-//! Charts drawn on the server with plotters, as SVG (the same drawing code will make PNG for
-//! reports). Each chart also carries an invisible hover layer: one strip per point in time whose
-//! `<title>` lists every series' value there, so browsers show the values on hover without script.
+//! Charts drawn on the server with plotters: SVG for pages, PNG for downloads, from one drawing
+//! function; and the CSV of exactly the numbers a chart draws. Each SVG also carries an invisible
+//! hover layer: one strip per point in time whose `<title>` lists every series' value there, so
+//! browsers show the values on hover without script.
 
+pub mod reports;
 pub mod rollout;
 
 use std::fmt::Write as _;
@@ -70,6 +72,51 @@ pub struct Chart {
     /// Horizontal reference lines: (value, label).
     pub thresholds: Vec<(f64, String)>,
     pub markers: Vec<Marker>,
+    /// The time zone the time axis, hover texts and CSV are labelled in.
+    pub tz: TimeZoneOffset,
+}
+
+/// A fixed offset from UTC (`UTC`, `+03:00`, `-05:30`). Named zones with daylight saving are not
+/// offered: a day-by-day chart across a clock change would have a 23- or 25-hour day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeZoneOffset {
+    pub seconds: i32,
+}
+
+impl TimeZoneOffset {
+    pub const UTC: TimeZoneOffset = TimeZoneOffset { seconds: 0 };
+
+    pub fn parse(s: &str) -> Option<TimeZoneOffset> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("utc") || t == "Z" {
+            return Some(Self::UTC);
+        }
+        let t = t.strip_prefix("UTC").unwrap_or(t);
+        let (sign, rest) = match t.as_bytes().first()? {
+            b'+' => (1, &t[1..]),
+            b'-' => (-1, &t[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 14 && m < 60 && (h * 60 + m) <= 14 * 60).then_some(TimeZoneOffset { seconds: sign * (h * 3600 + m * 60) })
+    }
+
+    /// `UTC` or `UTC+03:00`.
+    pub fn label(self) -> String {
+        if self.seconds == 0 {
+            return "UTC".into();
+        }
+        let a = self.seconds.abs();
+        format!("UTC{}{:02}:{:02}", if self.seconds < 0 { '-' } else { '+' }, a / 3600, a % 3600 / 60)
+    }
+
+    pub fn local(self, unix: f64) -> Option<chrono::NaiveDateTime> {
+        Utc.timestamp_opt(unix as i64 + i64::from(self.seconds), 0).single().map(|d| d.naive_utc())
+    }
 }
 
 /// A drawn chart and how many points it holds, for captions and tests.
@@ -79,8 +126,8 @@ pub struct Drawn {
     pub points: usize,
 }
 
-fn time_label(t: f64, span: f64) -> String {
-    let Some(dt) = Utc.timestamp_opt(t as i64, 0).single() else { return String::new() };
+fn time_label(t: f64, span: f64, tz: TimeZoneOffset) -> String {
+    let Some(dt) = tz.local(t) else { return String::new() };
     if span <= 2.0 * 86400.0 {
         dt.format("%H:%M").to_string()
     } else {
@@ -88,8 +135,8 @@ fn time_label(t: f64, span: f64) -> String {
     }
 }
 
-fn hover_time(t: f64) -> String {
-    Utc.timestamp_opt(t as i64, 0).single().map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+fn hover_time(t: f64, tz: TimeZoneOffset) -> String {
+    tz.local(t).map(|d| format!("{} {}", d.format("%Y-%m-%d %H:%M"), tz.label())).unwrap_or_default()
 }
 
 fn escape(s: &str) -> String {
@@ -145,7 +192,10 @@ pub fn draw_svg(chart: &Chart, size: (u32, u32)) -> Drawn {
     let mut svg = String::new();
     let mut overlay = String::new();
     let points: usize = chart.lines.iter().chain(&chart.secondary).map(|l| l.points.len()).sum();
-    let result = draw(chart, size, &mut svg, &mut overlay);
+    let result = {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(chart, root, &mut overlay)
+    };
     if let Err(e) = result {
         tracing::warn!(chart = %chart.title, "chart drawing failed: {e}");
         svg = format!(
@@ -160,9 +210,87 @@ pub fn draw_svg(chart: &Chart, size: (u32, u32)) -> Drawn {
     Drawn { svg, points }
 }
 
+/// The same chart as a PNG image of `size` pixels (no hover layer: an image has no hover).
+pub fn draw_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, String> {
+    ensure_font();
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        let mut ignored = String::new();
+        draw(chart, root, &mut ignored).map_err(|e| format!("{} could not be drawn: {e}", chart.title))?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, size.0, size.1);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(|e| e.to_string())?;
+        w.write_image_data(&rgb).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Exactly the numbers the chart draws: one row per point in time, one column per line, the
+/// time in the chart's time zone. Step lines give the value holding at each time.
+pub fn to_csv(chart: &Chart) -> String {
+    let mut times: Vec<f64> =
+        chart.lines.iter().chain(&chart.secondary).flat_map(|l| l.points.iter().map(|p| p.0)).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    let all: Vec<&Line> = chart.lines.iter().chain(&chart.secondary).collect();
+    let mut out = format!("time ({})", chart.tz.label());
+    for l in &all {
+        let unit = match l.unit {
+            "" => String::new(),
+            u => format!(" ({})", u.trim()),
+        };
+        let _ = write!(out, ",{}", csv_field(&format!("{}{unit}", l.name)));
+    }
+    out.push_str("\r\n");
+    for t in times {
+        let _ =
+            write!(out, "{}", chart.tz.local(t).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default());
+        for l in &all {
+            match value_at(l, t, chart.step / 2.0) {
+                Some(v) => {
+                    let _ = write!(out, ",{}", trim_number(v));
+                }
+                None => out.push(','),
+            }
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Shortest exact-enough text of a value: whole numbers without decimals, others to 6 places.
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String) -> DrawResult {
+fn draw<DB: DrawingBackend>(
+    chart: &Chart,
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    overlay: &mut String,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     let (x0, x1) = chart.x_range;
     let span = (x1 - x0).max(1.0);
     let ymax = chart
@@ -172,7 +300,6 @@ fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String)
         .chain(chart.thresholds.iter().map(|t| t.0))
         .fold(0.0f64, f64::max);
     let ymax = if ymax <= 0.0 { 1.0 } else { ymax * 1.15 };
-    let root = SVGBackend::with_string(svg, size).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(12).caption(&chart.title, ("sans-serif", 17)).x_label_area_size(32).y_label_area_size(64);
@@ -183,8 +310,8 @@ fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String)
     ctx.configure_mesh()
         .x_labels(8)
         .y_labels(6)
-        .x_label_formatter(&|t| time_label(*t, span))
-        .x_desc("time (UTC)")
+        .x_label_formatter(&|t| time_label(*t, span, chart.tz))
+        .x_desc(format!("time ({})", chart.tz.label()))
         .y_desc(chart.y_label.as_str())
         .light_line_style(RGBColor(0xee, 0xee, 0xee))
         .draw()?;
@@ -245,7 +372,7 @@ fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String)
     for (i, &t) in times.iter().enumerate() {
         let left = if i == 0 { px.start } else { (x_of(times[i - 1]) + x_of(t)) / 2 };
         let right = if i + 1 == times.len() { px.end } else { (x_of(t) + x_of(times[i + 1])) / 2 };
-        let mut text = hover_time(t);
+        let mut text = hover_time(t, chart.tz);
         for l in chart.lines.iter().chain(&chart.secondary) {
             if let Some(v) = value_at(l, t, chart.step / 2.0) {
                 let _ = write!(text, "\n{}: {}", l.name, format_value(v, l.unit));
@@ -268,7 +395,7 @@ fn draw(chart: &Chart, size: (u32, u32), svg: &mut String, overlay: &mut String)
             x - 3,
             py.start,
             py.end - py.start,
-            escape(&format!("{}\n{}", hover_time(m.at), m.text))
+            escape(&format!("{}\n{}", hover_time(m.at, chart.tz), m.text))
         );
     }
     overlay.push_str("</g>");
@@ -305,6 +432,7 @@ mod tests {
             secondary_label: Some("rollout %".into()),
             thresholds: vec![(1.5, "target".into())],
             markers: vec![Marker { at: 1_700_001_800.0, text: "flag 5 → 25 %".into() }],
+            tz: TimeZoneOffset::UTC,
         }
     }
 

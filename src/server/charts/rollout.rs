@@ -4,7 +4,7 @@ use crate::api::adoption::Adoption;
 use crate::api::alerts::FlagObservation;
 use crate::api::records::RecordSeries;
 
-use super::{palette, Chart, Line, Marker};
+use super::{palette, Chart, Line, Marker, TimeZoneOffset};
 
 /// Flag observations as (time, percentage) points, starting at the left edge of the chart.
 fn flag_points(history: &[FlagObservation], x0: f64) -> Vec<(f64, f64)> {
@@ -73,6 +73,7 @@ pub fn usage(a: &Adoption, history: &[FlagObservation]) -> Chart {
         secondary_label: Some("rollout percentage".into()),
         thresholds: vec![],
         markers: flag_markers(history, x0),
+        tz: TimeZoneOffset::UTC,
     }
 }
 
@@ -96,6 +97,7 @@ pub fn legacy_share(a: &Adoption, history: &[FlagObservation]) -> Chart {
         secondary_label: None,
         thresholds: vec![(a.target * 100.0, format!("target {:.1} %", a.target * 100.0))],
         markers: flag_markers(history, x0),
+        tz: TimeZoneOffset::UTC,
     }
 }
 
@@ -146,5 +148,6 @@ pub fn records(s: &RecordSeries) -> Chart {
         secondary_label: None,
         thresholds: vec![],
         markers: vec![],
+        tz: TimeZoneOffset::UTC,
     }
 }

@@ -1,0 +1,406 @@
+//! Reports for BI: the rollout's charts and two daily views of `history_records`, each as SVG,
+//! PNG and the CSV of exactly the numbers drawn, with a caption naming source, query, range and
+//! time zone. The rendering rules are stated once, here, and the SQL and the worked examples on
+//! the page both follow them (a test checks that they agree).
+//!
+//! The rules (the migration guide's: `dose` means the short dose):
+//! - a row is in exactly one category: doubled (`dose` copied into both parts), both, short only,
+//!   long only, legacy only (`dose` alone), empty;
+//! - short units = `insulin_short` + the `dose` of legacy-only rows; long units = `insulin_long`;
+//! - doubled rows add nothing to short or long: their `dose` is drawn as its own series;
+//! - a row with `dose` and split parts that is not doubled counts by its split parts only.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::api::reports::{Caption, ReportChartView, ReportsView, RuleExample};
+use crate::api::window::Window;
+
+use super::charts::{self, reports as report_charts, Chart, TimeZoneOffset};
+use super::error::{ApiError, SourceError};
+use super::records::{DiaryRecords, SchemaState};
+use super::service;
+use super::state::AppState;
+
+pub const REPORT_SIZE: (u32, u32) = (960, 360);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Doubled,
+    Both,
+    ShortOnly,
+    LongOnly,
+    LegacyOnly,
+    Empty,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Doubled => "doubled",
+            Category::Both => "both",
+            Category::ShortOnly => "short_only",
+            Category::LongOnly => "long_only",
+            Category::LegacyOnly => "legacy_only",
+            Category::Empty => "empty",
+        }
+    }
+}
+
+/// The category of one row (the same CASE as the SQL in `daily`).
+pub fn classify(dose: Option<f64>, short: Option<f64>, long: Option<f64>) -> Category {
+    match (dose, short, long) {
+        (Some(d), Some(s), Some(l)) if s == d && l == d => Category::Doubled,
+        (_, Some(_), Some(_)) => Category::Both,
+        (_, Some(_), None) => Category::ShortOnly,
+        (_, None, Some(_)) => Category::LongOnly,
+        (Some(_), None, None) => Category::LegacyOnly,
+        (None, None, None) => Category::Empty,
+    }
+}
+
+/// What one row adds to (short units, long units, doubled units).
+pub fn contribution(dose: Option<f64>, short: Option<f64>, long: Option<f64>) -> (f64, f64, f64) {
+    match classify(dose, short, long) {
+        Category::Doubled => (0.0, 0.0, dose.unwrap_or(0.0)),
+        Category::LegacyOnly => (dose.unwrap_or(0.0), 0.0, 0.0),
+        _ => (short.unwrap_or(0.0), long.unwrap_or(0.0), 0.0),
+    }
+}
+
+/// One local day of `history_records`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayRow {
+    pub day: Option<NaiveDate>,
+    pub legacy_only: i64,
+    pub short_only: i64,
+    pub long_only: i64,
+    pub both: i64,
+    pub doubled: i64,
+    pub empty: i64,
+    pub short_units: f64,
+    pub long_units: f64,
+    pub doubled_units: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct DbDay {
+    day: chrono::NaiveDateTime,
+    legacy_only: i64,
+    short_only: i64,
+    long_only: i64,
+    both: i64,
+    doubled: i64,
+    empty: i64,
+    short_units: f64,
+    long_units: f64,
+    doubled_units: f64,
+}
+
+/// The SQL of the daily report for this schema (`$1`, `$2`: the range; `$3`: the offset in seconds).
+pub fn daily_sql(table: &str, schema: &SchemaState) -> String {
+    let (parts, case) = if schema.has_split_columns() {
+        (
+            "insulin_short::float8 AS s, insulin_long::float8 AS l,
+             CASE WHEN dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose THEN 'doubled'
+                  WHEN insulin_short IS NOT NULL AND insulin_long IS NOT NULL THEN 'both'
+                  WHEN insulin_short IS NOT NULL THEN 'short_only'
+                  WHEN insulin_long IS NOT NULL THEN 'long_only'
+                  WHEN dose IS NOT NULL THEN 'legacy_only'
+                  ELSE 'empty' END AS cat",
+            "",
+        )
+    } else {
+        (
+            "NULL::float8 AS s, NULL::float8 AS l,
+             CASE WHEN dose IS NOT NULL THEN 'legacy_only' ELSE 'empty' END AS cat",
+            " -- without the split columns every row with a dose is legacy only",
+        )
+    };
+    format!(
+        "WITH r AS (
+  SELECT date_trunc('day', (created_at AT TIME ZONE 'UTC') + make_interval(secs => $3)) AS day,
+         dose::float8 AS dose, {parts}
+  FROM {table} WHERE created_at >= $1 AND created_at < $2){case}
+SELECT day,
+  count(*) FILTER (WHERE cat = 'legacy_only') AS legacy_only,
+  count(*) FILTER (WHERE cat = 'short_only') AS short_only,
+  count(*) FILTER (WHERE cat = 'long_only') AS long_only,
+  count(*) FILTER (WHERE cat = 'both') AS both,
+  count(*) FILTER (WHERE cat = 'doubled') AS doubled,
+  count(*) FILTER (WHERE cat = 'empty') AS empty,
+  coalesce(sum(s) FILTER (WHERE cat <> 'doubled'), 0) + coalesce(sum(dose) FILTER (WHERE cat = 'legacy_only'), 0) AS short_units,
+  coalesce(sum(l) FILTER (WHERE cat <> 'doubled'), 0) AS long_units,
+  coalesce(sum(dose) FILTER (WHERE cat = 'doubled'), 0) AS doubled_units
+FROM r GROUP BY day ORDER BY day"
+    )
+}
+
+/// Every local day from `start`'s to `end`'s, the days without rows as zeros.
+pub async fn daily(
+    diary: &DiaryRecords,
+    schema: &SchemaState,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    tz: TimeZoneOffset,
+) -> Result<(Vec<DayRow>, String), SourceError> {
+    let sql = daily_sql(diary.table(), schema);
+    let rows: Vec<DbDay> = sqlx::query_as(&sql)
+        .bind(start)
+        .bind(end)
+        .bind(f64::from(tz.seconds))
+        .fetch_all(diary.pool())
+        .await
+        .map_err(|e| super::error::from_sqlx(super::error::Source::DiaryDatabase, &e))?;
+    let local = |t: DateTime<Utc>| (t + Duration::seconds(i64::from(tz.seconds))).date_naive();
+    let (first, last) = (local(start), local(end - Duration::microseconds(1)));
+    let mut out = Vec::new();
+    let mut day = first;
+    let mut it = rows.into_iter().peekable();
+    while day <= last {
+        let row = match it.peek() {
+            Some(r) if r.day.date() == day => {
+                let r = it.next().expect("peeked");
+                DayRow {
+                    day: Some(day),
+                    legacy_only: r.legacy_only,
+                    short_only: r.short_only,
+                    long_only: r.long_only,
+                    both: r.both,
+                    doubled: r.doubled,
+                    empty: r.empty,
+                    short_units: r.short_units,
+                    long_units: r.long_units,
+                    doubled_units: r.doubled_units,
+                }
+            }
+            _ => DayRow { day: Some(day), ..Default::default() },
+        };
+        out.push(row);
+        day = day.succ_opt().unwrap_or(day);
+        if day == NaiveDate::MAX {
+            break;
+        }
+    }
+    Ok((out, sql))
+}
+
+/// The charts a report can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    Usage,
+    LegacyShare,
+    RecordCategories,
+    InsulinUnits,
+}
+
+impl ReportKind {
+    pub const ALL: [ReportKind; 4] =
+        [ReportKind::Usage, ReportKind::LegacyShare, ReportKind::RecordCategories, ReportKind::InsulinUnits];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            ReportKind::Usage => "usage",
+            ReportKind::LegacyShare => "legacy-share",
+            ReportKind::RecordCategories => "record-categories",
+            ReportKind::InsulinUnits => "insulin-units",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReportKind> {
+        ReportKind::ALL.into_iter().find(|k| k.slug() == s)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ReportKind::Usage => "Split versus legacy doses saved",
+            ReportKind::LegacyShare => "Legacy share of doses saved",
+            ReportKind::RecordCategories => "history_records per day, by category",
+            ReportKind::InsulinUnits => "Insulin units per day, by kind",
+        }
+    }
+}
+
+/// A chart ready to draw, with its caption.
+pub struct Report {
+    pub chart: Chart,
+    pub caption: Caption,
+}
+
+fn range_text(start: DateTime<Utc>, end: DateTime<Utc>, tz: TimeZoneOffset) -> String {
+    let f = |t: DateTime<Utc>| {
+        tz.local(t.timestamp() as f64).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+    };
+    format!("{} to {} ({})", f(start), f(end), tz.label())
+}
+
+fn caption_for(state: &AppState, kind: ReportKind, range: Window, tz: TimeZoneOffset) -> Caption {
+    let end = Utc::now();
+    let start = end - Duration::seconds(range.as_secs());
+    let m = &state.settings.metrics;
+    let prom_query = format!("{}\n{}", m.split_rate("<window>"), m.legacy_rate("<window>"));
+    match kind {
+        ReportKind::Usage | ReportKind::LegacyShare => Caption {
+            source: "Prometheus (query_range), with the flag changes the dashboard observed as markers".into(),
+            query: if kind == ReportKind::LegacyShare {
+                format!("legacy / (split + legacy) of:\n{prom_query}")
+            } else {
+                prom_query
+            },
+            range: range_text(start, end, tz),
+            time_zone: tz.label(),
+        },
+        _ => Caption {
+            source: format!("PostgreSQL, table {}, by created_at", state.settings.schema.table),
+            query: String::new(),
+            range: range_text(start, end, tz),
+            time_zone: tz.label(),
+        },
+    }
+}
+
+/// Builds one report chart from the same services the overview uses.
+pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<Report, SourceError> {
+    let tz = state.settings.reports.tz();
+    let mut caption = caption_for(state, kind, range, tz);
+    let mut chart = match kind {
+        ReportKind::Usage | ReportKind::LegacyShare => {
+            let (adoption, history) =
+                tokio::join!(service::adoption(state, range), service::flag_history(state, range));
+            let a = adoption?;
+            let history = history.unwrap_or_default();
+            if kind == ReportKind::Usage {
+                charts::rollout::usage(&a, &history)
+            } else {
+                charts::rollout::legacy_share(&a, &history)
+            }
+        }
+        ReportKind::RecordCategories | ReportKind::InsulinUnits => {
+            let (diary, schema) = service::diary_and_schema(state).await?;
+            let end = Utc::now();
+            let start = local_day_start(end - Duration::seconds(range.as_secs()), tz);
+            let (days, sql) = daily(diary, &schema, start, end, tz).await?;
+            caption.query = sql;
+            caption.range = range_text(start, end, tz);
+            let x_range = (start.timestamp() as f64, end.timestamp() as f64);
+            if kind == ReportKind::RecordCategories {
+                report_charts::record_categories(&days, tz, x_range)
+            } else {
+                report_charts::insulin_units(&days, tz, x_range)
+            }
+        }
+    };
+    chart.tz = tz;
+    Ok(Report { chart, caption })
+}
+
+/// The start of the local day holding `t`.
+fn local_day_start(t: DateTime<Utc>, tz: TimeZoneOffset) -> DateTime<Utc> {
+    let off = Duration::seconds(i64::from(tz.seconds));
+    let local_midnight = (t + off).date_naive().and_hms_opt(0, 0, 0).expect("midnight exists");
+    local_midnight.and_utc() - off
+}
+
+/// The reports page: every chart (each failing on its own), and the rules with worked examples.
+pub async fn view(state: &AppState, range: &str) -> Result<ReportsView, ApiError> {
+    let w: Window =
+        range.parse().map_err(|e: crate::api::window::BadWindow| ApiError::BadRequest(format!("range: {e}")))?;
+    let tz = state.settings.reports.tz();
+    let built = futures::future::join_all(ReportKind::ALL.map(|k| async move { (k, build(state, k, w).await) })).await;
+    let charts = built
+        .into_iter()
+        .map(|(k, r)| match r {
+            Ok(r) => {
+                let d = charts::draw_svg(&r.chart, REPORT_SIZE);
+                ReportChartView {
+                    id: k.slug().into(),
+                    title: k.title().into(),
+                    svg: Some(d.svg),
+                    points: d.points,
+                    caption: r.caption,
+                    error: None,
+                }
+            }
+            Err(e) => ReportChartView {
+                id: k.slug().into(),
+                title: k.title().into(),
+                svg: None,
+                points: 0,
+                caption: caption_for(state, k, w, tz),
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    Ok(ReportsView { range: w.to_string(), time_zone: tz.label(), charts, rules: rules() })
+}
+
+/// The worked examples: one row per category, run through the same rules as the SQL.
+pub fn rules() -> Vec<RuleExample> {
+    /// dose, insulin_short, insulin_long, and why it counts as it does.
+    type Example = (Option<f64>, Option<f64>, Option<f64>, &'static str);
+    let examples: [Example; 7] = [
+        (Some(6.0), None, None, "legacy only: dose is the short dose (the guide's rule), counted once, as short"),
+        (None, Some(4.0), None, "short only: counted as short"),
+        (None, None, Some(12.0), "long only: counted as long"),
+        (None, Some(4.0), Some(12.0), "both parts: short and long, each once"),
+        (
+            Some(8.0),
+            Some(8.0),
+            Some(8.0),
+            "doubled: dose copied into both parts, a defect; left out of short and long, drawn as its own series",
+        ),
+        (
+            Some(4.0),
+            Some(4.0),
+            Some(12.0),
+            "dose beside split parts, not doubled: counted by its split parts only, dose ignored",
+        ),
+        (None, None, None, "empty (a note without a dose): counted in the categories, adds no units"),
+    ];
+    examples
+        .into_iter()
+        .map(|(dose, s, l, why)| {
+            let (su, lu, du) = contribution(dose, s, l);
+            RuleExample {
+                dose,
+                insulin_short: s,
+                insulin_long: l,
+                category: classify(dose, s, l).as_str().into(),
+                short_units: su,
+                long_units: lu,
+                doubled_units: du,
+                explanation: why.into(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_counts_once() {
+        assert_eq!(classify(Some(6.0), None, None), Category::LegacyOnly);
+        assert_eq!(contribution(Some(6.0), None, None), (6.0, 0.0, 0.0));
+        assert_eq!(contribution(Some(8.0), Some(8.0), Some(8.0)), (0.0, 0.0, 8.0));
+        assert_eq!(contribution(Some(4.0), Some(4.0), Some(12.0)), (4.0, 12.0, 0.0));
+        assert_eq!(classify(Some(8.0), Some(8.0), None), Category::ShortOnly, "dose = short only is not doubled");
+        for r in rules() {
+            let counted = [r.short_units, r.long_units, r.doubled_units].iter().filter(|u| **u > 0.0).count();
+            assert!(r.category != "doubled" || counted == 1, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn time_zones_are_fixed_offsets() {
+        assert_eq!(TimeZoneOffset::parse("UTC"), Some(TimeZoneOffset::UTC));
+        assert_eq!(TimeZoneOffset::parse("+03:00").map(|t| t.seconds), Some(3 * 3600));
+        assert_eq!(TimeZoneOffset::parse("UTC-05:30").map(|t| t.label()), Some("UTC-05:30".into()));
+        for bad in ["Europe/Moscow", "+3", "+15:00", "03:00", "+03:60", ""] {
+            assert_eq!(TimeZoneOffset::parse(bad), None, "{bad}");
+        }
+        let t = Utc::now();
+        let start = local_day_start(t, TimeZoneOffset { seconds: 3 * 3600 });
+        assert_eq!((start + Duration::hours(3)).time(), chrono::NaiveTime::MIN);
+    }
+}
