@@ -9,6 +9,7 @@ use crate::components::user_box::UserBox;
 use crate::pages::audit::AuditPage;
 use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
+use crate::pages::reports::ReportsPage;
 use crate::pages::rollback::RollbackPage;
 use crate::pages::rollout::RolloutPage;
 
@@ -46,7 +47,7 @@ pub fn App() -> impl IntoView {
             <header class="top">
                 <span class="brand">"rollout-dashboard"</span>
                 <span class="subtitle">"Split insulin doses"</span>
-                <nav class="pages"><a href="/">"Overview"</a><a href="/rollout">"Rollout control"</a><a href="/rollback">"Rollback"</a><a href="/audit">"Audit"</a></nav>
+                <nav class="pages"><a href="/">"Overview"</a><a href="/rollout">"Rollout control"</a><a href="/rollback">"Rollback"</a><a href="/reports">"Reports"</a><a href="/audit">"Audit"</a></nav>
                 <span class="spacer"></span>
                 <UserBox/>
             </header>
@@ -58,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("rollout") view=RolloutPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("rollback") view=RollbackPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("reports") view=ReportsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -3,5 +3,6 @@
 pub mod audit;
 pub mod login;
 pub mod overview;
+pub mod reports;
 pub mod rollback;
 pub mod rollout;
