@@ -54,9 +54,9 @@ fn ReportFigure(c: ReportChartView, range: String) -> impl IntoView {
             {c.svg.clone().map(|svg| view! { <div class="chart-svg" inner_html=svg></div> })}
             <p class="downloads no-print">
                 "Download: "
-                <a href=png_href download data-testid=format!("download-{}-png", c.id)>"PNG"</a>" · "
-                <a href=svg_href download data-testid=format!("download-{}-svg", c.id)>"SVG"</a>" · "
-                <a href=csv_href download data-testid=format!("download-{}-csv", c.id)>"CSV (the numbers drawn)"</a>
+                <a href=png_href download rel="external" data-testid=format!("download-{}-png", c.id)>"PNG"</a>" · "
+                <a href=svg_href download rel="external" data-testid=format!("download-{}-svg", c.id)>"SVG"</a>" · "
+                <a href=csv_href download rel="external" data-testid=format!("download-{}-csv", c.id)>"CSV (the numbers drawn)"</a>
             </p>
             <figcaption data-testid=format!("caption-{}", c.id)>
                 <strong>"Source: "</strong>{c.caption.source.clone()}". "

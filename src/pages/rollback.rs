@@ -114,7 +114,7 @@ fn Progress(p: RunProgress, act: ServerAction<ActOnRun>) -> impl IntoView {
                 }).collect_view()}
             </ol>
             {incident_id.map(|i| view! {
-                <p><a data-testid="incident-link" href=format!("/api/v1/incidents/{i}.md")>{format!("Incident #{i} (Markdown)")}</a></p>
+                <p><a data-testid="incident-link" rel="external" href=format!("/api/v1/incidents/{i}.md")>{format!("Incident #{i} (Markdown)")}</a></p>
             })}
             {result}
             {(operator && state == "awaiting_approval").then(|| if actor == me {
