@@ -2064,3 +2064,124 @@ async fn the_rules_on_the_page_are_the_rules_the_sql_applies(pool: PgPool) {
         ]
     );
 }
+
+// ---------------------------------------------------------------- who may call what: the whole table
+
+#[sqlx::test(migrations = false)]
+async fn every_route_and_server_function_answers_each_role_as_the_access_table_says(pool: PgPool) {
+    use rollout_dashboard::server::access::{Access, ROUTES, SERVER_FNS};
+    let w = control_world(pool, "5").await;
+    // Every server function the pages can call is in the table, and nothing else.
+    let mut registered: Vec<String> =
+        leptos::server_fn::axum::server_fn_paths().map(|(p, _)| p.trim_start_matches("/api/").to_string()).collect();
+    registered.sort();
+    let mut listed: Vec<String> = SERVER_FNS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(registered, listed);
+
+    let fn_request = |name: &str| -> (&'static str, String, Option<String>, &'static str) {
+        match name {
+            "overview" => ("GET", "/api/overview?range=24h&window=24h".into(), None, ""),
+            "rollback" => ("GET", "/api/rollback?restore_data=false".into(), None, ""),
+            "rollback_run" => ("GET", "/api/rollback_run?id=1".into(), None, ""),
+            "reports" => ("GET", "/api/reports?range=7d".into(), None, ""),
+            "status" | "me" | "audit" | "rollout" | "rollback_progress" => ("GET", format!("/api/{name}"), None, ""),
+            "rollout_set" => (
+                "POST",
+                "/api/rollout_set".into(),
+                Some("percentage=10&reason=r&expected_version=x&override_guards=false".into()),
+                "application/x-www-form-urlencoded",
+            ),
+            "rollout_kill" => {
+                ("POST", "/api/rollout_kill".into(), Some(String::new()), "application/x-www-form-urlencoded")
+            }
+            "rollback_start" => (
+                "POST",
+                "/api/rollback_start".into(),
+                Some(
+                    r#"{"body": {"reason": "r", "confirm_environment": "x", "acknowledge_data_loss_rows": 0}}"#.into(),
+                ),
+                "application/json",
+            ),
+            "rollback_act" => (
+                "POST",
+                "/api/rollback_act".into(),
+                Some(r#"{"id": 1, "action": "retry", "reason": null}"#.into()),
+                "application/json",
+            ),
+            "deploy_record" => (
+                "POST",
+                "/api/deploy_record".into(),
+                Some(r#"{"body": {"revision": "b", "previous_revision": "a"}}"#.into()),
+                "application/json",
+            ),
+            other => panic!("no request written for server function {other}"),
+        }
+    };
+    let mut cases: Vec<(String, String, Option<String>, &str, Access)> = ROUTES
+        .iter()
+        .map(|(m, p, a)| {
+            let body = (*m == "POST").then(|| {
+                if p.starts_with("/auth/login") {
+                    "username=x&password=y".into()
+                } else {
+                    "{}".into()
+                }
+            });
+            let ct = if p.starts_with("/auth/") { "application/x-www-form-urlencoded" } else { "application/json" };
+            (m.to_string(), p.to_string(), body, ct, *a)
+        })
+        .collect();
+    for (name, access) in SERVER_FNS {
+        let (m, p, body, ct) = fn_request(name);
+        cases.push((m.into(), p, body, ct, *access));
+    }
+    let mut failures = Vec::new();
+    for (method, path, body, ct, access) in &cases {
+        for who in [As::Anonymous, As::Viewer, As::Operator] {
+            let mut req = Request::builder()
+                .method(method.as_str())
+                .uri(path.as_str())
+                .header("origin", ORIGIN)
+                .header("content-type", *ct);
+            if !matches!(who, As::Anonymous) {
+                let (user, group) = if matches!(who, As::Viewer) { ("bo", "analytics") } else { ("ana", "oncall") };
+                req = req
+                    .header("x-forwarded-user", user)
+                    .header("x-forwarded-groups", group)
+                    .header("x-proxy-secret", SECRET);
+            }
+            let resp =
+                w.app.clone().oneshot(req.body(Body::from(body.clone().unwrap_or_default())).unwrap()).await.unwrap();
+            let status = resp.status();
+            let text =
+                String::from_utf8_lossy(&axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap()).to_string();
+            let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            let ok = match (access, who) {
+                // Signing in with a wrong password is 401 for everyone: the route itself is open.
+                (Access::Anyone, _) if path.starts_with("/auth/login") => status != StatusCode::FORBIDDEN,
+                (Access::Anyone, _) => !refused,
+                (Access::SignedIn, As::Anonymous) => status == StatusCode::UNAUTHORIZED,
+                (Access::SignedIn, _) => !refused,
+                (Access::Operator, As::Anonymous) => status == StatusCode::UNAUTHORIZED,
+                (Access::Operator, As::Viewer) => status == StatusCode::FORBIDDEN,
+                (Access::Operator, _) => !refused,
+            };
+            // A 404 must be the service's own answer (no such run), never a route that is gone.
+            let routed = status != StatusCode::NOT_FOUND || text.contains("not_found") || text.contains("there is no");
+            if !ok || !routed {
+                failures.push(format!("{method} {path} as {who:?}: {status} {}", &text[..text.len().min(160)]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} answers differ from the table:\n{}", failures.len(), failures.join("\n"));
+    // Only the operator changed anything (the kill switch, which needs no more than the role).
+    let done: Vec<(String, String)> =
+        sqlx::query_as("SELECT actor, action FROM audit_log WHERE outcome = 'done' ORDER BY id")
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    assert!(!done.is_empty() && done.iter().all(|(actor, _)| actor == "ana"), "{done:?}");
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(runs, 0, "no rollback started: the walk's start bodies fail their checks");
+}

@@ -56,3 +56,13 @@ pub(crate) async fn caller() -> Result<(crate::server::state::AppState, Option<I
 pub(crate) fn page_request_id() -> String {
     format!("page-{}", chrono::Utc::now().timestamp_micros())
 }
+
+/// A service error as a server function error, with the same HTTP status the REST API gives it
+/// (401, 403, 409, ...), so both doors answer alike.
+#[cfg(feature = "ssr")]
+pub(crate) fn refused(e: crate::server::error::ApiError) -> ServerFnError {
+    if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+        opts.set_status(e.status_code());
+    }
+    ServerFnError::new(e.to_string())
+}

@@ -48,8 +48,11 @@ pub struct ReportsView {
     pub rules: Vec<RuleExample>,
 }
 
+#[cfg(feature = "ssr")]
+use super::auth::refused;
+
 #[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_reports(range: String) -> Result<ReportsView, ServerFnError> {
     let state = expect_context::<crate::server::state::AppState>();
-    crate::server::reports::view(&state, &range).await.map_err(|e| ServerFnError::new(e.to_string()))
+    crate::server::reports::view(&state, &range).await.map_err(refused)
 }

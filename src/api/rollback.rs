@@ -186,52 +186,52 @@ pub struct RollbackView {
 }
 
 #[cfg(feature = "ssr")]
-use super::auth::{caller, page_request_id};
+use super::auth::{caller, page_request_id, refused};
 
 #[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
     let (state, me) = caller().await?;
     let svc = crate::server::rollback::Service::new(&state);
     let plan = svc.plan(restore_data).await.map_err(|e| e.to_string());
-    let run = svc.latest_run().await.map_err(|e| ServerFnError::new(e.to_string()))?;
-    let deploys = svc.deploys(20).await.map_err(|e| ServerFnError::new(e.to_string()))?;
+    let run = svc.latest_run().await.map_err(refused)?;
+    let deploys = svc.deploys(20).await.map_err(refused)?;
     Ok(RollbackView { me, plan, run, deploys })
 }
 
 #[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
     let (state, _) = caller().await?;
-    crate::server::rollback::Service::new(&state).run(id).await.map_err(|e| ServerFnError::new(e.to_string()))
+    crate::server::rollback::Service::new(&state).run(id).await.map_err(refused)
 }
 
 /// The same service call as `POST /api/v1/rollback`.
-#[server(endpoint = "rollback_start")]
+#[server(endpoint = "rollback_start", input = leptos::server_fn::codec::Json)]
 pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
         .start(me.as_ref(), Ok(body), &page_request_id())
         .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
+        .map_err(refused)
 }
 
 /// The same service call as `POST /api/v1/rollback/{id}/{action}`.
-#[server(endpoint = "rollback_act")]
+#[server(endpoint = "rollback_act", input = leptos::server_fn::codec::Json)]
 pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> Result<RunView, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
         .act(me.as_ref(), id, action, Ok(RunActionBody { reason }), &page_request_id())
         .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
+        .map_err(refused)
 }
 
 /// The same service call as `POST /api/v1/deploys`.
-#[server(endpoint = "deploy_record")]
+#[server(endpoint = "deploy_record", input = leptos::server_fn::codec::Json)]
 pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
         .record_deploy(me.as_ref(), Ok(body), &page_request_id())
         .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
+        .map_err(refused)
 }
 
 /// The run the page shows live: the active run, or the latest finished one.
@@ -244,9 +244,6 @@ pub struct RunProgress {
 #[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
     let (state, me) = caller().await?;
-    let run = crate::server::rollback::Service::new(&state)
-        .latest_run()
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let run = crate::server::rollback::Service::new(&state).latest_run().await.map_err(refused)?;
     Ok(RunProgress { me, run })
 }

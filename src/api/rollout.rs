@@ -70,7 +70,7 @@ pub struct RolloutView {
 }
 
 #[cfg(feature = "ssr")]
-use super::auth::{caller, page_request_id};
+use super::auth::{caller, page_request_id, refused};
 
 #[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
@@ -95,9 +95,7 @@ pub async fn set_rollout(
     let (state, me) = caller().await?;
     let id = page_request_id();
     let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
-    crate::server::rollout::set_percentage(&state, me.as_ref(), Ok(body), &id)
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
+    crate::server::rollout::set_percentage(&state, me.as_ref(), Ok(body), &id).await.map_err(refused)
 }
 
 /// The same service call as `POST /api/v1/rollout/kill`.
@@ -105,5 +103,5 @@ pub async fn set_rollout(
 pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
     let (state, me) = caller().await?;
     let id = page_request_id();
-    crate::server::rollout::kill(&state, me.as_ref(), reason, &id).await.map_err(|e| ServerFnError::new(e.to_string()))
+    crate::server::rollout::kill(&state, me.as_ref(), reason, &id).await.map_err(refused)
 }

@@ -1,5 +1,6 @@
 //! Server-only code: configuration, shared state, the REST API and one module per outside system.
 
+pub mod access;
 pub mod adoption;
 pub mod alerts;
 pub mod audit;
@@ -68,6 +69,8 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::refuse_cross_origin))
+        .layer(axum::middleware::from_fn(http::security_headers))
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
