@@ -18,7 +18,7 @@ test("pages carry a nonce CSP that their scripts match, and everything is compre
   for (const attrs of scripts) assert.match(attrs, new RegExp(`nonce="${nonce}"`), `every script carries the nonce: ${attrs}`);
   assert.match(page.headers.get("content-encoding") ?? "", /^(br|gzip)$/);
   assert.equal(page.headers.get("x-content-type-options"), "nosniff");
-  assert.equal(page.headers.get("referrer-policy"), "no-referrer");
+  assert.equal(page.headers.get("referrer-policy"), "same-origin");
   // A second response has another nonce.
   const again = (await fetch(BASE + "/")).headers.get("content-security-policy");
   assert.notEqual(/'nonce-([^']+)'/.exec(again)?.[1], nonce);

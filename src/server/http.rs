@@ -532,14 +532,16 @@ pub fn page_csp(nonce: &str) -> String {
     )
 }
 
-/// Headers on every response: no sniffing, no referrer, no framing; responses that are not a page
+/// Headers on every response: no sniffing, no referrer outside this origin (`same-origin`: with
+/// `no-referrer`, browsers send `Origin: null` on form posts and the CSRF check refuses them), no
+/// framing; responses that are not a page
 /// (JSON, CSV, images, assets) get a CSP that allows nothing to run.
 pub async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::{header, HeaderValue};
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
