@@ -512,6 +512,9 @@ async fn the_records_api_follows_its_documented_shape(pool: PgPool) {
         "/api/v1/records/doubled?limit=abc",
         "/api/v1/adoption?range=1y",
         "/api/v1/flag/history?range=",
+        // A multi-byte unit used to panic the handler (found by tests/hostile_input.rs).
+        "/api/v1/records/summary?window=1%C2%A5",
+        "/api/v1/reports/insulin-units.csv?range=%C2%A5",
     ] {
         let (status, body) = get_json(&app, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");

@@ -44,7 +44,8 @@ impl FromStr for Window {
 
     fn from_str(s: &str) -> Result<Window, BadWindow> {
         let bad = || BadWindow { input: s.chars().take(40).collect() };
-        if s.len() < 2 || s.len() > 8 {
+        // ASCII only: a multi-byte last character must be refused, not split inside.
+        if s.len() < 2 || s.len() > 8 || !s.is_ascii() {
             return Err(bad());
         }
         let (num, unit) = s.split_at(s.len() - 1);
@@ -59,6 +60,16 @@ impl FromStr for Window {
             _ => None,
         }
         .ok_or_else(bad)
+    }
+}
+
+#[cfg(test)]
+mod multibyte {
+    #[test]
+    fn a_multibyte_unit_is_refused_not_split_inside() {
+        for s in ["1¥", "¥", "2£", "10日"] {
+            assert!(s.parse::<super::Window>().is_err(), "{s}");
+        }
     }
 }
 
