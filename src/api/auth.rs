@@ -42,10 +42,18 @@ pub async fn get_me() -> Result<Option<Identity>, ServerFnError> {
     Ok(caller().await?.1)
 }
 
+/// The server state. Absent while leptos renders the app once to list its routes (no request):
+/// the resources started then must fail quietly, not panic the server.
+#[cfg(feature = "ssr")]
+pub(crate) fn server_state() -> Result<crate::server::state::AppState, ServerFnError> {
+    use_context::<crate::server::state::AppState>()
+        .ok_or_else(|| ServerFnError::new("no request context (the route list is being generated)"))
+}
+
 /// The server state and who is calling, for the server functions of every page.
 #[cfg(feature = "ssr")]
 pub(crate) async fn caller() -> Result<(crate::server::state::AppState, Option<Identity>), ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = server_state()?;
     let parts: axum::http::request::Parts = leptos_axum::extract().await?;
     let me = state.auth.identify(&state.state_db, &parts.headers, crate::server::http::peer(&parts.extensions)).await;
     Ok((state, me))

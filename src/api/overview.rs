@@ -48,6 +48,6 @@ pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];
 
 #[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = crate::api::auth::server_state()?;
     crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)
 }

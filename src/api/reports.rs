@@ -53,6 +53,6 @@ use super::auth::refused;
 
 #[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_reports(range: String) -> Result<ReportsView, ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = crate::api::auth::server_state()?;
     crate::server::reports::view(&state, &range).await.map_err(refused)
 }

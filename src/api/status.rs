@@ -71,6 +71,6 @@ pub struct RecordsStatus {
 /// The overview's data; the same service call as `GET /api/v1/status`.
 #[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl)]
 pub async fn get_status() -> Result<StatusReport, ServerFnError> {
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = crate::api::auth::server_state()?;
     Ok(crate::server::service::status(&state).await)
 }

@@ -245,10 +245,7 @@ impl<'a> Service<'a> {
         request_id: &str,
     ) -> Result<RunView, ApiError> {
         let result = self.try_start(who, body, request_id).await;
-        if let Err(e) = &result {
-            self.record_refusal(who, "rollback.start", e, request_id).await;
-        }
-        result
+        self.recorded(who, "rollback.start", request_id, result).await
     }
 
     async fn try_start(
@@ -387,12 +384,8 @@ impl<'a> Service<'a> {
         body: Result<RunActionBody, ApiError>,
         request_id: &str,
     ) -> Result<RunView, ApiError> {
-        let label = format!("rollback.{}", action.as_str());
         let result = self.try_act(who, id, action, body, request_id).await;
-        if let Err(e) = &result {
-            self.record_refusal(who, &label, e, request_id).await;
-        }
-        result
+        self.recorded(who, &format!("rollback.{}", action.as_str()), request_id, result).await
     }
 
     async fn try_act(
@@ -575,8 +568,20 @@ impl<'a> Service<'a> {
             Ok(entry)
         }
         .await;
+        self.recorded(who, "deploy.record", request_id, result).await
+    }
+
+    /// Passes `result` on; a refusal or failure goes to the audit trail first (what was done is
+    /// recorded by the transition itself, in its own transaction).
+    async fn recorded<T>(
+        &self,
+        who: Option<&Identity>,
+        action: &str,
+        request_id: &str,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if let Err(e) = &result {
-            self.record_refusal(who, "deploy.record", e, request_id).await;
+            self.record_refusal(who, action, e, request_id).await;
         }
         result
     }
