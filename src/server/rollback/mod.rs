@@ -62,10 +62,12 @@ impl<'a> Service<'a> {
             Some(id) => fail("no_active_run", format!("run #{id} is active; open it instead")),
         });
         // The revisions: current from the diary, previous from the deploy journal.
-        let current = match s.diary.as_ref() {
-            Ok(d) => d.schema().await.map(|sc| sc.alembic_revision),
+        // One read of the diary's schema serves the revision and the data-loss count.
+        let diary = match s.diary.as_ref() {
+            Ok(d) => d.schema().await.map(|sc| (d, sc)),
             Err(e) => Err(e.clone()),
         };
+        let current = diary.as_ref().map(|(_, sc)| sc.alembic_revision.clone()).map_err(Clone::clone);
         let (from, target) = match &current {
             Ok(Some(rev)) => {
                 let prev = deploys::previous_of(db, rev).await.map_err(ApiError::Unavailable)?;
@@ -88,18 +90,19 @@ impl<'a> Service<'a> {
             }
         };
         pre.push(self.backup_check().await);
-        let data_loss = match s.diary.as_ref() {
-            Ok(d) => {
-                let has_split = d.schema().await.map(|sc| sc.insulin_short || sc.insulin_long).unwrap_or(false);
-                if has_split {
-                    let cols = d.schema().await.ok();
-                    let mut conds = Vec::new();
-                    if cols.as_ref().is_some_and(|c| c.insulin_short) {
-                        conds.push("insulin_short IS NOT NULL");
-                    }
-                    if cols.as_ref().is_some_and(|c| c.insulin_long) {
-                        conds.push("insulin_long IS NOT NULL");
-                    }
+        // A schema that cannot be read is a failed precondition, never "0 rows lost".
+        let data_loss = match &diary {
+            Ok((d, sc)) => {
+                let mut conds = Vec::new();
+                if sc.insulin_short {
+                    conds.push("insulin_short IS NOT NULL");
+                }
+                if sc.insulin_long {
+                    conds.push("insulin_long IS NOT NULL");
+                }
+                if conds.is_empty() {
+                    Ok(0)
+                } else {
                     sqlx::query_scalar::<_, i64>(&format!(
                         "SELECT count(*) FROM {} WHERE {}",
                         d.table(),
@@ -108,8 +111,6 @@ impl<'a> Service<'a> {
                     .fetch_one(d.pool())
                     .await
                     .map_err(|e| e.to_string())
-                } else {
-                    Ok(0)
                 }
             }
             Err(e) => Err(e.to_string()),
