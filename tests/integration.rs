@@ -801,6 +801,7 @@ const SECRET: &str = "proxy-secret-for-tests";
 
 struct ControlWorld {
     app: axum::Router,
+    state: rollout_dashboard::server::state::AppState,
     sim: SimulatorHarness,
     pool: PgPool,
     _prom: PrometheusHarness,
@@ -822,7 +823,7 @@ async fn control_world(pool: PgPool, flag: &str) -> ControlWorld {
         &[("ROLLOUT_PROXY_SECRET", SECRET)],
     )
     .await;
-    ControlWorld { app: rollout_dashboard::server::app(state), sim, pool, _prom: prom }
+    ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1049,7 +1050,7 @@ async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Option<&str>) 
         &[("ROLLOUT_PROXY_SECRET", SECRET), ("LAUNCHDARKLY_API_TOKEN", &token)],
     )
     .await;
-    ControlWorld { app: rollout_dashboard::server::app(state), sim, pool, _prom: prom }
+    ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
 fn ld_weights(w: &ControlWorld) -> (i64, i64, i64) {
@@ -1316,7 +1317,7 @@ async fn rollback_world(pool: PgPool, rollback_toml: &str) -> RollbackWorld {
     )
     .await;
     let prom_url = prom.url.clone();
-    let w = ControlWorld { app: rollout_dashboard::server::app(state), sim, pool, _prom: prom };
+    let w = ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom };
     RollbackWorld { w, backup, settings, prom_url, _dir: dir }
 }
 
@@ -2187,4 +2188,70 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
     assert!(!done.is_empty() && done.iter().all(|(actor, _)| actor == "ana"), "{done:?}");
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap();
     assert_eq!(runs, 0, "no rollback started: the walk's start bodies fail their checks");
+}
+
+#[sqlx::test(migrations = false)]
+async fn no_audit_entry_is_lost_when_the_state_database_refuses_or_the_dashboard_dies(pool: PgPool) {
+    use rollout_dashboard::server::audit::NewEntry;
+    use rollout_dashboard::server::audit_journal::{AuditJournal, Replayed};
+    let w = control_world(pool.clone(), "25").await;
+    let journal = w.state.journal.clone();
+    let _ = std::fs::remove_file(journal.path());
+
+    // The state database cannot take audit entries: the kill switch still works, and its entry
+    // waits in the journal with the time it happened.
+    sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_away").execute(&pool).await.unwrap();
+    let (status, body) =
+        call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some(r#"{"reason":"alarm"}"#.into())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(flag_value(&w), "0");
+    let killed_at = chrono::Utc::now();
+    sqlx::query("ALTER TABLE audit_log_away RENAME TO audit_log").execute(&pool).await.unwrap();
+    assert!(audit_rows(&w).await.is_empty());
+    assert!(!journal.is_empty());
+
+    // A previous process journaled a change and died before recording it.
+    let previous = AuditJournal::new(journal.path().to_path_buf());
+    let died = NewEntry {
+        actor: "ana".into(),
+        role: "operator".into(),
+        action: "flag.set".into(),
+        target: "diabetes/feature-flags/insulin_dose_split".into(),
+        value_before: None,
+        value_after: None,
+        reason: Some("step two".into()),
+        outcome: rollout_dashboard::api::audit::Outcome::Done,
+        outcome_detail: None,
+        request_id: Some("req-died".into()),
+    };
+    previous.intent(&died).unwrap();
+    drop(previous);
+
+    let r = journal.replay(&pool, Some("0".into())).await.unwrap();
+    assert_eq!(r, Replayed { recorded: 2, interrupted: 1, already_there: 0 });
+    let rows: Vec<(String, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT action, outcome, value_after, outcome_detail, at FROM audit_log ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_deref()), ("flag.kill", "done", Some("0")));
+    assert!(rows[0].4 <= killed_at, "the kill keeps the time it happened");
+    assert_eq!((rows[1].0.as_str(), rows[1].1.as_str()), ("flag.set", "failed"));
+    assert!(rows[1].3.as_deref().unwrap().starts_with("interrupted"), "{:?}", rows[1].3);
+    assert!(rows[1].3.as_deref().unwrap().contains("read 0"));
+    assert!(journal.is_empty(), "a fully recorded journal is emptied");
+
+    // Replaying again, or a journal line replayed twice, records nothing twice.
+    assert_eq!(journal.replay(&pool, None).await.unwrap(), Replayed::default());
+    let again = AuditJournal::new(journal.path().to_path_buf());
+    again.settle(&NewEntry { outcome_detail: Some("dup".into()), ..died }, false);
+    assert_eq!(journal.replay(&pool, None).await.unwrap().already_there, 1);
+    assert_eq!(audit_rows(&w).await.len(), 2);
+
+    // A normal change leaves nothing in the journal.
+    let (status, body) = call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some("{}".into())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(journal.is_empty());
+    assert_eq!(audit_rows(&w).await.len(), 3);
 }

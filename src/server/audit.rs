@@ -7,7 +7,7 @@ use crate::api::audit::{AuditEntry, Outcome};
 use super::error::{from_sqlx, Source, SourceError};
 
 /// An entry about to be recorded (the database assigns id and time).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewEntry {
     pub actor: String,
     pub role: String,

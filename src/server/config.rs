@@ -71,6 +71,9 @@ pub struct Settings {
     pub refresh_interval_secs: u64,
     /// How long any one outside system may take to answer before its panel says so.
     pub source_timeout_secs: u64,
+    /// The audit trail's write-ahead journal (a local file that must survive restarts); by
+    /// default a file per state database in the temporary directory.
+    pub audit_journal_file: Option<String>,
     pub flag: FlagSettings,
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
@@ -364,6 +367,7 @@ impl Default for Settings {
             environment: "production".into(),
             refresh_interval_secs: 15,
             source_timeout_secs: 5,
+            audit_journal_file: None,
             flag: FlagSettings::default(),
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),

@@ -4,6 +4,7 @@ pub mod access;
 pub mod adoption;
 pub mod alerts;
 pub mod audit;
+pub mod audit_journal;
 pub mod auth;
 pub mod cache;
 pub mod charts;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::refuse_cross_origin))
         .layer(axum::middleware::from_fn(http::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::cache_headers))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

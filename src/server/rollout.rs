@@ -136,25 +136,61 @@ async fn audited(
         Err(e) => (Outcome::Refused, Some(e.to_string()), None),
     };
     let entry = NewEntry {
-        actor: who.map(|w| w.user.clone()).unwrap_or_else(|| "anonymous".into()),
-        role: who.map(|w| w.role.as_str().to_string()).unwrap_or_else(|| "none".into()),
-        action: action.into(),
-        target: state.settings.flag.target(),
         value_before: result.as_ref().map(|c| c.before.clone()).ok(),
         value_after: after,
-        reason,
         outcome,
         outcome_detail: detail,
-        request_id: Some(request_id.into()),
+        ..entry_for(state, who, action, reason, request_id)
     };
-    match (audit::record(&state.state_db, &entry).await, result) {
+    let recorded = audit::record(&state.state_db, &entry).await;
+    // Recorded, or journaled for the state database to take when it answers again.
+    state.journal.settle(&entry, recorded.is_ok());
+    match (recorded, result) {
         (Ok(id), Ok(done)) => Ok(ChangeDone { audit_id: id, ..done }),
         (Err(e), Ok(done)) => {
-            tracing::error!(request_id, "the change was made but the audit trail could not be written: {e}");
+            tracing::error!(
+                request_id,
+                "the change was made; the state database cannot take its audit entry now ({e}), the journal holds it until it can"
+            );
             Ok(done)
         }
         (_, Err(e)) => Err(e),
     }
+}
+
+fn entry_for(
+    state: &AppState,
+    who: Option<&Identity>,
+    action: &str,
+    reason: Option<String>,
+    request_id: &str,
+) -> NewEntry {
+    NewEntry {
+        actor: who.map(|w| w.user.clone()).unwrap_or_else(|| "anonymous".into()),
+        role: who.map(|w| w.role.as_str().to_string()).unwrap_or_else(|| "none".into()),
+        action: action.into(),
+        target: state.settings.flag.target(),
+        value_before: None,
+        value_after: None,
+        reason,
+        outcome: Outcome::Done,
+        outcome_detail: None,
+        request_id: Some(request_id.into()),
+    }
+}
+
+/// Journals a change before the flag store is touched; no journal, no change.
+fn journal_intent(
+    state: &AppState,
+    who: Option<&Identity>,
+    action: &str,
+    reason: Option<String>,
+    request_id: &str,
+) -> Result<(), ApiError> {
+    state
+        .journal
+        .intent(&entry_for(state, who, action, reason, request_id))
+        .map_err(|e| ApiError::Failed(e.to_string()))
 }
 
 fn write_error(e: FlagWriteError) -> ApiError {
@@ -206,6 +242,7 @@ pub async fn set_percentage(
             ));
         }
         let comment = change_comment(who, b.reason.trim());
+        journal_intent(state, who, "flag.set", Some(b.reason.trim().to_string()), request_id)?;
         let change = state.flags.write(b.expected_version.trim(), p, &comment).await.map_err(write_error)?;
         Ok(ChangeDone { before: change.before, after: change.after, version: change.version, audit_id: 0, overridden })
     }
@@ -233,6 +270,7 @@ pub async fn kill(
         }
         // The kill switch does not make the operator race anyone: it reads the version itself,
         // and retries once if the flag moved in between.
+        journal_intent(state, who, "flag.kill", reason.clone(), request_id)?;
         let mut last = None;
         for _ in 0..2 {
             let reading = state.flags.read().await.map_err(ApiError::Unavailable)?;

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Caches, health and the dashboard's own metrics, shared by both API doors.
     pub services: Arc<super::service::Services>,
     pub auth: Arc<super::auth::Auth>,
+    /// Write-ahead journal of audited changes (see `audit_journal`).
+    pub journal: Arc<super::audit_journal::AuditJournal>,
 }
 
 /// sqlx migrations of the state database, embedded at build time.
@@ -102,7 +104,13 @@ impl AppState {
             kubernetes = writer_cluster.is_ok(),
             "configured"
         );
+        let journal_path = match &settings.audit_journal_file {
+            Some(p) => std::path::PathBuf::from(p),
+            None => super::audit_journal::AuditJournal::default_path(config.state_database_url.expose()),
+        };
+        tracing::info!(path = %journal_path.display(), "audit journal");
         Ok(AppState {
+            journal: Arc::new(super::audit_journal::AuditJournal::new(journal_path)),
             auth: Arc::new(auth),
             leptos_options,
             services: Arc::new(super::service::Services::new(settings.refresh_interval())),
@@ -118,6 +126,7 @@ impl AppState {
 
     /// Background work that must happen whether or not anyone is looking.
     pub fn spawn_pollers(&self) {
+        tokio::spawn(super::audit_journal::replay_forever(self.clone()));
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
         tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
         let state = self.clone();

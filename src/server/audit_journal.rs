@@ -1,0 +1,331 @@
+//! The write-ahead journal of the audit trail: a local file, one JSON object per line, synced to
+//! disk on every write. It covers what the state database alone cannot:
+//! - the dashboard killed between changing the flag and recording the change: the change's
+//!   intent was journaled before the flag store was touched, so the next start records it
+//!   ("failed", outcome unknown, with the flag's value as read then);
+//! - the state database down when a change is made (the kill switch must still work): the whole
+//!   entry is journaled and recorded in `audit_log` as soon as the database answers again.
+//!
+//! Replay is idempotent: an entry is inserted only when `audit_log` holds no entry with its
+//! request id and action, so a crash between inserting and journaling "recorded" duplicates
+//! nothing. Entries keep the time they happened.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::audit::NewEntry;
+use super::error::{from_sqlx, Source, SourceError};
+use crate::api::audit::Outcome;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line {
+    /// About to change something outside; written before the change.
+    Intent { boot: String, at: DateTime<Utc>, entry: NewEntry },
+    /// The entry as it should be recorded (the database could not take it).
+    Outcome { at: DateTime<Utc>, entry: NewEntry },
+    /// `audit_log` holds the entry with this request id.
+    Recorded { request_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the audit journal {path} cannot be written: {detail}")]
+pub struct JournalError {
+    path: String,
+    detail: String,
+}
+
+/// What one replay did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Journaled entries now in `audit_log`.
+    pub recorded: usize,
+    /// Of those, changes interrupted before their outcome was known.
+    pub interrupted: usize,
+    /// Entries the database already held.
+    pub already_there: usize,
+}
+
+pub struct AuditJournal {
+    path: PathBuf,
+    /// This process's start, so that replay never mistakes a change in flight for an interrupted one.
+    boot: String,
+    /// Intents of this process whose entry is not recorded yet.
+    open: Mutex<HashSet<String>>,
+    file: Mutex<()>,
+}
+
+impl AuditJournal {
+    pub fn new(path: PathBuf) -> AuditJournal {
+        let boot = format!("{}-{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        AuditJournal { path, boot, open: Mutex::default(), file: Mutex::default() }
+    }
+
+    /// The journal used when the settings name none: per state database, in the temporary
+    /// directory (it survives the process, not the machine; production sets `audit_journal_file`).
+    pub fn default_path(state_database_url: &str) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(state_database_url.as_bytes());
+        let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        std::env::temp_dir().join(format!("rollout-dashboard-journal-{tag}.jsonl"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn append(&self, line: &Line) -> Result<(), JournalError> {
+        let err = |e: std::io::Error| JournalError { path: self.path.display().to_string(), detail: e.to_string() };
+        let mut text = serde_json::to_string(line).map_err(|e| err(std::io::Error::other(e)))?;
+        text.push('\n');
+        let _guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)
+    }
+
+    /// Journals that `entry` is about to be acted on. A change that cannot be journaled must not
+    /// be made: nothing would record it if the dashboard died half-way.
+    pub fn intent(&self, entry: &NewEntry) -> Result<(), JournalError> {
+        let id = entry.request_id.clone().unwrap_or_default();
+        // Open before it is written, so that no compaction can empty the journal in between.
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        let written = self.append(&Line::Intent { boot: self.boot.clone(), at: Utc::now(), entry: entry.clone() });
+        if written.is_err() {
+            self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
+        written
+    }
+
+    /// After the attempt to record `entry` in `audit_log`: marks it recorded, or journals it
+    /// whole for replay. Returns false only when the entry is in neither place.
+    pub fn settle(&self, entry: &NewEntry, in_database: bool) -> bool {
+        let id = entry.request_id.clone().unwrap_or_default();
+        let had_intent = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let line = if in_database {
+            if !had_intent {
+                return true;
+            }
+            Line::Recorded { request_id: id }
+        } else {
+            Line::Outcome { at: Utc::now(), entry: entry.clone() }
+        };
+        match self.append(&line) {
+            Ok(()) => {
+                if in_database {
+                    self.compact();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(request_id = %entry.request_id.as_deref().unwrap_or(""), "{e}");
+                in_database
+            }
+        }
+    }
+
+    fn read(&self) -> Vec<Line> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(_) => return Vec::new(),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match serde_json::from_str(l) {
+                Ok(line) => Some(line),
+                Err(e) => {
+                    // A line cut short by a crash mid-write: its change never started.
+                    tracing::warn!("audit journal: skipping an unreadable line: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// What replay must record: whole entries, and intents of earlier processes that never got an
+    /// outcome (true: interrupted), keyed by request id, in journal order.
+    fn pending(&self, lines: &[Line]) -> Vec<(DateTime<Utc>, NewEntry, bool)> {
+        let mut recorded = HashSet::new();
+        let mut todo: BTreeMap<String, (usize, DateTime<Utc>, NewEntry, bool)> = BTreeMap::new();
+        for (n, line) in lines.iter().enumerate() {
+            match line {
+                Line::Intent { boot, at, entry } if *boot != self.boot => {
+                    let id = entry.request_id.clone().unwrap_or_default();
+                    todo.entry(id).or_insert((n, *at, entry.clone(), true));
+                }
+                Line::Intent { .. } => {}
+                Line::Outcome { at, entry } => {
+                    let id = entry.request_id.clone().unwrap_or_default();
+                    todo.insert(id, (n, *at, entry.clone(), false));
+                }
+                Line::Recorded { request_id } => {
+                    recorded.insert(request_id.clone());
+                }
+            }
+        }
+        let mut out: Vec<_> = todo.into_iter().filter(|(id, _)| !recorded.contains(id)).map(|(_, v)| v).collect();
+        out.sort_by_key(|v| v.0);
+        out.into_iter().map(|(_, at, e, interrupted)| (at, e, interrupted)).collect()
+    }
+
+    /// Records in `audit_log` everything journaled that it lacks, then empties the journal when
+    /// nothing in it is open. `flag_now` describes the flag for interrupted changes.
+    pub async fn replay(&self, db: &sqlx::PgPool, flag_now: Option<String>) -> Result<Replayed, SourceError> {
+        let lines = self.read();
+        let mut done = Replayed::default();
+        for (at, mut entry, interrupted) in self.pending(&lines) {
+            if interrupted {
+                entry.outcome = Outcome::Failed;
+                entry.value_after = None;
+                entry.outcome_detail = Some(format!(
+                    "interrupted: the dashboard stopped during this change, its outcome is unknown; the flag read {} afterwards",
+                    flag_now.as_deref().unwrap_or("(unreadable)")
+                ));
+            }
+            let inserted = insert_once(db, at, &entry).await?;
+            if inserted {
+                done.recorded += 1;
+                done.interrupted += usize::from(interrupted);
+            } else {
+                done.already_there += 1;
+            }
+            let id = entry.request_id.clone().unwrap_or_default();
+            if let Err(e) = self.append(&Line::Recorded { request_id: id }) {
+                tracing::error!("{e}");
+            }
+        }
+        self.compact();
+        Ok(done)
+    }
+
+    /// Empties the journal when every change in it is recorded and none is in flight.
+    fn compact(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if !open.is_empty() {
+            return;
+        }
+        let _guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let lines = self.read();
+        if !lines.is_empty() && self.pending(&lines).is_empty() {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+                let _ = f.set_len(0).and_then(|_| f.sync_data());
+            }
+        }
+    }
+
+    /// Lines in the journal (for tests and the log).
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Inserts the entry with its own time unless `audit_log` already holds its request id and
+/// action. True when inserted.
+async fn insert_once(db: &sqlx::PgPool, at: DateTime<Utc>, e: &NewEntry) -> Result<bool, SourceError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO audit_log (at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+          WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE request_id = $11 AND action = $4)
+         RETURNING id",
+    )
+    .bind(at)
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.value_before)
+    .bind(&e.value_after)
+    .bind(&e.reason)
+    .bind(e.outcome.as_str())
+    .bind(&e.outcome_detail)
+    .bind(&e.request_id)
+    .fetch_optional(db)
+    .await
+    .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
+    Ok(id.is_some())
+}
+
+/// Replays the journal at start and then every refresh interval, for as long as the server runs.
+pub async fn replay_forever(state: super::state::AppState) {
+    let mut tick = tokio::time::interval(state.settings.refresh_interval());
+    loop {
+        tick.tick().await;
+        if state.journal.is_empty() {
+            continue;
+        }
+        let flag_now = state.flags.read().await.ok().and_then(|r| r.raw);
+        match state.journal.replay(&state.state_db, flag_now).await {
+            Ok(r) if r.recorded + r.already_there > 0 => {
+                tracing::info!(
+                    recorded = r.recorded,
+                    interrupted = r.interrupted,
+                    already_there = r.already_there,
+                    "audit journal replayed"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("audit journal: the state database is not taking entries yet: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> NewEntry {
+        NewEntry {
+            actor: "ana".into(),
+            role: "operator".into(),
+            action: "flag.kill".into(),
+            target: "diabetes/feature-flags/insulin_dose_split".into(),
+            value_before: None,
+            value_after: None,
+            reason: Some("alarm".into()),
+            outcome: Outcome::Done,
+            outcome_detail: None,
+            request_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn in_flight_intents_wait_and_earlier_ones_are_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let before = AuditJournal::new(path.clone());
+        before.intent(&entry("r1")).unwrap(); // the process dies here
+        before.intent(&entry("r2")).unwrap();
+        assert!(before.settle(&entry("r2"), true));
+        before.intent(&entry("r3")).unwrap();
+        assert!(before.settle(&entry("r3"), false)); // the database was down
+        assert!(before.pending(&before.read()).iter().all(|(_, e, _)| e.request_id.as_deref() == Some("r3")));
+
+        let after = AuditJournal::new(path);
+        after.intent(&entry("r4")).unwrap(); // in flight now
+        let todo: Vec<(String, bool)> =
+            after.pending(&after.read()).into_iter().map(|(_, e, i)| (e.request_id.unwrap(), i)).collect();
+        assert_eq!(todo, vec![("r1".to_string(), true), ("r3".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let j = AuditJournal::new(path.clone());
+        j.intent(&entry("r1")).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"kind\":\"outc").unwrap();
+        assert_eq!(AuditJournal::new(path).read().len(), 1);
+    }
+}
