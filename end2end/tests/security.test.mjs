@@ -26,8 +26,21 @@ test("pages carry a nonce CSP that their scripts match, and everything is compre
   const api = await fetch(BASE + "/api/v1/status", { headers: { "accept-encoding": "gzip" } });
   assert.equal(api.headers.get("content-encoding"), "gzip");
   assert.match(api.headers.get("content-security-policy"), /^default-src 'none'/);
-  const wasmName = /\/pkg\/[^"']+\.wasm/.exec(html)?.[0] ?? "/pkg/rollout-dashboard.wasm";
-  const wasm = await fetch(BASE + wasmName, { headers: { "accept-encoding": "br" } });
-  assert.equal(wasm.status, 200);
-  assert.equal(wasm.headers.get("content-encoding"), "br");
+  // Built assets carry content hashes in their names and are cached for a year; the page is not.
+  assert.equal(page.headers.get("cache-control"), "no-store");
+  assert.equal(api.headers.get("cache-control"), "no-store");
+  const assets = [...new Set([...html.matchAll(/\/pkg\/[^"'\s>]+?\.(?:css|js|wasm)/g)].map((m) => m[0]))];
+  for (const ext of ["css", "js", "wasm"]) {
+    assert.ok(assets.some((a) => a.endsWith("." + ext)), `the page names its ${ext}: ${assets}`);
+  }
+  for (const a of assets) {
+    assert.match(a, /^\/pkg\/rollout-dashboard\.[A-Za-z0-9_-]{8,}\.(css|js|wasm)$/, "a content-hashed name");
+    const r = await fetch(BASE + a, { headers: { "accept-encoding": "br" } });
+    assert.equal(r.status, 200, a);
+    assert.equal(r.headers.get("content-encoding"), "br", a);
+    assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable", a);
+  }
+  const missing = await fetch(BASE + "/pkg/rollout-dashboard.0000000000000000.wasm");
+  assert.equal(missing.status, 404);
+  assert.equal(missing.headers.get("cache-control"), "no-store");
 });

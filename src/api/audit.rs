@@ -41,7 +41,7 @@ pub struct AuditEntry {
 use leptos::prelude::*;
 
 /// The newest audit entries, optionally of one action; the same service call as `GET /api/v1/audit`.
-#[server(endpoint = "audit", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "audit", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_audit(action: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
     let state = crate::api::auth::server_state()?;
     let action = action.filter(|a| !a.is_empty());

@@ -37,7 +37,7 @@ pub struct Identity {
 }
 
 /// Who the request comes from (None: nobody signed in).
-#[server(endpoint = "me", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "me", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_me() -> Result<Option<Identity>, ServerFnError> {
     Ok(caller().await?.1)
 }

@@ -46,7 +46,7 @@ pub struct Overview {
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];
 pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];
 
-#[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
     let state = crate::api::auth::server_state()?;
     crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)

@@ -51,7 +51,7 @@ pub struct ReportsView {
 #[cfg(feature = "ssr")]
 use super::auth::refused;
 
-#[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_reports(range: String) -> Result<ReportsView, ServerFnError> {
     let state = crate::api::auth::server_state()?;
     crate::server::reports::view(&state, &range).await.map_err(refused)

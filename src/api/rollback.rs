@@ -188,7 +188,7 @@ pub struct RollbackView {
 #[cfg(feature = "ssr")]
 use super::auth::{caller, page_request_id, refused};
 
-#[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
     let (state, me) = caller().await?;
     let svc = crate::server::rollback::Service::new(&state);
@@ -198,14 +198,14 @@ pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnEr
     Ok(RollbackView { me, plan, run, deploys })
 }
 
-#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
     let (state, _) = caller().await?;
     crate::server::rollback::Service::new(&state).run(id).await.map_err(refused)
 }
 
 /// The same service call as `POST /api/v1/rollback`.
-#[server(endpoint = "rollback_start", input = leptos::server_fn::codec::Json)]
+#[server(endpoint = "rollback_start", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
 pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
@@ -215,7 +215,7 @@ pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnErro
 }
 
 /// The same service call as `POST /api/v1/rollback/{id}/{action}`.
-#[server(endpoint = "rollback_act", input = leptos::server_fn::codec::Json)]
+#[server(endpoint = "rollback_act", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
 pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> Result<RunView, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
@@ -225,7 +225,7 @@ pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> R
 }
 
 /// The same service call as `POST /api/v1/deploys`.
-#[server(endpoint = "deploy_record", input = leptos::server_fn::codec::Json)]
+#[server(endpoint = "deploy_record", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
 pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError> {
     let (state, me) = caller().await?;
     crate::server::rollback::Service::new(&state)
@@ -241,7 +241,7 @@ pub struct RunProgress {
     pub run: Option<RunView>,
 }
 
-#[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
     let (state, me) = caller().await?;
     let run = crate::server::rollback::Service::new(&state).latest_run().await.map_err(refused)?;

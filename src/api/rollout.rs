@@ -72,7 +72,7 @@ pub struct RolloutView {
 #[cfg(feature = "ssr")]
 use super::auth::{caller, page_request_id, refused};
 
-#[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
     let (state, me) = caller().await?;
     let f = &state.settings.flag;
@@ -84,7 +84,7 @@ pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
 }
 
 /// The same service call as `POST /api/v1/rollout`.
-#[server(endpoint = "rollout_set")]
+#[server(endpoint = "rollout_set", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
 pub async fn set_rollout(
     percentage: i64,
     reason: String,
@@ -99,7 +99,7 @@ pub async fn set_rollout(
 }
 
 /// The same service call as `POST /api/v1/rollout/kill`.
-#[server(endpoint = "rollout_kill")]
+#[server(endpoint = "rollout_kill", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
 pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
     let (state, me) = caller().await?;
     let id = page_request_id();

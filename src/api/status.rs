@@ -69,7 +69,7 @@ pub struct RecordsStatus {
 }
 
 /// The overview's data; the same service call as `GET /api/v1/status`.
-#[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl)]
+#[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_status() -> Result<StatusReport, ServerFnError> {
     let state = crate::api::auth::server_state()?;
     Ok(crate::server::service::status(&state).await)
