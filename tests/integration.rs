@@ -2229,7 +2229,8 @@ async fn no_audit_entry_is_lost_when_the_state_database_refuses_or_the_dashboard
 
     let r = journal.replay(&pool, Some("0".into())).await.unwrap();
     assert_eq!(r, Replayed { recorded: 2, interrupted: 1, already_there: 0 });
-    let rows: Vec<(String, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>)> =
+    type Row = (String, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>);
+    let rows: Vec<Row> =
         sqlx::query_as("SELECT action, outcome, value_after, outcome_detail, at FROM audit_log ORDER BY id")
             .fetch_all(&pool)
             .await

@@ -66,11 +66,13 @@ impl AuditJournal {
         AuditJournal { path, boot, open: Mutex::default(), file: Mutex::default() }
     }
 
-    /// The journal used when the settings name none: per state database, in the temporary
-    /// directory (it survives the process, not the machine; production sets `audit_journal_file`).
-    pub fn default_path(state_database_url: &str) -> PathBuf {
+    /// The journal used when the settings name none: per state database and listen address (one
+    /// journal per dashboard process: a replica must never replay another's changes in flight), in
+    /// the temporary directory (it survives the process, not the machine; production sets
+    /// `audit_journal_file`).
+    pub fn default_path(state_database_url: &str, listen: std::net::SocketAddr) -> PathBuf {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(state_database_url.as_bytes());
+        let digest = sha2::Sha256::digest(format!("{state_database_url} {listen}").as_bytes());
         let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         std::env::temp_dir().join(format!("rollout-dashboard-journal-{tag}.jsonl"))
     }

@@ -106,7 +106,10 @@ impl AppState {
         );
         let journal_path = match &settings.audit_journal_file {
             Some(p) => std::path::PathBuf::from(p),
-            None => super::audit_journal::AuditJournal::default_path(config.state_database_url.expose()),
+            None => super::audit_journal::AuditJournal::default_path(
+                config.state_database_url.expose(),
+                leptos_options.site_addr,
+            ),
         };
         tracing::info!(path = %journal_path.display(), "audit journal");
         Ok(AppState {
