@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{SsrMode, StaticSegment};
+use leptos_router::{lazy_route, Lazy, LazyRoute, SsrMode, StaticSegment};
 
 use crate::components::user_box::UserBox;
 use crate::pages::audit::AuditPage;
@@ -43,12 +43,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Marks the page once the browser has taken over, so tests and people can tell.
-    Effect::new(|_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
     view! {
         <Title text="Split insulin doses: rollout"/>
         <Router>
@@ -62,14 +56,51 @@ pub fn App() -> impl IntoView {
             <main>
                 <Routes fallback=|| view! { <p>"Page not found."</p> }>
                     // Async: the page arrives complete, values included, before any script runs.
-                    <Route path=StaticSegment("") view=OverviewPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("login") view=LoginPage/>
-                    <Route path=StaticSegment("rollout") view=RolloutPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("audit") view=AuditPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("rollback") view=RollbackPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("reports") view=ReportsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("") view={Lazy::<OverviewRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("login") view={Lazy::<LoginRoute>::new()}/>
+                    <Route path=StaticSegment("rollout") view={Lazy::<RolloutRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("rollback") view={Lazy::<RollbackRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("reports") view={Lazy::<ReportsRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
+}
+
+// Each page is a lazy route: built with `cargo leptos build --split`, its code is a wasm chunk of
+// its own, loaded when the page is shown, so the first load carries only the shell and that page.
+macro_rules! lazy_page {
+    ($route:ident, $page:ident) => {
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/><PageHydrated/> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(OverviewRoute, OverviewPage);
+lazy_page!(LoginRoute, LoginPage);
+lazy_page!(RolloutRoute, RolloutPage);
+lazy_page!(AuditRoute, AuditPage);
+lazy_page!(RollbackRoute, RollbackPage);
+lazy_page!(ReportsRoute, ReportsPage);
+
+/// Marks the page once the browser has taken over the page's own view (its chunk loaded and
+/// hydrated, its handlers attached), so that tests and people can tell.
+#[component]
+fn PageHydrated() -> impl IntoView {
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 }

@@ -12,5 +12,6 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Pages are lazy routes (a wasm chunk each): hydration waits for the page's chunk.
+    leptos::mount::hydrate_lazy(app::App);
 }

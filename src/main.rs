@@ -1,5 +1,11 @@
 //! Server entry: configuration → state → routes → serve.
 
+/// mimalloc instead of glibc malloc: under steady load glibc's resident memory crept up by 15 %
+/// in 15 minutes without a leak to show for it (docs/reliability.md, soak).
+#[cfg(feature = "ssr")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(feature = "ssr")]
 fn main() -> std::process::ExitCode {
     // `rollout-dashboard hash-password`: reads a password on stdin, prints its argon2id hash for
