@@ -21,25 +21,58 @@ pub struct NewEntry {
     pub request_id: Option<String>,
 }
 
+type EntryInsert<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds the entry's ten columns as `$1` to `$10`, in the order the inserts below name them.
+fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, O> {
+    q.bind(&e.actor)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.value_before)
+        .bind(&e.value_after)
+        .bind(&e.reason)
+        .bind(e.outcome.as_str())
+        .bind(&e.outcome_detail)
+        .bind(&e.request_id)
+}
+
 /// Records one entry; returns its id.
 pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: &NewEntry) -> Result<i64, SourceError> {
-    sqlx::query_scalar(
-        "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    bind_entry(
+        sqlx::query_scalar(
+            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        ),
+        e,
     )
-    .bind(&e.actor)
-    .bind(&e.role)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.value_before)
-    .bind(&e.value_after)
-    .bind(&e.reason)
-    .bind(e.outcome.as_str())
-    .bind(&e.outcome_detail)
-    .bind(&e.request_id)
     .fetch_one(db)
     .await
     .map_err(|err| from_sqlx(Source::StateDatabase, &err))
+}
+
+/// Records an entry with the time it happened, unless `audit_log` already holds one with its
+/// request id and action (replaying the audit journal twice records nothing twice). True when
+/// recorded.
+pub async fn record_once<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    at: chrono::DateTime<chrono::Utc>,
+    e: &NewEntry,
+) -> Result<bool, SourceError> {
+    let id: Option<i64> = bind_entry(
+        sqlx::query_scalar(
+            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id, at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+              WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE request_id = $10 AND action = $3)
+             RETURNING id",
+        ),
+        e,
+    )
+    .bind(at)
+    .fetch_optional(db)
+    .await
+    .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
+    Ok(id.is_some())
 }
 
 #[derive(sqlx::FromRow)]

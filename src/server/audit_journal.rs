@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::audit::NewEntry;
-use super::error::{from_sqlx, Source, SourceError};
+use super::error::SourceError;
 use crate::api::audit::Outcome;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,7 +192,7 @@ impl AuditJournal {
                     flag_now.as_deref().unwrap_or("(unreadable)")
                 ));
             }
-            let inserted = insert_once(db, at, &entry).await?;
+            let inserted = super::audit::record_once(db, at, &entry).await?;
             if inserted {
                 done.recorded += 1;
                 done.interrupted += usize::from(interrupted);
@@ -228,35 +228,10 @@ impl AuditJournal {
         self.read().len()
     }
 
+    /// Empty or absent: a look at the file's size, not a read (replay asks every refresh interval).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0)
     }
-}
-
-/// Inserts the entry with its own time unless `audit_log` already holds its request id and
-/// action. True when inserted.
-async fn insert_once(db: &sqlx::PgPool, at: DateTime<Utc>, e: &NewEntry) -> Result<bool, SourceError> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO audit_log (at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-          WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE request_id = $11 AND action = $4)
-         RETURNING id",
-    )
-    .bind(at)
-    .bind(&e.actor)
-    .bind(&e.role)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.value_before)
-    .bind(&e.value_after)
-    .bind(&e.reason)
-    .bind(e.outcome.as_str())
-    .bind(&e.outcome_detail)
-    .bind(&e.request_id)
-    .fetch_optional(db)
-    .await
-    .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
-    Ok(id.is_some())
 }
 
 /// Replays the journal at start and then every refresh interval, for as long as the server runs.
