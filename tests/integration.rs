@@ -1964,9 +1964,15 @@ async fn report_csvs_count_every_dose_once_and_match_independent_sql(pool: PgPoo
     assert_eq!((total(1), total(2), total(3)), (short, long, doubled));
     // By hand: per day, 2 × (6 legacy + 4 + 4.5 + 4) short, 2 × (12 + 10 + 12) long, 2 × 8 doubled.
     assert_eq!((short, long, doubled), (3.0 * 37.0 + 7.0, 3.0 * 68.0, 3.0 * 16.0));
-    // The 22:30 UTC row belongs to today in +03:00: today's short is its 7 units only.
-    let today = rows.last().unwrap();
-    assert_eq!(today[1], "7", "{rows:?}");
+    // The 22:30 UTC row (yesterday in UTC) belongs to the UTC date of today in +03:00, where it is
+    // the only short dose: the other rows of that date are the seeded days' 02:00 and 09:00 UTC,
+    // which start at yesterday. (Not simply the last row: from 21:00 UTC on, +03:00 is a day ahead.)
+    let utc_today: String = sqlx::query_scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' 00:00:00'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let today = rows.iter().find(|r| r[0] == utc_today).unwrap_or_else(|| panic!("no row {utc_today}: {rows:?}"));
+    assert_eq!(today[1..], ["7", "0", "0"], "{rows:?}");
 
     let (_, _, body) = get_raw(&app, "/api/v1/reports/record-categories.csv?range=7d").await;
     let rows = csv_rows(&body);
