@@ -97,6 +97,33 @@ test("the charts are drawn from data, and the alerts panel shows only the rollou
   await page.close();
 });
 
+test("each chart travels once: drawn in the HTML, left out of the hydration data, kept and refreshed in the browser", async () => {
+  const html = await (await fetch(BASE + "/")).text();
+  // Inline SVG, and SVG inside the hydration scripts in whatever escaping they use.
+  const drawings = html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi) ?? [];
+  assert.equal(drawings.length, 3, "one SVG per chart in the whole page, none in the hydration data");
+  const { page, problems } = await openOverview();
+  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+  const lines = async () => {
+    const counts = [];
+    for (const id of ["chart-usage", "chart-share", "chart-records"]) {
+      counts.push(await page.locator(`[data-testid="${id}"] svg polyline, [data-testid="${id}"] svg path`).count());
+    }
+    return counts;
+  };
+  const hydrated = await lines();
+  assert.ok(hydrated.every((n) => n > 0), `the server's SVG is kept through hydration: ${hydrated}`);
+  // The page refreshes itself every 2 s (fixtures/settings.toml): the charts come back with the
+  // whole answer of the server function, SVG included.
+  const first = await text(page, "generated-at");
+  await page.waitForFunction((t) => document.querySelector('[data-testid="generated-at"]')?.textContent !== t,
+    first, { timeout: 15000 });
+  const refreshed = await lines();
+  assert.ok(refreshed.every((n) => n > 0), `the charts are drawn again after a refresh: ${refreshed}`);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test("bad ranges and windows get a 400 with a JSON error", async () => {
   for (const path of ["/api/v1/records/summary?window=91d", "/api/v1/records/series?range=7d&step=1w",
     "/api/v1/adoption?range=abc", "/api/v1/records/doubled?limit=0", "/api/v1/records/summary?bogus=1"]) {

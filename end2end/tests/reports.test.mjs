@@ -12,6 +12,12 @@ after(async () => { await browser?.close(); });
 
 const CHARTS = ["usage", "legacy-share", "record-categories", "insulin-units"];
 
+test("each report chart is in the HTML once, not again in the hydration data", async () => {
+  const html = await (await fetch(BASE + "/reports?range=7d")).text();
+  const drawings = html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi) ?? [];
+  assert.equal(drawings.length, CHARTS.length);
+});
+
 test("every report chart is drawn, captioned, and downloads as PNG, SVG and CSV", async () => {
   const context = await browser.newContext({ acceptDownloads: true });
   const { page, problems } = await open(context, "/reports?range=7d");

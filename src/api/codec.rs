@@ -3,6 +3,7 @@
 //! same types from the page's hydration data: the wasm then holds one JSON deserializer per type
 //! instead of two (one per reader type), a large share of its code.
 
+use leptos::server::codee::{Decoder, Encoder};
 use leptos::server_fn::codec::Post;
 use leptos::server_fn::{Bytes, ContentType, Decodes, Encodes, Format, FormatType};
 use serde::de::DeserializeOwned;
@@ -37,3 +38,38 @@ impl<T: DeserializeOwned> Decodes<T> for JsonTextEncoding {
 
 /// Answers as JSON, decoded from text.
 pub type JsonText = Post<JsonTextEncoding>;
+
+/// What the server drew into the page itself (the charts' SVG) and need not send a second time in
+/// the page's hydration data.
+pub trait DrawnInPage {
+    /// A copy without the drawings: each SVG an empty string, so that the same elements render.
+    fn without_drawings(&self) -> Self;
+}
+
+/// The encoding of a page's resource in the hydration data: JSON, as leptos's default, minus the
+/// server-drawn SVG. The browser keeps the SVG that is already in the HTML, because an element's
+/// `inner_html` is not rewritten when it is hydrated; a refresh fetches the whole value (with its
+/// SVG) through the server function. Each chart would otherwise travel twice in the first load.
+pub struct LeanHydration;
+
+impl<T: DrawnInPage + Serialize, E: Serialize + 'static> Encoder<Result<T, E>> for LeanHydration {
+    type Error = serde_json::Error;
+    type Encoded = String;
+
+    fn encode(val: &Result<T, E>) -> Result<String, Self::Error> {
+        let lean: Result<T, &E> = match val {
+            Ok(v) => Ok(v.without_drawings()),
+            Err(e) => Err(e),
+        };
+        serde_json::to_string(&lean)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Decoder<T> for LeanHydration {
+    type Error = serde_json::Error;
+    type Encoded = str;
+
+    fn decode(val: &str) -> Result<T, Self::Error> {
+        serde_json::from_str(val)
+    }
+}

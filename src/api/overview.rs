@@ -43,6 +43,14 @@ pub struct Overview {
     pub charts: Vec<ChartView>,
 }
 
+impl crate::api::codec::DrawnInPage for Overview {
+    fn without_drawings(&self) -> Self {
+        let mut lean = self.clone();
+        lean.charts.iter_mut().filter_map(|c| c.svg.as_mut()).for_each(String::clear);
+        lean
+    }
+}
+
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];
 pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];
 

@@ -48,6 +48,14 @@ pub struct ReportsView {
     pub rules: Vec<RuleExample>,
 }
 
+impl crate::api::codec::DrawnInPage for ReportsView {
+    fn without_drawings(&self) -> Self {
+        let mut lean = self.clone();
+        lean.charts.iter_mut().filter_map(|c| c.svg.as_mut()).for_each(String::clear);
+        lean
+    }
+}
+
 #[cfg(feature = "ssr")]
 use super::auth::refused;
 

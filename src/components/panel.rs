@@ -4,11 +4,13 @@
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 
+use crate::components::time::{self, Shown};
+
 /// "13:40:02 UTC (4 min ago)".
 pub fn since_text(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let mins = (now - since).num_minutes().max(0);
     let ago = if mins < 1 { "less than a minute ago".to_string() } else { format!("{mins} min ago") };
-    format!("{} ({ago})", since.format("%Y-%m-%d %H:%M:%S UTC"))
+    format!("{} UTC ({ago})", time::utc(since, Shown::DateSeconds))
 }
 
 #[component]
@@ -40,7 +42,7 @@ pub fn Panel(
             })}
             <div class="panel-body">{children()}</div>
             {updated.map(|t| view! {
-                <p class="panel-updated" data-testid=format!("{id}-updated")>"as of " {t.format("%H:%M:%S UTC").to_string()}</p>
+                <p class="panel-updated" data-testid=format!("{id}-updated")>"as of " {time::utc(t, Shown::TimeOfDay)}" UTC"</p>
             })}
         </section>
     }

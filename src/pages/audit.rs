@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::audit::get_audit;
+use crate::components::time::{self, Shown};
 
 const ACTIONS: [(&str, &str); 4] = [
     ("", "all"),
@@ -37,7 +38,7 @@ pub fn AuditPage() -> impl IntoView {
                             <tbody>
                                 {list.into_iter().map(|e| view! {
                                     <tr class=format!("outcome-{}", e.outcome.as_str())>
-                                        <td>{e.at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                                        <td>{time::utc(e.at, Shown::DateSeconds)}</td>
                                         <td>{format!("{} ({})", e.actor, e.role)}</td>
                                         <td>{e.action}</td>
                                         <td>{e.value_before.unwrap_or_default()}</td>

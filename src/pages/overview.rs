@@ -6,8 +6,10 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::adoption::CheckOutcome;
+use crate::api::codec::LeanHydration;
 use crate::api::overview::{get_overview, ChartView, Overview, RANGES, WINDOWS};
 use crate::components::panel::{since_text, Panel, Value};
+use crate::components::time::{self, Shown};
 
 /// The guide's rule, quoted where a breach is shown.
 pub const DOUBLING_RULE: &str = "dose is read-only and means the short dose. It is forbidden to copy dose into both \
@@ -31,7 +33,9 @@ pub fn OverviewPage() -> impl IntoView {
     let query = use_query_map();
     let range = Memo::new(move |_| query.read().get("range").unwrap_or_else(|| "24h".into()));
     let window = Memo::new(move |_| query.read().get("window").unwrap_or_else(|| "24h".into()));
-    let data = Resource::new(move || (range.get(), window.get()), |(r, w)| get_overview(r, w));
+    // The hydration data leaves out the charts' SVG, which the HTML already holds.
+    let data: Resource<_, LeanHydration> =
+        Resource::new_with_options(move || (range.get(), window.get()), |(r, w)| get_overview(r, w), false);
 
     // Refresh in the browser at the interval the server reports, without reloading the page.
     #[cfg(feature = "hydrate")]
@@ -80,9 +84,9 @@ fn OverviewBody(o: Overview) -> impl IntoView {
     let failing = o.status.failing_since.clone();
     let since = move |key: &str| failing.get(key).map(|t| since_text(*t, now));
     let s = o.status.clone();
-    let updated = now.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let updated = format!("{} UTC", time::utc(now, Shown::DateSeconds));
     view! {
-        <p class="updated">"Updated " <time data-testid="generated-at" datetime=now.to_rfc3339()>{updated}</time>
+        <p class="updated">"Updated " <time data-testid="generated-at" datetime=time::machine(now)>{updated}</time>
             {format!(" · refreshes every {} s · environment {}", s.refresh_interval_secs, s.environment)}</p>
         <Headline o=o.clone()/>
         <div class="charts">
@@ -162,8 +166,8 @@ fn RecordsPanel(o: Overview, since: Option<String>) -> impl IntoView {
             let c = s.counts;
             let window = format!(
                 "created_at from {} to {} (UTC), last {}",
-                s.window_start.format("%m-%d %H:%M:%S"),
-                s.window_end.format("%m-%d %H:%M:%S"),
+                time::utc(s.window_start, Shown::MonthDaySeconds),
+                time::utc(s.window_end, Shown::MonthDaySeconds),
                 o.window
             );
             view! {
@@ -208,7 +212,7 @@ fn SafetyPanel(o: Overview, since: Option<String>) -> impl IntoView {
             {newest.ok().filter(|v| !v.is_empty()).map(|v| view! {
                 <p class="detail">"Newest offending records (id, created_at), any time:"</p>
                 <ul class="doubled-list" data-testid="doubled-list">
-                    {v.into_iter().map(|d| view! { <li>{format!("#{} · {}", d.id, d.created_at.format("%Y-%m-%d %H:%M:%S UTC"))}</li> }).collect_view()}
+                    {v.into_iter().map(|d| view! { <li>{format!("#{} · {} UTC", d.id, time::utc(d.created_at, Shown::DateSeconds))}</li> }).collect_view()}
                 </ul>
             })}
         </Panel>
@@ -243,7 +247,9 @@ fn SchemaWriterPanel(o: Overview, kube_since: Option<String>, db_since: Option<S
 
 #[component]
 fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
-    let fmt_at = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+    let fmt_at = |t: Option<DateTime<Utc>>| {
+        t.map(|t| format!("{} UTC", time::utc(t, Shown::MonthDayMinutes))).unwrap_or_default()
+    };
     match o.alerts {
         Ok(alerts) if alerts.is_empty() => view! {
             <Panel title="Rollout alerts" id="alerts" error=None><p class="ok-text" data-testid="alerts-none">"No firing or pending rollout alert."</p></Panel>

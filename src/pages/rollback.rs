@@ -9,6 +9,7 @@ use crate::api::rollback::{
     RunView, StartRollback,
 };
 use crate::components::panel::Panel;
+use crate::components::time::{self, Shown};
 
 #[component]
 pub fn RollbackPage() -> impl IntoView {
@@ -222,7 +223,7 @@ fn Plan(
                     <thead><tr><th>"When"</th><th>"Revision"</th><th>"Previous"</th><th>"Source"</th><th>"By"</th></tr></thead>
                     <tbody>
                         {deploys.into_iter().map(|d| view! {
-                            <tr><td>{d.at.format("%Y-%m-%d %H:%M").to_string()}</td><td>{d.revision}</td>
+                            <tr><td>{time::utc(d.at, Shown::DateMinutes)}</td><td>{d.revision}</td>
                                 <td>{d.previous_revision.unwrap_or_else(|| "unknown".into())}</td><td>{d.source}</td><td>{d.actor}</td></tr>
                         }).collect_view()}
                     </tbody>
