@@ -29,6 +29,9 @@ export async function open(browserOrContext, path = "/") {
   return { page, problems };
 }
 
+// Every SVG in a page's HTML: inline, and inside the hydration scripts in whatever escaping they use.
+export const svgsIn = (html) => (html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi) ?? []).length;
+
 export const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
 
 /** Signs `user` in through the login form in a fresh context and lands on `path`, hydrated.

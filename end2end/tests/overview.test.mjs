@@ -3,7 +3,7 @@
 // rates, and the simulator's emulated Kubernetes API.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SIM, KUBE_TOKEN, launch, open, text } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, launch, open, svgsIn, text } from "../lib.mjs";
 
 // What the fixtures imply:
 // - fixtures/diary.sql, last 24 h (created_at in [now-24h, now)): 11 rows;
@@ -99,9 +99,7 @@ test("the charts are drawn from data, and the alerts panel shows only the rollou
 
 test("each chart travels once: drawn in the HTML, left out of the hydration data, kept and refreshed in the browser", async () => {
   const html = await (await fetch(BASE + "/")).text();
-  // Inline SVG, and SVG inside the hydration scripts in whatever escaping they use.
-  const drawings = html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi) ?? [];
-  assert.equal(drawings.length, 3, "one SVG per chart in the whole page, none in the hydration data");
+  assert.equal(svgsIn(html), 3, "one SVG per chart in the whole page, none in the hydration data");
   const { page, problems } = await openOverview();
   await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
   const lines = async () => {

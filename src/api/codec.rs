@@ -41,9 +41,10 @@ pub type JsonText = Post<JsonTextEncoding>;
 
 /// What the server drew into the page itself (the charts' SVG) and need not send a second time in
 /// the page's hydration data.
-pub trait DrawnInPage {
-    /// A copy without the drawings: each SVG an empty string, so that the same elements render.
-    fn without_drawings(&self) -> Self;
+pub trait DrawnInPage: Clone {
+    /// Each chart's SVG, to be emptied in the hydration data (an empty string, not None, so that
+    /// the browser renders the same elements).
+    fn drawings(&mut self) -> impl Iterator<Item = &mut String>;
 }
 
 /// The encoding of a page's resource in the hydration data: JSON, as leptos's default, minus the
@@ -58,7 +59,11 @@ impl<T: DrawnInPage + Serialize, E: Serialize + 'static> Encoder<Result<T, E>> f
 
     fn encode(val: &Result<T, E>) -> Result<String, Self::Error> {
         let lean: Result<T, &E> = match val {
-            Ok(v) => Ok(v.without_drawings()),
+            Ok(v) => {
+                let mut lean = v.clone();
+                lean.drawings().for_each(String::clear);
+                Ok(lean)
+            }
             Err(e) => Err(e),
         };
         serde_json::to_string(&lean)

@@ -44,10 +44,8 @@ pub struct Overview {
 }
 
 impl crate::api::codec::DrawnInPage for Overview {
-    fn without_drawings(&self) -> Self {
-        let mut lean = self.clone();
-        lean.charts.iter_mut().filter_map(|c| c.svg.as_mut()).for_each(String::clear);
-        lean
+    fn drawings(&mut self) -> impl Iterator<Item = &mut String> {
+        self.charts.iter_mut().filter_map(|c| c.svg.as_mut())
     }
 }
 

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::components::time::{self, Shown};
 
-/// "13:40:02 UTC (4 min ago)".
+/// "2026-12-02 13:40:02 UTC (4 min ago)".
 pub fn since_text(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let mins = (now - since).num_minutes().max(0);
     let ago = if mins < 1 { "less than a minute ago".to_string() } else { format!("{mins} min ago") };
