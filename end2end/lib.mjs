@@ -47,6 +47,12 @@ export async function signedIn(browser, user, password, path) {
   await page.fill('input[name="password"]', password);
   await page.click('[data-testid="login-submit"]');
   await page.waitForURL(BASE + path);
-  await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+  try {
+    await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+  } catch (e) {
+    // Say what the browser reported while the page did not hydrate (a panic, a failed chunk).
+    e.message += `\nbrowser problems on ${path} as ${user}: ${JSON.stringify(problems)}`;
+    throw e;
+  }
   return { context, page, problems };
 }
