@@ -14,14 +14,8 @@ use crate::pages::rollback::RollbackPage;
 use crate::pages::rollout::RolloutPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    // The page's Content-Security-Policy: scripts only from here or carrying this response's
-    // nonce (the hydration script and the serialized resources get it from leptos).
-    #[cfg(feature = "ssr")]
-    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&crate::server::http::page_csp(&nonce.to_string())) {
-            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, v);
-        }
-    }
+    // The page's Content-Security-Policy, with the nonce its scripts carry, is set by the
+    // server's middleware from the response itself (server/csp.rs), not here.
     view! {
         <!DOCTYPE html>
         <html lang="en">

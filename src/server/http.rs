@@ -520,38 +520,6 @@ async fn report_file(
         .into_response())
 }
 
-// ---------------------------------------------------------------- security headers
-
-/// The CSP of an HTML page: no inline script without the response's nonce, wasm allowed to
-/// compile, nothing framed, forms and requests to this origin only. Inline styles stay allowed
-/// (the charts' SVG carries style attributes).
-pub fn page_csp(nonce: &str) -> String {
-    format!(
-        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-    )
-}
-
-/// Headers on every response: no sniffing, no referrer outside this origin (`same-origin`: with
-/// `no-referrer`, browsers send `Origin: null` on form posts and the CSRF check refuses them), no
-/// framing; responses that are not a page
-/// (JSON, CSV, images, assets) get a CSP that allows nothing to run.
-pub async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
-        );
-    }
-    resp
-}
-
 // ---------------------------------------------------------------- caching
 
 /// `Cache-Control` for what leaves the server. Built assets under `/pkg/` carry content hashes in

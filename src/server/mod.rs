@@ -10,6 +10,7 @@ pub mod cache;
 pub mod charts;
 pub mod cluster;
 pub mod config;
+pub mod csp;
 pub mod error;
 pub mod flag_history;
 pub mod flags;
@@ -51,8 +52,15 @@ pub enum StartError {
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let leptos_options = state.leptos_options.clone();
-    let ctx_state = state.clone();
     let fn_state = state.clone();
+    // Every render gets the state and this request's CSP nonce (csp.rs decides the header).
+    let render_context = {
+        let state = state.clone();
+        move || {
+            provide_context(state.clone());
+            csp::provide_request_nonce();
+        }
+    };
     // Read-only server functions use GET; anything that changes state is a POST, which the
     // cross-origin guard below inspects.
     let server_fn = move |req: axum::extract::Request| {
@@ -62,15 +70,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(http::router())
         .route("/api/{fn_name}", axum::routing::get(server_fn.clone()).post(server_fn))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(ctx_state.clone()),
-            move || shell(leptos_options.clone()),
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes_with_context(&state, routes, render_context.clone(), move || shell(leptos_options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(render_context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::refuse_cross_origin))
-        .layer(axum::middleware::from_fn(http::security_headers))
+        .layer(axum::middleware::from_fn(csp::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::cache_headers))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
