@@ -32,6 +32,11 @@ export async function open(browserOrContext, path = "/") {
 // Every SVG in a page's HTML: inline, and inside the hydration scripts in whatever escaping they use.
 export const svgsIn = (html) => (html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi) ?? []).length;
 
+/** Waits until the page's own code has taken over (its wasm chunk loaded and hydrated). Leave a
+ *  page only after this: navigating away while a chunk still loads aborts it, and the dying page
+ *  reports the aborted load as a console error (a panic in the lazy-route loader). */
+export const hydrated = (page) => page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+
 export const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
 
 /** Signs `user` in through the login form in a fresh context and lands on `path`, hydrated.
@@ -43,12 +48,13 @@ export async function signedIn(browser, user, password, path) {
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
   await page.goto(BASE + "/login?next=" + encodeURIComponent(path));
+  await hydrated(page);
   await page.fill('input[name="username"]', user);
   await page.fill('input[name="password"]', password);
   await page.click('[data-testid="login-submit"]');
   await page.waitForURL(BASE + path);
   try {
-    await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+    await hydrated(page);
   } catch (e) {
     // Say what the browser reported while the page did not hydrate (a panic, a failed chunk).
     e.message += `\nbrowser problems on ${path} as ${user}: ${JSON.stringify(problems)}`;

@@ -5,7 +5,7 @@
 // whose nonce every script of the document carries, and the page must hydrate.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, launch } from "../lib.mjs";
+import { BASE, hydrated, launch } from "../lib.mjs";
 
 // Async pages, the sign-in page (out-of-order streaming) and the fallback's page not found.
 const PAGES = ["/", "/rollout", "/rollback", "/audit", "/reports"];
@@ -40,16 +40,16 @@ async function signInAndLand(path) {
   const documents = recordDocuments(page);
   try {
     await page.goto(BASE + "/login?next=" + encodeURIComponent(path));
-    await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+    await hydrated(page);
     await page.fill('input[name="username"]', "bo");
     await page.fill('input[name="password"]', "viewer-demo");
     await page.click('[data-testid="login-submit"]');
     await page.waitForURL(BASE + path);
-    const hydrated = await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 }).then(() => true, () => false);
+    const first = await hydrated(page).then(() => true, () => false);
     await page.reload();
-    const again = await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 }).then(() => true, () => false);
+    const again = await hydrated(page).then(() => true, () => false);
     await page.goto(BASE + "/no-such-page");
-    return { path, hydrated: hydrated && again, docs: await documents() };
+    return { path, hydrated: first && again, docs: await documents() };
   } finally {
     await context.close();
   }

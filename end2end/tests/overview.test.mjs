@@ -3,7 +3,7 @@
 // rates, and the simulator's emulated Kubernetes API.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SIM, KUBE_TOKEN, launch, open, svgsIn, text } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, hydrated, launch, open, svgsIn, text } from "../lib.mjs";
 
 // What the fixtures imply:
 // - fixtures/diary.sql, last 24 h (created_at in [now-24h, now)): 11 rows;
@@ -169,12 +169,14 @@ test("an operator signs in with the form, sees who they are, and signs out", asy
   await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
   assert.equal((await text(page, "signin")).trim(), "Sign in");
   await page.goto(BASE + "/login?next=%2F%3Frange%3D7d");
+  await hydrated(page);
   await page.fill('input[name="username"]', "ana");
   await page.fill('input[name="password"]', "not-the-password");
   await page.click('[data-testid="login-submit"]');
   await page.waitForSelector('[data-testid="login-error"]');
   assert.match(await text(page, "login-error"), /Wrong user name or password/);
   await page.goto(BASE + "/login?next=%2F%3Frange%3D7d");
+  await hydrated(page);
   await page.fill('input[name="username"]', "ana");
   await page.fill('input[name="password"]', "operator-demo");
   await page.click('[data-testid="login-submit"]');

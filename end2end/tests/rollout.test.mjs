@@ -3,7 +3,7 @@
 // chart's markers all show it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, hydrated, launch, signedIn as signedInTo } from "../lib.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -51,6 +51,7 @@ test("an operator moves the rollout to 25 %, and the ConfigMap, the audit page a
   await page.waitForFunction(() => document.querySelector('[data-testid="rollout-percentage"]')?.textContent.trim() === "25 %");
 
   await page.goto(BASE + "/audit");
+  await hydrated(page);
   await page.screenshot({ path: ".artifacts/audit.png", fullPage: true });
   const table = await page.locator('[data-testid="audit-table"]').innerText();
   assert.match(table, /ana \(operator\)\s+flag\.set\s+\S+\s+25%?\s+step two of the plan\s+done/);
@@ -64,6 +65,7 @@ test("an operator moves the rollout to 25 %, and the ConfigMap, the audit page a
   let title = "";
   for (let i = 0; i < 40 && !changed.test(title); i++) {
     await page.goto(BASE + "/?range=1h");
+    await hydrated(page);
     const markers = page.locator('[data-testid="chart-usage"] svg rect.marker title');
     title = (await markers.count()) ? await markers.last().textContent() : "";
     if (!changed.test(title)) await new Promise((r) => setTimeout(r, 500));
