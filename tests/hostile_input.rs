@@ -8,8 +8,8 @@ use rollout_dashboard::api::rollout::SetPercentage;
 use rollout_dashboard::api::window::Window;
 use rollout_dashboard::server::charts::TimeZoneOffset;
 use rollout_dashboard::server::config::Settings;
+use rollout_dashboard::server::flags::launchdarkly_api::Flag;
 use rollout_dashboard::server::flags::FlagValue;
-use rollout_dashboard::server::launchdarkly::Flag;
 use rollout_dashboard::server::prometheus::{parse_alerts, parse_instant, parse_range, parse_value};
 
 /// Text that looks like what each parser expects, mutated: the interesting inputs are near-misses.
@@ -64,7 +64,7 @@ proptest! {
         if let Ok(flag) = serde_json::from_str::<Flag>(&body) {
             match flag.reading(&env) {
                 Ok(r) => {
-                    if let Ok(v) = r.parsed { prop_assert!(v.percentage.get() <= 100) }
+                    if let Ok(p) = r.parsed { prop_assert!(p.get() <= 100) }
                 }
                 Err(e) => prop_assert!(!e.to_string().is_empty()),
             }

@@ -576,11 +576,7 @@ async fn nan_and_infinite_answers_are_reported_not_shown_as_numbers(pool: PgPool
 // ---------------------------------------------------------------- writing the flag; the audit trail
 
 fn flag_store(cluster: Cluster) -> rollout_dashboard::server::flags::FlagStore {
-    rollout_dashboard::server::flags::FlagStore::Kubernetes {
-        cluster,
-        configmap: "feature-flags".into(),
-        key: "insulin_dose_split".into(),
-    }
+    rollout_dashboard::server::flags::FlagStore::kubernetes(cluster, "feature-flags", "insulin_dose_split")
 }
 
 #[tokio::test]
@@ -1059,6 +1055,40 @@ fn ld_weights(w: &ControlWorld) -> (i64, i64, i64) {
     (flag["_version"].as_i64().unwrap(), v[0]["weight"].as_i64().unwrap(), v[1]["weight"].as_i64().unwrap())
 }
 
+/// Every sentence and label about the flag comes from its backend: under LaunchDarkly nothing
+/// names a ConfigMap or a resourceVersion (the confirmation dialog's target, the status, the
+/// overview's data); under Kubernetes they do. The chart markers: charts::rollout's unit test.
+#[sqlx::test(migrations = false)]
+async fn the_flags_wording_is_the_backends_own(pool: PgPool) {
+    let w = launchdarkly_world(pool, 5, None).await;
+    let (status, rollout) = call(&w, As::Viewer, "GET", "/api/rollout", None).await;
+    assert_eq!(status, StatusCode::OK, "{rollout}");
+    assert_eq!(
+        rollout["target"],
+        "LaunchDarkly flag insulin_dose_split in project diary, environment production (default rule)"
+    );
+    let (_, st) = call(&w, As::Viewer, "GET", "/api/v1/status", None).await;
+    assert_eq!(
+        (st["flag"]["source"].as_str(), st["flag"]["version_field"].as_str()),
+        (Some("launchdarkly"), Some("version"))
+    );
+    let (status, overview) = call(&w, As::Viewer, "GET", "/api/overview?range=24h&window=24h", None).await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    let text = format!("{rollout}{st}{overview}");
+    for leak in ["ConfigMap", "configmap", "resourceVersion"] {
+        assert!(!text.contains(leak), "{leak:?} appears under LaunchDarkly");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn under_kubernetes_the_flag_is_a_configmap_key_with_a_resource_version(pool: PgPool) {
+    let k = control_world(pool, "5").await;
+    let (_, rollout) = call(&k, As::Viewer, "GET", "/api/rollout", None).await;
+    assert_eq!(rollout["target"], "ConfigMap diabetes/feature-flags, key insulin_dose_split");
+    let (_, st) = call(&k, As::Viewer, "GET", "/api/v1/status", None).await;
+    assert_eq!(st["flag"]["version_field"], "resourceVersion");
+}
+
 #[sqlx::test(migrations = false)]
 async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgPool) {
     let w = launchdarkly_world(pool, 5, None).await;
@@ -1094,13 +1124,19 @@ async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgP
     ))
     .unwrap();
     let token = rollout_dashboard::server::config::Secret::new(w.sim.launchdarkly_token.clone());
-    let ld =
-        rollout_dashboard::server::launchdarkly::LaunchDarkly::new(&settings, Some(&token), Duration::from_secs(5))
-            .unwrap();
+    let ld = rollout_dashboard::server::flags::launchdarkly_api::LaunchDarkly::new(
+        &settings,
+        Some(&token),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let flag = ld.flag().await.unwrap();
     let ops = flag.patch_for("production", rollout_dashboard::server::flags::Percentage::new(90).unwrap()).unwrap();
     let stale = ld.patch(1, ops, "stale").await;
-    assert!(matches!(stale, Err(rollout_dashboard::server::launchdarkly::PatchError::Conflict(_))), "{stale:?}");
+    assert!(
+        matches!(stale, Err(rollout_dashboard::server::flags::launchdarkly_api::PatchError::Conflict(_))),
+        "{stale:?}"
+    );
     assert_eq!(ld_weights(&w), (2, 25_000, 75_000));
 
     // The kill switch.
@@ -2130,7 +2166,7 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
     };
     let mut cases: Vec<(String, String, Option<String>, &str, Access)> = ROUTES
         .iter()
-        .map(|(m, p, a)| {
+        .map(|(m, _, p, a)| {
             let body = (*m == "POST").then(|| {
                 if p.starts_with("/auth/login") {
                     "username=x&password=y".into()

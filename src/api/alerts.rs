@@ -14,7 +14,7 @@ pub struct Alert {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// One observed flag value (a change, by resourceVersion), whoever made it.
+/// One observed flag value (a change, by the backend's version), whoever made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagObservation {
     pub observed_at: DateTime<Utc>,

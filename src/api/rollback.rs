@@ -106,13 +106,102 @@ impl RunAction {
     }
 }
 
+/// Spells a state enum once: its variants, their names on the wire and in the state database,
+/// and the list of all of them (the test of the migration's CHECK reads it).
+macro_rules! state_names {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+state_names! {
+    /// Where a run stands. The transitions between them are `server::rollback::machine`'s.
+    RunState {
+        /// Waiting for a second operator (`require_approval`).
+        AwaitingApproval = "awaiting_approval",
+        Running = "running",
+        /// A step failed: retry it, skip it with a reason, or abort.
+        Stopped = "stopped",
+        /// The dashboard stopped while the run was running; nothing goes on by itself.
+        Interrupted = "interrupted",
+        Done = "done",
+        Aborted = "aborted",
+    }
+}
+
+impl RunState {
+    /// Not finished: at most one such run exists (the state database's partial unique index).
+    pub fn active(self) -> bool {
+        !self.finished()
+    }
+    pub fn finished(self) -> bool {
+        matches!(self, RunState::Done | RunState::Aborted)
+    }
+    /// A person can make it go on (retry or skip the step it is at).
+    pub fn resumable(self) -> bool {
+        matches!(self, RunState::Stopped | RunState::Interrupted)
+    }
+}
+
+state_names! {
+    /// Where one step of a run stands.
+    StepState {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Skipped = "skipped",
+        /// The dashboard stopped while the step ran; it may or may not have acted.
+        Interrupted = "interrupted",
+        /// The operator did not choose this step (the data restore).
+        NotChosen = "not_chosen",
+    }
+}
+
+impl StepState {
+    /// The run has moved past a step in this state.
+    pub fn passed(self) -> bool {
+        matches!(self, StepState::Done | StepState::Skipped | StepState::NotChosen)
+    }
+    /// An attempt ends in this state (its finish time is set).
+    pub fn ends_attempt(self) -> bool {
+        matches!(self, StepState::Done | StepState::Failed | StepState::Skipped | StepState::Interrupted)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepView {
     pub index: u32,
     pub name: String,
     pub title: String,
-    /// pending, running, done, failed, skipped, interrupted, not_chosen
-    pub state: String,
+    pub state: StepState,
     pub attempts: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -125,8 +214,7 @@ pub struct StepView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
     pub id: i64,
-    /// awaiting_approval, running, stopped, interrupted, done, aborted
-    pub state: String,
+    pub state: RunState,
     pub actor: String,
     pub reason: String,
     pub environment: String,
@@ -136,6 +224,7 @@ pub struct RunView {
     pub restore_data: bool,
     pub approved_by: Option<String>,
     pub bypass_reason: Option<String>,
+    /// What the run remembers (replica count, old flag value, revisions, baseline), as JSON.
     pub memory: serde_json::Value,
     pub steps: Vec<StepView>,
     pub incident_id: Option<i64>,
@@ -145,11 +234,11 @@ pub struct RunView {
 
 impl RunView {
     pub fn active(&self) -> bool {
-        matches!(self.state.as_str(), "awaiting_approval" | "running" | "stopped" | "interrupted")
+        self.state.active()
     }
-    /// The step the run is at (the first one not finished).
+    /// The step the run is at (the first one not passed).
     pub fn current_step(&self) -> Option<&StepView> {
-        self.steps.iter().find(|s| !matches!(s.state.as_str(), "done" | "skipped" | "not_chosen"))
+        self.steps.iter().find(|s| !s.state.passed())
     }
 }
 

@@ -75,11 +75,10 @@ use super::auth::{caller, page_request_id, refused};
 #[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
     let (state, me) = caller().await?;
-    let f = &state.settings.flag;
     Ok(RolloutView {
         state: crate::server::rollout::current(&state).await.map_err(|e| e.to_string()),
         me,
-        target: format!("ConfigMap {}/{}, key {}", f.namespace, f.configmap, f.key),
+        target: state.flags.describe_target(),
     })
 }
 

@@ -28,6 +28,9 @@ pub struct FlagStatus {
     pub raw: Option<String>,
     pub source: String,
     pub version: Option<String>,
+    /// What the flag's backend calls its version: `resourceVersion` (a ConfigMap), `version`
+    /// (LaunchDarkly).
+    pub version_field: String,
     pub error: Option<String>,
 }
 

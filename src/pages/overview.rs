@@ -95,11 +95,11 @@ fn OverviewBody(o: Overview) -> impl IntoView {
         <div class="panels">
             <RecordsPanel o=o.clone() since=since("diary_database")/>
             <SafetyPanel o=o.clone() since=since("diary_database")/>
-            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since("kubernetes").unwrap_or_default() updated=now>
+            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since(&s.flag.source).unwrap_or_default() updated=now>
                 <Value label="Rollout" testid="flag-percentage" value=s.flag.percentage.map(|p| format!("{p} %"))/>
                 <Value label="Stored value" testid="flag-raw" value=s.flag.raw.clone()/>
                 <p class="detail">{format!("{} via {}", s.flag.key, s.flag.source)}
-                    {s.flag.version.clone().map(|v| format!(", resourceVersion {v}"))}</p>
+                    {s.flag.version.clone().map(|v| format!(", {} {v}", s.flag.version_field))}</p>
             </Panel>
             <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus").unwrap_or_default() updated=now>
                 <Value label="Split doses" testid="split-rate" value=fmt_rate(s.metrics.split_per_s)/>

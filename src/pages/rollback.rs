@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use crate::api::auth::Role;
 use crate::api::rollback::{
     get_progress, get_rollback, ActOnRun, BeginRollback, NewDeploy, RecordDeploy, RollbackView, RunAction, RunProgress,
-    RunView, StartRollback,
+    RunState, RunView, StartRollback,
 };
 use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
@@ -19,7 +19,7 @@ pub fn RollbackPage() -> impl IntoView {
     let restore = RwSignal::new(false);
     let tick = RwSignal::new(0u64);
     // The run's id and state as last seen: the plan (its preconditions) is read again when it changes.
-    let run_key = RwSignal::new(None::<(i64, String)>);
+    let run_key = RwSignal::new(None::<(i64, RunState)>);
     let plan = Resource::new(
         move || (restore.get(), start.version().get(), act.version().get(), deploy.version().get(), run_key.get()),
         |(r, ..)| get_rollback(r),
@@ -69,7 +69,7 @@ fn Progress(p: RunProgress, act: ServerAction<ActOnRun>) -> impl IntoView {
     let operator = p.me.as_ref().is_some_and(|m| m.role == Role::Operator);
     let me = p.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
     let RunView { id, state, actor, reason, steps, incident_id, approved_by, bypass_reason, .. } = run.clone();
-    let stoppable = matches!(state.as_str(), "stopped" | "interrupted");
+    let stoppable = state.resumable();
     let skip_reason = RwSignal::new(String::new());
     let result = move || {
         act.value()
@@ -100,9 +100,9 @@ fn Progress(p: RunProgress, act: ServerAction<ActOnRun>) -> impl IntoView {
                 {steps.into_iter().map(|s| {
                     let err = s.error.clone();
                     view! {
-                        <li class=format!("step step-{}", s.state) data-testid=format!("step-{}", s.name) data-state=s.state.clone()>
+                        <li class=format!("step step-{}", s.state) data-testid=format!("step-{}", s.name) data-state=s.state.as_str()>
                             <span class="step-title">{format!("{}. {}", s.index, s.title)}</span>
-                            <span class="step-state">{s.state.clone()}</span>
+                            <span class="step-state">{s.state.as_str()}</span>
                             <span class="step-elapsed">{seconds(s.elapsed_ms)}</span>
                             {(s.attempts > 1).then(|| view! { <span class="detail">{format!(" · attempt {}", s.attempts)}</span> })}
                             {s.skip_reason.clone().map(|r| view! { <span class="detail">{format!(" · skipped: {r}")}</span> })}
@@ -118,7 +118,7 @@ fn Progress(p: RunProgress, act: ServerAction<ActOnRun>) -> impl IntoView {
                 <p><a data-testid="incident-link" rel="external" href=format!("/api/v1/incidents/{i}.md")>{format!("Incident #{i} (Markdown)")}</a></p>
             })}
             {result}
-            {(operator && state == "awaiting_approval").then(|| if actor == me {
+            {(operator && state == RunState::AwaitingApproval).then(|| if actor == me {
                 view! { <p class="disabled-reason">"Waiting for a second operator to approve."</p> }.into_any()
             } else {
                 button(RunAction::Approve, "Approve and start", "primary").into_any()

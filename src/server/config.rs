@@ -120,9 +120,9 @@ pub struct RollbackSettings {
     pub default_writer_replicas: i32,
     /// Where commands run (relative paths in them are relative to this).
     pub working_dir: Option<PathBuf>,
-    /// Step 3: how the schema goes back to the previous revision.
+    /// The schema_downgrade step: how the schema goes back to the previous revision.
     pub downgrade: DowngradeSettings,
-    /// Step 5: the restore command.
+    /// The restore_data step: the restore command.
     pub restore_argv: Vec<String>,
     /// The backup to restore from; must exist and be younger than `backup_max_age_hours`.
     pub backup_file: Option<PathBuf>,
@@ -130,13 +130,13 @@ pub struct RollbackSettings {
     /// enough backup exists.
     pub backup_status_argv: Vec<String>,
     pub backup_max_age_hours: u64,
-    /// Step 7: the legacy diary API (`POST /v1/diary`, `GET /v1/diary/{id}`).
+    /// The smoke_checks step: the legacy diary API (`POST /v1/diary`, `GET /v1/diary/{id}`).
     pub diary_api_url: Option<String>,
-    /// Step 7: legacy writes per second now (PromQL).
+    /// The smoke_checks step: legacy writes per second now (PromQL).
     pub smoke_legacy_query: String,
-    /// Step 7: all writes per second, snapshotted at the start as the baseline legacy must return to.
+    /// The smoke_checks step: all writes per second, snapshotted at the start as the baseline legacy must return to.
     pub smoke_baseline_query: String,
-    /// Step 7: the legacy rate must reach this fraction of the baseline.
+    /// The smoke_checks step: the legacy rate must reach this fraction of the baseline.
     pub smoke_fraction: f64,
 }
 
@@ -446,9 +446,8 @@ impl Settings {
                 return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid Kubernetes name")));
             }
         }
-        if self.flag.key.is_empty()
-            || !self.flag.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        // The key is a ConfigMap key only where the flag lives in one (LaunchDarkly keys below).
+        if self.flag.backend == FlagBackend::Kubernetes && !super::flags::kubernetes::valid_key(&self.flag.key) {
             return Err(ConfigError::Invalid(format!("flag.key {:?} is not a valid ConfigMap key", self.flag.key)));
         }
         let ld = &self.flag.launchdarkly;
@@ -463,7 +462,7 @@ impl Settings {
             ("flag.launchdarkly.environment", ld.environment.as_str()),
             ("flag.launchdarkly.flag_key", self.flag.launchdarkly_key()),
         ] {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            if !super::flags::launchdarkly::valid_key(v) {
                 return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
             }
         }

@@ -1,4 +1,4 @@
-//! The flag's history as the dashboard observed it: every change (by resourceVersion) is
+//! The flag's history as the dashboard observed it: every change (by the backend's version) is
 //! recorded in the state database, whether it was made here or with kubectl.
 
 use chrono::{DateTime, Utc};
@@ -58,7 +58,8 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
         .collect())
 }
 
-/// Polls the flag every refresh interval and records each new resourceVersion.
+/// Polls the flag every refresh interval and records each new version (a ConfigMap's
+/// resourceVersion, a LaunchDarkly flag's version).
 pub async fn observe_flag_forever(state: AppState) {
     let last: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT resource_version, raw_value FROM flag_observations WHERE flag_key = $1 ORDER BY id DESC LIMIT 1",
@@ -82,7 +83,7 @@ pub async fn observe_flag_forever(state: AppState) {
             continue;
         }
         let percentage = match &reading.parsed {
-            Some(Ok(v)) => Some(v.percentage.get() as i16),
+            Some(Ok(p)) => Some(p.get() as i16),
             _ => None,
         };
         let saved = sqlx::query(

@@ -15,7 +15,6 @@ pub mod error;
 pub mod flag_history;
 pub mod flags;
 pub mod http;
-pub mod launchdarkly;
 pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;
@@ -71,6 +70,9 @@ pub fn app(state: AppState) -> Router {
         .merge(http::router())
         .route("/api/{fn_name}", axum::routing::get(server_fn.clone()).post(server_fn))
         .leptos_routes_with_context(&state, routes, render_context.clone(), move || shell(leptos_options.clone()))
+        // Only what the access table lists is served (static files and the not-found page are
+        // not routes and pass on).
+        .route_layer(axum::middleware::from_fn(access::enforce))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(render_context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::refuse_cross_origin))
         .layer(axum::middleware::from_fn(csp::security_headers))

@@ -47,8 +47,8 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
     );
     let (usage, share) = match &adoption {
         Ok(a) => {
-            let u = draw_svg(&rollout::usage(a, &history), CHART_SIZE);
-            let s = draw_svg(&rollout::legacy_share(a, &history), CHART_SIZE);
+            let u = draw_svg(&rollout::usage(a, &history, state.flags.version_field()), CHART_SIZE);
+            let s = draw_svg(&rollout::legacy_share(a, &history, state.flags.version_field()), CHART_SIZE);
             (
                 chart("usage", "Split versus legacy doses", Some(u), &prom_caption, None),
                 chart("share", "Legacy share", Some(s), &prom_caption, None),

@@ -269,9 +269,9 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
             let a = adoption?;
             let history = history.unwrap_or_default();
             if kind == ReportKind::Usage {
-                charts::rollout::usage(&a, &history)
+                charts::rollout::usage(&a, &history, state.flags.version_field())
             } else {
-                charts::rollout::legacy_share(&a, &history)
+                charts::rollout::legacy_share(&a, &history, state.flags.version_field())
             }
         }
         ReportKind::RecordCategories | ReportKind::InsulinUnits => {

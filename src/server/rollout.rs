@@ -19,7 +19,7 @@ const MAX_REASON: usize = 500;
 pub async fn current(state: &AppState) -> Result<RolloutState, SourceError> {
     let reading = state.flags.read().await?;
     let (percentage, writable) = match &reading.parsed {
-        Some(Ok(v)) => (Some(v.percentage.get()), true),
+        Some(Ok(p)) => (Some(p.get()), true),
         _ => (None, false),
     };
     Ok(RolloutState {

@@ -13,8 +13,8 @@ use super::cluster::Cluster;
 use super::config::FlagBackend;
 use super::config::{Config, Settings};
 use super::error::{Source, SourceError};
+use super::flags::launchdarkly_api::LaunchDarkly;
 use super::flags::FlagStore;
-use super::launchdarkly::LaunchDarkly;
 use super::prometheus::Prometheus;
 use super::records::DiaryRecords;
 use super::StartError;
@@ -79,19 +79,15 @@ impl AppState {
             flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
         let flags = match settings.flag.backend {
             FlagBackend::Kubernetes => match flag_cluster {
-                Ok(cluster) => FlagStore::Kubernetes {
-                    cluster,
-                    configmap: settings.flag.configmap.clone(),
-                    key: settings.flag.key.clone(),
-                },
-                Err(e) => FlagStore::NotConfigured(e),
+                Ok(cluster) => FlagStore::kubernetes(cluster, &settings.flag.configmap, &settings.flag.key),
+                Err(e) => FlagStore::unconfigured(e),
             },
             FlagBackend::Launchdarkly => {
                 match LaunchDarkly::new(&settings, config.launchdarkly_token.as_ref(), timeout) {
-                    Ok(ld) => FlagStore::LaunchDarkly(ld),
+                    Ok(ld) => FlagStore::new(ld),
                     Err(e) => {
                         tracing::warn!("LaunchDarkly: {e}");
-                        FlagStore::NotConfigured(e)
+                        FlagStore::unconfigured(e)
                     }
                 }
             }

@@ -112,15 +112,24 @@ async fn schema_and_records(state: &AppState) -> Result<SchemaAndRecords, Source
 fn flag_status(state: &AppState, reading: Result<FlagReading, SourceError>) -> FlagStatus {
     let key = state.settings.flag.key.clone();
     let source = state.flags.source_name().to_string();
+    let version_field = state.flags.version_field().to_string();
     match reading {
         Ok(r) => {
             let (percentage, error) = match &r.parsed {
-                Some(Ok(v)) => (Some(v.percentage.get()), None),
+                Some(Ok(p)) => (Some(p.get()), None),
                 Some(Err(unknown)) => (None, Some(unknown.to_string())),
-                None => (None, Some(format!("the ConfigMap has no key {key:?}"))),
+                None => (None, Some(state.flags.absent())),
             };
-            FlagStatus { key, percentage, raw: r.raw, source, version: r.version, error }
+            FlagStatus { key, percentage, raw: r.raw, source, version: r.version, version_field, error }
         }
-        Err(e) => FlagStatus { key, percentage: None, raw: None, source, version: None, error: Some(e.to_string()) },
+        Err(e) => FlagStatus {
+            key,
+            percentage: None,
+            raw: None,
+            source,
+            version: None,
+            version_field,
+            error: Some(e.to_string()),
+        },
     }
 }

@@ -14,14 +14,15 @@ fn flag_points(history: &[FlagObservation], x0: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn flag_markers(history: &[FlagObservation], x0: f64) -> Vec<Marker> {
+/// A marker per flag change; `version_field` is what the flag's backend calls its version.
+fn flag_markers(history: &[FlagObservation], version_field: &str, x0: f64) -> Vec<Marker> {
     history
         .windows(2)
         .filter(|w| w[1].observed_at.timestamp() as f64 >= x0)
         .map(|w| Marker {
             at: w[1].observed_at.timestamp() as f64,
             text: format!(
-                "flag {} → {} ({}, resourceVersion {})\n{}",
+                "flag {} → {} ({}, {version_field} {})\n{}",
                 w[0].raw.as_deref().unwrap_or("?"),
                 w[1].raw.as_deref().unwrap_or("?"),
                 w[1].source,
@@ -37,7 +38,7 @@ fn flag_markers(history: &[FlagObservation], x0: f64) -> Vec<Marker> {
 }
 
 /// Split and legacy doses per second, with the rollout percentage as a step line.
-pub fn usage(a: &Adoption, history: &[FlagObservation]) -> Chart {
+pub fn usage(a: &Adoption, history: &[FlagObservation], version_field: &str) -> Chart {
     let x0 = a.range_start.timestamp() as f64;
     Chart {
         title: "Split versus legacy doses".into(),
@@ -72,13 +73,13 @@ pub fn usage(a: &Adoption, history: &[FlagObservation]) -> Chart {
         }],
         secondary_label: Some("rollout percentage".into()),
         thresholds: vec![],
-        markers: flag_markers(history, x0),
+        markers: flag_markers(history, version_field, x0),
         tz: TimeZoneOffset::UTC,
     }
 }
 
 /// Legacy share over time against the target.
-pub fn legacy_share(a: &Adoption, history: &[FlagObservation]) -> Chart {
+pub fn legacy_share(a: &Adoption, history: &[FlagObservation], version_field: &str) -> Chart {
     let x0 = a.range_start.timestamp() as f64;
     Chart {
         title: "Legacy share of dose writes".into(),
@@ -96,7 +97,7 @@ pub fn legacy_share(a: &Adoption, history: &[FlagObservation]) -> Chart {
         secondary: vec![],
         secondary_label: None,
         thresholds: vec![(a.target * 100.0, format!("target {:.1} %", a.target * 100.0))],
-        markers: flag_markers(history, x0),
+        markers: flag_markers(history, version_field, x0),
         tz: TimeZoneOffset::UTC,
     }
 }
@@ -149,5 +150,32 @@ pub fn records(s: &RecordSeries) -> Chart {
         thresholds: vec![],
         markers: vec![],
         tz: TimeZoneOffset::UTC,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(minute: i64, raw: &str, version: &str, source: &str) -> FlagObservation {
+        FlagObservation {
+            observed_at: chrono::DateTime::from_timestamp(1_700_000_000 + minute * 60, 0).unwrap(),
+            raw: Some(raw.into()),
+            percentage: raw.parse().ok(),
+            version: Some(version.into()),
+            source: source.into(),
+            changed_by: Some("ana".into()),
+            reason: Some("step two".into()),
+        }
+    }
+
+    #[test]
+    fn a_flag_marker_names_the_version_as_the_backend_calls_it() {
+        let history = [observed(0, "5", "41", "launchdarkly"), observed(5, "25", "42", "launchdarkly")];
+        let markers = flag_markers(&history, "version", 0.0);
+        assert_eq!(markers.len(), 1);
+        assert_eq!(markers[0].text, "flag 5 → 25 (launchdarkly, version 42)\nby ana: step two");
+        let markers = flag_markers(&history, "resourceVersion", 0.0);
+        assert!(markers[0].text.contains("(launchdarkly, resourceVersion 42)"), "{}", markers[0].text);
     }
 }

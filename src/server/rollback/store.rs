@@ -1,16 +1,70 @@
-//! Runs, steps and incidents in the state database. Every transition is one transaction that
-//! also writes its audit entry, so the run's state and the audit trail never disagree.
+//! Runs, steps and incidents in the state database: every SQL statement on these tables lives
+//! here. Every transition is one transaction that also writes its audit entry, so the run's
+//! state and the audit trail never disagree. States are bound and read as their names
+//! (`RunState::as_str`); the migration's CHECKs list the same names (a test compares them).
 
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::api::audit::Outcome;
-use crate::api::rollback::{RunView, StepView};
+use crate::api::rollback::{RunState, RunView, StepState, StepView};
 
 use super::super::audit::{self, NewEntry};
 use super::super::error::{from_sqlx, Source, SourceError};
+use super::steps::Memory;
 
 pub(super) fn db_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::StateDatabase, &e)
+}
+
+fn malformed(detail: String) -> SourceError {
+    SourceError::Malformed { system: Source::StateDatabase, detail }
+}
+
+/// A run as the server works with it: typed states and a typed memory. Browsers and REST
+/// clients get its [`RunView`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub state: RunState,
+    pub actor: String,
+    pub reason: String,
+    pub environment: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub restore_data: bool,
+    pub approved_by: Option<String>,
+    pub bypass_reason: Option<String>,
+    pub memory: Memory,
+    pub steps: Vec<StepView>,
+    pub incident_id: Option<i64>,
+}
+
+impl Run {
+    /// The step the run is at (the first one not passed).
+    pub fn current_step(&self) -> Option<&StepView> {
+        self.steps.iter().find(|s| !s.state.passed())
+    }
+
+    pub fn view(&self) -> RunView {
+        RunView {
+            id: self.id,
+            state: self.state,
+            actor: self.actor.clone(),
+            reason: self.reason.clone(),
+            environment: self.environment.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+            restore_data: self.restore_data,
+            approved_by: self.approved_by.clone(),
+            bypass_reason: self.bypass_reason.clone(),
+            memory: serde_json::to_value(&self.memory).unwrap_or_default(),
+            steps: self.steps.clone(),
+            incident_id: self.incident_id,
+            joined: false,
+        }
+    }
 }
 
 /// What an audit entry about a run says, besides the run.
@@ -43,7 +97,7 @@ impl<'a> Note<'a> {
     }
 }
 
-pub(super) async fn note(tx: &mut Transaction<'_, Postgres>, run_id: i64, n: Note<'_>) -> Result<i64, SourceError> {
+async fn note(tx: &mut Transaction<'_, Postgres>, run_id: i64, n: Note<'_>) -> Result<i64, SourceError> {
     audit::record(
         &mut **tx,
         &NewEntry {
@@ -93,7 +147,7 @@ struct StepRow {
     skip_reason: Option<String>,
 }
 
-pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> Result<Option<RunView>, SourceError> {
+pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> Result<Option<Run>, SourceError> {
     let run: Option<RunRow> = sqlx::query_as(
         "SELECT r.id, r.state, r.actor, r.reason, r.environment, r.created_at, r.updated_at, r.finished_at,
                 r.restore_data, r.approved_by, r.bypass_reason, r.memory, i.id AS incident_id
@@ -113,9 +167,32 @@ pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> R
     .await
     .map_err(db_err)?;
     let now = chrono::Utc::now();
-    Ok(Some(RunView {
+    let steps = steps
+        .into_iter()
+        .map(|s| {
+            Ok(StepView {
+                index: s.idx as u32,
+                elapsed_ms: s.started_at.map(|t0| (s.finished_at.unwrap_or(now) - t0).num_milliseconds()),
+                state: StepState::parse(&s.state).ok_or_else(|| {
+                    malformed(format!("run #{id} step {} has the unknown state {:?}", s.idx, s.state))
+                })?,
+                name: s.name,
+                title: s.title,
+                attempts: s.attempts,
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                output: s.output,
+                error: s.error,
+                skip_reason: s.skip_reason,
+            })
+        })
+        .collect::<Result<Vec<_>, SourceError>>()?;
+    Ok(Some(Run {
         id: r.id,
-        state: r.state,
+        state: RunState::parse(&r.state)
+            .ok_or_else(|| malformed(format!("run #{id} has the unknown state {:?}", r.state)))?,
+        memory: serde_json::from_value(r.memory)
+            .map_err(|e| malformed(format!("run #{id} remembers something unreadable: {e}")))?,
         actor: r.actor,
         reason: r.reason,
         environment: r.environment,
@@ -125,25 +202,8 @@ pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> R
         restore_data: r.restore_data,
         approved_by: r.approved_by,
         bypass_reason: r.bypass_reason,
-        memory: r.memory,
         incident_id: r.incident_id,
-        joined: false,
-        steps: steps
-            .into_iter()
-            .map(|s| StepView {
-                index: s.idx as u32,
-                elapsed_ms: s.started_at.map(|t0| (s.finished_at.unwrap_or(now) - t0).num_milliseconds()),
-                name: s.name,
-                title: s.title,
-                state: s.state,
-                attempts: s.attempts,
-                started_at: s.started_at,
-                finished_at: s.finished_at,
-                output: s.output,
-                error: s.error,
-                skip_reason: s.skip_reason,
-            })
-            .collect(),
+        steps,
     }))
 }
 
@@ -158,61 +218,148 @@ pub(super) async fn latest_run_id(db: &PgPool) -> Result<Option<i64>, SourceErro
         .map_err(db_err)
 }
 
-/// Sets the run's state (and its memory, when given) with an audit entry, in one transaction.
-pub(super) async fn set_run_state(
+/// The runs in `state` (recovery looks for running ones whose executor is gone).
+pub(super) async fn run_ids_in(db: &PgPool, state: RunState) -> Result<Vec<i64>, SourceError> {
+    sqlx::query_scalar("SELECT id FROM rollback_runs WHERE state = $1")
+        .bind(state.as_str())
+        .fetch_all(db)
+        .await
+        .map_err(db_err)
+}
+
+/// A run to create, with its steps in the registry's order.
+pub(super) struct NewRun<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub environment: &'a str,
+    pub state: RunState,
+    pub restore_data: bool,
+    pub bypass_reason: Option<&'a str>,
+    pub memory: &'a Memory,
+    pub plan: serde_json::Value,
+    /// (name, title, initial state) of each step, in order.
+    pub steps: Vec<(&'static str, &'static str, StepState)>,
+}
+
+/// Creates the run, its steps and the start's audit entry in one transaction. None when another
+/// run is active (it won the race an instant ago): nothing is written.
+pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note<'_>) -> Result<Option<i64>, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let memory = serde_json::to_value(new.memory).map_err(|e| malformed(e.to_string()))?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO rollback_runs (actor, reason, environment, state, restore_data, bypass_reason, memory, plan)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (active) WHERE active DO NOTHING RETURNING id",
+    )
+    .bind(new.actor)
+    .bind(new.reason)
+    .bind(new.environment)
+    .bind(new.state.as_str())
+    .bind(new.restore_data)
+    .bind(new.bypass_reason)
+    .bind(&memory)
+    .bind(&new.plan)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(id) = id else { return Ok(None) };
+    for (i, (name, title, state)) in new.steps.iter().enumerate() {
+        sqlx::query("INSERT INTO rollback_steps (run_id, idx, name, title, state) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(i as i32 + 1)
+            .bind(name)
+            .bind(title)
+            .bind(state.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    note(&mut tx, id, n).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(Some(id))
+}
+
+/// Moves the run from `from` to `to` (and records who approved, when given) with an audit
+/// entry, in one transaction. False, writing nothing, when the run is no longer in `from`.
+pub(super) async fn transition(
     db: &PgPool,
     id: i64,
-    state: &str,
-    memory: Option<&serde_json::Value>,
+    from: RunState,
+    to: RunState,
+    approved_by: Option<&str>,
     n: Note<'_>,
-) -> Result<(), SourceError> {
+) -> Result<bool, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
-    sqlx::query(
-        "UPDATE rollback_runs SET state = $2, memory = COALESCE($3, memory), updated_at = now(),
-                finished_at = CASE WHEN $2 IN ('done', 'aborted') THEN now() ELSE finished_at END
-         WHERE id = $1",
+    let done = sqlx::query(
+        "UPDATE rollback_runs SET state = $3, approved_by = COALESCE($4, approved_by), updated_at = now(),
+                finished_at = CASE WHEN $5 THEN now() ELSE finished_at END
+         WHERE id = $1 AND state = $2",
     )
     .bind(id)
-    .bind(state)
-    .bind(memory)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(approved_by)
+    .bind(to.finished())
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
     note(&mut tx, id, n).await?;
-    tx.commit().await.map_err(db_err)
+    tx.commit().await.map_err(db_err)?;
+    Ok(true)
 }
 
-/// Moves one step to `state`, with its output and error, and records the transition.
-#[allow(clippy::too_many_arguments)]
+/// One step's move to a new state, with what it printed, why it failed or was skipped, and
+/// what the run remembers after it.
+pub(super) struct StepUpdate<'a> {
+    pub state: StepState,
+    pub output: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub skip_reason: Option<&'a str>,
+    pub memory: Option<&'a Memory>,
+}
+
+impl<'a> StepUpdate<'a> {
+    pub fn to(state: StepState) -> Self {
+        StepUpdate { state, output: None, error: None, skip_reason: None, memory: None }
+    }
+}
+
+/// Moves one step and records the transition, in one transaction. A step that starts running
+/// counts an attempt and clears its finish time; one that ends an attempt gets its finish time;
+/// running, done and pending clear the error.
 pub(super) async fn set_step(
     db: &PgPool,
     run_id: i64,
     idx: u32,
-    state: &str,
-    output: Option<&str>,
-    error: Option<&str>,
-    skip_reason: Option<&str>,
-    memory: Option<&serde_json::Value>,
+    u: StepUpdate<'_>,
     n: Note<'_>,
 ) -> Result<(), SourceError> {
+    let starts = u.state == StepState::Running;
+    let clears_error = matches!(u.state, StepState::Running | StepState::Done | StepState::Pending);
+    let memory = u.memory.map(serde_json::to_value).transpose().map_err(|e| malformed(e.to_string()))?;
     let mut tx = db.begin().await.map_err(db_err)?;
     sqlx::query(
         "UPDATE rollback_steps SET state = $3,
-                attempts = attempts + CASE WHEN $3 = 'running' THEN 1 ELSE 0 END,
-                started_at = CASE WHEN $3 = 'running' THEN now() ELSE started_at END,
-                finished_at = CASE WHEN $3 IN ('done', 'failed', 'skipped', 'interrupted') THEN now()
-                                   WHEN $3 = 'running' THEN NULL ELSE finished_at END,
+                attempts = attempts + CASE WHEN $7 THEN 1 ELSE 0 END,
+                started_at = CASE WHEN $7 THEN now() ELSE started_at END,
+                finished_at = CASE WHEN $8 THEN now() WHEN $7 THEN NULL ELSE finished_at END,
                 output = COALESCE($4, output),
-                error = CASE WHEN $3 IN ('running', 'done', 'pending') THEN NULL ELSE COALESCE($5, error) END,
+                error = CASE WHEN $9 THEN NULL ELSE COALESCE($5, error) END,
                 skip_reason = COALESCE($6, skip_reason)
          WHERE run_id = $1 AND idx = $2",
     )
     .bind(run_id)
     .bind(idx as i32)
-    .bind(state)
-    .bind(output)
-    .bind(error)
-    .bind(skip_reason)
+    .bind(u.state.as_str())
+    .bind(u.output)
+    .bind(u.error)
+    .bind(u.skip_reason)
+    .bind(starts)
+    .bind(u.state.ends_attempt())
+    .bind(clears_error)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -224,6 +371,18 @@ pub(super) async fn set_step(
         .map_err(db_err)?;
     note(&mut tx, run_id, n).await?;
     tx.commit().await.map_err(db_err)
+}
+
+/// Persists what the run remembers, before a step acts on it.
+pub(super) async fn save_memory(db: &PgPool, run_id: i64, memory: &Memory) -> Result<(), SourceError> {
+    let v = serde_json::to_value(memory).map_err(|e| malformed(e.to_string()))?;
+    sqlx::query("UPDATE rollback_runs SET memory = $2, updated_at = now() WHERE id = $1")
+        .bind(run_id)
+        .bind(v)
+        .execute(db)
+        .await
+        .map(|_| ())
+        .map_err(db_err)
 }
 
 /// Records the incident of a finished or aborted run (once: a second call changes nothing).
@@ -246,6 +405,20 @@ pub(super) async fn incident(db: &PgPool, id: i64) -> Result<Option<(String, Str
         .fetch_optional(db)
         .await
         .map_err(db_err)
+}
+
+/// The names the state database's CHECK constraints allow for `column` of `table`, read from
+/// the catalog (the test that ties them to `RunState::ALL` and `StepState::ALL` uses it).
+pub async fn allowed_states(db: &PgPool, table: &str) -> Result<Vec<String>, SourceError> {
+    let def: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+         WHERE c.conrelid = $1::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) LIKE '%state%'",
+    )
+    .bind(table)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)?;
+    Ok(def.split('\'').skip(1).step_by(2).map(str::to_string).collect())
 }
 
 /// Advisory-lock key space for runs: whoever holds (class, run id) drives that run.

@@ -1,4 +1,4 @@
-//! LaunchDarkly as the flag store, through its REST API v2: the percentage that the default
+//! LaunchDarkly's REST API v2, as far as the flag store needs it: the percentage that the default
 //! rule (fallthrough) of a boolean flag rolls `true` out to, in one environment.
 //!
 //! - Read: `GET /api/v2/flags/{project}/{flag}?env={environment}`. Rollout weights are in
@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::config::{Secret, Settings};
-use super::error::{Source, SourceError};
-use super::flags::{FlagFormat, FlagValue, Percentage, UnknownFlagFormat, Unwritable};
-use super::prometheus::reqwest_detail;
+use super::super::config::{Secret, Settings};
+use super::super::error::{Source, SourceError};
+use super::super::prometheus::reqwest_detail;
+use super::{Percentage, UnknownFlagFormat, Unwritable};
 
 const SOURCE: Source = Source::LaunchDarkly;
 
@@ -88,7 +88,7 @@ const FULL: u32 = 100_000;
 pub struct Reading {
     /// A readable account of the state, shown as the flag's raw value.
     pub describe: String,
-    pub parsed: Result<FlagValue, UnknownFlagFormat>,
+    pub parsed: Result<Percentage, UnknownFlagFormat>,
     pub version: String,
 }
 
@@ -111,14 +111,7 @@ impl Flag {
         })?;
         let describe = self.describe(env);
         let unknown = || UnknownFlagFormat { raw: describe.clone() };
-        let parsed = self.percentage(env).ok_or_else(unknown).map(|p| FlagValue {
-            percentage: p,
-            format: if env.fallthrough.rollout.is_some() {
-                FlagFormat::LaunchDarklyRollout
-            } else {
-                FlagFormat::LaunchDarklyVariation
-            },
-        });
+        let parsed = self.percentage(env).ok_or_else(unknown);
         Ok(Reading { describe, parsed, version: self.version.to_string() })
     }
 
@@ -264,6 +257,14 @@ impl LaunchDarkly {
         &self.environment
     }
 
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn flag_key(&self) -> &str {
+        &self.flag
+    }
+
     fn url(&self) -> String {
         format!("{}/api/v2/flags/{}/{}", self.base, self.project, self.flag)
     }
@@ -357,7 +358,7 @@ mod tests {
     }
 
     fn pct(f: &Flag) -> Option<u8> {
-        f.reading("production").unwrap().parsed.ok().map(|v| v.percentage.get())
+        f.reading("production").unwrap().parsed.ok().map(|p| p.get())
     }
 
     #[test]

@@ -1,13 +1,10 @@
-//! The rollout flag: its value formats and where it is stored.
+//! The flag's value as text (a ConfigMap key, or any store that keeps text): its formats, and
+//! a rollout percentage that cannot hold anything but 0 to 100. Knows nothing of any backend.
 //!
 //! Reading is tolerant (`off`, `on`, `25`, `25%`, `{"enabled": true, "percentage": 25}`);
 //! a value in any other format is kept as it is and reported, never guessed at.
 
 use serde::Serialize;
-
-use super::cluster::{Cluster, ConditionalWriteError};
-use super::error::{Source, SourceError};
-use super::launchdarkly::{LaunchDarkly, PatchError};
 
 /// A rollout percentage, 0 to 100. Cannot hold anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -36,10 +33,6 @@ pub enum FlagFormat {
     PercentSign,
     /// `{"enabled": .., "percentage": ..}`
     Json,
-    /// LaunchDarkly: the default rule's percentage rollout (weights rewritten in place).
-    LaunchDarklyRollout,
-    /// LaunchDarkly: the default rule serves one variation (only 0 and 100 can be written).
-    LaunchDarklyVariation,
 }
 
 /// A parsed flag value.
@@ -129,8 +122,6 @@ impl FlagValue {
                 };
                 Ok(if t.chars().all(|c| c.is_ascii_uppercase()) { word.to_ascii_uppercase() } else { word.to_string() })
             }
-            // Written as JSON Patch operations by the LaunchDarkly store, never as text.
-            FlagFormat::LaunchDarklyRollout | FlagFormat::LaunchDarklyVariation => Err(unwritable()),
             FlagFormat::Json => {
                 let mut obj: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(t).map_err(|_| unwritable())?;
@@ -155,159 +146,6 @@ fn parse_whole(s: &str) -> Option<Percentage> {
         return None;
     }
     s.parse::<i64>().ok().and_then(Percentage::new)
-}
-
-/// What the flag store holds right now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlagReading {
-    /// None when the key is absent from the ConfigMap.
-    pub raw: Option<String>,
-    pub parsed: Option<Result<FlagValue, UnknownFlagFormat>>,
-    /// The ConfigMap's resourceVersion, or the LaunchDarkly flag's `_version`.
-    pub version: Option<String>,
-}
-
-/// Where the flag lives.
-#[derive(Clone)]
-pub enum FlagStore {
-    Kubernetes {
-        cluster: Cluster,
-        configmap: String,
-        key: String,
-    },
-    LaunchDarkly(LaunchDarkly),
-    /// The configured backend cannot be reached at all (its error says why).
-    NotConfigured(SourceError),
-}
-
-/// A flag change that happened and was read back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlagChange {
-    pub before: String,
-    pub after: String,
-    pub version: Option<String>,
-}
-
-/// Why a flag change did not happen. Nothing was written in any of these cases, except
-/// `ReadBackMismatch`, which says the store holds something other than what was written.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FlagWriteError {
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the flag has no value under its key, so its format is unknown; set it outside the dashboard first")]
-    Absent,
-    #[error(transparent)]
-    UnknownFormat(#[from] UnknownFlagFormat),
-    #[error(transparent)]
-    Unwritable(#[from] Unwritable),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error("the flag was written but reads back as {read:?} instead of {written:?}")]
-    ReadBackMismatch { written: String, read: String },
-}
-
-impl FlagStore {
-    /// Sets the rollout percentage, keeping the stored format, only if the flag is still at
-    /// `expected_version`; then reads it back. `comment` goes where the store keeps one.
-    pub async fn write(
-        &self,
-        expected_version: &str,
-        p: Percentage,
-        comment: &str,
-    ) -> Result<FlagChange, FlagWriteError> {
-        let current = self.read().await?;
-        if current.version.as_deref() != Some(expected_version) {
-            return Err(conflict(&current));
-        }
-        let before = current.raw.clone().ok_or(FlagWriteError::Absent)?;
-        let parsed = current.parsed.clone().ok_or(FlagWriteError::Absent)??;
-        let after = match self {
-            FlagStore::Kubernetes { cluster, configmap, key } => {
-                let after = parsed.render(&before, p)?;
-                cluster.replace_configmap_key(configmap, key, &after, expected_version).await.map_err(|e| match e {
-                    ConditionalWriteError::Conflict { .. } => FlagWriteError::Conflict(e.to_string()),
-                    ConditionalWriteError::Source(s) => FlagWriteError::Source(s),
-                })?;
-                Some(after)
-            }
-            FlagStore::LaunchDarkly(ld) => {
-                let flag = ld.flag().await?;
-                if flag.version.to_string() != expected_version {
-                    return Err(conflict(&self.read().await?));
-                }
-                let ops = flag.patch_for(ld.environment(), p)?;
-                if !ops.is_empty() {
-                    ld.patch(flag.version, ops, comment).await.map_err(|e| match e {
-                        PatchError::Conflict(m) => {
-                            FlagWriteError::Conflict(format!("LaunchDarkly refused the change: {m}"))
-                        }
-                        PatchError::Source(s) => FlagWriteError::Source(s),
-                    })?;
-                }
-                // LaunchDarkly's text is a description; the read-back check is the percentage.
-                None
-            }
-            FlagStore::NotConfigured(e) => return Err(FlagWriteError::Source(e.clone())),
-        };
-        let read = self.read().await?;
-        let read_pct = read.parsed.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v.percentage);
-        let matches = match &after {
-            Some(text) => read.raw.as_deref() == Some(text.as_str()),
-            None => read_pct == Some(p),
-        };
-        let read_raw = read.raw.clone().unwrap_or_default();
-        if !matches {
-            return Err(FlagWriteError::ReadBackMismatch {
-                written: after.unwrap_or_else(|| format!("{} %", p.get())),
-                read: read_raw,
-            });
-        }
-        Ok(FlagChange { before, after: read_raw, version: read.version })
-    }
-
-    /// Which outside system holds the flag.
-    pub fn source(&self) -> Source {
-        match self {
-            FlagStore::Kubernetes { .. } => Source::Kubernetes,
-            FlagStore::LaunchDarkly(_) => Source::LaunchDarkly,
-            FlagStore::NotConfigured(e) => e.system(),
-        }
-    }
-
-    pub fn source_name(&self) -> &'static str {
-        match self {
-            FlagStore::Kubernetes { .. } => "kubernetes",
-            FlagStore::LaunchDarkly(_) => "launchdarkly",
-            FlagStore::NotConfigured(_) => "none",
-        }
-    }
-
-    pub async fn read(&self) -> Result<FlagReading, SourceError> {
-        match self {
-            FlagStore::Kubernetes { cluster, configmap, key } => {
-                let cm = cluster.configmap(configmap).await?;
-                let raw = cm.data.as_ref().and_then(|d| d.get(key)).cloned();
-                Ok(FlagReading {
-                    parsed: raw.as_deref().map(FlagValue::parse),
-                    raw,
-                    version: cm.metadata.resource_version.clone(),
-                })
-            }
-            FlagStore::LaunchDarkly(ld) => {
-                let r = ld.read().await?;
-                Ok(FlagReading { raw: Some(r.describe), parsed: Some(r.parsed), version: Some(r.version) })
-            }
-            FlagStore::NotConfigured(e) => Err(e.clone()),
-        }
-    }
-}
-
-fn conflict(current: &FlagReading) -> FlagWriteError {
-    FlagWriteError::Conflict(format!(
-        "the flag was changed since it was read: it is now {:?} at version {}",
-        current.raw.as_deref().unwrap_or(""),
-        current.version.as_deref().unwrap_or("?")
-    ))
 }
 
 #[cfg(test)]

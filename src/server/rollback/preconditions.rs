@@ -1,0 +1,204 @@
+//! What must hold before a rollback starts, checked against the world: no other active run,
+//! the previous revision known, a fresh backup, the rows that will lose their split values
+//! counted. The same survey gives the dry run its concrete values.
+
+use std::time::Duration;
+
+use crate::api::rollback::{Precondition, RollbackPlan};
+
+use super::super::error::{ApiError, SourceError};
+use super::super::records::{DiaryRecords, SchemaState};
+use super::super::state::AppState;
+use super::steps::{self, Memory, PlanContext};
+use super::{deploys, store};
+
+/// What the plan found out, kept for the start.
+pub(super) struct Survey {
+    pub plan: RollbackPlan,
+    pub memory: Memory,
+}
+
+pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, ApiError> {
+    let db = &s.state_db;
+    let mut pre = Vec::new();
+    let active = store::active_run_id(db).await.map_err(ApiError::Unavailable)?;
+    pre.push(match active {
+        None => ok("no_active_run", "no other rollback run is active".into()),
+        Some(id) => fail("no_active_run", format!("run #{id} is active; open it instead")),
+    });
+    // One read of the diary's schema serves the revision and the data-loss count.
+    let diary = match s.diary.as_ref() {
+        Ok(d) => d.schema().await.map(|sc| (d, sc)),
+        Err(e) => Err(e.clone()),
+    };
+    let (from, target) = revisions(s, &diary, &mut pre).await?;
+    pre.push(backup_check(s).await);
+    // A schema that cannot be read is a failed precondition, never "0 rows lost".
+    let data_loss = match &diary {
+        Ok((d, sc)) => rows_losing_split_values(d, sc).await,
+        Err(e) => Err(e.to_string()),
+    };
+    pre.push(match &data_loss {
+        Ok(n) => ok(
+            "data_loss_warning",
+            format!(
+                "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those values. Acknowledge by typing {n} (acknowledge_data_loss_rows)"
+            ),
+        ),
+        Err(e) => fail("data_loss_warning", format!("cannot count the rows the downgrade would drop: {e}")),
+    });
+    let writer_now = match s.writer_cluster.as_ref() {
+        Ok(c) => c.deployment_replicas(&s.settings.writer.deployment).await.ok().map(|r| r.desired),
+        Err(_) => None,
+    };
+    let flag_now = s.flags.read().await.ok().and_then(|r| r.raw);
+    let baseline = match s.prometheus.as_ref() {
+        Ok(p) => p.scalar(&s.settings.rollback.smoke_baseline_query).await.ok(),
+        Err(_) => None,
+    };
+    let memory = Memory {
+        from_revision: from.clone(),
+        target_revision: target.clone().unwrap_or_default(),
+        baseline_rate: baseline,
+        data_loss_rows: *data_loss.as_ref().unwrap_or(&0),
+        ..Memory::default()
+    };
+    let steps = steps::describe(&PlanContext {
+        state: s,
+        memory: &memory,
+        writer_now,
+        flag_now: flag_now.as_deref(),
+        restore_data,
+    });
+    let ready = pre.iter().all(|p| p.passed);
+    Ok(Survey {
+        plan: RollbackPlan {
+            environment: s.settings.environment.clone(),
+            from_revision: from,
+            target_revision: target,
+            data_loss_rows: data_loss.ok(),
+            preconditions: pre,
+            steps,
+            ready,
+            active_run: active,
+            require_approval: s.settings.rollback.require_approval,
+        },
+        memory,
+    })
+}
+
+/// The revisions: current from the diary, previous from the deploy journal.
+async fn revisions(
+    s: &AppState,
+    diary: &Result<(&DiaryRecords, SchemaState), SourceError>,
+    pre: &mut Vec<Precondition>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let current = diary.as_ref().map(|(_, sc)| sc.alembic_revision.clone());
+    Ok(match current {
+        Ok(Some(rev)) => {
+            let prev = deploys::previous_of(&s.state_db, &rev).await.map_err(ApiError::Unavailable)?;
+            pre.push(match &prev {
+                Some(p) => ok("previous_revision_known", format!("the deploy journal says {rev} came after {p}")),
+                None => fail(
+                    "previous_revision_known",
+                    format!(
+                        "the deploy journal does not know the revision before {rev}; enter it (POST /api/v1/deploys)"
+                    ),
+                ),
+            });
+            (Some(rev), prev)
+        }
+        Ok(None) => {
+            pre.push(fail("previous_revision_known", "the diary database has no Alembic revision".into()));
+            (None, None)
+        }
+        Err(e) => {
+            pre.push(fail("previous_revision_known", format!("cannot read the current revision: {e}")));
+            (None, None)
+        }
+    })
+}
+
+/// Rows whose insulin_short or insulin_long the downgrade drops.
+async fn rows_losing_split_values(d: &DiaryRecords, sc: &SchemaState) -> Result<i64, String> {
+    let mut conds = Vec::new();
+    if sc.insulin_short {
+        conds.push("insulin_short IS NOT NULL");
+    }
+    if sc.insulin_long {
+        conds.push("insulin_long IS NOT NULL");
+    }
+    if conds.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {} WHERE {}", d.table(), conds.join(" OR ")))
+        .fetch_one(d.pool())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn backup_check(s: &AppState) -> Precondition {
+    let rb = &s.settings.rollback;
+    if !rb.backup_status_argv.is_empty() {
+        return backup_status_command(s).await;
+    }
+    let Some(file) = &rb.backup_file else {
+        return fail(
+            "backup_fresh",
+            "no backup is configured (rollback.backup_file or rollback.backup_status_argv)".into(),
+        );
+    };
+    match std::fs::metadata(file).and_then(|m| m.modified()) {
+        Ok(t) => {
+            let age = std::time::SystemTime::now().duration_since(t).unwrap_or_default();
+            let hours = age.as_secs_f64() / 3600.0;
+            if age <= Duration::from_secs(rb.backup_max_age_hours * 3600) {
+                ok(
+                    "backup_fresh",
+                    format!("{} is {hours:.1} h old (limit {} h)", file.display(), rb.backup_max_age_hours),
+                )
+            } else {
+                fail(
+                    "backup_fresh",
+                    format!("{} is {hours:.1} h old, older than {} h", file.display(), rb.backup_max_age_hours),
+                )
+            }
+        }
+        Err(e) => fail("backup_fresh", format!("{}: {e}", file.display())),
+    }
+}
+
+/// `backup_status_argv` exiting 0 means a fresh backup.
+async fn backup_status_command(s: &AppState) -> Precondition {
+    let rb = &s.settings.rollback;
+    let argv = steps::substitute(&rb.backup_status_argv, s, &Memory::default());
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).kill_on_drop(true);
+    if let Some(dir) = &rb.working_dir {
+        cmd.current_dir(dir);
+    }
+    match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => {
+            ok("backup_fresh", format!("`{}` reports a fresh backup", steps::shown(&argv, s)))
+        }
+        Ok(Ok(out)) => fail(
+            "backup_fresh",
+            format!(
+                "`{}` failed ({}): {}",
+                steps::shown(&argv, s),
+                out.status,
+                steps::redact(String::from_utf8_lossy(&out.stderr).trim(), s)
+            ),
+        ),
+        Ok(Err(e)) => fail("backup_fresh", format!("cannot run {}: {e}", argv[0])),
+        Err(_) => fail("backup_fresh", "the backup status command did not finish within 30 s".into()),
+    }
+}
+
+fn ok(name: &str, detail: String) -> Precondition {
+    Precondition { name: name.into(), passed: true, detail }
+}
+
+fn fail(name: &str, detail: String) -> Precondition {
+    Precondition { name: name.into(), passed: false, detail }
+}
