@@ -63,16 +63,7 @@ async fn drive_locked(state: &AppState, id: i64) -> Result<(), SourceError> {
             return Ok(());
         }
         let Some(step) = run.current_step() else {
-            let (from, to) = machine::executor::FINISHED;
-            store::transition(
-                db,
-                id,
-                from,
-                to,
-                None,
-                Note::executor("rollback.done", Some(to.to_string()), None, Outcome::Done),
-            )
-            .await?;
+            move_run(db, id, machine::executor::FINISHED, "rollback.done", None, Outcome::Done).await?;
             return Ok(());
         };
         if !run_step(state, &run, step.index, &step.name).await? {
@@ -144,21 +135,9 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
                 ),
             )
             .await?;
-            let (from, to) = machine::executor::STEP_FAILED;
-            store::transition(
-                db,
-                run.id,
-                from,
-                to,
-                None,
-                Note::executor(
-                    "rollback.stopped",
-                    Some(to.to_string()),
-                    Some(format!("{label} failed: {}; retry it, skip it with a reason, or abort the run", f.error)),
-                    Outcome::Failed,
-                ),
-            )
-            .await?;
+            let detail = format!("{label} failed: {}; retry it, skip it with a reason, or abort the run", f.error);
+            move_run(db, run.id, machine::executor::STEP_FAILED, "rollback.stopped", Some(detail), Outcome::Failed)
+                .await?;
             Ok(false)
         }
     }
@@ -202,23 +181,22 @@ async fn mark_interrupted(state: &AppState, id: i64) -> Result<(), SourceError> 
         )
         .await?;
     }
-    let (from, to) = machine::executor::LOST;
-    store::transition(
-        db,
-        id,
-        from,
-        to,
-        None,
-        Note::executor(
-            "rollback.interrupted",
-            Some(to.to_string()),
-            Some(match &at {
-                Some((i, n, _)) => format!("the dashboard restarted; the run was at step {i} {n}"),
-                None => "the dashboard restarted".into(),
-            }),
-            Outcome::Failed,
-        ),
-    )
-    .await
-    .map(|_| ())
+    let detail = match &at {
+        Some((i, n, _)) => format!("the dashboard restarted; the run was at step {i} {n}"),
+        None => "the dashboard restarted".into(),
+    };
+    move_run(db, id, machine::executor::LOST, "rollback.interrupted", Some(detail), Outcome::Failed).await.map(|_| ())
+}
+
+/// The executor moves a run on (`from` → `to`), recording the move as its own. False when the
+/// run was no longer in `from`.
+async fn move_run(
+    db: &sqlx::PgPool,
+    id: i64,
+    (from, to): (RunState, RunState),
+    action: &str,
+    detail: Option<String>,
+    outcome: Outcome,
+) -> Result<bool, SourceError> {
+    store::transition(db, id, from, to, None, Note::executor(action, Some(to.to_string()), detail, outcome)).await
 }
