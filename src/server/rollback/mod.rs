@@ -258,16 +258,17 @@ impl<'a> Service<'a> {
             Some(format!("step {} {}: {}", step.index, step.name, step.state)),
             Some(step_state.to_string()),
         );
-        store::set_step(db, id, step.index, StepUpdate { skip_reason, ..StepUpdate::to(step_state) }, note)
-            .await
-            .map_err(ApiError::Unavailable)?;
-        let note = Note::executor(
+        let update = StepUpdate { skip_reason, ..StepUpdate::to(step_state) };
+        let run_note = Note::executor(
             "rollback.resume",
             Some(to.to_string()),
             Some(format!("from step {}", step.index)),
             Outcome::Done,
         );
-        if !store::transition(db, id, run.state, to, None, note).await.map_err(ApiError::Unavailable)? {
+        let moved = store::resume(db, id, (run.state, to), (step.index, update, note), run_note)
+            .await
+            .map_err(ApiError::Unavailable)?;
+        if !moved {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
         }
         spawn_drive(self.state.clone(), id);

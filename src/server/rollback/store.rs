@@ -290,6 +290,21 @@ pub(super) async fn transition(
     n: Note<'_>,
 ) -> Result<bool, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
+    if !transition_in(&mut tx, id, from, to, approved_by, n).await? {
+        return Ok(false);
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(true)
+}
+
+async fn transition_in(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    from: RunState,
+    to: RunState,
+    approved_by: Option<&str>,
+    n: Note<'_>,
+) -> Result<bool, SourceError> {
     let done = sqlx::query(
         "UPDATE rollback_runs SET state = $3, approved_by = COALESCE($4, approved_by), updated_at = now(),
                 finished_at = CASE WHEN $5 THEN now() ELSE finished_at END
@@ -300,13 +315,32 @@ pub(super) async fn transition(
     .bind(to.as_str())
     .bind(approved_by)
     .bind(to.finished())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err)?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    note(&mut tx, id, n).await?;
+    note(tx, id, n).await?;
+    Ok(true)
+}
+
+/// A person makes a stopped or interrupted run go on: its current step is reset (retry) or
+/// skipped, and the run moves from `from` to `to`, both with their audit entries, in one
+/// transaction. False, writing nothing, when the run is no longer in `from`.
+pub(super) async fn resume(
+    db: &PgPool,
+    id: i64,
+    (from, to): (RunState, RunState),
+    (idx, u, step_note): (u32, StepUpdate<'_>, Note<'_>),
+    run_note: Note<'_>,
+) -> Result<bool, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    set_step_in(&mut tx, id, idx, u, step_note).await?;
+    // Dropping the transaction undoes the step's reset when the run moved on meanwhile.
+    if !transition_in(&mut tx, id, from, to, None, run_note).await? {
+        return Ok(false);
+    }
     tx.commit().await.map_err(db_err)?;
     Ok(true)
 }
@@ -337,10 +371,21 @@ pub(super) async fn set_step(
     u: StepUpdate<'_>,
     n: Note<'_>,
 ) -> Result<(), SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    set_step_in(&mut tx, run_id, idx, u, n).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+async fn set_step_in(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+    idx: u32,
+    u: StepUpdate<'_>,
+    n: Note<'_>,
+) -> Result<(), SourceError> {
     let starts = u.state == StepState::Running;
     let clears_error = matches!(u.state, StepState::Running | StepState::Done | StepState::Pending);
     let memory = u.memory.map(serde_json::to_value).transpose().map_err(|e| malformed(e.to_string()))?;
-    let mut tx = db.begin().await.map_err(db_err)?;
     sqlx::query(
         "UPDATE rollback_steps SET state = $3,
                 attempts = attempts + CASE WHEN $7 THEN 1 ELSE 0 END,
@@ -360,17 +405,17 @@ pub(super) async fn set_step(
     .bind(starts)
     .bind(u.state.ends_attempt())
     .bind(clears_error)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err)?;
     sqlx::query("UPDATE rollback_runs SET updated_at = now(), memory = COALESCE($2, memory) WHERE id = $1")
         .bind(run_id)
         .bind(memory)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(db_err)?;
-    note(&mut tx, run_id, n).await?;
-    tx.commit().await.map_err(db_err)
+    note(tx, run_id, n).await?;
+    Ok(())
 }
 
 /// Persists what the run remembers, before a step acts on it.
