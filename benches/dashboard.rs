@@ -165,7 +165,7 @@ async fn bench_viewers(admin: &PgPool, prom: &str, viewers: usize, secs: u64) ->
     .await
     .unwrap();
     let state = support::dashboard_state(&db, Some(&db), Some(prom), None).await;
-    let app = rollout_dashboard::server::app(state.clone());
+    let app = rollout_dashboard::site::app(state.clone());
     let paths = [
         "/api/v1/status",
         "/api/v1/records/summary?window=24h",

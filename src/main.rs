@@ -43,7 +43,7 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match server::serve(config).await {
+    match rollout_dashboard::site::serve(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("fatal: {e}");

@@ -278,7 +278,7 @@ async fn status_reports_all_five_sources_without_error(pool: PgPool) {
     assert_eq!((s.records_24h.total, s.records_24h.with_short, s.records_24h.with_long), (Some(11), Some(6), Some(4)));
 
     // The REST door returns the same service's answer, in the documented shape.
-    let app = rollout_dashboard::server::app(state);
+    let app = rollout_dashboard::site::app(state);
     let resp = app.clone().oneshot(Request::get("/api/v1/status").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
@@ -304,7 +304,7 @@ async fn each_source_fails_on_its_own(pool: PgPool) {
     // Prometheus configured but not running; the flag holds a value in an unknown format.
     let dead_prometheus = format!("http://127.0.0.1:{}", free_port());
     let state = dashboard_state(&pool, Some(&pool), Some(&dead_prometheus), Some(&sim.kubeconfig)).await;
-    let app = rollout_dashboard::server::app(state.clone());
+    let app = rollout_dashboard::site::app(state.clone());
     let resp = app.oneshot(Request::get("/api/v1/status").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "a failed source does not fail the request");
 
@@ -336,7 +336,7 @@ async fn without_optional_sources_the_dashboard_still_answers(pool: PgPool) {
     assert_eq!(s.schema.error.as_deref(), Some("the diary database is not configured: set DATABASE_URL"));
     assert_eq!(s.records_24h.error, s.schema.error);
     // The page itself renders, server-side, with each panel's error in it.
-    let app = rollout_dashboard::server::app(state);
+    let app = rollout_dashboard::site::app(state);
     let resp = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let html = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
@@ -468,7 +468,7 @@ async fn get_json(app: &axum::Router, path: &str) -> (StatusCode, serde_json::Va
 async fn the_records_api_follows_its_documented_shape(pool: PgPool) {
     diary_schema(&pool).await;
     diary_fixture(&pool).await;
-    let app = rollout_dashboard::server::app(dashboard_state(&pool, Some(&pool), None, None).await);
+    let app = rollout_dashboard::site::app(dashboard_state(&pool, Some(&pool), None, None).await);
     let (status, s) = get_json(&app, "/api/v1/records/summary?window=24h").await;
     assert_eq!(status, StatusCode::OK);
     for (k, v) in [
@@ -699,7 +699,7 @@ async fn me(app: &axum::Router, cookie: Option<&str>, headers: &[(&str, &str)]) 
 async fn local_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let settings = format!("[auth]\nmode = \"local\"\nusers_file = \"{}\"\n", users_file(dir.path()).display());
-    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
     assert_eq!(me(&app, None, &[]).await.0, StatusCode::UNAUTHORIZED);
 
     let resp =
@@ -730,7 +730,7 @@ async fn local_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(pool: PgPool) {
 async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let settings = format!("[auth]\nusers_file = \"{}\"\nlogin_attempts = 3\n", users_file(dir.path()).display());
-    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
     // Unknown users are refused exactly like wrong passwords.
     for body in ["username=ana&password=guess", "username=nobody&password=x", "username=ana&password=guess2"] {
         let resp = post_form(&app, "/auth/login", body, ORIGIN, None).await;
@@ -750,7 +750,7 @@ async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
 async fn state_changing_requests_from_another_origin_are_refused(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let settings = format!("[auth]\nusers_file = \"{}\"\n", users_file(dir.path()).display());
-    let app = rollout_dashboard::server::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
     for origin in ["http://evil.example", "http://127.0.0.1:3001", "null"] {
         let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", origin, None).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{origin}");
@@ -770,7 +770,7 @@ async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
     let state =
         dashboard_state_vars(&pool, None, None, None, Some(settings), &[("ROLLOUT_PROXY_SECRET", "s3cret-proxy")])
             .await;
-    let app = rollout_dashboard::server::app(state);
+    let app = rollout_dashboard::site::app(state);
     let oncall =
         [("x-forwarded-user", "ana"), ("x-forwarded-groups", "staff, oncall"), ("x-proxy-secret", "s3cret-proxy")];
     let (status, who) = me(&app, None, &oncall).await;
@@ -819,7 +819,7 @@ async fn control_world(pool: PgPool, flag: &str) -> ControlWorld {
         &[("ROLLOUT_PROXY_SECRET", SECRET)],
     )
     .await;
-    ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom }
+    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1046,7 +1046,7 @@ async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Option<&str>) 
         &[("ROLLOUT_PROXY_SECRET", SECRET), ("LAUNCHDARKLY_API_TOKEN", &token)],
     )
     .await;
-    ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom }
+    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
 fn ld_weights(w: &ControlWorld) -> (i64, i64, i64) {
@@ -1353,7 +1353,7 @@ async fn rollback_world(pool: PgPool, rollback_toml: &str) -> RollbackWorld {
     )
     .await;
     let prom_url = prom.url.clone();
-    let w = ControlWorld { app: rollout_dashboard::server::app(state.clone()), state, sim, pool, _prom: prom };
+    let w = ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom };
     RollbackWorld { w, backup, settings, prom_url, _dir: dir }
 }
 
@@ -1969,7 +1969,7 @@ async fn report_csvs_count_every_dose_once_and_match_independent_sql(pool: PgPoo
     .unwrap();
     let state =
         dashboard_state_with(&pool, Some(url_of(&pool)), None, None, Some("[reports]\ntime_zone = \"+03:00\"\n")).await;
-    let app = rollout_dashboard::server::app(state);
+    let app = rollout_dashboard::site::app(state);
 
     let (status, ct, body) = get_raw(&app, "/api/v1/reports/insulin-units.csv?range=7d").await;
     assert_eq!((status, ct.as_str()), (StatusCode::OK, "text/csv; charset=utf-8"));

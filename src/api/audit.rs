@@ -37,15 +37,3 @@ pub struct AuditEntry {
     pub outcome_detail: Option<String>,
     pub request_id: Option<String>,
 }
-
-use leptos::prelude::*;
-
-/// The newest audit entries, optionally of one action; the same service call as `GET /api/v1/audit`.
-#[server(endpoint = "audit", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_audit(action: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
-    let state = crate::api::auth::server_state()?;
-    let action = action.filter(|a| !a.is_empty());
-    crate::server::audit::list(&state.state_db, 500, action.as_deref())
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
-}

@@ -5,6 +5,7 @@ pub mod adoption;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod check;
 pub mod codec;
 pub mod overview;
 pub mod records;

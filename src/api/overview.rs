@@ -1,6 +1,5 @@
 //! Everything the overview page shows, in one answer, so the page makes one request per refresh.
 
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::adoption::DayCheck;
@@ -51,9 +50,3 @@ impl crate::api::codec::DrawnInPage for Overview {
 
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];
 pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];
-
-#[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
-    let state = crate::api::auth::server_state()?;
-    crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)
-}

@@ -2,10 +2,12 @@
 //! - `total`: rows with created_at in the window (created_at >= start AND created_at < end)
 //! - `with_short`: insulin_short IS NOT NULL
 //! - `with_long`: insulin_long IS NOT NULL
-//! - `with_both`: both NOT NULL
+//! - `with_both`: both NOT NULL, doubled rows included (the reports' category "both" leaves them out)
 //! - `legacy_only`: dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL
 //! - `doubled`: dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose (forbidden)
 //! - `empty`: all three NULL
+//!
+//! The categories (`server::categories`) are exclusive; `with_*` are "has" counters.
 //!
 //! When the split columns do not exist (schema rolled back), the split counters are null and
 //! `legacy_only` / `empty` count by `dose` alone.

@@ -1,6 +1,5 @@
 //! Reports for BI: charts to review and export, and the rules they are drawn by.
 
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What a chart's caption states.
@@ -52,13 +51,4 @@ impl crate::api::codec::DrawnInPage for ReportsView {
     fn drawings(&mut self) -> impl Iterator<Item = &mut String> {
         self.charts.iter_mut().filter_map(|c| c.svg.as_mut())
     }
-}
-
-#[cfg(feature = "ssr")]
-use super::auth::refused;
-
-#[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_reports(range: String) -> Result<ReportsView, ServerFnError> {
-    let state = crate::api::auth::server_state()?;
-    crate::server::reports::view(&state, &range).await.map_err(refused)
 }

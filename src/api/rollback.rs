@@ -2,18 +2,9 @@
 //! preconditions, a run with its steps, the deploy journal and incident records.
 
 use chrono::{DateTime, Utc};
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Identity;
-
-/// One precondition of a run, shown with pass or fail before the start button enables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Precondition {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
-}
 
 /// One step of the plan with the concrete commands, API calls and values it would use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +25,8 @@ pub struct RollbackPlan {
     pub target_revision: Option<String>,
     /// Rows whose insulin_short or insulin_long the downgrade drops; the start must name it.
     pub data_loss_rows: Option<i64>,
-    pub preconditions: Vec<Precondition>,
+    /// What must hold, shown with pass or fail before the start button enables.
+    pub preconditions: Vec<super::check::Check>,
     pub steps: Vec<PlannedStep>,
     /// Every precondition passed.
     pub ready: bool,
@@ -274,65 +266,9 @@ pub struct RollbackView {
     pub deploys: Vec<DeployEntry>,
 }
 
-#[cfg(feature = "ssr")]
-use super::auth::{caller, page_request_id, refused};
-
-#[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
-    let (state, me) = caller().await?;
-    let svc = crate::server::rollback::Service::new(&state);
-    let plan = svc.plan(restore_data).await.map_err(|e| e.to_string());
-    let run = svc.latest_run().await.map_err(refused)?;
-    let deploys = svc.deploys(20).await.map_err(refused)?;
-    Ok(RollbackView { me, plan, run, deploys })
-}
-
-#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
-    let (state, _) = caller().await?;
-    crate::server::rollback::Service::new(&state).run(id).await.map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/rollback`.
-#[server(endpoint = "rollback_start", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
-pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnError> {
-    let (state, me) = caller().await?;
-    crate::server::rollback::Service::new(&state)
-        .start(me.as_ref(), Ok(body), &page_request_id())
-        .await
-        .map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/rollback/{id}/{action}`.
-#[server(endpoint = "rollback_act", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
-pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> Result<RunView, ServerFnError> {
-    let (state, me) = caller().await?;
-    crate::server::rollback::Service::new(&state)
-        .act(me.as_ref(), id, action, Ok(RunActionBody { reason }), &page_request_id())
-        .await
-        .map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/deploys`.
-#[server(endpoint = "deploy_record", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
-pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError> {
-    let (state, me) = caller().await?;
-    crate::server::rollback::Service::new(&state)
-        .record_deploy(me.as_ref(), Ok(body), &page_request_id())
-        .await
-        .map_err(refused)
-}
-
 /// The run the page shows live: the active run, or the latest finished one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunProgress {
     pub me: Option<Identity>,
     pub run: Option<RunView>,
-}
-
-#[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
-    let (state, me) = caller().await?;
-    let run = crate::server::rollback::Service::new(&state).latest_run().await.map_err(refused)?;
-    Ok(RunProgress { me, run })
 }

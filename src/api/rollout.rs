@@ -2,13 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One precondition for increasing the rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Guard {
-    pub name: String,
-    pub passed: bool,
-    pub reason: String,
-}
+use super::auth::Identity;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutState {
@@ -20,7 +14,9 @@ pub struct RolloutState {
     pub version: Option<String>,
     /// False when the stored value is in a format the dashboard will not rewrite.
     pub writable: bool,
-    pub guards: Vec<Guard>,
+    /// The preconditions for an increase (on the wire each is `{name, passed, reason}`).
+    #[serde(with = "super::check::as_guards")]
+    pub guards: Vec<super::check::Check>,
 }
 
 /// `POST /api/v1/rollout`.
@@ -56,10 +52,6 @@ pub struct ChangeDone {
     pub overridden: Option<String>,
 }
 
-use leptos::prelude::*;
-
-use super::auth::Identity;
-
 /// The rollout page's data: the flag with its guards, and who is looking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutView {
@@ -67,40 +59,4 @@ pub struct RolloutView {
     pub me: Option<Identity>,
     /// Where the flag lives, for the confirmation dialog.
     pub target: String,
-}
-
-#[cfg(feature = "ssr")]
-use super::auth::{caller, page_request_id, refused};
-
-#[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
-    let (state, me) = caller().await?;
-    Ok(RolloutView {
-        state: crate::server::rollout::current(&state).await.map_err(|e| e.to_string()),
-        me,
-        target: state.flags.describe_target(),
-    })
-}
-
-/// The same service call as `POST /api/v1/rollout`.
-#[server(endpoint = "rollout_set", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn set_rollout(
-    percentage: i64,
-    reason: String,
-    expected_version: String,
-    override_guards: bool,
-    override_reason: Option<String>,
-) -> Result<ChangeDone, ServerFnError> {
-    let (state, me) = caller().await?;
-    let id = page_request_id();
-    let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
-    crate::server::rollout::set_percentage(&state, me.as_ref(), Ok(body), &id).await.map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/rollout/kill`.
-#[server(endpoint = "rollout_kill", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
-    let (state, me) = caller().await?;
-    let id = page_request_id();
-    crate::server::rollout::kill(&state, me.as_ref(), reason, &id).await.map_err(refused)
 }

@@ -1,7 +1,6 @@
 //! The rollout status: one value per outside system, each failing on its own.
 
 use chrono::{DateTime, Utc};
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Everything the overview shows. Served as JSON by `GET /api/v1/status`.
@@ -69,11 +68,4 @@ pub struct RecordsStatus {
     pub doubled: Option<i64>,
     pub empty: Option<i64>,
     pub error: Option<String>,
-}
-
-/// The overview's data; the same service call as `GET /api/v1/status`.
-#[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_status() -> Result<StatusReport, ServerFnError> {
-    let state = crate::api::auth::server_state()?;
-    Ok(crate::server::service::status(&state).await)
 }

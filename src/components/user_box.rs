@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::auth::{get_me, Identity};
+use crate::api::auth::Identity;
 
 #[component]
 pub fn UserBox() -> impl IntoView {
@@ -24,4 +24,12 @@ pub fn UserBox() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+// ---------------------------------------------------------------- server functions
+
+/// Who the request comes from (None: nobody signed in).
+#[server(endpoint = "me", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_me() -> Result<Option<Identity>, ServerFnError> {
+    Ok(crate::server::fns::caller().await?.1.who().cloned())
 }

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::audit::get_audit;
+use crate::api::audit::AuditEntry;
 use crate::components::time::{self, Shown};
 
 const ACTIONS: [(&str, &str); 4] = [
@@ -55,4 +55,16 @@ pub fn AuditPage() -> impl IntoView {
             })}
         </Transition>
     }
+}
+
+// ---------------------------------------------------------------- server functions
+
+/// The newest audit entries, optionally of one action; the same service call as `GET /api/v1/audit`.
+#[server(endpoint = "audit", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_audit(action: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
+    let state = crate::server::fns::server_state()?;
+    let action = action.filter(|a| !a.is_empty());
+    crate::server::audit::list(&state.state_db, 500, action.as_deref())
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
 }

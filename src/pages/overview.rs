@@ -7,7 +7,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::adoption::CheckOutcome;
 use crate::api::codec::LeanHydration;
-use crate::api::overview::{get_overview, ChartView, Overview, RANGES, WINDOWS};
+use crate::api::overview::{ChartView, Overview, RANGES, WINDOWS};
+use crate::api::StatusReport;
 use crate::components::panel::{since_text, Panel, Value};
 use crate::components::time::{self, Shown};
 
@@ -175,7 +176,7 @@ fn RecordsPanel(o: Overview, since: Option<String>) -> impl IntoView {
                     <Value label="Total" testid="records-total" value=fmt_count(Some(c.total))/>
                     <Value label="With short dose" testid="records-with-short" value=fmt_count(c.with_short)/>
                     <Value label="With long dose" testid="records-with-long" value=fmt_count(c.with_long)/>
-                    <Value label="With both" testid="records-with-both" value=fmt_count(c.with_both)/>
+                    <Value label="With both parts (doubled included)" testid="records-with-both" value=fmt_count(c.with_both)/>
                     <Value label="Legacy dose only" testid="records-legacy-only" value=fmt_count(Some(c.legacy_only))/>
                     <Value label="Doubled (forbidden)" testid="records-doubled" value=fmt_count(c.doubled)/>
                     <Value label="No dose" testid="records-empty" value=fmt_count(Some(c.empty))/>
@@ -269,4 +270,18 @@ fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
         }.into_any(),
         Err(e) => view! { <Panel title="Rollout alerts" id="alerts" error=Some(e) since=since.unwrap_or_default()><p>"Alerts unknown."</p></Panel> }.into_any(),
     }
+}
+
+// ---------------------------------------------------------------- server functions
+
+#[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
+    let state = crate::server::fns::server_state()?;
+    crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)
+}
+/// The overview's data; the same service call as `GET /api/v1/status`.
+#[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_status() -> Result<StatusReport, ServerFnError> {
+    let state = crate::server::fns::server_state()?;
+    Ok(crate::server::service::status(&state).await)
 }

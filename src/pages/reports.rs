@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::codec::LeanHydration;
-use crate::api::reports::{get_reports, ReportChartView, ReportsView, RuleExample};
+use crate::api::reports::{ReportChartView, ReportsView, RuleExample};
 
 const RANGES: [&str; 3] = ["7d", "30d", "90d"];
 
@@ -105,4 +105,15 @@ fn Rules(rules: Vec<RuleExample>) -> impl IntoView {
             </table>
         </section>
     }
+}
+
+// ---------------------------------------------------------------- server functions
+
+#[cfg(feature = "ssr")]
+use crate::server::fns::refused;
+
+#[server(endpoint = "reports", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_reports(range: String) -> Result<ReportsView, ServerFnError> {
+    let state = crate::server::fns::server_state()?;
+    crate::server::reports::view(&state, &range).await.map_err(refused)
 }

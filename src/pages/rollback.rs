@@ -5,8 +5,7 @@ use leptos::prelude::*;
 
 use crate::api::auth::Role;
 use crate::api::rollback::{
-    get_progress, get_rollback, ActOnRun, BeginRollback, NewDeploy, RecordDeploy, RollbackView, RunAction, RunProgress,
-    RunState, RunView, StartRollback,
+    DeployEntry, NewDeploy, RollbackPlan, RollbackView, RunAction, RunProgress, RunState, RunView, StartRollback,
 };
 use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
@@ -160,6 +159,113 @@ fn Plan(
         Err(e) => return view! { <p class="source-error" role="alert" data-testid="plan-error">{e}</p> }.into_any(),
     };
     let active = run.as_ref().is_some_and(|r| r.active());
+    let revision = plan.from_revision.clone().unwrap_or_default();
+    view! {
+        <div class="panels">
+            <Preconditions checks=plan.preconditions.clone()/>
+            <DeployJournal deploys operator deploy revision/>
+        </div>
+        <DryRun plan=plan.clone()/>
+        {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="rollback-disabled">{w}</p> })}
+        <StartForm plan operator active restore start/>
+    }
+    .into_any()
+}
+
+#[component]
+fn Preconditions(checks: Vec<crate::api::check::Check>) -> impl IntoView {
+    view! {
+        <Panel title="Preconditions" id="rollback-preconditions" error=None>
+            <ul class="guards">
+                {checks.into_iter().map(|p| {
+                    // The data-loss line is a warning to acknowledge, not a pass.
+                    let warn = p.passed && p.name == "data_loss_warning";
+                    view! {
+                        <li class:guard-ok=p.passed && !warn class:guard-warn=warn class:guard-bad=!p.passed data-testid=format!("pre-{}", p.name)>
+                            {if warn { "⚠ " } else if p.passed { "✓ " } else { "✗ " }}<strong>{p.name.replace('_', " ")}</strong>": "{p.detail}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </Panel>
+    }
+}
+
+/// The deploy journal (which revision came after which) and the form that adds to it.
+#[component]
+fn DeployJournal(
+    deploys: Vec<DeployEntry>,
+    operator: bool,
+    deploy: ServerAction<RecordDeploy>,
+    revision: String,
+) -> impl IntoView {
+    let rev = RwSignal::new(revision);
+    let prev = RwSignal::new(String::new());
+    let deploy_result = move || {
+        deploy.value().get().map(|r| match r {
+            Ok(d) => view! { <p class="ok-text" data-testid="deploy-result">{format!("Recorded: {} came after {}", d.revision, d.previous_revision.unwrap_or_default())}</p> }.into_any(),
+            Err(e) => view! { <p class="source-error" data-testid="deploy-result">{e.to_string()}</p> }.into_any(),
+        })
+    };
+    view! {
+        <Panel title="Deploy journal" id="rollback-deploys" error=None>
+            <div class="table-scroll">
+                <table class="audit">
+                    <thead><tr><th>"When"</th><th>"Revision"</th><th>"Previous"</th><th>"Source"</th><th>"By"</th></tr></thead>
+                    <tbody>
+                        {deploys.into_iter().map(|d| view! {
+                            <tr><td>{time::utc(d.at, Shown::DateMinutes)}</td><td>{d.revision}</td>
+                                <td>{d.previous_revision.unwrap_or_else(|| "unknown".into())}</td><td>{d.source}</td><td>{d.actor}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+            <div class="deploy-form">
+                <label class="field">"Revision"<input type="text" disabled=!operator data-testid="deploy-revision"
+                    prop:value=move || rev.get() on:input=move |ev| rev.set(event_target_value(&ev))/></label>
+                <label class="field">"came after (previous revision)"<input type="text" disabled=!operator data-testid="deploy-previous"
+                    prop:value=move || prev.get() on:input=move |ev| prev.set(event_target_value(&ev))/></label>
+                <button type="button" disabled=!operator data-testid="deploy-record" on:click=move |_| {
+                    deploy.dispatch(RecordDeploy { body: NewDeploy { revision: rev.get_untracked(), previous_revision: prev.get_untracked(), note: None } });
+                }>"Record"</button>
+                {deploy_result}
+            </div>
+        </Panel>
+    }
+}
+
+/// Every step with its concrete actions, executed nowhere.
+#[component]
+fn DryRun(plan: RollbackPlan) -> impl IntoView {
+    view! {
+        <Panel title="Dry run: the plan, executed nowhere" id="rollback-plan" error=None>
+            <p class="detail">{format!(
+                "Environment {} · revision {} → {}",
+                plan.environment,
+                plan.from_revision.unwrap_or_else(|| "?".into()),
+                plan.target_revision.unwrap_or_else(|| "?".into())
+            )}</p>
+            <ol class="plan">
+                {plan.steps.into_iter().map(|s| view! {
+                    <li class:not-chosen=!s.chosen data-testid=format!("plan-{}", s.name)>
+                        <strong>{s.title}</strong>
+                        <ul>{s.actions.into_iter().map(|a| view! { <li><code>{a}</code></li> }).collect_view()}</ul>
+                    </li>
+                }).collect_view()}
+            </ol>
+        </Panel>
+    }
+}
+
+/// The start: reason, the typed confirmations (data loss, environment, RESTORE) and the bypass.
+#[component]
+fn StartForm(
+    plan: RollbackPlan,
+    operator: bool,
+    active: bool,
+    restore: RwSignal<bool>,
+    start: ServerAction<BeginRollback>,
+) -> impl IntoView {
     let env = plan.environment.clone();
     let loss = plan.data_loss_rows;
     let reason = RwSignal::new(String::new());
@@ -167,12 +273,11 @@ fn Plan(
     let ack = RwSignal::new(String::new());
     let restore_word = RwSignal::new(String::new());
     let bypass = RwSignal::new(String::new());
-    let rev = RwSignal::new(plan.from_revision.clone().unwrap_or_default());
-    let prev = RwSignal::new(String::new());
     let env_for_ready = env.clone();
+    let plan_ready = plan.ready;
     let ready = move || {
         operator
-            && plan.ready
+            && plan_ready
             && !reason.get().trim().is_empty()
             && typed_env.get() == env_for_ready
             && loss.is_some_and(|l| ack.get().trim().parse::<i64>().ok() == Some(l))
@@ -197,66 +302,7 @@ fn Plan(
             .and_then(|r| r.err())
             .map(|e| view! { <p class="source-error" role="alert" data-testid="start-error">{e.to_string()}</p> })
     };
-    let deploy_result = move || {
-        deploy.value().get().map(|r| match r {
-            Ok(d) => view! { <p class="ok-text" data-testid="deploy-result">{format!("Recorded: {} came after {}", d.revision, d.previous_revision.unwrap_or_default())}</p> }.into_any(),
-            Err(e) => view! { <p class="source-error" data-testid="deploy-result">{e.to_string()}</p> }.into_any(),
-        })
-    };
     view! {
-        <div class="panels">
-            <Panel title="Preconditions" id="rollback-preconditions" error=None>
-                <ul class="guards">
-                    {plan.preconditions.iter().map(|p| {
-                        // The data-loss line is a warning to acknowledge, not a pass.
-                        let warn = p.passed && p.name == "data_loss_warning";
-                        view! {
-                            <li class:guard-ok=p.passed && !warn class:guard-warn=warn class:guard-bad=!p.passed data-testid=format!("pre-{}", p.name)>
-                                {if warn { "⚠ " } else if p.passed { "✓ " } else { "✗ " }}<strong>{p.name.replace('_', " ")}</strong>": "{p.detail.clone()}
-                            </li>
-                        }
-                    }).collect_view()}
-                </ul>
-            </Panel>
-            <Panel title="Deploy journal" id="rollback-deploys" error=None>
-                <table class="audit">
-                    <thead><tr><th>"When"</th><th>"Revision"</th><th>"Previous"</th><th>"Source"</th><th>"By"</th></tr></thead>
-                    <tbody>
-                        {deploys.into_iter().map(|d| view! {
-                            <tr><td>{time::utc(d.at, Shown::DateMinutes)}</td><td>{d.revision}</td>
-                                <td>{d.previous_revision.unwrap_or_else(|| "unknown".into())}</td><td>{d.source}</td><td>{d.actor}</td></tr>
-                        }).collect_view()}
-                    </tbody>
-                </table>
-                <div class="deploy-form">
-                    <label class="field">"Revision"<input type="text" disabled=!operator data-testid="deploy-revision"
-                        prop:value=move || rev.get() on:input=move |ev| rev.set(event_target_value(&ev))/></label>
-                    <label class="field">"came after (previous revision)"<input type="text" disabled=!operator data-testid="deploy-previous"
-                        prop:value=move || prev.get() on:input=move |ev| prev.set(event_target_value(&ev))/></label>
-                    <button type="button" disabled=!operator data-testid="deploy-record" on:click=move |_| {
-                        deploy.dispatch(RecordDeploy { body: NewDeploy { revision: rev.get_untracked(), previous_revision: prev.get_untracked(), note: None } });
-                    }>"Record"</button>
-                    {deploy_result}
-                </div>
-            </Panel>
-        </div>
-        <Panel title="Dry run: the plan, executed nowhere" id="rollback-plan" error=None>
-            <p class="detail">{format!(
-                "Environment {} · revision {} → {}",
-                plan.environment,
-                plan.from_revision.clone().unwrap_or_else(|| "?".into()),
-                plan.target_revision.clone().unwrap_or_else(|| "?".into())
-            )}</p>
-            <ol class="plan">
-                {plan.steps.iter().map(|s| view! {
-                    <li class:not-chosen=!s.chosen data-testid=format!("plan-{}", s.name)>
-                        <strong>{s.title.clone()}</strong>
-                        <ul>{s.actions.iter().map(|a| view! { <li><code>{a.clone()}</code></li> }).collect_view()}</ul>
-                    </li>
-                }).collect_view()}
-            </ol>
-        </Panel>
-        {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="rollback-disabled">{w}</p> })}
         <Panel title="Start the rollback" id="rollback-start" error=None class="kill">
             {active.then(|| view! { <p class="disabled-reason">"A run is active: act on it above."</p> })}
             <label><input type="checkbox" disabled=!operator data-testid="restore" prop:checked=move || restore.get()
@@ -290,5 +336,59 @@ fn Plan(
             {start_result}
         </Panel>
     }
-    .into_any()
+}
+
+// ---------------------------------------------------------------- server functions
+
+#[cfg(feature = "ssr")]
+use crate::api::rollback::RunActionBody;
+#[cfg(feature = "ssr")]
+use crate::server::fns::{caller, refused};
+
+#[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    let me = caller.who().cloned();
+    let svc = crate::server::rollback::Service::new(&state);
+    let plan = svc.plan(restore_data).await.map_err(|e| e.to_string());
+    let run = svc.latest_run().await.map_err(refused)?;
+    let deploys = svc.deploys(20).await.map_err(refused)?;
+    Ok(RollbackView { me, plan, run, deploys })
+}
+
+#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
+    let (state, _) = caller().await?;
+    crate::server::rollback::Service::new(&state).run(id).await.map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/rollback`.
+#[server(endpoint = "rollback_start", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
+pub async fn begin_rollback(body: StartRollback) -> Result<RunView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    crate::server::rollback::Service::new(&state).start(&caller, body).await.map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/rollback/{id}/{action}`.
+#[server(endpoint = "rollback_act", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
+pub async fn act_on_run(id: i64, action: RunAction, reason: Option<String>) -> Result<RunView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    crate::server::rollback::Service::new(&state)
+        .act(&caller, id, action, RunActionBody { reason })
+        .await
+        .map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/deploys`.
+#[server(endpoint = "deploy_record", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
+pub async fn record_deploy(body: NewDeploy) -> Result<DeployEntry, ServerFnError> {
+    let (state, caller) = caller().await?;
+    crate::server::rollback::Service::new(&state).record_deploy(&caller, body).await.map_err(refused)
+}
+
+#[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
+    let (state, caller) = caller().await?;
+    let run = crate::server::rollback::Service::new(&state).latest_run().await.map_err(refused)?;
+    Ok(RunProgress { me: caller.who().cloned(), run })
 }

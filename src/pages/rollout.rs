@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::api::auth::Role;
-use crate::api::rollout::{get_rollout, KillRollout, RolloutView, SetRollout};
+use crate::api::rollout::{ChangeDone, RolloutView};
 use crate::components::panel::{Panel, Value};
 
 const PRESETS: [i64; 5] = [5, 10, 25, 50, 100];
@@ -34,62 +34,77 @@ pub fn RolloutPage() -> impl IntoView {
     }
 }
 
-#[component]
-fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<KillRollout>) -> impl IntoView {
-    let RolloutView { state, me, target } = v;
-    let why_not = match &me {
+/// What the operator has entered so far, shared by the forms and the confirmation dialog.
+#[derive(Clone, Copy)]
+struct Form {
+    chosen: RwSignal<Option<i64>>,
+    custom: RwSignal<String>,
+    reason: RwSignal<String>,
+    override_on: RwSignal<bool>,
+    override_reason: RwSignal<String>,
+    kill_reason: RwSignal<String>,
+    pending: RwSignal<Option<Pending>>,
+}
+
+impl Form {
+    fn new() -> Self {
+        Form {
+            chosen: RwSignal::new(None),
+            custom: RwSignal::new(String::new()),
+            reason: RwSignal::new(String::new()),
+            override_on: RwSignal::new(false),
+            override_reason: RwSignal::new(String::new()),
+            kill_reason: RwSignal::new(String::new()),
+            pending: RwSignal::new(None),
+        }
+    }
+}
+
+/// Why this viewer cannot change the rollout now, if they cannot.
+fn why_not(me: Option<&crate::api::auth::Identity>, state: &crate::api::rollout::RolloutState) -> Option<String> {
+    match me {
         None => Some("Sign in as an operator to change the rollout.".to_string()),
         Some(m) if m.role != Role::Operator => {
             Some(format!("Signed in as {} ({}): only operators may change the rollout.", m.user, m.role.as_str()))
         }
-        _ => None,
-    };
-    let state = match state {
-        Ok(s) => s,
-        Err(e) => return view! { <p class="source-error" role="alert" data-testid="rollout-error">{e}</p> }.into_any(),
-    };
-    let why_not = why_not.or_else(|| {
-        (!state.writable).then(|| {
+        _ => (!state.writable).then(|| {
             format!(
                 "The flag holds {:?}, a format the dashboard will not rewrite.",
                 state.raw.clone().unwrap_or_default()
             )
-        })
-    });
+        }),
+    }
+}
+
+#[component]
+fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<KillRollout>) -> impl IntoView {
+    let RolloutView { state, me, target } = v;
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => return view! { <p class="source-error" role="alert" data-testid="rollout-error">{e}</p> }.into_any(),
+    };
+    let why_not = why_not(me.as_ref(), &state);
     let can_change = why_not.is_none();
     let current = state.percentage;
-    let version = state.version.clone().unwrap_or_default();
     let failing = state.guards.iter().any(|g| !g.passed);
-    let chosen = RwSignal::new(None::<i64>);
-    let custom = RwSignal::new(String::new());
-    let reason = RwSignal::new(String::new());
-    let override_on = RwSignal::new(false);
-    let override_reason = RwSignal::new(String::new());
-    let kill_reason = RwSignal::new(String::new());
-    let pending = RwSignal::new(None::<Pending>);
-    let is_increase = move || chosen.get().is_some_and(|c| current.is_none_or(|cur| c > i64::from(cur)));
-    let ready = move || {
-        can_change
-            && chosen.get().is_some_and(|c| (0..=100).contains(&c))
-            && !reason.get().trim().is_empty()
-            && (!failing || !is_increase() || (override_on.get() && !override_reason.get().trim().is_empty()))
-    };
-    let version_for_set = version.clone();
-    let target_text = target.clone();
-    let confirm = move |_| match pending.get_untracked() {
+    let form = Form::new();
+    let target_via = format!("{} via {}", target, state.source);
+    let version = state.version.clone().unwrap_or_default();
+    let confirm = move || match form.pending.get_untracked() {
         Some(Pending::Set { to, .. }) => {
             set.dispatch(SetRollout {
                 percentage: to,
-                reason: reason.get_untracked(),
-                expected_version: version_for_set.clone(),
-                override_guards: override_on.get_untracked(),
-                override_reason: Some(override_reason.get_untracked()).filter(|r| !r.trim().is_empty()),
+                reason: form.reason.get_untracked(),
+                expected_version: version.clone(),
+                override_guards: form.override_on.get_untracked(),
+                override_reason: Some(form.override_reason.get_untracked()).filter(|r| !r.trim().is_empty()),
             });
-            pending.set(None);
+            form.pending.set(None);
         }
         Some(Pending::Kill { .. }) => {
-            kill.dispatch(KillRollout { reason: Some(kill_reason.get_untracked()).filter(|r| !r.trim().is_empty()) });
-            pending.set(None);
+            let reason = Some(form.kill_reason.get_untracked()).filter(|r| !r.trim().is_empty());
+            kill.dispatch(KillRollout { reason });
+            form.pending.set(None);
         }
         None => {}
     };
@@ -112,13 +127,13 @@ fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<Ki
                 <Value label="Rollout" testid="rollout-percentage" value=current.map(|p| format!("{p} %"))/>
                 <Value label="Stored value" testid="rollout-raw" value=state.raw.clone()/>
                 <Value label="Version" testid="rollout-version" value=state.version.clone()/>
-                <p class="detail">{format!("{} via {}", target, state.source)}</p>
+                <p class="detail">{target_via}</p>
             </Panel>
             <Panel title="Guards for an increase" id="rollout-guards" error=None>
                 <ul class="guards">
                     {state.guards.iter().map(|g| view! {
                         <li class:guard-ok=g.passed class:guard-bad=!g.passed data-testid=format!("guard-{}", g.name)>
-                            {if g.passed { "✓ " } else { "✗ " }}<strong>{g.name.replace('_', " ")}</strong>": "{g.reason.clone()}
+                            {if g.passed { "✓ " } else { "✗ " }}<strong>{g.name.replace('_', " ")}</strong>": "{g.detail.clone()}
                         </li>
                     }).collect_view()}
                 </ul>
@@ -127,85 +142,152 @@ fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<Ki
         {outcome}
         {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="controls-disabled">{w}</p> })}
         <div class="panels">
-            <Panel title="Change the percentage" id="rollout-change" error=None>
-                <div class="presets">
-                    {PRESETS.into_iter().map(|p| view! {
-                        <button type="button" disabled=!can_change class:selected=move || chosen.get() == Some(p)
-                            data-testid=format!("preset-{p}") on:click=move |_| { chosen.set(Some(p)); custom.set(String::new()); }>
-                            {format!("{p} %")}
-                        </button>
-                    }).collect_view()}
-                </div>
-                <label class="field">"Or a whole number from 0 to 100"
-                    <input type="number" min="0" max="100" step="1" disabled=!can_change data-testid="custom-percentage"
-                        prop:value=move || custom.get()
-                        on:input=move |ev| {
-                            let v = event_target_value(&ev);
-                            chosen.set(v.parse::<i64>().ok().filter(|n| (0..=100).contains(n)));
-                            custom.set(v);
-                        }/>
-                </label>
-                <label class="field">"Reason (required, kept in the audit trail)"
-                    <textarea disabled=!can_change data-testid="reason" prop:value=move || reason.get()
-                        on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
-                </label>
-                {failing.then(|| view! {
-                    <div class="override">
-                        <label><input type="checkbox" disabled=!can_change data-testid="override"
-                            on:change=move |ev| override_on.set(event_target_checked(&ev))/>
-                            " Override the failed guards (increase anyway)"</label>
-                        <label class="field">"Why overriding is safe (recorded)"
-                            <input type="text" disabled=!can_change data-testid="override-reason"
-                                on:input=move |ev| override_reason.set(event_target_value(&ev))/>
-                        </label>
-                    </div>
-                })}
-                <button type="button" class="primary" data-testid="review-change" disabled=move || !ready()
-                    on:click=move |_| pending.set(chosen.get().map(|to| Pending::Set { from: current, to }))>
-                    "Review the change…"
-                </button>
-            </Panel>
+            <ChangePanel form can_change current failing/>
             <Panel title="Kill switch" id="rollout-kill" error=None class="kill">
                 <p>"Sets the flag to 0 % for every user at once. Always allowed for operators."</p>
                 <label class="field">"Reason (optional, recorded)"
-                    <input type="text" disabled=!can_change data-testid="kill-reason" on:input=move |ev| kill_reason.set(event_target_value(&ev))/>
+                    <input type="text" disabled=!can_change data-testid="kill-reason" on:input=move |ev| form.kill_reason.set(event_target_value(&ev))/>
                 </label>
                 <button type="button" class="danger" disabled=!can_change data-testid="kill"
-                    on:click=move |_| pending.set(Some(Pending::Kill { from: current }))>"Kill switch: 0 % now"</button>
+                    on:click=move |_| form.pending.set(Some(Pending::Kill { from: current }))>"Kill switch: 0 % now"</button>
             </Panel>
         </div>
-        {move || pending.get().map(|p| {
-            let target = target_text.clone();
+        <ConfirmDialog pending=form.pending target confirm/>
+    }
+    .into_any()
+}
+
+/// The percentage form: presets, a custom value, the reason, and the override when a guard fails.
+#[component]
+fn ChangePanel(form: Form, can_change: bool, current: Option<u8>, failing: bool) -> impl IntoView {
+    let Form { chosen, custom, reason, override_on, override_reason, pending, .. } = form;
+    let is_increase = move || chosen.get().is_some_and(|c| current.is_none_or(|cur| c > i64::from(cur)));
+    let ready = move || {
+        can_change
+            && chosen.get().is_some_and(|c| (0..=100).contains(&c))
+            && !reason.get().trim().is_empty()
+            && (!failing || !is_increase() || (override_on.get() && !override_reason.get().trim().is_empty()))
+    };
+    view! {
+        <Panel title="Change the percentage" id="rollout-change" error=None>
+            <div class="presets">
+                {PRESETS.into_iter().map(|p| view! {
+                    <button type="button" disabled=!can_change class:selected=move || chosen.get() == Some(p)
+                        data-testid=format!("preset-{p}") on:click=move |_| { chosen.set(Some(p)); custom.set(String::new()); }>
+                        {format!("{p} %")}
+                    </button>
+                }).collect_view()}
+            </div>
+            <label class="field">"Or a whole number from 0 to 100"
+                <input type="number" min="0" max="100" step="1" disabled=!can_change data-testid="custom-percentage"
+                    prop:value=move || custom.get()
+                    on:input=move |ev| {
+                        let v = event_target_value(&ev);
+                        chosen.set(v.parse::<i64>().ok().filter(|n| (0..=100).contains(n)));
+                        custom.set(v);
+                    }/>
+            </label>
+            <label class="field">"Reason (required, kept in the audit trail)"
+                <textarea disabled=!can_change data-testid="reason" prop:value=move || reason.get()
+                    on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+            </label>
+            {failing.then(|| view! {
+                <div class="override">
+                    <label><input type="checkbox" disabled=!can_change data-testid="override"
+                        on:change=move |ev| override_on.set(event_target_checked(&ev))/>
+                        " Override the failed guards (increase anyway)"</label>
+                    <label class="field">"Why overriding is safe (recorded)"
+                        <input type="text" disabled=!can_change data-testid="override-reason"
+                            on:input=move |ev| override_reason.set(event_target_value(&ev))/>
+                    </label>
+                </div>
+            })}
+            <button type="button" class="primary" data-testid="review-change" disabled=move || !ready()
+                on:click=move |_| pending.set(chosen.get().map(|to| Pending::Set { from: current, to }))>
+                "Review the change…"
+            </button>
+        </Panel>
+    }
+}
+
+/// The confirmation of a pending change, naming what it writes.
+#[component]
+fn ConfirmDialog(
+    pending: RwSignal<Option<Pending>>,
+    target: String,
+    confirm: impl Fn() + Clone + Send + Sync + 'static,
+) -> impl IntoView {
+    move || {
+        pending.get().map(|p| {
+            let unknown = || "an unknown value".to_string();
             let (title, text) = match p {
                 Pending::Set { from, to } => (
                     "Confirm the rollout change",
                     format!(
                         "Change insulin_dose_split from {} to {to} %. This decides which share of users' diary apps save split doses \
                          (insulin_short / insulin_long) instead of the legacy dose. It writes {target}.",
-                        from.map(|f| format!("{f} %")).unwrap_or_else(|| "an unknown value".into())
+                        from.map(|f| format!("{f} %")).unwrap_or_else(unknown)
                     ),
                 ),
                 Pending::Kill { from } => (
                     "Confirm the kill switch",
                     format!(
                         "Set insulin_dose_split from {} to 0 % for every user now. It writes {target}.",
-                        from.map(|f| format!("{f} %")).unwrap_or_else(|| "an unknown value".into())
+                        from.map(|f| format!("{f} %")).unwrap_or_else(unknown)
                     ),
                 ),
             };
+            let confirm = confirm.clone();
             view! {
                 <div class="dialog-backdrop">
                     <div class="dialog" role="dialog" aria-modal="true" data-testid="confirm-dialog">
                         <h2>{title}</h2>
                         <p data-testid="confirm-text">{text}</p>
                         <div class="dialog-buttons">
-                            <button type="button" class="primary" data-testid="confirm" on:click=confirm.clone()>"Confirm"</button>
+                            <button type="button" class="primary" data-testid="confirm" on:click=move |_| confirm()>"Confirm"</button>
                             <button type="button" data-testid="cancel" on:click=move |_| pending.set(None)>"Cancel"</button>
                         </div>
                     </div>
                 </div>
             }
-        })}
+        })
     }
-    .into_any()
+}
+
+// ---------------------------------------------------------------- server functions
+
+#[cfg(feature = "ssr")]
+use crate::api::rollout::SetPercentage;
+#[cfg(feature = "ssr")]
+use crate::server::fns::{caller, refused};
+
+#[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    Ok(RolloutView {
+        state: crate::server::rollout::current(&state).await.map_err(|e| e.to_string()),
+        me: caller.who().cloned(),
+        target: state.flags.describe_target(),
+    })
+}
+
+/// The same service call as `POST /api/v1/rollout`.
+#[server(endpoint = "rollout_set", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
+pub async fn set_rollout(
+    percentage: i64,
+    reason: String,
+    expected_version: String,
+    override_guards: bool,
+    override_reason: Option<String>,
+) -> Result<ChangeDone, ServerFnError> {
+    let (state, caller) = caller().await?;
+    let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
+    crate::server::rollout::set_percentage(&state, &caller, body).await.map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/rollout/kill`.
+#[server(endpoint = "rollout_kill", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
+pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
+    let (state, caller) = caller().await?;
+    crate::server::rollout::kill(&state, &caller, reason).await.map_err(refused)
 }

@@ -21,6 +21,52 @@ pub struct NewEntry {
     pub request_id: Option<String>,
 }
 
+impl NewEntry {
+    /// The one way to start an entry: `actor` (with `role`) did `action` to `target`; done, with
+    /// nothing else said yet. The setters below fill in the rest.
+    pub fn new(
+        actor: impl Into<String>,
+        role: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+    ) -> Self {
+        NewEntry {
+            actor: actor.into(),
+            role: role.into(),
+            action: action.into(),
+            target: target.into(),
+            value_before: None,
+            value_after: None,
+            reason: None,
+            outcome: Outcome::Done,
+            outcome_detail: None,
+            request_id: None,
+        }
+    }
+    pub fn values(self, before: Option<String>, after: Option<String>) -> Self {
+        NewEntry { value_before: before, value_after: after, ..self }
+    }
+    pub fn reason(self, reason: Option<String>) -> Self {
+        NewEntry { reason, ..self }
+    }
+    pub fn outcome(self, outcome: Outcome, detail: Option<String>) -> Self {
+        NewEntry { outcome, outcome_detail: detail, ..self }
+    }
+    pub fn request(self, request_id: Option<&str>) -> Self {
+        NewEntry { request_id: request_id.map(str::to_string), ..self }
+    }
+    /// How a refusal or a failure is filed: failed when an outside system failed us, refused
+    /// when the request itself was not acceptable.
+    pub fn refusal(self, e: &super::error::ApiError) -> Self {
+        use super::error::ApiError;
+        let outcome = match e {
+            ApiError::Unavailable(_) | ApiError::Failed(_) => Outcome::Failed,
+            _ => Outcome::Refused,
+        };
+        self.outcome(outcome, Some(e.to_string()))
+    }
+}
+
 type EntryInsert<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
 /// Binds the entry's ten columns as `$1` to `$10`, in the order the inserts below name them.

@@ -133,6 +133,13 @@ pub enum ApiError {
     Failed(String),
 }
 
+/// An outside system that failed is the API's 503 with the system's own sentence.
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        ApiError::Unavailable(e)
+    }
+}
+
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {

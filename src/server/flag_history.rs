@@ -127,18 +127,14 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     if ours.unwrap_or(true) {
         return;
     }
-    let entry = super::audit::NewEntry {
-        actor: "outside the dashboard".into(),
-        role: "none".into(),
-        action: "flag.external_change".into(),
-        target: state.settings.flag.target(),
-        value_before: before,
-        value_after: after,
-        reason: None,
-        outcome: crate::api::audit::Outcome::Done,
-        outcome_detail: Some("noticed by polling the flag".into()),
-        request_id: None,
-    };
+    let entry = super::audit::NewEntry::new(
+        "outside the dashboard",
+        "none",
+        "flag.external_change",
+        state.settings.flag.target(),
+    )
+    .values(before, after)
+    .outcome(crate::api::audit::Outcome::Done, Some("noticed by polling the flag".into()));
     if let Err(e) = super::audit::record(&state.state_db, &entry).await {
         tracing::warn!("could not record an external flag change: {e}");
     }

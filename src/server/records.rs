@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
+use super::categories::Category;
 use crate::api::records::{DoubledRecord, RecordBucket, RecordCounts, RecordSeries, RecordSummary};
 use crate::api::window::Window;
 
@@ -186,20 +187,24 @@ impl DiaryRecords {
     }
 
     /// The SELECT list computing every counter; without the split columns only `dose` counts.
-    fn counters_sql(split_columns: bool) -> &'static str {
-        if split_columns {
+    fn counters_sql(split_columns: bool) -> String {
+        let category = |c: Category| c.predicate(split_columns);
+        let has = |text: &'static str| if split_columns { text } else { "FALSE" };
+        format!(
             "count(*) AS total,
-             count(*) FILTER (WHERE insulin_short IS NOT NULL) AS with_short,
-             count(*) FILTER (WHERE insulin_long IS NOT NULL) AS with_long,
-             count(*) FILTER (WHERE insulin_short IS NOT NULL AND insulin_long IS NOT NULL) AS with_both,
-             count(*) FILTER (WHERE dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL) AS legacy_only,
-             count(*) FILTER (WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose) AS doubled,
-             count(*) FILTER (WHERE dose IS NULL AND insulin_short IS NULL AND insulin_long IS NULL) AS empty"
-        } else {
-            "count(*) AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
-             count(*) FILTER (WHERE dose IS NOT NULL) AS legacy_only, 0::bigint AS doubled,
-             count(*) FILTER (WHERE dose IS NULL) AS empty"
-        }
+             count(*) FILTER (WHERE {}) AS with_short,
+             count(*) FILTER (WHERE {}) AS with_long,
+             count(*) FILTER (WHERE {}) AS with_both,
+             count(*) FILTER (WHERE {}) AS legacy_only,
+             count(*) FILTER (WHERE {}) AS doubled,
+             count(*) FILTER (WHERE {}) AS empty",
+            has("insulin_short IS NOT NULL"),
+            has("insulin_long IS NOT NULL"),
+            has("insulin_short IS NOT NULL AND insulin_long IS NOT NULL"),
+            category(Category::LegacyOnly),
+            category(Category::Doubled),
+            category(Category::Empty),
+        )
     }
 
     /// Counters over [from, to) in one scan.
@@ -397,10 +402,9 @@ impl DiaryRecords {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT id, created_at FROM {}
-              WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose
-              ORDER BY created_at DESC, id DESC LIMIT $1",
-            self.table
+            "SELECT id, created_at FROM {} WHERE {} ORDER BY created_at DESC, id DESC LIMIT $1",
+            self.table,
+            super::categories::DOUBLED
         );
         let rows: Vec<(i64, DateTime<Utc>)> =
             sqlx::query_as(&sql).bind(limit).fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use crate::api::reports::{Caption, ReportChartView, ReportsView, RuleExample};
 use crate::api::window::Window;
 
+pub use super::categories::{classify, Category};
 use super::charts::{self, reports as report_charts, Chart, TimeZoneOffset};
 use super::error::{ApiError, SourceError};
 use super::records::{DiaryRecords, SchemaState};
@@ -22,41 +23,6 @@ use super::service;
 use super::state::AppState;
 
 pub const REPORT_SIZE: (u32, u32) = (960, 360);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    Doubled,
-    Both,
-    ShortOnly,
-    LongOnly,
-    LegacyOnly,
-    Empty,
-}
-
-impl Category {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Doubled => "doubled",
-            Category::Both => "both",
-            Category::ShortOnly => "short_only",
-            Category::LongOnly => "long_only",
-            Category::LegacyOnly => "legacy_only",
-            Category::Empty => "empty",
-        }
-    }
-}
-
-/// The category of one row (the same CASE as the SQL in `daily`).
-pub fn classify(dose: Option<f64>, short: Option<f64>, long: Option<f64>) -> Category {
-    match (dose, short, long) {
-        (Some(d), Some(s), Some(l)) if s == d && l == d => Category::Doubled,
-        (_, Some(_), Some(_)) => Category::Both,
-        (_, Some(_), None) => Category::ShortOnly,
-        (_, None, Some(_)) => Category::LongOnly,
-        (Some(_), None, None) => Category::LegacyOnly,
-        (None, None, None) => Category::Empty,
-    }
-}
 
 /// What one row adds to (short units, long units, doubled units).
 pub fn contribution(dose: Option<f64>, short: Option<f64>, long: Option<f64>) -> (f64, f64, f64) {
@@ -98,24 +64,14 @@ struct DbDay {
 
 /// The SQL of the daily report for this schema (`$1`, `$2`: the range; `$3`: the offset in seconds).
 pub fn daily_sql(table: &str, schema: &SchemaState) -> String {
-    let (parts, case) = if schema.has_split_columns() {
-        (
-            "insulin_short::float8 AS s, insulin_long::float8 AS l,
-             CASE WHEN dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose THEN 'doubled'
-                  WHEN insulin_short IS NOT NULL AND insulin_long IS NOT NULL THEN 'both'
-                  WHEN insulin_short IS NOT NULL THEN 'short_only'
-                  WHEN insulin_long IS NOT NULL THEN 'long_only'
-                  WHEN dose IS NOT NULL THEN 'legacy_only'
-                  ELSE 'empty' END AS cat",
-            "",
-        )
+    let split = schema.has_split_columns();
+    let (parts, note) = if split {
+        ("insulin_short::float8 AS s, insulin_long::float8 AS l", "")
     } else {
-        (
-            "NULL::float8 AS s, NULL::float8 AS l,
-             CASE WHEN dose IS NOT NULL THEN 'legacy_only' ELSE 'empty' END AS cat",
-            " -- without the split columns every row with a dose is legacy only",
-        )
+        ("NULL::float8 AS s, NULL::float8 AS l", " -- without the split columns every row with a dose is legacy only")
     };
+    let parts = format!("{parts},\n         {} AS cat", Category::case_sql(split));
+    let case = note;
     format!(
         "WITH r AS (
   SELECT date_trunc('day', (created_at AT TIME ZONE 'UTC') + make_interval(secs => $3)) AS day,

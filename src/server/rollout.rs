@@ -2,11 +2,13 @@
 //! Every attempt, done, refused or failed, goes to the audit trail with who, why and the outcome.
 
 use crate::api::audit::Outcome;
-use crate::api::auth::{Identity, Role};
-use crate::api::rollout::{ChangeDone, Guard, RolloutState, SetPercentage};
+use crate::api::auth::Identity;
+use crate::api::check::{as_guards, Check};
+use crate::api::rollout::{ChangeDone, RolloutState, SetPercentage};
 use crate::api::window::Window;
 
-use super::audit::{self, NewEntry};
+use super::audit;
+use super::caller::Caller;
 use super::error::{ApiError, SourceError};
 use super::flags::{FlagWriteError, Percentage};
 use super::service;
@@ -33,80 +35,52 @@ pub async fn current(state: &AppState) -> Result<RolloutState, SourceError> {
     })
 }
 
-async fn guards(state: &AppState) -> Vec<Guard> {
+async fn guards(state: &AppState) -> Vec<Check> {
     let day = Window::hours(24).expect("24h is a valid window");
-    let (summary, alerts, schema) =
-        tokio::join!(service::records_summary(state, day), service::alerts(state), service::diary_and_schema(state));
+    let (summary, alerts, schema, rollback) = tokio::join!(
+        service::records_summary(state, day),
+        service::alerts(state),
+        service::diary_and_schema(state),
+        super::rollback::store::active_run(&state.state_db)
+    );
     let doubled = match summary.map(|s| s.counts.doubled) {
-        Ok(Some(0)) => Guard {
-            name: "no_doubled_records".into(),
-            passed: true,
-            reason: "no doubled record in the last 24 h".into(),
-        },
-        Ok(Some(n)) => Guard {
-            name: "no_doubled_records".into(),
-            passed: false,
-            reason: format!("{n} record(s) in the last 24 h copy dose into both insulin_short and insulin_long"),
-        },
-        Ok(None) => {
-            Guard { name: "no_doubled_records".into(), passed: false, reason: "the split columns do not exist".into() }
-        }
-        Err(e) => Guard { name: "no_doubled_records".into(), passed: false, reason: format!("cannot check: {e}") },
+        Ok(Some(0)) => Check::pass("no_doubled_records", "no doubled record in the last 24 h"),
+        Ok(Some(n)) => Check::fail(
+            "no_doubled_records",
+            format!("{n} record(s) in the last 24 h copy dose into both insulin_short and insulin_long"),
+        ),
+        Ok(None) => Check::fail("no_doubled_records", "the split columns do not exist"),
+        Err(e) => Check::unknown("no_doubled_records", e),
     };
     let alerts = match alerts {
         Ok(a) => {
             let firing: Vec<String> = a.iter().filter(|a| a.state == "firing").map(|a| a.name.clone()).collect();
             if firing.is_empty() {
-                Guard { name: "no_firing_alert".into(), passed: true, reason: "no rollout alert is firing".into() }
+                Check::pass("no_firing_alert", "no rollout alert is firing")
             } else {
-                Guard {
-                    name: "no_firing_alert".into(),
-                    passed: false,
-                    reason: format!("firing: {}", firing.join(", ")),
-                }
+                Check::fail("no_firing_alert", format!("firing: {}", firing.join(", ")))
             }
         }
-        Err(e) => Guard { name: "no_firing_alert".into(), passed: false, reason: format!("cannot check: {e}") },
+        Err(e) => Check::unknown("no_firing_alert", e),
     };
     let columns = match schema {
-        Ok((_, s)) if s.has_split_columns() => Guard {
-            name: "split_columns_exist".into(),
-            passed: true,
-            reason: "insulin_short and insulin_long exist".into(),
-        },
-        Ok(_) => {
-            Guard { name: "split_columns_exist".into(), passed: false, reason: "a split column is missing".into() }
+        Ok((_, s)) if s.has_split_columns() => {
+            Check::pass("split_columns_exist", "insulin_short and insulin_long exist")
         }
-        Err(e) => Guard { name: "split_columns_exist".into(), passed: false, reason: format!("cannot check: {e}") },
+        Ok(_) => Check::fail("split_columns_exist", "a split column is missing"),
+        Err(e) => Check::unknown("split_columns_exist", e),
     };
-    let rollback = match sqlx::query_as::<_, (i64, String)>("SELECT id, state FROM rollback_runs WHERE active")
-        .fetch_optional(&state.state_db)
-        .await
-    {
-        Ok(None) => {
-            Guard { name: "no_rollback_in_progress".into(), passed: true, reason: "no rollback is running".into() }
-        }
-        Ok(Some((id, st))) => Guard {
-            name: "no_rollback_in_progress".into(),
-            passed: false,
-            reason: format!("rollback run #{id} is {st}"),
-        },
-        Err(e) => Guard { name: "no_rollback_in_progress".into(), passed: false, reason: format!("cannot check: {e}") },
+    let rollback = match rollback {
+        Ok(None) => Check::pass("no_rollback_in_progress", "no rollback is running"),
+        Ok(Some((id, st))) => Check::fail("no_rollback_in_progress", format!("rollback run #{id} is {st}")),
+        Err(e) => Check::unknown("no_rollback_in_progress", e),
     };
     vec![doubled, alerts, columns, rollback]
 }
 
-/// Who is acting, for the audit trail, and whether they may change the rollout.
-pub(super) fn operator(who: Option<&Identity>) -> Result<&Identity, ApiError> {
-    match who {
-        None => Err(ApiError::Unauthenticated("sign in first: changing the rollout needs an operator".into())),
-        Some(w) if w.role != Role::Operator => Err(ApiError::Forbidden(format!(
-            "{} is a {}: only operators may change the rollout",
-            w.user,
-            w.role.as_str()
-        ))),
-        Some(w) => Ok(w),
-    }
+/// Who may change the rollout: operators (401 for nobody, 403 for a viewer).
+pub(super) fn operator(caller: &Caller) -> Result<&Identity, ApiError> {
+    caller.operator("changing the rollout", "change the rollout")
 }
 
 pub(super) fn check_reason(reason: &str, what: &str, required: bool) -> Result<Option<String>, ApiError> {
@@ -124,23 +98,17 @@ pub(super) fn check_reason(reason: &str, what: &str, required: bool) -> Result<O
 /// change is still reported done, with the failure logged loudly (the change cannot be undone here).
 async fn audited(
     state: &AppState,
-    who: Option<&Identity>,
+    caller: &Caller,
     action: &str,
     reason: Option<String>,
-    request_id: &str,
     result: Result<ChangeDone, ApiError>,
 ) -> Result<ChangeDone, ApiError> {
-    let (outcome, detail, after) = match &result {
-        Ok(c) => (Outcome::Done, c.overridden.clone(), Some(c.after.clone())),
-        Err(e @ (ApiError::Unavailable(_) | ApiError::Failed(_))) => (Outcome::Failed, Some(e.to_string()), None),
-        Err(e) => (Outcome::Refused, Some(e.to_string()), None),
-    };
-    let entry = NewEntry {
-        value_before: result.as_ref().map(|c| c.before.clone()).ok(),
-        value_after: after,
-        outcome,
-        outcome_detail: detail,
-        ..entry_for(state, who, action, reason, request_id)
+    let entry = caller.entry(action, state.settings.flag.target()).reason(reason);
+    let entry = match &result {
+        Ok(c) => {
+            entry.values(Some(c.before.clone()), Some(c.after.clone())).outcome(Outcome::Done, c.overridden.clone())
+        }
+        Err(e) => entry.refusal(e),
     };
     let recorded = audit::record(&state.state_db, &entry).await;
     // Recorded, or journaled for the state database to take when it answers again.
@@ -149,7 +117,7 @@ async fn audited(
         (Ok(id), Ok(done)) => Ok(ChangeDone { audit_id: id, ..done }),
         (Err(e), Ok(done)) => {
             tracing::error!(
-                request_id,
+                request_id = caller.request_id(),
                 "the change was made; the state database cannot take its audit entry now ({e}), the journal holds it until it can"
             );
             Ok(done)
@@ -158,38 +126,11 @@ async fn audited(
     }
 }
 
-fn entry_for(
-    state: &AppState,
-    who: Option<&Identity>,
-    action: &str,
-    reason: Option<String>,
-    request_id: &str,
-) -> NewEntry {
-    NewEntry {
-        actor: who.map(|w| w.user.clone()).unwrap_or_else(|| "anonymous".into()),
-        role: who.map(|w| w.role.as_str().to_string()).unwrap_or_else(|| "none".into()),
-        action: action.into(),
-        target: state.settings.flag.target(),
-        value_before: None,
-        value_after: None,
-        reason,
-        outcome: Outcome::Done,
-        outcome_detail: None,
-        request_id: Some(request_id.into()),
-    }
-}
-
 /// Journals a change before the flag store is touched; no journal, no change.
-fn journal_intent(
-    state: &AppState,
-    who: Option<&Identity>,
-    action: &str,
-    reason: Option<String>,
-    request_id: &str,
-) -> Result<(), ApiError> {
+fn journal_intent(state: &AppState, caller: &Caller, action: &str, reason: Option<String>) -> Result<(), ApiError> {
     state
         .journal
-        .intent(&entry_for(state, who, action, reason, request_id))
+        .intent(&caller.entry(action, state.settings.flag.target()).reason(reason))
         .map_err(|e| ApiError::Failed(e.to_string()))
 }
 
@@ -202,61 +143,58 @@ fn write_error(e: FlagWriteError) -> ApiError {
     }
 }
 
-/// `POST /api/v1/rollout`: `body` is the parsed request, or why it could not be parsed.
-pub async fn set_percentage(
-    state: &AppState,
-    who: Option<&Identity>,
-    body: Result<SetPercentage, ApiError>,
-    request_id: &str,
-) -> Result<ChangeDone, ApiError> {
-    let reason = body.as_ref().ok().map(|b| b.reason.trim().to_string()).filter(|r| !r.is_empty());
+/// `POST /api/v1/rollout`.
+pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercentage) -> Result<ChangeDone, ApiError> {
+    let reason = Some(body.reason.trim().to_string()).filter(|r| !r.is_empty());
     let result = async {
-        operator(who)?;
-        let b = body?;
-        let p = Percentage::new(b.percentage)
-            .ok_or_else(|| ApiError::BadRequest(format!("percentage must be a whole number from 0 to 100, not {}", b.percentage)))?;
+        operator(caller)?;
+        let b = body;
+        let p = Percentage::new(b.percentage).ok_or_else(|| {
+            ApiError::BadRequest(format!("percentage must be a whole number from 0 to 100, not {}", b.percentage))
+        })?;
         check_reason(&b.reason, "a reason", true)?;
         if b.expected_version.trim().is_empty() {
             return Err(ApiError::BadRequest("expected_version is required (the version you saw)".into()));
         }
-        let now = current(state).await.map_err(ApiError::Unavailable)?;
+        let now = current(state).await?;
         let increase = now.percentage.is_none_or(|cur| p.get() > cur);
-        let failed: Vec<&Guard> = now.guards.iter().filter(|g| !g.passed).collect();
-        let mut overridden = None;
-        if increase && !failed.is_empty() {
-            let override_reason = b.override_reason.as_deref().map(|r| check_reason(r, "override_reason", true)).transpose()?;
-            if !b.override_guards || override_reason.is_none() {
-                return Err(ApiError::Conflict {
-                    code: "guard_failed",
-                    message: format!(
-                        "an increase is blocked while a guard fails ({}); override only with override_guards and an override_reason",
-                        failed.iter().map(|g| format!("{}: {}", g.name, g.reason)).collect::<Vec<_>>().join("; ")
-                    ),
-                    details: serde_json::to_value(&now.guards).ok(),
-                });
-            }
-            overridden = Some(format!(
-                "guards overridden ({}): {}",
-                failed.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "),
-                override_reason.flatten().unwrap_or_default()
-            ));
-        }
-        let comment = change_comment(who, b.reason.trim());
-        journal_intent(state, who, "flag.set", Some(b.reason.trim().to_string()), request_id)?;
+        let overridden = if increase { guards_overridden(&now.guards, &b)? } else { None };
+        let comment = change_comment(caller, b.reason.trim());
+        journal_intent(state, caller, "flag.set", Some(b.reason.trim().to_string()))?;
         let change = state.flags.write(b.expected_version.trim(), p, &comment).await.map_err(write_error)?;
         Ok(ChangeDone { before: change.before, after: change.after, version: change.version, audit_id: 0, overridden })
     }
     .await;
-    audited(state, who, "flag.set", reason, request_id, result).await
+    audited(state, caller, "flag.set", reason, result).await
+}
+
+/// An increase while a guard fails: refused, unless the operator overrides with a reason, which
+/// is then what the audit entry says.
+fn guards_overridden(guards: &[Check], b: &SetPercentage) -> Result<Option<String>, ApiError> {
+    let failed: Vec<&Check> = guards.iter().filter(|g| !g.passed).collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    let override_reason = b.override_reason.as_deref().map(|r| check_reason(r, "override_reason", true)).transpose()?;
+    if !b.override_guards || override_reason.is_none() {
+        return Err(ApiError::Conflict {
+            code: "guard_failed",
+            message: format!(
+                "an increase is blocked while a guard fails ({}); override only with override_guards and an override_reason",
+                failed.iter().map(|g| format!("{}: {}", g.name, g.detail)).collect::<Vec<_>>().join("; ")
+            ),
+            details: as_guards::to_value(guards),
+        });
+    }
+    Ok(Some(format!(
+        "guards overridden ({}): {}",
+        failed.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "),
+        override_reason.flatten().unwrap_or_default()
+    )))
 }
 
 /// `POST /api/v1/rollout/kill`: the flag to 0 % at once. Always allowed for operators.
-pub async fn kill(
-    state: &AppState,
-    who: Option<&Identity>,
-    reason: Option<String>,
-    request_id: &str,
-) -> Result<ChangeDone, ApiError> {
+pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> Result<ChangeDone, ApiError> {
     let reason = reason.as_deref().map(|r| check_reason(r, "the reason", false));
     let (reason, reason_error) = match reason {
         Some(Ok(r)) => (r, None),
@@ -264,18 +202,18 @@ pub async fn kill(
         None => (None, None),
     };
     let result = async {
-        operator(who)?;
+        operator(caller)?;
         if let Some(e) = reason_error {
             return Err(e);
         }
         // The kill switch does not make the operator race anyone: it reads the version itself,
         // and retries once if the flag moved in between.
-        journal_intent(state, who, "flag.kill", reason.clone(), request_id)?;
+        journal_intent(state, caller, "flag.kill", reason.clone())?;
         let mut last = None;
         for _ in 0..2 {
-            let reading = state.flags.read().await.map_err(ApiError::Unavailable)?;
+            let reading = state.flags.read().await?;
             let version = reading.version.unwrap_or_default();
-            let comment = change_comment(who, reason.as_deref().unwrap_or("kill switch"));
+            let comment = change_comment(caller, reason.as_deref().unwrap_or("kill switch"));
             match state.flags.write(&version, Percentage::OFF, &comment).await {
                 Ok(c) => {
                     return Ok(ChangeDone {
@@ -293,24 +231,18 @@ pub async fn kill(
         Err(ApiError::Conflict { code: "version_conflict", message: last.unwrap_or_default(), details: None })
     }
     .await;
-    audited(state, who, "flag.kill", reason, request_id, result).await
+    audited(state, caller, "flag.kill", reason, result).await
 }
 
 /// The note a flag store keeps with the change (LaunchDarkly's audit log shows it).
-fn change_comment(who: Option<&Identity>, reason: &str) -> String {
-    let name = who.map(|w| w.user.as_str()).unwrap_or("?");
+fn change_comment(caller: &Caller, reason: &str) -> String {
+    let name = caller.who().map(|w| w.user.as_str()).unwrap_or("?");
     format!("rollout-dashboard, by {name}: {reason}")
 }
 
 /// Records a request refused before it could be understood (bad body), and passes the error on.
-pub async fn refuse(
-    state: &AppState,
-    who: Option<&Identity>,
-    action: &str,
-    e: ApiError,
-    request_id: &str,
-) -> Result<ChangeDone, ApiError> {
+pub async fn refuse(state: &AppState, caller: &Caller, action: &str, e: ApiError) -> Result<ChangeDone, ApiError> {
     // Who may not act at all hears that first, whatever their body said.
-    let e = operator(who).err().unwrap_or(e);
-    audited(state, who, action, None, request_id, Err(e)).await
+    let e = operator(caller).err().unwrap_or(e);
+    audited(state, caller, action, None, Err(e)).await
 }

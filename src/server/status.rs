@@ -34,69 +34,74 @@ pub async fn collect(state: &AppState) -> StatusReport {
     };
     StatusReport {
         flag: flag_status(state, flag),
-        schema: match schema {
-            Ok(sc) => SchemaStatus {
-                insulin_short: Some(sc.insulin_short),
-                insulin_long: Some(sc.insulin_long),
-                alembic_revision: sc.alembic_revision,
-                expected_head: s.schema.expected_head.clone(),
-                error: None,
-            },
-            Err(e) => SchemaStatus {
-                insulin_short: None,
-                insulin_long: None,
-                alembic_revision: None,
-                expected_head: s.schema.expected_head.clone(),
-                error: Some(e.to_string()),
-            },
-        },
-        writer: match writer {
-            Ok(r) => WriterStatus {
-                deployment: s.writer.deployment.clone(),
-                replicas: Some(r.desired),
-                ready_replicas: Some(r.ready),
-                error: None,
-            },
-            Err(e) => WriterStatus {
-                deployment: s.writer.deployment.clone(),
-                replicas: None,
-                ready_replicas: None,
-                error: Some(e.to_string()),
-            },
-        },
+        schema: schema_status(s.schema.expected_head.clone(), schema),
+        writer: writer_status(s.writer.deployment.clone(), writer),
         metrics: match metrics {
             Ok((split, legacy)) => MetricsStatus { split_per_s: Some(split), legacy_per_s: Some(legacy), error: None },
             Err(e) => MetricsStatus { split_per_s: None, legacy_per_s: None, error: Some(e.to_string()) },
         },
-        records_24h: match records {
-            Ok(r) => {
-                let c = r.counts;
-                RecordsStatus {
-                    total: Some(c.total),
-                    with_short: c.with_short,
-                    with_long: c.with_long,
-                    with_both: c.with_both,
-                    legacy_only: Some(c.legacy_only),
-                    doubled: c.doubled,
-                    empty: Some(c.empty),
-                    error: None,
-                }
-            }
-            Err(e) => RecordsStatus {
-                total: None,
-                with_short: None,
-                with_long: None,
-                with_both: None,
-                legacy_only: None,
-                doubled: None,
-                empty: None,
-                error: Some(e.to_string()),
-            },
-        },
+        records_24h: records_status(records),
         environment: s.environment.clone(),
         generated_at: Utc::now(),
         refresh_interval_secs: s.refresh_interval_secs,
         failing_since: Default::default(),
+    }
+}
+
+fn schema_status(
+    expected_head: Option<String>,
+    schema: Result<super::records::SchemaState, SourceError>,
+) -> SchemaStatus {
+    match schema {
+        Ok(sc) => SchemaStatus {
+            insulin_short: Some(sc.insulin_short),
+            insulin_long: Some(sc.insulin_long),
+            alembic_revision: sc.alembic_revision,
+            expected_head,
+            error: None,
+        },
+        Err(e) => SchemaStatus {
+            insulin_short: None,
+            insulin_long: None,
+            alembic_revision: None,
+            expected_head,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn writer_status(deployment: String, writer: Result<super::cluster::Replicas, SourceError>) -> WriterStatus {
+    match writer {
+        Ok(r) => WriterStatus { deployment, replicas: Some(r.desired), ready_replicas: Some(r.ready), error: None },
+        Err(e) => WriterStatus { deployment, replicas: None, ready_replicas: None, error: Some(e.to_string()) },
+    }
+}
+
+fn records_status(records: Result<RecordSummary, SourceError>) -> RecordsStatus {
+    match records {
+        Ok(r) => {
+            let c = r.counts;
+            RecordsStatus {
+                total: Some(c.total),
+                with_short: c.with_short,
+                with_long: c.with_long,
+                with_both: c.with_both,
+                legacy_only: Some(c.legacy_only),
+                doubled: c.doubled,
+                empty: Some(c.empty),
+                error: None,
+            }
+        }
+        Err(e) => RecordsStatus {
+            total: None,
+            with_short: None,
+            with_long: None,
+            with_both: None,
+            legacy_only: None,
+            doubled: None,
+            empty: None,
+            error: Some(e.to_string()),
+        },
     }
 }
 

@@ -3,8 +3,11 @@
 //! hover layer: one strip per point in time whose `<title>` lists every series' value there, so
 //! browsers show the values on hover without script.
 
+mod csv;
 pub mod reports;
 pub mod rollout;
+
+pub use csv::to_csv;
 
 use std::fmt::Write as _;
 use std::sync::Once;
@@ -230,58 +233,67 @@ pub fn draw_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Exactly the numbers the chart draws: one row per point in time, one column per line, the
-/// time in the chart's time zone. Step lines give the value holding at each time.
-pub fn to_csv(chart: &Chart) -> String {
-    let mut times: Vec<f64> =
-        chart.lines.iter().chain(&chart.secondary).flat_map(|l| l.points.iter().map(|p| p.0)).collect();
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The hover layer: strips centred on each point in time, and one per marker, each with its
+/// values as a tooltip. `x_of` maps a time to its pixel column inside `plot` (x and y pixel ranges).
+fn hover_layer(
+    chart: &Chart,
+    (px, py): (std::ops::Range<i32>, std::ops::Range<i32>),
+    x_of: impl Fn(f64) -> i32,
+    overlay: &mut String,
+) {
+    let (x0, x1) = chart.x_range;
+    let mut times: Vec<f64> = chart.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
     times.sort_by(f64::total_cmp);
     times.dedup();
-    let all: Vec<&Line> = chart.lines.iter().chain(&chart.secondary).collect();
-    let mut out = format!("time ({})", chart.tz.label());
-    for l in &all {
-        let unit = match l.unit {
-            "" => String::new(),
-            u => format!(" ({})", u.trim()),
-        };
-        let _ = write!(out, ",{}", csv_field(&format!("{}{unit}", l.name)));
-    }
-    out.push_str("\r\n");
-    for t in times {
-        let _ =
-            write!(out, "{}", chart.tz.local(t).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default());
-        for l in &all {
-            match value_at(l, t, chart.step / 2.0) {
-                Some(v) => {
-                    let _ = write!(out, ",{}", trim_number(v));
-                }
-                None => out.push(','),
+    let _ = write!(overlay, r#"<g class="hover" fill="transparent">"#);
+    for (i, &t) in times.iter().enumerate() {
+        let left = if i == 0 { px.start } else { (x_of(times[i - 1]) + x_of(t)) / 2 };
+        let right = if i + 1 == times.len() { px.end } else { (x_of(t) + x_of(times[i + 1])) / 2 };
+        let mut text = hover_time(t, chart.tz);
+        for l in chart.lines.iter().chain(&chart.secondary) {
+            if let Some(v) = value_at(l, t, chart.step / 2.0) {
+                let _ = write!(text, "\n{}: {}", l.name, format_value(v, l.unit));
             }
         }
-        out.push_str("\r\n");
+        let _ = write!(
+            overlay,
+            r#"<rect x="{left}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
+            py.start,
+            (right - left).max(1),
+            py.end - py.start,
+            escape(&text)
+        );
     }
-    out
+    for m in chart.markers.iter().filter(|m| m.at >= x0 && m.at <= x1) {
+        let x = x_of(m.at);
+        let _ = write!(
+            overlay,
+            r#"<rect class="marker" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
+            x - 3,
+            py.start,
+            py.end - py.start,
+            escape(&format!("{}\n{}", hover_time(m.at, chart.tz), m.text))
+        );
+    }
+    overlay.push_str("</g>");
 }
 
-/// Shortest exact-enough text of a value: whole numbers without decimals, others to 6 places.
-fn trim_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
+/// The y axis's top: the highest value or threshold with room above it.
+fn y_max(chart: &Chart) -> f64 {
+    let ymax = chart
+        .lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .chain(chart.thresholds.iter().map(|t| t.0))
+        .fold(0.0f64, f64::max);
+    if ymax <= 0.0 {
+        1.0
     } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+        ymax * 1.15
     }
 }
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn draw<DB: DrawingBackend>(
     chart: &Chart,
@@ -293,13 +305,7 @@ where
 {
     let (x0, x1) = chart.x_range;
     let span = (x1 - x0).max(1.0);
-    let ymax = chart
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .chain(chart.thresholds.iter().map(|t| t.0))
-        .fold(0.0f64, f64::max);
-    let ymax = if ymax <= 0.0 { 1.0 } else { ymax * 1.15 };
+    let ymax = y_max(chart);
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(12).caption(&chart.title, ("sans-serif", 17)).x_label_area_size(32).y_label_area_size(64);
@@ -362,43 +368,8 @@ where
         .label_font(("sans-serif", 13))
         .draw()?;
 
-    // Hover layer: strips centred on each point in time, and one per marker.
     let (px, py) = ctx.plotting_area().get_pixel_range();
-    let mut times: Vec<f64> = chart.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
-    times.sort_by(f64::total_cmp);
-    times.dedup();
-    let x_of = |t: f64| ctx.backend_coord(&(t, 0.0)).0;
-    let _ = write!(overlay, r#"<g class="hover" fill="transparent">"#);
-    for (i, &t) in times.iter().enumerate() {
-        let left = if i == 0 { px.start } else { (x_of(times[i - 1]) + x_of(t)) / 2 };
-        let right = if i + 1 == times.len() { px.end } else { (x_of(t) + x_of(times[i + 1])) / 2 };
-        let mut text = hover_time(t, chart.tz);
-        for l in chart.lines.iter().chain(&chart.secondary) {
-            if let Some(v) = value_at(l, t, chart.step / 2.0) {
-                let _ = write!(text, "\n{}: {}", l.name, format_value(v, l.unit));
-            }
-        }
-        let _ = write!(
-            overlay,
-            r#"<rect x="{left}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
-            py.start,
-            (right - left).max(1),
-            py.end - py.start,
-            escape(&text)
-        );
-    }
-    for m in chart.markers.iter().filter(|m| m.at >= x0 && m.at <= x1) {
-        let x = x_of(m.at);
-        let _ = write!(
-            overlay,
-            r#"<rect class="marker" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
-            x - 3,
-            py.start,
-            py.end - py.start,
-            escape(&format!("{}\n{}", hover_time(m.at, chart.tz), m.text))
-        );
-    }
-    overlay.push_str("</g>");
+    hover_layer(chart, (px, py), |t| ctx.backend_coord(&(t, 0.0)).0, overlay);
     root.present()?;
     Ok(())
 }

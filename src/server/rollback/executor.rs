@@ -10,7 +10,7 @@ use super::super::error::SourceError;
 use super::super::state::AppState;
 use super::machine;
 use super::steps::{self, StepFailure};
-use super::store::{self, db_err, Note, Run, StepUpdate};
+use super::store::{self, db_err, Run, StepUpdate};
 
 pub fn spawn_drive(state: AppState, id: i64) {
     tokio::spawn(async move {
@@ -82,7 +82,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
         run.id,
         index,
         StepUpdate { output: Some(""), ..StepUpdate::to(StepState::Running) },
-        Note::executor("rollback.step", Some(format!("{label}: running")), None, Outcome::Done),
+        store::executor_note("rollback.step", Some(format!("{label}: running")), None, Outcome::Done),
     )
     .await?;
     let started = std::time::Instant::now();
@@ -106,7 +106,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
                 run.id,
                 index,
                 StepUpdate { output: Some(&output), memory: Some(&memory), ..StepUpdate::to(ended) },
-                Note::executor(
+                store::executor_note(
                     "rollback.step",
                     Some(format!("{label}: done in {:.1} s", started.elapsed().as_secs_f64())),
                     None,
@@ -127,7 +127,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
                     memory: Some(&memory),
                     ..StepUpdate::to(ended)
                 },
-                Note::executor(
+                store::executor_note(
                     "rollback.step",
                     Some(format!("{label}: failed")),
                     Some(f.error.clone()),
@@ -177,7 +177,7 @@ async fn mark_interrupted(state: &AppState, id: i64) -> Result<(), SourceError> 
                 error: Some("the dashboard stopped while this step was running; it may or may not have acted (retry checks the world first)"),
                 ..StepUpdate::to(StepState::Interrupted)
             },
-            Note::executor("rollback.step", Some(format!("step {idx} {name}: interrupted")), None, Outcome::Failed),
+            store::executor_note("rollback.step", Some(format!("step {idx} {name}: interrupted")), None, Outcome::Failed),
         )
         .await?;
     }
@@ -198,5 +198,5 @@ async fn move_run(
     detail: Option<String>,
     outcome: Outcome,
 ) -> Result<bool, SourceError> {
-    store::transition(db, id, from, to, None, Note::executor(action, Some(to.to_string()), detail, outcome)).await
+    store::transition(db, id, from, to, None, store::executor_note(action, Some(to.to_string()), detail, outcome)).await
 }

@@ -22,13 +22,14 @@ pub mod store;
 
 use crate::api::audit::Outcome;
 use crate::api::auth::Identity;
+use crate::api::check::Check;
 use crate::api::rollback::{
-    DeployEntry, NewDeploy, PlanRequest, Precondition, RollbackPlan, RunAction, RunActionBody, RunState, RunView,
-    StartRollback,
+    DeployEntry, NewDeploy, PlanRequest, RollbackPlan, RunAction, RunActionBody, RunState, RunView, StartRollback,
 };
 
+use super::caller::Caller;
 use super::error::ApiError;
-use super::rollout::{check_reason, operator};
+use super::rollout::check_reason;
 use super::state::AppState;
 pub use executor::recover;
 use executor::spawn_drive;
@@ -56,8 +57,8 @@ impl<'a> Service<'a> {
         Ok(preconditions::survey(self.state, restore_data).await?.plan)
     }
 
-    pub async fn plan_request(&self, body: Result<PlanRequest, ApiError>) -> Result<RollbackPlan, ApiError> {
-        self.plan(body?.restore_data).await
+    pub async fn plan_request(&self, body: PlanRequest) -> Result<RollbackPlan, ApiError> {
+        self.plan(body.restore_data).await
     }
 
     pub async fn run(&self, id: i64) -> Result<RunView, ApiError> {
@@ -66,52 +67,40 @@ impl<'a> Service<'a> {
 
     async fn load(&self, id: i64) -> Result<store::Run, ApiError> {
         store::load(&self.state.state_db, id)
-            .await
-            .map_err(ApiError::Unavailable)?
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("there is no rollback run #{id}")))
     }
 
     pub async fn latest_run(&self) -> Result<Option<RunView>, ApiError> {
-        match store::latest_run_id(&self.state.state_db).await.map_err(ApiError::Unavailable)? {
+        match store::latest_run_id(&self.state.state_db).await? {
             Some(id) => Ok(Some(self.run(id).await?)),
             None => Ok(None),
         }
     }
 
     pub async fn deploys(&self, limit: i64) -> Result<Vec<DeployEntry>, ApiError> {
-        deploys::list(&self.state.state_db, limit).await.map_err(ApiError::Unavailable)
+        Ok(deploys::list(&self.state.state_db, limit).await?)
     }
 
     pub async fn incident_markdown(&self, id: i64) -> Result<String, ApiError> {
         store::incident(&self.state.state_db, id)
-            .await
-            .map_err(ApiError::Unavailable)?
+            .await?
             .map(|(_, md)| md)
             .ok_or_else(|| ApiError::NotFound(format!("there is no incident #{id}")))
     }
 
     /// `POST /api/v1/rollback`.
-    pub async fn start(
-        &self,
-        who: Option<&Identity>,
-        body: Result<StartRollback, ApiError>,
-        request_id: &str,
-    ) -> Result<RunView, ApiError> {
-        let result = self.try_start(who, body, request_id).await;
-        self.recorded(who, "rollback.start", request_id, result).await
+    pub async fn start(&self, caller: &Caller, body: StartRollback) -> Result<RunView, ApiError> {
+        let result = self.try_start(caller, body).await;
+        self.recorded(caller, "rollback.start", result).await
     }
 
-    async fn try_start(
-        &self,
-        who: Option<&Identity>,
-        body: Result<StartRollback, ApiError>,
-        request_id: &str,
-    ) -> Result<RunView, ApiError> {
+    async fn try_start(&self, caller: &Caller, body: StartRollback) -> Result<RunView, ApiError> {
         let s = self.state;
-        let me = operator_for(who)?;
-        let c = self.confirmed(body?)?;
+        operator(caller)?;
+        let c = self.confirmed(body)?;
         // A double click, or a second operator: the run already going is the answer.
-        if let Some(id) = store::active_run_id(&s.state_db).await.map_err(ApiError::Unavailable)? {
+        if let Some(id) = store::active_run_id(&s.state_db).await? {
             return Ok(RunView { joined: true, ..self.run(id).await? });
         }
         let survey = preconditions::survey(s, c.restore_data).await?;
@@ -124,7 +113,7 @@ impl<'a> Service<'a> {
             _ => None,
         };
         let new = NewRun {
-            actor: &me.user,
+            actor: caller.name(),
             reason: &c.reason,
             environment: &s.settings.environment,
             state: initial,
@@ -137,22 +126,15 @@ impl<'a> Service<'a> {
                 .map(|step| (step.name(), step.title(), machine::planned_step(step.chosen(c.restore_data))))
                 .collect(),
         };
-        let note = Note {
-            actor: &me.user,
-            role: me.role.as_str(),
-            action: "rollback.start",
-            before: survey.plan.from_revision.clone(),
-            after: survey.plan.target_revision.clone(),
-            reason: Some(c.reason.clone()),
-            outcome: Outcome::Done,
-            detail,
-            request_id: Some(request_id),
-        };
-        let Some(id) = store::create_run(&s.state_db, new, note).await.map_err(ApiError::Unavailable)? else {
+        let note = caller
+            .entry("rollback.start", "")
+            .values(survey.plan.from_revision.clone(), survey.plan.target_revision.clone())
+            .reason(Some(c.reason.clone()))
+            .outcome(Outcome::Done, detail);
+        let Some(id) = store::create_run(&s.state_db, new, note).await? else {
             // Another start won the race an instant ago.
             let id = store::active_run_id(&s.state_db)
-                .await
-                .map_err(ApiError::Unavailable)?
+                .await?
                 .ok_or_else(|| ApiError::Failed("a run was started concurrently but could not be found".into()))?;
             return Ok(RunView { joined: true, ..self.run(id).await? });
         };
@@ -189,32 +171,30 @@ impl<'a> Service<'a> {
     /// `POST /api/v1/rollback/{id}/{action}`.
     pub async fn act(
         &self,
-        who: Option<&Identity>,
+        caller: &Caller,
         id: i64,
         action: RunAction,
-        body: Result<RunActionBody, ApiError>,
-        request_id: &str,
+        body: RunActionBody,
     ) -> Result<RunView, ApiError> {
-        let result = self.try_act(who, id, action, body, request_id).await;
-        self.recorded(who, &format!("rollback.{}", action.as_str()), request_id, result).await
+        let result = self.try_act(caller, id, action, body).await;
+        self.recorded(caller, &format!("rollback.{}", action.as_str()), result).await
     }
 
     async fn try_act(
         &self,
-        who: Option<&Identity>,
+        caller: &Caller,
         id: i64,
         action: RunAction,
-        body: Result<RunActionBody, ApiError>,
-        request_id: &str,
+        body: RunActionBody,
     ) -> Result<RunView, ApiError> {
-        let me = operator_for(who)?;
+        let me = operator(caller)?;
         let reason =
-            body?.reason.map(|r| check_reason(&r, "the reason", action == RunAction::Skip)).transpose()?.flatten();
+            body.reason.map(|r| check_reason(&r, "the reason", action == RunAction::Skip)).transpose()?.flatten();
         if action == RunAction::Skip && reason.is_none() {
             return Err(ApiError::BadRequest("skipping a step needs a reason".into()));
         }
         let run = self.load(id).await?;
-        let by = Actor { me, reason: reason.as_deref(), request_id };
+        let by = Actor { caller, me, reason: reason.as_deref() };
         match action {
             RunAction::Approve => self.approve(&run, &by).await?,
             RunAction::Retry | RunAction::Skip => self.resume(&run, action, &by).await?,
@@ -233,9 +213,7 @@ impl<'a> Service<'a> {
             )));
         }
         let note = by.note("rollback.approve", Some(run.state.to_string()), Some(to.to_string()));
-        let moved = store::transition(&self.state.state_db, id, run.state, to, Some(&by.me.user), note)
-            .await
-            .map_err(ApiError::Unavailable)?;
+        let moved = store::transition(&self.state.state_db, id, run.state, to, Some(&by.me.user), note).await?;
         if !moved {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
         }
@@ -259,15 +237,13 @@ impl<'a> Service<'a> {
             Some(step_state.to_string()),
         );
         let update = StepUpdate { skip_reason, ..StepUpdate::to(step_state) };
-        let run_note = Note::executor(
+        let run_note = store::executor_note(
             "rollback.resume",
             Some(to.to_string()),
             Some(format!("from step {}", step.index)),
             Outcome::Done,
         );
-        let moved = store::resume(db, id, (run.state, to), (step.index, update, note), run_note)
-            .await
-            .map_err(ApiError::Unavailable)?;
+        let moved = store::resume(db, id, (run.state, to), (step.index, update, note), run_note).await?;
         if !moved {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
         }
@@ -279,27 +255,18 @@ impl<'a> Service<'a> {
         let id = run.id;
         let to = machine::abort(id, run.state).map_err(conflict)?;
         let note = by.note("rollback.abort", Some(run.state.to_string()), Some(to.to_string()));
-        if !store::transition(&self.state.state_db, id, run.state, to, None, note)
-            .await
-            .map_err(ApiError::Unavailable)?
-        {
+        if !store::transition(&self.state.state_db, id, run.state, to, None, note).await? {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
         }
         let run = self.run(id).await?;
-        incident::record(self.state, &run).await.map_err(ApiError::Unavailable)?;
+        incident::record(self.state, &run).await?;
         Ok(())
     }
 
     /// `POST /api/v1/deploys`.
-    pub async fn record_deploy(
-        &self,
-        who: Option<&Identity>,
-        body: Result<NewDeploy, ApiError>,
-        request_id: &str,
-    ) -> Result<DeployEntry, ApiError> {
+    pub async fn record_deploy(&self, caller: &Caller, b: NewDeploy) -> Result<DeployEntry, ApiError> {
         let result = async {
-            let me = operator_for(who)?;
-            let b = body?;
+            let me = operator(caller)?;
             for (name, v) in [("revision", &b.revision), ("previous_revision", &b.previous_revision)] {
                 let v = v.trim();
                 if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -322,90 +289,52 @@ impl<'a> Service<'a> {
                 &me.user,
                 note.as_deref(),
             )
-            .await
-            .map_err(ApiError::Unavailable)?;
-            super::audit::record(
-                &mut *tx,
-                &super::audit::NewEntry {
-                    actor: me.user.clone(),
-                    role: me.role.as_str().into(),
-                    action: "deploy.record".into(),
-                    target: "deploy journal".into(),
-                    value_before: Some(entry.previous_revision.clone().unwrap_or_default()),
-                    value_after: Some(entry.revision.clone()),
-                    reason: note,
-                    outcome: Outcome::Done,
-                    outcome_detail: None,
-                    request_id: Some(request_id.into()),
-                },
-            )
-            .await
-            .map_err(ApiError::Unavailable)?;
+            .await?;
+            let audit = caller
+                .entry("deploy.record", "deploy journal")
+                .values(Some(entry.previous_revision.clone().unwrap_or_default()), Some(entry.revision.clone()))
+                .reason(note);
+            super::audit::record(&mut *tx, &audit).await?;
             tx.commit().await.map_err(|e| ApiError::Unavailable(db_err(e)))?;
             Ok(entry)
         }
         .await;
-        self.recorded(who, "deploy.record", request_id, result).await
+        self.recorded(caller, "deploy.record", result).await
+    }
+
+    /// Records a request refused before it could be understood (a bad body), and passes the
+    /// error on; who may not act at all hears that first, whatever their body said.
+    pub async fn refuse<T>(&self, caller: &Caller, action: &str, e: ApiError) -> Result<T, ApiError> {
+        let e = operator(caller).err().unwrap_or(e);
+        self.recorded(caller, action, Err(e)).await
     }
 
     /// Passes `result` on; a refusal or failure goes to the audit trail first (what was done is
     /// recorded by the transition itself, in its own transaction).
-    async fn recorded<T>(
-        &self,
-        who: Option<&Identity>,
-        action: &str,
-        request_id: &str,
-        result: Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+    async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
         if let Err(e) = &result {
-            self.record_refusal(who, action, e, request_id).await;
+            let entry = caller.entry(action, "rollback").refusal(e);
+            if let Err(err) = super::audit::record(&self.state.state_db, &entry).await {
+                tracing::error!(
+                    request_id = caller.request_id(),
+                    "cannot record a refused {action} in the audit trail: {err}"
+                );
+            }
         }
         result
     }
-
-    async fn record_refusal(&self, who: Option<&Identity>, action: &str, e: &ApiError, request_id: &str) {
-        let outcome = match e {
-            ApiError::Unavailable(_) | ApiError::Failed(_) => Outcome::Failed,
-            _ => Outcome::Refused,
-        };
-        let entry = super::audit::NewEntry {
-            actor: who.map(|w| w.user.clone()).unwrap_or_else(|| "anonymous".into()),
-            role: who.map(|w| w.role.as_str().to_string()).unwrap_or_else(|| "none".into()),
-            action: action.into(),
-            target: "rollback".into(),
-            value_before: None,
-            value_after: None,
-            reason: None,
-            outcome,
-            outcome_detail: Some(e.to_string()),
-            request_id: Some(request_id.into()),
-        };
-        if let Err(err) = super::audit::record(&self.state.state_db, &entry).await {
-            tracing::error!(request_id, "cannot record a refused {action} in the audit trail: {err}");
-        }
-    }
 }
 
-/// A person acting on a run, for its audit entries.
+/// An operator acting on a run, for its audit entries.
 struct Actor<'a> {
+    caller: &'a Caller,
     me: &'a Identity,
     reason: Option<&'a str>,
-    request_id: &'a str,
 }
 
-impl<'a> Actor<'a> {
-    fn note(&self, action: &'a str, before: Option<String>, after: Option<String>) -> Note<'a> {
-        Note {
-            actor: &self.me.user,
-            role: self.me.role.as_str(),
-            action,
-            before,
-            after,
-            reason: self.reason.map(str::to_string),
-            outcome: Outcome::Done,
-            detail: None,
-            request_id: Some(self.request_id),
-        }
+impl Actor<'_> {
+    fn note(&self, action: &str, before: Option<String>, after: Option<String>) -> Note {
+        self.caller.entry(action, "").values(before, after).reason(self.reason.map(str::to_string))
     }
 }
 
@@ -413,8 +342,8 @@ fn conflict(message: String) -> ApiError {
     ApiError::Conflict { code: "run_state", message, details: None }
 }
 
-fn all_passed(preconditions: &[Precondition]) -> Result<(), ApiError> {
-    let failed: Vec<&Precondition> = preconditions.iter().filter(|p| !p.passed).collect();
+fn all_passed(preconditions: &[Check]) -> Result<(), ApiError> {
+    let failed: Vec<&Check> = preconditions.iter().filter(|p| !p.passed).collect();
     if failed.is_empty() {
         return Ok(());
     }
@@ -443,10 +372,7 @@ fn data_loss_acknowledged(now_rows: i64, ack: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn operator_for(who: Option<&Identity>) -> Result<&Identity, ApiError> {
-    operator(who).map_err(|e| match e {
-        ApiError::Forbidden(m) => ApiError::Forbidden(m.replace("change the rollout", "run a rollback")),
-        ApiError::Unauthenticated(m) => ApiError::Unauthenticated(m.replace("changing the rollout", "a rollback")),
-        other => other,
-    })
+/// Who may run a rollback: operators (401 for nobody, 403 for a viewer).
+fn operator(caller: &Caller) -> Result<&Identity, ApiError> {
+    caller.operator("a rollback", "run a rollback")
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::api::rollback::{Precondition, RollbackPlan};
+use crate::api::check::Check;
+use crate::api::rollback::RollbackPlan;
 
 use super::super::error::{ApiError, SourceError};
 use super::super::records::{DiaryRecords, SchemaState};
@@ -21,10 +22,10 @@ pub(super) struct Survey {
 pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, ApiError> {
     let db = &s.state_db;
     let mut pre = Vec::new();
-    let active = store::active_run_id(db).await.map_err(ApiError::Unavailable)?;
+    let active = store::active_run_id(db).await?;
     pre.push(match active {
-        None => ok("no_active_run", "no other rollback run is active".into()),
-        Some(id) => fail("no_active_run", format!("run #{id} is active; open it instead")),
+        None => Check::pass("no_active_run", "no other rollback run is active"),
+        Some(id) => Check::fail("no_active_run", format!("run #{id} is active; open it instead")),
     });
     // One read of the diary's schema serves the revision and the data-loss count.
     let diary = match s.diary.as_ref() {
@@ -39,13 +40,13 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
         Err(e) => Err(e.to_string()),
     };
     pre.push(match &data_loss {
-        Ok(n) => ok(
+        Ok(n) => Check::pass(
             "data_loss_warning",
             format!(
                 "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those values. Acknowledge by typing {n} (acknowledge_data_loss_rows)"
             ),
         ),
-        Err(e) => fail("data_loss_warning", format!("cannot count the rows the downgrade would drop: {e}")),
+        Err(e) => Check::fail("data_loss_warning", format!("cannot count the rows the downgrade would drop: {e}")),
     });
     let writer_now = match s.writer_cluster.as_ref() {
         Ok(c) => c.deployment_replicas(&s.settings.writer.deployment).await.ok().map(|r| r.desired),
@@ -91,15 +92,17 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
 async fn revisions(
     s: &AppState,
     diary: &Result<(&DiaryRecords, SchemaState), SourceError>,
-    pre: &mut Vec<Precondition>,
+    pre: &mut Vec<Check>,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
     let current = diary.as_ref().map(|(_, sc)| sc.alembic_revision.clone());
     Ok(match current {
         Ok(Some(rev)) => {
-            let prev = deploys::previous_of(&s.state_db, &rev).await.map_err(ApiError::Unavailable)?;
+            let prev = deploys::previous_of(&s.state_db, &rev).await?;
             pre.push(match &prev {
-                Some(p) => ok("previous_revision_known", format!("the deploy journal says {rev} came after {p}")),
-                None => fail(
+                Some(p) => {
+                    Check::pass("previous_revision_known", format!("the deploy journal says {rev} came after {p}"))
+                }
+                None => Check::fail(
                     "previous_revision_known",
                     format!(
                         "the deploy journal does not know the revision before {rev}; enter it (POST /api/v1/deploys)"
@@ -109,11 +112,11 @@ async fn revisions(
             (Some(rev), prev)
         }
         Ok(None) => {
-            pre.push(fail("previous_revision_known", "the diary database has no Alembic revision".into()));
+            pre.push(Check::fail("previous_revision_known", "the diary database has no Alembic revision"));
             (None, None)
         }
         Err(e) => {
-            pre.push(fail("previous_revision_known", format!("cannot read the current revision: {e}")));
+            pre.push(Check::fail("previous_revision_known", format!("cannot read the current revision: {e}")));
             (None, None)
         }
     })
@@ -137,15 +140,15 @@ async fn rows_losing_split_values(d: &DiaryRecords, sc: &SchemaState) -> Result<
         .map_err(|e| e.to_string())
 }
 
-async fn backup_check(s: &AppState) -> Precondition {
+async fn backup_check(s: &AppState) -> Check {
     let rb = &s.settings.rollback;
     if !rb.backup_status_argv.is_empty() {
         return backup_status_command(s).await;
     }
     let Some(file) = &rb.backup_file else {
-        return fail(
+        return Check::fail(
             "backup_fresh",
-            "no backup is configured (rollback.backup_file or rollback.backup_status_argv)".into(),
+            "no backup is configured (rollback.backup_file or rollback.backup_status_argv)",
         );
     };
     match std::fs::metadata(file).and_then(|m| m.modified()) {
@@ -153,23 +156,23 @@ async fn backup_check(s: &AppState) -> Precondition {
             let age = std::time::SystemTime::now().duration_since(t).unwrap_or_default();
             let hours = age.as_secs_f64() / 3600.0;
             if age <= Duration::from_secs(rb.backup_max_age_hours * 3600) {
-                ok(
+                Check::pass(
                     "backup_fresh",
                     format!("{} is {hours:.1} h old (limit {} h)", file.display(), rb.backup_max_age_hours),
                 )
             } else {
-                fail(
+                Check::fail(
                     "backup_fresh",
                     format!("{} is {hours:.1} h old, older than {} h", file.display(), rb.backup_max_age_hours),
                 )
             }
         }
-        Err(e) => fail("backup_fresh", format!("{}: {e}", file.display())),
+        Err(e) => Check::fail("backup_fresh", format!("{}: {e}", file.display())),
     }
 }
 
 /// `backup_status_argv` exiting 0 means a fresh backup.
-async fn backup_status_command(s: &AppState) -> Precondition {
+async fn backup_status_command(s: &AppState) -> Check {
     let rb = &s.settings.rollback;
     let argv = steps::substitute(&rb.backup_status_argv, s, &Memory::default());
     let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -179,9 +182,9 @@ async fn backup_status_command(s: &AppState) -> Precondition {
     }
     match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
         Ok(Ok(out)) if out.status.success() => {
-            ok("backup_fresh", format!("`{}` reports a fresh backup", steps::shown(&argv, s)))
+            Check::pass("backup_fresh", format!("`{}` reports a fresh backup", steps::shown(&argv, s)))
         }
-        Ok(Ok(out)) => fail(
+        Ok(Ok(out)) => Check::fail(
             "backup_fresh",
             format!(
                 "`{}` failed ({}): {}",
@@ -190,15 +193,7 @@ async fn backup_status_command(s: &AppState) -> Precondition {
                 steps::redact(String::from_utf8_lossy(&out.stderr).trim(), s)
             ),
         ),
-        Ok(Err(e)) => fail("backup_fresh", format!("cannot run {}: {e}", argv[0])),
-        Err(_) => fail("backup_fresh", "the backup status command did not finish within 30 s".into()),
+        Ok(Err(e)) => Check::fail("backup_fresh", format!("cannot run {}: {e}", argv[0])),
+        Err(_) => Check::fail("backup_fresh", "the backup status command did not finish within 30 s"),
     }
-}
-
-fn ok(name: &str, detail: String) -> Precondition {
-    Precondition { name: name.into(), passed: true, detail }
-}
-
-fn fail(name: &str, detail: String) -> Precondition {
-    Precondition { name: name.into(), passed: false, detail }
 }

@@ -67,53 +67,16 @@ impl Run {
     }
 }
 
-/// What an audit entry about a run says, besides the run.
-pub(super) struct Note<'a> {
-    pub actor: &'a str,
-    pub role: &'a str,
-    pub action: &'a str,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub reason: Option<String>,
-    pub outcome: Outcome,
-    pub detail: Option<String>,
-    pub request_id: Option<&'a str>,
+/// An audit entry about a run: the store names the run as its target.
+pub(super) type Note = NewEntry;
+
+/// A transition the run's executor made (not a person).
+pub(super) fn executor_note(action: &str, after: Option<String>, detail: Option<String>, outcome: Outcome) -> Note {
+    NewEntry::new("rollback-executor", "system", action, "").values(None, after).outcome(outcome, detail)
 }
 
-impl<'a> Note<'a> {
-    /// A transition the run's executor made (not a person).
-    pub fn executor(action: &'a str, after: Option<String>, detail: Option<String>, outcome: Outcome) -> Note<'a> {
-        Note {
-            actor: "rollback-executor",
-            role: "system",
-            action,
-            before: None,
-            after,
-            reason: None,
-            outcome,
-            detail,
-            request_id: None,
-        }
-    }
-}
-
-async fn note(tx: &mut Transaction<'_, Postgres>, run_id: i64, n: Note<'_>) -> Result<i64, SourceError> {
-    audit::record(
-        &mut **tx,
-        &NewEntry {
-            actor: n.actor.into(),
-            role: n.role.into(),
-            action: n.action.into(),
-            target: format!("rollback run #{run_id}"),
-            value_before: n.before,
-            value_after: n.after,
-            reason: n.reason,
-            outcome: n.outcome,
-            outcome_detail: n.detail,
-            request_id: n.request_id.map(str::to_string),
-        },
-    )
-    .await
+async fn note(tx: &mut Transaction<'_, Postgres>, run_id: i64, n: Note) -> Result<i64, SourceError> {
+    audit::record(&mut **tx, &NewEntry { target: format!("rollback run #{run_id}"), ..n }).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -211,6 +174,18 @@ pub(super) async fn active_run_id(db: &PgPool) -> Result<Option<i64>, SourceErro
     sqlx::query_scalar("SELECT id FROM rollback_runs WHERE active").fetch_optional(db).await.map_err(db_err)
 }
 
+/// The active run and its state, if any (the rollout's guard asks).
+pub async fn active_run(db: &PgPool) -> Result<Option<(i64, RunState)>, SourceError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, state FROM rollback_runs WHERE active").fetch_optional(db).await.map_err(db_err)?;
+    row.map(|(id, st)| {
+        RunState::parse(&st)
+            .map(|s| (id, s))
+            .ok_or_else(|| malformed(format!("run #{id} has the unknown state {st:?}")))
+    })
+    .transpose()
+}
+
 pub(super) async fn latest_run_id(db: &PgPool) -> Result<Option<i64>, SourceError> {
     sqlx::query_scalar("SELECT id FROM rollback_runs ORDER BY active DESC, id DESC LIMIT 1")
         .fetch_optional(db)
@@ -243,7 +218,7 @@ pub(super) struct NewRun<'a> {
 
 /// Creates the run, its steps and the start's audit entry in one transaction. None when another
 /// run is active (it won the race an instant ago): nothing is written.
-pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note<'_>) -> Result<Option<i64>, SourceError> {
+pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note) -> Result<Option<i64>, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     let memory = serde_json::to_value(new.memory).map_err(|e| malformed(e.to_string()))?;
     let id: Option<i64> = sqlx::query_scalar(
@@ -287,7 +262,7 @@ pub(super) async fn transition(
     from: RunState,
     to: RunState,
     approved_by: Option<&str>,
-    n: Note<'_>,
+    n: Note,
 ) -> Result<bool, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     if !transition_in(&mut tx, id, from, to, approved_by, n).await? {
@@ -303,7 +278,7 @@ async fn transition_in(
     from: RunState,
     to: RunState,
     approved_by: Option<&str>,
-    n: Note<'_>,
+    n: Note,
 ) -> Result<bool, SourceError> {
     let done = sqlx::query(
         "UPDATE rollback_runs SET state = $3, approved_by = COALESCE($4, approved_by), updated_at = now(),
@@ -332,8 +307,8 @@ pub(super) async fn resume(
     db: &PgPool,
     id: i64,
     (from, to): (RunState, RunState),
-    (idx, u, step_note): (u32, StepUpdate<'_>, Note<'_>),
-    run_note: Note<'_>,
+    (idx, u, step_note): (u32, StepUpdate<'_>, Note),
+    run_note: Note,
 ) -> Result<bool, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     set_step_in(&mut tx, id, idx, u, step_note).await?;
@@ -369,7 +344,7 @@ pub(super) async fn set_step(
     run_id: i64,
     idx: u32,
     u: StepUpdate<'_>,
-    n: Note<'_>,
+    n: Note,
 ) -> Result<(), SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     set_step_in(&mut tx, run_id, idx, u, n).await?;
@@ -381,7 +356,7 @@ async fn set_step_in(
     run_id: i64,
     idx: u32,
     u: StepUpdate<'_>,
-    n: Note<'_>,
+    n: Note,
 ) -> Result<(), SourceError> {
     let starts = u.state == StepState::Running;
     let clears_error = matches!(u.state, StepState::Running | StepState::Done | StepState::Pending);

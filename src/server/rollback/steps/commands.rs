@@ -9,7 +9,14 @@ use super::{Log, Memory};
 
 /// Replaces the placeholders inside each argument (never through a shell).
 pub fn substitute(argv: &[String], state: &AppState, mem: &Memory) -> Vec<String> {
-    let backup = state.settings.rollback.backup_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    // A relative backup file is the dashboard's own (its working directory), not the command's.
+    let backup = state
+        .settings
+        .rollback
+        .backup_file
+        .as_ref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string())
+        .unwrap_or_default();
     let url = state.diary_database_url.as_ref().map(Secret::expose).unwrap_or_default();
     argv.iter()
         .map(|a| {

@@ -1,67 +1,10 @@
-//! Configuration: connection settings from the environment, everything else from an optional
-//! TOML file named by `ROLLOUT_CONFIG`. Every default follows the migration guide.
+//! The settings' sections, each with the guide's defaults.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// A value that must never reach a log or a page (a URL with a password, a token).
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// How the dashboard reaches Kubernetes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KubeAccess {
-    /// `KUBECONFIG` names a kubeconfig file.
-    Kubeconfig(PathBuf),
-    /// Running in a pod: the service account's in-cluster configuration.
-    InCluster,
-    /// Neither: Kubernetes-backed values say "not configured".
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The diary database holding `history_records` (read access is enough for monitoring).
-    pub diary_database_url: Option<Secret>,
-    /// The dashboard's own database: audit, runs, observed history.
-    pub state_database_url: Secret,
-    pub prometheus_url: Option<Secret>,
-    pub kube: KubeAccess,
-    /// Proxy auth mode: the shared secret the proxy sends as `X-Proxy-Secret`.
-    pub proxy_secret: Option<Secret>,
-    /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
-    pub launchdarkly_token: Option<Secret>,
-    pub settings: Settings,
-    /// Where the settings came from, for the log.
-    pub settings_file: Option<PathBuf>,
-}
-
-/// Everything that is not a connection: names, queries, thresholds, intervals.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -99,8 +42,8 @@ impl Default for ReportsSettings {
 }
 
 impl ReportsSettings {
-    pub fn tz(&self) -> super::charts::TimeZoneOffset {
-        super::charts::TimeZoneOffset::parse(&self.time_zone).unwrap_or_default()
+    pub fn tz(&self) -> crate::server::charts::TimeZoneOffset {
+        crate::server::charts::TimeZoneOffset::parse(&self.time_zone).unwrap_or_default()
     }
 }
 
@@ -361,26 +304,6 @@ pub struct SchemaSettings {
     pub expected_head: Option<String>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            environment: "production".into(),
-            refresh_interval_secs: 15,
-            source_timeout_secs: 5,
-            audit_journal_file: None,
-            flag: FlagSettings::default(),
-            writer: WriterSettings::default(),
-            metrics: MetricsSettings::default(),
-            schema: SchemaSettings::default(),
-            adoption: AdoptionSettings::default(),
-            alerts: AlertSettings::default(),
-            auth: AuthSettings::default(),
-            rollback: RollbackSettings::default(),
-            reports: ReportsSettings::default(),
-        }
-    }
-}
-
 impl Default for FlagSettings {
     fn default() -> Self {
         FlagSettings {
@@ -411,211 +334,5 @@ impl Default for MetricsSettings {
 impl Default for SchemaSettings {
     fn default() -> Self {
         SchemaSettings { table: "history_records".into(), expected_head: None }
-    }
-}
-
-impl Settings {
-    pub fn refresh_interval(&self) -> Duration {
-        Duration::from_secs(self.refresh_interval_secs)
-    }
-    pub fn source_timeout(&self) -> Duration {
-        Duration::from_secs(self.source_timeout_secs)
-    }
-
-    /// Parses and checks a TOML settings document.
-    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        let s: Settings = toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=3600).contains(&self.refresh_interval_secs) {
-            return Err(ConfigError::Invalid("refresh_interval_secs must be between 1 and 3600".into()));
-        }
-        if !(1..=120).contains(&self.source_timeout_secs) {
-            return Err(ConfigError::Invalid("source_timeout_secs must be between 1 and 120".into()));
-        }
-        for (name, v) in [
-            ("flag.namespace", &self.flag.namespace),
-            ("flag.configmap", &self.flag.configmap),
-            ("writer.namespace", &self.writer.namespace),
-            ("writer.deployment", &self.writer.deployment),
-        ] {
-            if !is_dns_label(v) {
-                return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid Kubernetes name")));
-            }
-        }
-        // The key is a ConfigMap key only where the flag lives in one (LaunchDarkly keys below).
-        if self.flag.backend == FlagBackend::Kubernetes && !super::flags::kubernetes::valid_key(&self.flag.key) {
-            return Err(ConfigError::Invalid(format!("flag.key {:?} is not a valid ConfigMap key", self.flag.key)));
-        }
-        let ld = &self.flag.launchdarkly;
-        if !(ld.base_url.starts_with("http://") || ld.base_url.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
-                "flag.launchdarkly.base_url {:?} must be an http(s) URL",
-                ld.base_url
-            )));
-        }
-        for (name, v) in [
-            ("flag.launchdarkly.project", ld.project.as_str()),
-            ("flag.launchdarkly.environment", ld.environment.as_str()),
-            ("flag.launchdarkly.flag_key", self.flag.launchdarkly_key()),
-        ] {
-            if !super::flags::launchdarkly::valid_key(v) {
-                return Err(ConfigError::Invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
-            }
-        }
-        if super::charts::TimeZoneOffset::parse(&self.reports.time_zone).is_none() {
-            return Err(ConfigError::Invalid(format!(
-                "reports.time_zone {:?} must be UTC or a fixed offset such as +03:00",
-                self.reports.time_zone
-            )));
-        }
-        let rb = &self.rollback;
-        if !(1..=24 * 3600).contains(&rb.step_timeout_secs) {
-            return Err(ConfigError::Invalid("rollback.step_timeout_secs must be between 1 and 86400".into()));
-        }
-        if !(10..=60_000).contains(&rb.poll_interval_ms) {
-            return Err(ConfigError::Invalid("rollback.poll_interval_ms must be between 10 and 60000".into()));
-        }
-        let DowngradeSettings::Command { argv } = &rb.downgrade;
-        if argv.is_empty() || rb.restore_argv.is_empty() {
-            return Err(ConfigError::Invalid("rollback commands must name a program".into()));
-        }
-        if !(1..=100).contains(&rb.default_writer_replicas) {
-            return Err(ConfigError::Invalid("rollback.default_writer_replicas must be between 1 and 100".into()));
-        }
-        if !(0.0..=1.0).contains(&rb.smoke_fraction) {
-            return Err(ConfigError::Invalid("rollback.smoke_fraction must be between 0 and 1".into()));
-        }
-        if self.schema.table.is_empty()
-            || !self.schema.table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(ConfigError::Invalid(format!(
-                "schema.table {:?} must be a plain lower-case identifier",
-                self.schema.table
-            )));
-        }
-        if !(1..=24 * 30).contains(&self.auth.session_hours) {
-            return Err(ConfigError::Invalid("auth.session_hours must be between 1 and 720".into()));
-        }
-        if let Some(o) = &self.auth.public_origin {
-            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
-                return Err(ConfigError::Invalid(format!(
-                    "auth.public_origin {o:?} must look like https://host[:port]"
-                )));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.adoption.legacy_share_target) {
-            return Err(ConfigError::Invalid("adoption.legacy_share_target must be a fraction between 0 and 1".into()));
-        }
-        if self.metrics.split_rate_query.trim().is_empty() || self.metrics.legacy_rate_query.trim().is_empty() {
-            return Err(ConfigError::Invalid("metrics queries must not be empty".into()));
-        }
-        Ok(())
-    }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    #[error("cannot read the settings file {path}: {reason}")]
-    Unreadable { path: String, reason: String },
-    #[error("the settings file is not valid TOML for this dashboard: {0}")]
-    Toml(String),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-    }
-
-    /// Reads configuration through `var`, so tests need not touch the process environment.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let settings_file = var("ROLLOUT_CONFIG").map(PathBuf::from);
-        let settings = match &settings_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), reason: e.to_string() })?;
-                Settings::from_toml(&text)?
-            }
-            None => Settings::default(),
-        };
-        let kube = if let Some(path) = var("KUBECONFIG") {
-            KubeAccess::Kubeconfig(PathBuf::from(path))
-        } else if var("KUBERNETES_SERVICE_HOST").is_some() {
-            KubeAccess::InCluster
-        } else {
-            KubeAccess::None
-        };
-        Ok(Config {
-            diary_database_url: var("DATABASE_URL").map(Secret::new),
-            state_database_url: var("STATE_DATABASE_URL")
-                .map(Secret::new)
-                .ok_or(ConfigError::Missing("STATE_DATABASE_URL"))?,
-            prometheus_url: var("PROMETHEUS_URL").map(|u| Secret::new(u.trim_end_matches('/'))),
-            kube,
-            proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
-            launchdarkly_token: var("LAUNCHDARKLY_API_TOKEN").map(Secret::new),
-            settings,
-            settings_file,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    }
-
-    #[test]
-    fn defaults_follow_the_guide() {
-        let c = Config::from_vars(vars(&[("STATE_DATABASE_URL", "postgres://x/state")])).unwrap();
-        assert_eq!(c.settings.flag.namespace, "diabetes");
-        assert_eq!(c.settings.flag.configmap, "feature-flags");
-        assert_eq!(c.settings.flag.key, "insulin_dose_split");
-        assert_eq!(c.settings.writer.deployment, "diary-writer");
-        assert_eq!(c.settings.refresh_interval_secs, 15);
-        assert_eq!(c.kube, KubeAccess::None);
-        assert!(c.prometheus_url.is_none());
-    }
-
-    #[test]
-    fn state_database_is_required() {
-        let e = Config::from_vars(vars(&[])).unwrap_err();
-        assert_eq!(e, ConfigError::Missing("STATE_DATABASE_URL"));
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        let s = Secret::new("postgres://u:hunter2@db/x");
-        assert!(!format!("{s} {s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn toml_overrides_and_rejects_unknown_keys() {
-        let s = Settings::from_toml("environment = \"demo\"\n[flag]\nkey = \"split\"\n").unwrap();
-        assert_eq!(s.environment, "demo");
-        assert_eq!(s.flag.key, "split");
-        assert_eq!(s.flag.namespace, "diabetes");
-        assert!(matches!(Settings::from_toml("colour = 1"), Err(ConfigError::Toml(_))));
-        assert!(matches!(Settings::from_toml("[flag]\nnamespace = \"Bad Name\""), Err(ConfigError::Invalid(_))));
-        assert!(matches!(Settings::from_toml("refresh_interval_secs = 0"), Err(ConfigError::Invalid(_))));
     }
 }

@@ -1,0 +1,54 @@
+//! Who is acting, as either door saw them: a person signed in (or nobody), or the dashboard
+//! itself, with the request id their audit entries carry.
+
+use crate::api::auth::{Identity, Role};
+
+use super::audit::NewEntry;
+use super::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    who: Option<Identity>,
+    request_id: String,
+}
+
+impl Caller {
+    pub fn new(who: Option<Identity>, request_id: impl Into<String>) -> Self {
+        Caller { who, request_id: request_id.into() }
+    }
+
+    /// The signed-in person, if any.
+    pub fn who(&self) -> Option<&Identity> {
+        self.who.as_ref()
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The name audit entries and flag comments carry.
+    pub fn name(&self) -> &str {
+        self.who.as_ref().map(|w| w.user.as_str()).unwrap_or("anonymous")
+    }
+
+    pub fn role(&self) -> &'static str {
+        self.who.as_ref().map(|w| w.role.as_str()).unwrap_or("none")
+    }
+
+    /// An audit entry by this caller.
+    pub fn entry(&self, action: impl Into<String>, target: impl Into<String>) -> NewEntry {
+        NewEntry::new(self.name(), self.role(), action, target).request(Some(&self.request_id))
+    }
+
+    /// The operator acting, or why this caller may not do it: 401 for nobody ("sign in first:
+    /// `doing` needs an operator"), 403 for a viewer ("only operators may `verb`").
+    pub fn operator(&self, doing: &str, verb: &str) -> Result<&Identity, ApiError> {
+        match &self.who {
+            None => Err(ApiError::Unauthenticated(format!("sign in first: {doing} needs an operator"))),
+            Some(w) if w.role != Role::Operator => {
+                Err(ApiError::Forbidden(format!("{} is a {}: only operators may {verb}", w.user, w.role.as_str())))
+            }
+            Some(w) => Ok(w),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Configuration: connection settings from the environment, everything else from an optional
+//! TOML file named by `ROLLOUT_CONFIG`. Every default follows the migration guide.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+mod sections;
+mod validate;
+pub use sections::*;
+
+/// A value that must never reach a log or a page (a URL with a password, a token).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the dashboard reaches Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeAccess {
+    /// `KUBECONFIG` names a kubeconfig file.
+    Kubeconfig(PathBuf),
+    /// Running in a pod: the service account's in-cluster configuration.
+    InCluster,
+    /// Neither: Kubernetes-backed values say "not configured".
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The diary database holding `history_records` (read access is enough for monitoring).
+    pub diary_database_url: Option<Secret>,
+    /// The dashboard's own database: audit, runs, observed history.
+    pub state_database_url: Secret,
+    pub prometheus_url: Option<Secret>,
+    pub kube: KubeAccess,
+    /// Proxy auth mode: the shared secret the proxy sends as `X-Proxy-Secret`.
+    pub proxy_secret: Option<Secret>,
+    /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
+    pub launchdarkly_token: Option<Secret>,
+    pub settings: Settings,
+    /// Where the settings came from, for the log.
+    pub settings_file: Option<PathBuf>,
+}
+
+/// Everything that is not a connection: names, queries, thresholds, intervals.
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            environment: "production".into(),
+            refresh_interval_secs: 15,
+            source_timeout_secs: 5,
+            audit_journal_file: None,
+            flag: FlagSettings::default(),
+            writer: WriterSettings::default(),
+            metrics: MetricsSettings::default(),
+            schema: SchemaSettings::default(),
+            adoption: AdoptionSettings::default(),
+            alerts: AlertSettings::default(),
+            auth: AuthSettings::default(),
+            rollback: RollbackSettings::default(),
+            reports: ReportsSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.refresh_interval_secs)
+    }
+    pub fn source_timeout(&self) -> Duration {
+        Duration::from_secs(self.source_timeout_secs)
+    }
+
+    /// Parses and checks a TOML settings document.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let s: Settings = toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_string()))?;
+        validate::settings(&s)?;
+        Ok(s)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("cannot read the settings file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("the settings file is not valid TOML for this dashboard: {0}")]
+    Toml(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `var`, so tests need not touch the process environment.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let settings_file = var("ROLLOUT_CONFIG").map(PathBuf::from);
+        let settings = match &settings_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), reason: e.to_string() })?;
+                Settings::from_toml(&text)?
+            }
+            None => Settings::default(),
+        };
+        let kube = if let Some(path) = var("KUBECONFIG") {
+            KubeAccess::Kubeconfig(PathBuf::from(path))
+        } else if var("KUBERNETES_SERVICE_HOST").is_some() {
+            KubeAccess::InCluster
+        } else {
+            KubeAccess::None
+        };
+        Ok(Config {
+            diary_database_url: var("DATABASE_URL").map(Secret::new),
+            state_database_url: var("STATE_DATABASE_URL")
+                .map(Secret::new)
+                .ok_or(ConfigError::Missing("STATE_DATABASE_URL"))?,
+            prometheus_url: var("PROMETHEUS_URL").map(|u| Secret::new(u.trim_end_matches('/'))),
+            kube,
+            proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
+            launchdarkly_token: var("LAUNCHDARKLY_API_TOKEN").map(Secret::new),
+            settings,
+            settings_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_guide() {
+        let c = Config::from_vars(vars(&[("STATE_DATABASE_URL", "postgres://x/state")])).unwrap();
+        assert_eq!(c.settings.flag.namespace, "diabetes");
+        assert_eq!(c.settings.flag.configmap, "feature-flags");
+        assert_eq!(c.settings.flag.key, "insulin_dose_split");
+        assert_eq!(c.settings.writer.deployment, "diary-writer");
+        assert_eq!(c.settings.refresh_interval_secs, 15);
+        assert_eq!(c.kube, KubeAccess::None);
+        assert!(c.prometheus_url.is_none());
+    }
+
+    #[test]
+    fn state_database_is_required() {
+        let e = Config::from_vars(vars(&[])).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("STATE_DATABASE_URL"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("postgres://u:hunter2@db/x");
+        assert!(!format!("{s} {s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let s = Settings::from_toml("environment = \"demo\"\n[flag]\nkey = \"split\"\n").unwrap();
+        assert_eq!(s.environment, "demo");
+        assert_eq!(s.flag.key, "split");
+        assert_eq!(s.flag.namespace, "diabetes");
+        assert!(matches!(Settings::from_toml("colour = 1"), Err(ConfigError::Toml(_))));
+        assert!(matches!(Settings::from_toml("[flag]\nnamespace = \"Bad Name\""), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Settings::from_toml("refresh_interval_secs = 0"), Err(ConfigError::Invalid(_))));
+    }
+}

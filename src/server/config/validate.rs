@@ -1,0 +1,116 @@
+//! The checks a settings document must pass before the dashboard starts with it, by section.
+
+use super::{ConfigError, DowngradeSettings, FlagBackend, Settings};
+use crate::server::charts::TimeZoneOffset;
+use crate::server::flags::{kubernetes, launchdarkly};
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
+    if !(1..=3600).contains(&s.refresh_interval_secs) {
+        return Err(invalid("refresh_interval_secs must be between 1 and 3600"));
+    }
+    if !(1..=120).contains(&s.source_timeout_secs) {
+        return Err(invalid("source_timeout_secs must be between 1 and 120"));
+    }
+    names(s)?;
+    flag(s)?;
+    if TimeZoneOffset::parse(&s.reports.time_zone).is_none() {
+        return Err(invalid(format!(
+            "reports.time_zone {:?} must be UTC or a fixed offset such as +03:00",
+            s.reports.time_zone
+        )));
+    }
+    rollback(s)?;
+    auth(s)?;
+    if !(0.0..=1.0).contains(&s.adoption.legacy_share_target) {
+        return Err(invalid("adoption.legacy_share_target must be a fraction between 0 and 1"));
+    }
+    if s.metrics.split_rate_query.trim().is_empty() || s.metrics.legacy_rate_query.trim().is_empty() {
+        return Err(invalid("metrics queries must not be empty"));
+    }
+    Ok(())
+}
+
+/// Kubernetes names and the diary table.
+fn names(s: &Settings) -> Result<(), ConfigError> {
+    for (name, v) in [
+        ("flag.namespace", &s.flag.namespace),
+        ("flag.configmap", &s.flag.configmap),
+        ("writer.namespace", &s.writer.namespace),
+        ("writer.deployment", &s.writer.deployment),
+    ] {
+        if !is_dns_label(v) {
+            return Err(invalid(format!("{name} {v:?} is not a valid Kubernetes name")));
+        }
+    }
+    let table = &s.schema.table;
+    if table.is_empty() || !table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(invalid(format!("schema.table {table:?} must be a plain lower-case identifier")));
+    }
+    Ok(())
+}
+
+fn flag(s: &Settings) -> Result<(), ConfigError> {
+    // The key is a ConfigMap key only where the flag lives in one (LaunchDarkly keys below).
+    if s.flag.backend == FlagBackend::Kubernetes && !kubernetes::valid_key(&s.flag.key) {
+        return Err(invalid(format!("flag.key {:?} is not a valid ConfigMap key", s.flag.key)));
+    }
+    let ld = &s.flag.launchdarkly;
+    if !(ld.base_url.starts_with("http://") || ld.base_url.starts_with("https://")) {
+        return Err(invalid(format!("flag.launchdarkly.base_url {:?} must be an http(s) URL", ld.base_url)));
+    }
+    for (name, v) in [
+        ("flag.launchdarkly.project", ld.project.as_str()),
+        ("flag.launchdarkly.environment", ld.environment.as_str()),
+        ("flag.launchdarkly.flag_key", s.flag.launchdarkly_key()),
+    ] {
+        if !launchdarkly::valid_key(v) {
+            return Err(invalid(format!("{name} {v:?} is not a valid LaunchDarkly key")));
+        }
+    }
+    Ok(())
+}
+
+fn rollback(s: &Settings) -> Result<(), ConfigError> {
+    let rb = &s.rollback;
+    if !(1..=24 * 3600).contains(&rb.step_timeout_secs) {
+        return Err(invalid("rollback.step_timeout_secs must be between 1 and 86400"));
+    }
+    if !(10..=60_000).contains(&rb.poll_interval_ms) {
+        return Err(invalid("rollback.poll_interval_ms must be between 10 and 60000"));
+    }
+    let DowngradeSettings::Command { argv } = &rb.downgrade;
+    if argv.is_empty() || rb.restore_argv.is_empty() {
+        return Err(invalid("rollback commands must name a program"));
+    }
+    if !(1..=100).contains(&rb.default_writer_replicas) {
+        return Err(invalid("rollback.default_writer_replicas must be between 1 and 100"));
+    }
+    if !(0.0..=1.0).contains(&rb.smoke_fraction) {
+        return Err(invalid("rollback.smoke_fraction must be between 0 and 1"));
+    }
+    Ok(())
+}
+
+fn auth(s: &Settings) -> Result<(), ConfigError> {
+    if !(1..=24 * 30).contains(&s.auth.session_hours) {
+        return Err(invalid("auth.session_hours must be between 1 and 720"));
+    }
+    if let Some(o) = &s.auth.public_origin {
+        if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+            return Err(invalid(format!("auth.public_origin {o:?} must look like https://host[:port]")));
+        }
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

@@ -1,0 +1,81 @@
+//! Layers every response passes: the cross-origin guard and cache headers.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+/// CSRF: a state-changing request from another origin is refused before it reaches a handler.
+pub async fn refuse_cross_origin(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.auth.same_origin(req.method(), req.headers()) {
+        return next.run(req).await;
+    }
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), "refused a cross-origin state-changing request");
+    ApiError::Forbidden(
+        "cross-origin request refused: state-changing requests must come from the dashboard's own pages".into(),
+    )
+    .into_response()
+}
+
+/// `Cache-Control` for what leaves the server. Built assets under `/pkg/` carry content hashes in
+/// their names when the site is built with `hash-files` (a new build means new names), so they are
+/// cached for a year and never revalidated; without hashes they must be revalidated. Other static
+/// files (the icon) are cached for an hour. Pages, JSON, reports and everything else are not
+/// stored: they hold live values and the signed-in user.
+pub fn cache_control(path: &str, hashed_assets: bool, is_static_file: bool) -> &'static str {
+    if path.starts_with("/pkg/") {
+        if hashed_assets {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }
+    } else if is_static_file {
+        "public, max-age=3600"
+    } else {
+        "no-store"
+    }
+}
+
+pub async fn cache_headers(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let path = req.uri().path().to_string();
+    let mut resp = next.run(req).await;
+    if resp.headers().contains_key(header::CACHE_CONTROL) {
+        return resp;
+    }
+    let ok = resp.status().is_success() || resp.status() == axum::http::StatusCode::NOT_MODIFIED;
+    let is_static_file = ok
+        && !path.starts_with("/api/")
+        && std::path::Path::new(&path)
+            .extension()
+            .is_some_and(|e| matches!(e.to_str(), Some("svg" | "ico" | "png" | "txt")));
+    let value = if ok { cache_control(&path, state.leptos_options.hash_files, is_static_file) } else { "no-store" };
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_control;
+
+    #[test]
+    fn hashed_assets_are_immutable_and_live_answers_are_not_stored() {
+        assert_eq!(
+            cache_control("/pkg/rollout-dashboard.abc123.wasm", true, true),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(cache_control("/pkg/rollout-dashboard.wasm", false, true), "no-cache");
+        assert_eq!(cache_control("/favicon.svg", true, true), "public, max-age=3600");
+        assert_eq!(cache_control("/", true, false), "no-store");
+        assert_eq!(cache_control("/api/v1/status", true, false), "no-store");
+    }
+}

@@ -1,0 +1,35 @@
+//! The REST API and health probes: one router per resource, merged here. Thin: every handler
+//! takes what it needs through the extractors in `extract` and calls a service function that
+//! the server functions call too.
+
+mod audit;
+pub mod extract;
+mod health;
+pub mod middleware;
+mod monitoring;
+mod reports;
+mod rollback;
+mod rollout;
+mod session;
+
+use axum::Router;
+
+use super::state::AppState;
+pub use extract::peer;
+
+pub fn router() -> Router<AppState> {
+    let api = Router::new()
+        .merge(monitoring::router())
+        .merge(session::me_router())
+        .merge(rollout::router())
+        .merge(audit::router())
+        .merge(rollback::router())
+        .merge(reports::router())
+        .layer(axum::middleware::from_fn(extract::request_id));
+    Router::new()
+        .merge(health::router())
+        .merge(api)
+        // Control requests are small; a huge body is refused before it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .merge(session::router())
+}

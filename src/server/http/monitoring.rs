@@ -1,0 +1,63 @@
+//! What the overview reads: status, record counts, adoption, alerts, the flag's history.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::extract::{limit_param, window_param, Params};
+use crate::server::error::ApiError;
+use crate::server::service;
+use crate::server::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/records/summary", get(records_summary))
+        .route("/api/v1/records/series", get(records_series))
+        .route("/api/v1/records/doubled", get(records_doubled))
+        .route("/api/v1/adoption", get(adoption))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/flag/history", get(flag_history))
+}
+
+async fn status(State(state): State<AppState>) -> impl IntoResponse {
+    Json(service::status(&state).await)
+}
+
+async fn records_summary(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let window = window_param("window", p.window.as_deref(), "24h")?;
+    Ok(Json(service::records_summary(&state, window).await?))
+}
+
+async fn records_series(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let range = window_param("range", p.range.as_deref(), "7d")?;
+    let step = window_param("step", p.step.as_deref(), "1h")?;
+    if step > range {
+        return Err(ApiError::BadRequest("step must not be longer than range".into()));
+    }
+    let max = crate::server::records::MAX_BUCKETS;
+    if range.as_secs() / step.as_secs() > max {
+        return Err(ApiError::BadRequest(format!("range/step gives more than {max} buckets; choose a longer step")));
+    }
+    Ok(Json(service::records_series(&state, range, step).await?))
+}
+
+async fn records_doubled(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let limit = limit_param(p.limit.as_deref(), 20, 1000)?;
+    Ok(Json(service::doubled_records(&state, limit).await?))
+}
+
+async fn adoption(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let range = window_param("range", p.range.as_deref(), "24h")?;
+    Ok(Json(service::adoption(&state, range).await?))
+}
+
+async fn alerts(State(state): State<AppState>, _: Params) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service::alerts(&state).await?))
+}
+
+async fn flag_history(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let range = window_param("range", p.range.as_deref(), "30d")?;
+    Ok(Json(service::flag_history(&state, range).await?))
+}

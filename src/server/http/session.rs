@@ -1,0 +1,74 @@
+//! Signing in and out with the login form, and who am I.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::extract::{peer, SignedIn};
+use crate::server::auth::LoginError;
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+/// `/api/v1/me`, which lives with the API's other routes.
+pub fn me_router() -> Router<AppState> {
+    Router::new().route("/api/v1/me", get(me))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/login", post(login)).route("/auth/logout", post(logout))
+}
+
+async fn me(SignedIn(who): SignedIn) -> impl IntoResponse {
+    Json(who)
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Only local paths, so the login form cannot be used to send people elsewhere.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+async fn login(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::extract::FromRequest;
+    use axum::http::header::{LOCATION, SET_COOKIE};
+    let client = peer(req.extensions());
+    let form = match axum::Form::<LoginForm>::from_request(req, &state).await {
+        Ok(axum::Form(f)) => f,
+        Err(e) => return ApiError::BadRequest(format!("bad login form: {}", e.body_text())).into_response(),
+    };
+    let next = local_path(form.next.as_deref());
+    match state.auth.login(&state.state_db, form.username.trim(), &form.password, client).await {
+        Ok((token, who)) => {
+            tracing::info!(user = %who.user, role = who.role.as_str(), "signed in");
+            (StatusCode::SEE_OTHER, [(SET_COOKIE, state.auth.session_cookie(Some(&token))), (LOCATION, next)])
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(user = %form.username.chars().take(64).collect::<String>(), "sign-in refused: {e}");
+            let code = match e {
+                LoginError::TooMany => "too_many",
+                LoginError::Wrong => "wrong",
+                LoginError::Unavailable(_) => "unavailable",
+            };
+            let status = if code == "too_many" { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SEE_OTHER };
+            (status, [(LOCATION, format!("/login?error={code}"))]).into_response()
+        }
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    use axum::http::header::{LOCATION, SET_COOKIE};
+    state.auth.logout(&state.state_db, &headers).await;
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, state.auth.session_cookie(None)), (LOCATION, "/".to_string())])
+}
