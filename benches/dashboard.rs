@@ -10,7 +10,7 @@
 //! name a PostgreSQL server where databases may be created). BENCH_VIEWER_SECS (default 60) and
 //! BENCH_ROWS (default "1000000,10000000") shorten a run.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -5,14 +5,6 @@
 //! registry: adding a step is one new file and one line there.
 
 mod commands;
-mod flag_off;
-mod incident_record;
-mod restore_data;
-mod scale_writers_back;
-mod schema_downgrade;
-mod smoke_checks;
-mod stop_writers;
-mod verify_schema;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -27,17 +19,25 @@ use super::super::state::AppState;
 use super::store::{self, Run};
 pub use commands::{redact, shown, substitute};
 
-/// The plan's steps, in order.
-pub static REGISTRY: &[&dyn RollbackStep] = &[
-    &stop_writers::StopWriters,
-    &flag_off::FlagOff,
-    &schema_downgrade::SchemaDowngrade,
-    &verify_schema::VerifySchema,
-    &restore_data::RestoreData,
-    &scale_writers_back::ScaleWritersBack,
-    &smoke_checks::SmokeChecks,
-    &incident_record::IncidentRecord,
-];
+/// Declares each step's file and lists the step in [`REGISTRY`], from one line per step.
+macro_rules! registry {
+    ($($file:ident => $step:ident),+ $(,)?) => {
+        $(mod $file;)+
+        /// The plan's steps, in order.
+        pub static REGISTRY: &[&dyn RollbackStep] = &[$(&$file::$step),+];
+    };
+}
+
+registry! {
+    stop_writers => StopWriters,
+    flag_off => FlagOff,
+    schema_downgrade => SchemaDowngrade,
+    verify_schema => VerifySchema,
+    restore_data => RestoreData,
+    scale_writers_back => ScaleWritersBack,
+    smoke_checks => SmokeChecks,
+    incident_record => IncidentRecord,
+}
 
 /// The step called `name` (a run's steps are stored by name).
 pub fn find(name: &str) -> Option<&'static dyn RollbackStep> {

@@ -1,4 +1,4 @@
-// Runs last (files run in name order): it stops the world's Prometheus and checks that only what
+// Runs after every test that needs Prometheus (end2end/order.txt): it stops the world's Prometheus and checks that only what
 // comes from Prometheus goes stale, while the rest of the page stays live.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -1,7 +1,7 @@
-// The guided rollback from the browser (runs after the other files: it downgrades the e2e diary).
+// The guided rollback from the browser (last in end2end/order.txt: it downgrades the e2e diary).
 // An operator enters the previous revision in the deploy journal, reads the dry run, types the
 // confirmations, starts the run and watches every step turn green; the incident record exists.
-// Prometheus is already stopped by zz_sources_down: the run must not need it.
+// Prometheus is already stopped by sources_down (just before it in the order): the run must not need it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";

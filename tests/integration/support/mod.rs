@@ -244,7 +244,7 @@ pub async fn diary_schema(pool: &sqlx::PgPool) {
 /// The end2end fixture rows (end2end/fixtures/diary.sql): 11 rows in the last 24 hours,
 /// 6 with insulin_short, 4 with insulin_long.
 pub async fn diary_fixture(pool: &sqlx::PgPool) {
-    sqlx::raw_sql(include_str!("../../end2end/fixtures/diary.sql")).execute(pool).await.unwrap();
+    sqlx::raw_sql(include_str!("../../../end2end/fixtures/diary.sql")).execute(pool).await.unwrap();
 }
 
 /// Dashboard state wired to the given systems; `None` leaves one unconfigured.

@@ -1,0 +1,359 @@
+//! Who is asking (sign-in, cookies, cross-origin, proxy headers), who may call what (the access table walked), and the audit journal.
+
+#![allow(unused_imports)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use diary_writer::cluster::Fault;
+use diary_writer::openmetrics::synthetic;
+use rollout_dashboard::api::window::Window;
+use rollout_dashboard::server::cluster::Cluster;
+use rollout_dashboard::server::config::KubeAccess;
+use rollout_dashboard::server::error::SourceError;
+use rollout_dashboard::server::prometheus::Prometheus;
+use rollout_dashboard::server::records::DiaryRecords;
+use rollout_dashboard::server::status::collect;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::support::*;
+use crate::{launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+
+// ---------------------------------------------------------------- who is asking
+
+pub(crate) const ORIGIN: &str = "http://127.0.0.1:3000";
+
+pub(crate) fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use rollout_dashboard::server::auth::hash_password;
+    let path = dir.join("users.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[users]]\nname = \"ana\"\nrole = \"operator\"\npassword_hash = \"{}\"\n\n\
+             [[users]]\nname = \"bo\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
+            hash_password("operator-pw"),
+            hash_password("viewer-pw")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub(crate) async fn post_form(
+    app: &axum::Router,
+    path: &str,
+    body: &str,
+    origin: &str,
+    cookie: Option<&str>,
+) -> axum::response::Response {
+    let mut req =
+        Request::post(path).header("content-type", "application/x-www-form-urlencoded").header("origin", origin);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap()
+}
+
+pub(crate) async fn me(
+    app: &axum::Router,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::get("/api/v1/me");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[sqlx::test(migrations = false)]
+async fn local_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nmode = \"local\"\nusers_file = \"{}\"\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    assert_eq!(me(&app, None, &[]).await.0, StatusCode::UNAUTHORIZED);
+
+    let resp =
+        post_form(&app, "/auth/login", "username=ana&password=operator-pw&next=%2F%3Frange%3D7d", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/?range=7d");
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let (status, who) = me(&app, Some(&cookie), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((who["user"].as_str(), who["role"].as_str()), (Some("ana"), Some("operator")));
+    // Only a hash of the token is stored.
+    let stored: String = sqlx::query_scalar("SELECT token_sha256 FROM sessions").fetch_one(&pool).await.unwrap();
+    assert!(!cookie.contains(&stored));
+
+    let resp = post_form(&app, "/auth/logout", "", ORIGIN, Some(&cookie)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(me(&app, Some(&cookie), &[]).await.0, StatusCode::UNAUTHORIZED);
+
+    // An open redirect through `next` is not possible.
+    let resp =
+        post_form(&app, "/auth/login", "username=bo&password=viewer-pw&next=%2F%2Fevil.example", ORIGIN, None).await;
+    assert_eq!(resp.headers()["location"], "/");
+}
+
+#[sqlx::test(migrations = false)]
+async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nusers_file = \"{}\"\nlogin_attempts = 3\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    // Unknown users are refused exactly like wrong passwords.
+    for body in ["username=ana&password=guess", "username=nobody&password=x", "username=ana&password=guess2"] {
+        let resp = post_form(&app, "/auth/login", body, ORIGIN, None).await;
+        assert_eq!(resp.headers()["location"], "/login?error=wrong", "{body}");
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+    // Even the right password is refused while the limit holds.
+    let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get("set-cookie").is_none());
+    // The limit is per client address too: another name from the same client is held back.
+    let resp = post_form(&app, "/auth/login", "username=bo&password=viewer-pw", ORIGIN, None).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrations = false)]
+async fn state_changing_requests_from_another_origin_are_refused(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("[auth]\nusers_file = \"{}\"\n", users_file(dir.path()).display());
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    for origin in ["http://evil.example", "http://127.0.0.1:3001", "null"] {
+        let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", origin, None).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{origin}");
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "forbidden");
+    }
+    let no_origin = app.clone().oneshot(Request::post("/auth/logout").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrations = false)]
+async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
+    let settings =
+        "[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\", \"bi\"]\n";
+    let state =
+        dashboard_state_vars(&pool, None, None, None, Some(settings), &[("ROLLOUT_PROXY_SECRET", "s3cret-proxy")])
+            .await;
+    let app = rollout_dashboard::site::app(state);
+    let oncall =
+        [("x-forwarded-user", "ana"), ("x-forwarded-groups", "staff, oncall"), ("x-proxy-secret", "s3cret-proxy")];
+    let (status, who) = me(&app, None, &oncall).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (who["user"].as_str(), who["role"].as_str(), who["via"].as_str()),
+        (Some("ana"), Some("operator"), Some("proxy"))
+    );
+    let bi =
+        [("x-forwarded-email", "bo@example.org"), ("x-forwarded-groups", "bi"), ("x-proxy-secret", "s3cret-proxy")];
+    assert_eq!(me(&app, None, &bi).await.1["role"], "viewer");
+    // Forged headers without the secret, or with a wrong one, or outside every group: no identity.
+    let forged = [("x-forwarded-user", "mallory"), ("x-forwarded-groups", "oncall")];
+    assert_eq!(me(&app, None, &forged).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = [("x-forwarded-user", "mallory"), ("x-forwarded-groups", "oncall"), ("x-proxy-secret", "guess")];
+    assert_eq!(me(&app, None, &wrong).await.0, StatusCode::UNAUTHORIZED);
+    let outsider = [("x-forwarded-user", "eve"), ("x-forwarded-groups", "sales"), ("x-proxy-secret", "s3cret-proxy")];
+    assert_eq!(me(&app, None, &outsider).await.0, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------- who may call what: the whole table
+
+#[sqlx::test(migrations = false)]
+async fn every_route_and_server_function_answers_each_role_as_the_access_table_says(pool: PgPool) {
+    use rollout_dashboard::server::access::{Access, ROUTES, SERVER_FNS};
+    let w = control_world(pool, "5").await;
+    // Every server function the pages can call is in the table, and nothing else.
+    let mut registered: Vec<String> =
+        leptos::server_fn::axum::server_fn_paths().map(|(p, _)| p.trim_start_matches("/api/").to_string()).collect();
+    registered.sort();
+    let mut listed: Vec<String> = SERVER_FNS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(registered, listed);
+
+    let fn_request = |name: &str| -> (&'static str, String, Option<String>, &'static str) {
+        match name {
+            "overview" => ("GET", "/api/overview?range=24h&window=24h".into(), None, ""),
+            "rollback" => ("GET", "/api/rollback?restore_data=false".into(), None, ""),
+            "rollback_run" => ("GET", "/api/rollback_run?id=1".into(), None, ""),
+            "reports" => ("GET", "/api/reports?range=7d".into(), None, ""),
+            "status" | "me" | "audit" | "rollout" | "rollback_progress" => ("GET", format!("/api/{name}"), None, ""),
+            "rollout_set" => (
+                "POST",
+                "/api/rollout_set".into(),
+                Some("percentage=10&reason=r&expected_version=x&override_guards=false".into()),
+                "application/x-www-form-urlencoded",
+            ),
+            "rollout_kill" => {
+                ("POST", "/api/rollout_kill".into(), Some(String::new()), "application/x-www-form-urlencoded")
+            }
+            "rollback_start" => (
+                "POST",
+                "/api/rollback_start".into(),
+                Some(
+                    r#"{"body": {"reason": "r", "confirm_environment": "x", "acknowledge_data_loss_rows": 0}}"#.into(),
+                ),
+                "application/json",
+            ),
+            "rollback_act" => (
+                "POST",
+                "/api/rollback_act".into(),
+                Some(r#"{"id": 1, "action": "retry", "reason": null}"#.into()),
+                "application/json",
+            ),
+            "deploy_record" => (
+                "POST",
+                "/api/deploy_record".into(),
+                Some(r#"{"body": {"revision": "b", "previous_revision": "a"}}"#.into()),
+                "application/json",
+            ),
+            other => panic!("no request written for server function {other}"),
+        }
+    };
+    let mut cases: Vec<(String, String, Option<String>, &str, Access)> = ROUTES
+        .iter()
+        .map(|(m, _, p, a)| {
+            let body = (*m == "POST").then(|| {
+                if p.starts_with("/auth/login") {
+                    "username=x&password=y".into()
+                } else {
+                    "{}".into()
+                }
+            });
+            let ct = if p.starts_with("/auth/") { "application/x-www-form-urlencoded" } else { "application/json" };
+            (m.to_string(), p.to_string(), body, ct, *a)
+        })
+        .collect();
+    for (name, access) in SERVER_FNS {
+        let (m, p, body, ct) = fn_request(name);
+        cases.push((m.into(), p, body, ct, *access));
+    }
+    let mut failures = Vec::new();
+    for (method, path, body, ct, access) in &cases {
+        for who in [As::Anonymous, As::Viewer, As::Operator] {
+            let mut req = Request::builder()
+                .method(method.as_str())
+                .uri(path.as_str())
+                .header("origin", ORIGIN)
+                .header("content-type", *ct);
+            if !matches!(who, As::Anonymous) {
+                let (user, group) = if matches!(who, As::Viewer) { ("bo", "analytics") } else { ("ana", "oncall") };
+                req = req
+                    .header("x-forwarded-user", user)
+                    .header("x-forwarded-groups", group)
+                    .header("x-proxy-secret", SECRET);
+            }
+            let resp =
+                w.app.clone().oneshot(req.body(Body::from(body.clone().unwrap_or_default())).unwrap()).await.unwrap();
+            let status = resp.status();
+            let text =
+                String::from_utf8_lossy(&axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap()).to_string();
+            let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            let ok = match (access, who) {
+                // Signing in with a wrong password is 401 for everyone: the route itself is open.
+                (Access::Anyone, _) if path.starts_with("/auth/login") => status != StatusCode::FORBIDDEN,
+                (Access::Anyone, _) => !refused,
+                (Access::SignedIn, As::Anonymous) => status == StatusCode::UNAUTHORIZED,
+                (Access::SignedIn, _) => !refused,
+                (Access::Operator, As::Anonymous) => status == StatusCode::UNAUTHORIZED,
+                (Access::Operator, As::Viewer) => status == StatusCode::FORBIDDEN,
+                (Access::Operator, _) => !refused,
+            };
+            // A 404 must be the service's own answer (no such run), never a route that is gone.
+            let routed = status != StatusCode::NOT_FOUND || text.contains("not_found") || text.contains("there is no");
+            if !ok || !routed {
+                failures.push(format!("{method} {path} as {who:?}: {status} {}", &text[..text.len().min(160)]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} answers differ from the table:\n{}", failures.len(), failures.join("\n"));
+    // Only the operator changed anything (the kill switch, which needs no more than the role).
+    let done: Vec<(String, String)> =
+        sqlx::query_as("SELECT actor, action FROM audit_log WHERE outcome = 'done' ORDER BY id")
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    assert!(!done.is_empty() && done.iter().all(|(actor, _)| actor == "ana"), "{done:?}");
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(runs, 0, "no rollback started: the walk's start bodies fail their checks");
+}
+
+#[sqlx::test(migrations = false)]
+async fn no_audit_entry_is_lost_when_the_state_database_refuses_or_the_dashboard_dies(pool: PgPool) {
+    use rollout_dashboard::server::audit::NewEntry;
+    use rollout_dashboard::server::audit_journal::{AuditJournal, Replayed};
+    let w = control_world(pool.clone(), "25").await;
+    let journal = w.state.journal.clone();
+    let _ = std::fs::remove_file(journal.path());
+
+    // The state database cannot take audit entries: the kill switch still works, and its entry
+    // waits in the journal with the time it happened.
+    sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_away").execute(&pool).await.unwrap();
+    let (status, body) =
+        call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some(r#"{"reason":"alarm"}"#.into())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(flag_value(&w), "0");
+    let killed_at = chrono::Utc::now();
+    sqlx::query("ALTER TABLE audit_log_away RENAME TO audit_log").execute(&pool).await.unwrap();
+    assert!(audit_rows(&w).await.is_empty());
+    assert!(!journal.is_empty());
+
+    // A previous process journaled a change and died before recording it.
+    let previous = AuditJournal::new(journal.path().to_path_buf());
+    let died = NewEntry {
+        actor: "ana".into(),
+        role: "operator".into(),
+        action: "flag.set".into(),
+        target: "diabetes/feature-flags/insulin_dose_split".into(),
+        value_before: None,
+        value_after: None,
+        reason: Some("step two".into()),
+        outcome: rollout_dashboard::api::audit::Outcome::Done,
+        outcome_detail: None,
+        request_id: Some("req-died".into()),
+    };
+    previous.intent(&died).unwrap();
+    drop(previous);
+
+    let r = journal.replay(&pool, Some("0".into())).await.unwrap();
+    assert_eq!(r, Replayed { recorded: 2, interrupted: 1, already_there: 0 });
+    type Row = (String, String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT action, outcome, value_after, outcome_detail, at FROM audit_log ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_deref()), ("flag.kill", "done", Some("0")));
+    assert!(rows[0].4 <= killed_at, "the kill keeps the time it happened");
+    assert_eq!((rows[1].0.as_str(), rows[1].1.as_str()), ("flag.set", "failed"));
+    assert!(rows[1].3.as_deref().unwrap().starts_with("interrupted"), "{:?}", rows[1].3);
+    assert!(rows[1].3.as_deref().unwrap().contains("read 0"));
+    assert!(journal.is_empty(), "a fully recorded journal is emptied");
+
+    // Replaying again, or a journal line replayed twice, records nothing twice.
+    assert_eq!(journal.replay(&pool, None).await.unwrap(), Replayed::default());
+    let again = AuditJournal::new(journal.path().to_path_buf());
+    again.settle(&NewEntry { outcome_detail: Some("dup".into()), ..died }, false);
+    assert_eq!(journal.replay(&pool, None).await.unwrap().already_there, 1);
+    assert_eq!(audit_rows(&w).await.len(), 2);
+
+    // A normal change leaves nothing in the journal.
+    let (status, body) = call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some("{}".into())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(journal.is_empty());
+    assert_eq!(audit_rows(&w).await.len(), 3);
+}

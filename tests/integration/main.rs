@@ -1,0 +1,16 @@
+//! Promises of the foundation, each against the real thing that runs here: PostgreSQL (a fresh
+//! database per test), Prometheus started with backfilled history, and the demo simulator's
+//! emulated Kubernetes API reached through kube-rs over HTTP.
+//!
+//! One test binary (one link), one file per feature; `support` holds the worlds they share.
+
+mod support;
+
+mod auth;
+mod launchdarkly;
+mod reports;
+mod rollback;
+mod rollback_recovery;
+mod rollout;
+mod sources;
+mod status;

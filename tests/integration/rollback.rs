@@ -1,0 +1,400 @@
+//! The guided rollback, for real: the demo's Alembic project, pg_dump/pg_restore, the simulator's cluster and diary API.
+
+#![allow(unused_imports)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use diary_writer::cluster::Fault;
+use diary_writer::openmetrics::synthetic;
+use rollout_dashboard::api::window::Window;
+use rollout_dashboard::server::cluster::Cluster;
+use rollout_dashboard::server::config::KubeAccess;
+use rollout_dashboard::server::error::SourceError;
+use rollout_dashboard::server::prometheus::Prometheus;
+use rollout_dashboard::server::records::DiaryRecords;
+use rollout_dashboard::server::status::collect;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::support::*;
+use crate::{auth::*, launchdarkly::*, reports::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+
+// ---------------------------------------------------------------- guarded rollback, for real
+
+pub(crate) const BASE_REV: &str = "a1f3c2d4e5b6";
+pub(crate) const SPLIT_REV: &str = "b7e9d1c0f2a3";
+
+pub(crate) fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The demo's real Alembic project against the test database.
+pub(crate) fn alembic(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(repo().join("demo/.venv/bin/alembic"))
+        .args(["-c", "services/api/alembic/alembic.ini"])
+        .args(args)
+        .current_dir(repo().join("demo"))
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("demo/.venv/bin/alembic (scripts/setup creates it)");
+    assert!(out.status.success(), "alembic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) struct RollbackWorld {
+    pub(crate) w: ControlWorld,
+    pub(crate) backup: std::path::PathBuf,
+    /// The dashboard's settings file text and Prometheus's URL, to start a dashboard process.
+    pub(crate) settings: String,
+    pub(crate) prom_url: String,
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+/// The diary at the base revision with 40 legacy rows, dumped with pg_dump (the backup); then
+/// upgraded to the split revision with 25 split rows; writers running at 3 replicas, flag 25.
+pub(crate) async fn rollback_world(pool: PgPool, rollback_toml: &str) -> RollbackWorld {
+    let url = url_of(&pool);
+    alembic(&url, &["upgrade", BASE_REV]);
+    sqlx::query("INSERT INTO history_records (user_id, dose) SELECT g, 4 FROM generate_series(1, 40) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("diary.dump");
+    let out = std::process::Command::new("pg_dump").args(["-Fc", "-f"]).arg(&backup).arg(&url).output().unwrap();
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    alembic(&url, &["upgrade", SPLIT_REV]);
+    sqlx::query("INSERT INTO history_records (user_id, insulin_short, insulin_long) SELECT g, 4, 12 FROM generate_series(1, 25) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start("25", 3, Some(pool.clone())).await;
+    sim.spawn_writer(pool.clone(), 20.0);
+    let settings = format!(
+        "environment = \"staging-eu\"\nrefresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+         viewer_groups = [\"analytics\"]\n[rollback]\nworking_dir = \"{demo}\"\nbackup_file = \"{backup}\"\n\
+         diary_api_url = \"{sim}\"\npoll_interval_ms = 50\n\
+         smoke_legacy_query = \"vector(10)\"\nsmoke_baseline_query = \"vector(5)\"\n{downgrade}{rollback_toml}\n",
+        demo = repo().join("demo").display(),
+        backup = backup.display(),
+        sim = sim.url,
+        downgrade = if rollback_toml.contains("downgrade") {
+            String::new()
+        } else {
+            format!(
+                "downgrade = {{ kind = \"command\", argv = [\"{}\", \"-c\", \"services/api/alembic/alembic.ini\", \"downgrade\", \"{{previous_revision}}\"] }}\n",
+                repo().join("demo/.venv/bin/alembic").display()
+            )
+        },
+    );
+    let state = dashboard_state_vars(
+        &pool,
+        Some(url.clone()),
+        Some(&prom.url),
+        Some(&sim.kubeconfig),
+        Some(&settings),
+        &[("ROLLOUT_PROXY_SECRET", SECRET)],
+    )
+    .await;
+    let prom_url = prom.url.clone();
+    let w = ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom };
+    RollbackWorld { w, backup, settings, prom_url, _dir: dir }
+}
+
+pub(crate) async fn record_previous(w: &ControlWorld, previous: &str) {
+    let body = format!(
+        r#"{{"revision": "{SPLIT_REV}", "previous_revision": "{previous}", "note": "from the release notes"}}"#
+    );
+    let (status, entry) = call(w, As::Operator, "POST", "/api/v1/deploys", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{entry}");
+}
+
+pub(crate) fn start_body(ack: i64, restore: bool) -> String {
+    serde_json::json!({
+        "reason": "doubled doses reported by BI",
+        "confirm_environment": "staging-eu",
+        "acknowledge_data_loss_rows": ack,
+        "restore_data": restore,
+        "restore_confirmation": if restore { Some("RESTORE") } else { None },
+    })
+    .to_string()
+}
+
+/// Polls the run until it leaves `running`.
+pub(crate) async fn settle(w: &ControlWorld, id: i64) -> serde_json::Value {
+    for _ in 0..1200 {
+        let (_, run) = call(w, As::Viewer, "GET", &format!("/api/v1/rollback/{id}"), None).await;
+        if run["state"] != "running" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {id} did not settle in 120 s");
+}
+
+pub(crate) fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+pub(crate) async fn rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    // Before the journal knows the previous revision, the plan says so and the start refuses.
+    let (status, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["ready"], false);
+    let pre = |plan: &serde_json::Value, name: &str| {
+        plan["preconditions"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    };
+    assert_eq!(pre(&plan, "previous_revision_known")["passed"], false);
+    record_previous(w, BASE_REV).await;
+
+    let (_, plan) =
+        call(w, As::Viewer, "POST", "/api/v1/rollback/plan", Some(r#"{"restore_data": true}"#.into())).await;
+    assert_eq!(plan["ready"], true, "{plan}");
+    assert_eq!((plan["from_revision"].as_str(), plan["target_revision"].as_str()), (Some(SPLIT_REV), Some(BASE_REV)));
+    let loss = plan["data_loss_rows"].as_i64().unwrap();
+    assert!(loss >= 25, "the 25 split rows and whatever the writers added: {loss}");
+    // The dry run names the concrete commands and calls, and masks the database URL.
+    let text = plan["steps"].to_string();
+    assert!(text.contains(&format!("downgrade {BASE_REV}")), "{text}");
+    assert!(text.contains("deployments/diary-writer/scale"), "{text}");
+    assert!(text.contains("pg_restore --clean") && text.contains("--dbname=***"), "{text}");
+    assert!(!text.contains("postgres://"), "no URL in the plan: {text}");
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap(), 0);
+
+    // Refusals write nothing but the audit entry.
+    let (status, _) = call(w, As::Viewer, "POST", "/api/v1/rollback", Some(start_body(loss, true))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut wrong_env: serde_json::Value = serde_json::from_str(&start_body(loss, true)).unwrap();
+    wrong_env["confirm_environment"] = "production".into();
+    let (status, err) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(wrong_env.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, err) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(start_body(loss - 20, true))).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("data_loss_not_acknowledged")), "{err}");
+    let mut no_restore_word: serde_json::Value = serde_json::from_str(&start_body(loss, true)).unwrap();
+    no_restore_word["restore_confirmation"] = serde_json::Value::Null;
+    assert_eq!(
+        call(w, As::Operator, "POST", "/api/v1/rollback", Some(no_restore_word.to_string())).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap(), 0);
+
+    // 20 concurrent starts: one run. (The writers keep adding split rows until the run stops
+    // them; the acknowledgement tolerates 1 % or 10 rows of drift since the plan.)
+    let (_, plan) =
+        call(w, As::Viewer, "POST", "/api/v1/rollback/plan", Some(r#"{"restore_data": true}"#.into())).await;
+    let loss = plan["data_loss_rows"].as_i64().unwrap();
+    let starts = (0..20).map(|_| call(w, As::Operator, "POST", "/api/v1/rollback", Some(start_body(loss, true))));
+    let answers = futures::future::join_all(starts).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for (status, run) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{run}");
+        ids.insert(run["id"].as_i64().unwrap());
+    }
+    assert_eq!(answers.iter().filter(|(_, r)| r["joined"] == false).count(), 1, "one created, 19 joined");
+    assert_eq!(ids.len(), 1, "exactly one run: {ids:?}");
+    let id = *ids.iter().next().unwrap();
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rollback_runs").fetch_one(&w.pool).await.unwrap(), 1);
+
+    let run = settle(w, id).await;
+    assert_eq!(run["state"], "done", "{run:#}");
+    for s in run["steps"].as_array().unwrap() {
+        assert_eq!(
+            (s["name"].as_str(), s["state"].as_str(), s["attempts"].as_i64()),
+            (s["name"].as_str(), Some("done"), Some(1)),
+            "{s:#}"
+        );
+    }
+    // The world, read independently.
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'history_records' AND column_name LIKE 'insulin_%'",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    assert!(columns.is_empty(), "{columns:?}");
+    let rev: String =
+        sqlx::query_scalar("SELECT version_num::text FROM alembic_version").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(rev, BASE_REV);
+    assert!(
+        step(&run, "schema_downgrade")["output"]
+            .as_str()
+            .unwrap()
+            .contains("Running downgrade b7e9d1c0f2a3 -> a1f3c2d4e5b6"),
+        "{run:#}"
+    );
+    // pg_restore brought back exactly the backup's rows, plus what the writers and the smoke
+    // check wrote after the restore (all legacy).
+    let without_dose: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE dose IS NULL").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(without_dose, 0, "every row after the rollback is a legacy dose");
+    let from_backup: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE id <= 40").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(from_backup, 40);
+    assert!(step(&run, "restore_data")["output"].as_str().unwrap().contains("read back"), "{run:#}");
+    assert!(rw.backup.exists());
+    // Writers back at the remembered 3, the flag off, the smoke entry readable.
+    assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 3);
+    assert_eq!(flag_value(w), "0");
+    assert_eq!(
+        (run["memory"]["writer_replicas"].as_i64(), run["memory"]["flag_before"].as_str()),
+        (Some(3), Some("25"))
+    );
+    let smoke = step(&run, "smoke_checks")["output"].as_str().unwrap().to_string();
+    assert!(smoke.contains("→ 201") && smoke.contains("legacy rate 10.000/s"), "{smoke}");
+    // The incident, as Markdown.
+    let incident = run["incident_id"].as_i64().expect("an incident record");
+    let resp = w
+        .app
+        .clone()
+        .oneshot(Request::get(format!("/api/v1/incidents/{incident}.md")).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let md = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(md.contains("# Incident: rollback of insulin_dose_split in staging-eu"), "{md}");
+    assert!(
+        md.contains("by ana") && md.contains("doubled doses reported by BI") && md.contains("## Postmortem"),
+        "{md}"
+    );
+    assert!(!md.contains("postgres://"), "no URL in the incident");
+    // Every transition is in the audit trail, once.
+    let actions: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT action, value_after FROM audit_log WHERE target = $1 ORDER BY id")
+            .bind(format!("rollback run #{id}"))
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    let starts = actions.iter().filter(|a| a.0 == "rollback.start").count();
+    let step_done = actions.iter().filter(|a| a.1.as_deref().is_some_and(|v| v.contains(": done in"))).count();
+    assert_eq!((starts, step_done), (1, 8), "{actions:?}");
+    assert_eq!(actions.last().unwrap().0, "rollback.done");
+    // A new plan shows no active run, and the run is the latest.
+    let (_, latest) = call(w, As::Viewer, "GET", "/api/v1/rollback", None).await;
+    assert_eq!(latest["id"].as_i64(), Some(id));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failing_step_stops_the_run_until_retried_skipped_or_aborted(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    // The journal names a revision Alembic does not know: the real downgrade command fails.
+    record_previous(w, "ffffffffffff").await;
+    let start = |loss: i64| call(w, As::Operator, "POST", "/api/v1/rollback", Some(start_body(loss, false)));
+    // The Kubernetes emulation fails: step 1 stops the run with Kubernetes's reason.
+    w.sim.set_fault(Fault::Error);
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    let loss = plan["data_loss_rows"].as_i64().unwrap();
+    let (status, run) = start(loss).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let run = settle(w, id).await;
+    assert_eq!(run["state"], "stopped");
+    let s1 = step(&run, "stop_writers");
+    assert_eq!(s1["state"], "failed");
+    assert!(s1["error"].as_str().unwrap().contains("Kubernetes refused the request"), "{s1}");
+    // A second start joins the stopped run instead of starting another.
+    let (_, again) = start(loss).await;
+    assert_eq!((again["id"].as_i64(), again["joined"].as_bool()), (Some(id), Some(true)));
+    // Viewers cannot act on it; unknown actions are 404.
+    assert_eq!(
+        call(w, As::Viewer, "POST", &format!("/api/v1/rollback/{id}/retry"), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(w, As::Operator, "POST", &format!("/api/v1/rollback/{id}/explode"), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Kubernetes recovers; retry: steps 1 and 2 pass, the downgrade command fails.
+    w.sim.set_fault(Fault::None);
+    let (status, _) = call(w, As::Operator, "POST", &format!("/api/v1/rollback/{id}/retry"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let run = settle(w, id).await;
+    assert_eq!(run["state"], "stopped");
+    let s1 = step(&run, "stop_writers");
+    assert_eq!((s1["state"].as_str(), s1["attempts"].as_i64()), (Some("done"), Some(2)));
+    assert_eq!(step(&run, "flag_off")["state"], "done");
+    assert_eq!(flag_value(w), "0");
+    let s3 = step(&run, "schema_downgrade");
+    assert_eq!(s3["state"], "failed");
+    assert!(s3["output"].as_str().unwrap().contains("Can't locate revision identified by 'ffffffffffff'"), "{s3:#}");
+    // The writers really stopped writing while scaled to 0.
+    assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 0);
+    let stopped_at = rows(&w.pool).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rows(&w.pool).await, stopped_at, "no writes while the writers are at 0");
+
+    // Skipping needs a reason; then verify finds the split columns still there.
+    let skip = format!("/api/v1/rollback/{id}/skip");
+    assert_eq!(call(w, As::Operator, "POST", &skip, None).await.0, StatusCode::BAD_REQUEST);
+    let (status, _) =
+        call(w, As::Operator, "POST", &skip, Some(r#"{"reason": "downgrade done by hand"}"#.into())).await;
+    assert_eq!(status, StatusCode::OK);
+    let run = settle(w, id).await;
+    assert_eq!(step(&run, "schema_downgrade")["skip_reason"], "downgrade done by hand");
+    let s4 = step(&run, "verify_schema");
+    assert_eq!(s4["state"], "failed");
+    assert!(s4["error"].as_str().unwrap().contains("history_records still has insulin_long and insulin_short"), "{s4}");
+    assert_eq!(run["state"], "stopped");
+
+    // Abort: the run ends, its incident is recorded, and a new plan sees no active run.
+    let (status, run) = call(
+        w,
+        As::Operator,
+        "POST",
+        &format!("/api/v1/rollback/{id}/abort"),
+        Some(r#"{"reason": "fixing by hand"}"#.into()),
+    )
+    .await;
+    assert_eq!((status, run["state"].as_str()), (StatusCode::OK, Some("aborted")), "{run}");
+    assert!(run["incident_id"].is_i64());
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    assert!(plan["active_run"].is_null());
+    assert_eq!(
+        call(w, As::Operator, "POST", &format!("/api/v1/rollback/{id}/retry"), None).await.0,
+        StatusCode::CONFLICT
+    );
+    let outcomes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, outcome FROM audit_log WHERE action LIKE 'rollback.%' AND outcome <> 'done' ORDER BY id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    let refused: Vec<&str> = outcomes.iter().filter(|o| o.1 == "refused").map(|o| o.0.as_str()).collect();
+    assert_eq!(refused, ["rollback.retry", "rollback.skip", "rollback.retry"], "{outcomes:?}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_step_past_its_time_limit_stops_the_run(pool: PgPool) {
+    let rw =
+        rollback_world(pool, "step_timeout_secs = 2\ndowngrade = { kind = \"command\", argv = [\"sleep\", \"30\"] }")
+            .await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    let (status, run) = call(
+        w,
+        As::Operator,
+        "POST",
+        "/api/v1/rollback",
+        Some(start_body(plan["data_loss_rows"].as_i64().unwrap(), false)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let t0 = std::time::Instant::now();
+    let run = settle(w, run["id"].as_i64().unwrap()).await;
+    assert!(t0.elapsed() < Duration::from_secs(10), "the sleep was killed, not waited for");
+    let s3 = step(&run, "schema_downgrade");
+    assert_eq!(s3["state"], "failed");
+    assert_eq!(s3["error"], "timed out after 2 s (rollback.step_timeout_secs)");
+}

@@ -1,0 +1,327 @@
+//! Writing the flag and the audit trail; rollout control through the REST door.
+
+#![allow(unused_imports)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use diary_writer::cluster::Fault;
+use diary_writer::openmetrics::synthetic;
+use rollout_dashboard::api::window::Window;
+use rollout_dashboard::server::cluster::Cluster;
+use rollout_dashboard::server::config::KubeAccess;
+use rollout_dashboard::server::error::SourceError;
+use rollout_dashboard::server::prometheus::Prometheus;
+use rollout_dashboard::server::records::DiaryRecords;
+use rollout_dashboard::server::status::collect;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::support::*;
+use crate::{auth::*, launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, sources::*, status::*};
+
+// ---------------------------------------------------------------- writing the flag; the audit trail
+
+pub(crate) fn flag_store(cluster: Cluster) -> rollout_dashboard::server::flags::FlagStore {
+    rollout_dashboard::server::flags::FlagStore::kubernetes(cluster, "feature-flags", "insulin_dose_split")
+}
+
+#[tokio::test]
+async fn a_flag_write_keeps_the_format_and_is_read_back() {
+    use rollout_dashboard::server::flags::Percentage;
+    let sim = SimulatorHarness::start("5%", 3, None).await;
+    let cluster = Cluster::connect(&KubeAccess::Kubeconfig(sim.kubeconfig.clone()), "diabetes", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let store = flag_store(cluster.clone());
+    let change = store.write("100", Percentage::new(25).unwrap(), "test").await.unwrap();
+    assert_eq!((change.before.as_str(), change.after.as_str()), ("5%", "25%"));
+    let cm = cluster.configmap("feature-flags").await.unwrap();
+    assert_eq!(cm.data.unwrap()["insulin_dose_split"], "25%");
+    assert_eq!(cm.metadata.resource_version, change.version);
+}
+
+#[tokio::test]
+async fn a_write_on_a_stale_version_is_refused_and_overwrites_nothing() {
+    use rollout_dashboard::server::flags::{FlagWriteError, Percentage};
+    let sim = SimulatorHarness::start("5", 3, None).await;
+    let cluster = Cluster::connect(&KubeAccess::Kubeconfig(sim.kubeconfig.clone()), "diabetes", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let store = flag_store(cluster.clone());
+    // Someone else moves the flag to 10 after the operator saw version 100.
+    let other = store.write("100", Percentage::new(10).unwrap(), "test").await.unwrap();
+    let e = store.write("100", Percentage::new(50).unwrap(), "test").await.unwrap_err();
+    assert!(matches!(e, FlagWriteError::Conflict(_)), "{e:?}");
+    assert!(e.to_string().contains("\"10\""), "the new value is shown: {e}");
+    let cm = cluster.configmap("feature-flags").await.unwrap();
+    assert_eq!(cm.data.unwrap()["insulin_dose_split"], "10");
+    assert_eq!(cm.metadata.resource_version, other.version);
+    // A format that cannot say 25 % is refused without writing.
+    sim.cluster.write_configmap(None, [("insulin_dose_split".to_string(), "on".to_string())].into()).unwrap();
+    let v = cluster.configmap("feature-flags").await.unwrap().metadata.resource_version.unwrap();
+    let e = store.write(&v, Percentage::new(25).unwrap(), "test").await.unwrap_err();
+    assert!(matches!(e, FlagWriteError::Unwritable(_)), "{e:?}");
+    assert_eq!(cluster.configmap("feature-flags").await.unwrap().data.unwrap()["insulin_dose_split"], "on");
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
+    use rollout_dashboard::api::audit::Outcome;
+    use rollout_dashboard::server::audit::{list, record, NewEntry};
+    let _state = dashboard_state(&pool, None, None, None).await; // runs the migrations
+    let entry = NewEntry {
+        actor: "ana".into(),
+        role: "operator".into(),
+        action: "flag.set".into(),
+        target: "diabetes/feature-flags/insulin_dose_split".into(),
+        value_before: Some("5".into()),
+        value_after: Some("25".into()),
+        reason: Some("step two".into()),
+        outcome: Outcome::Done,
+        outcome_detail: None,
+        request_id: Some("req-1".into()),
+    };
+    let id = record(&pool, &entry).await.unwrap();
+    for sql in ["UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
+        let e = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    let all = list(&pool, 10, None).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].id, all[0].reason.as_deref(), all[0].outcome), (id, Some("step two"), Outcome::Done));
+    assert_eq!(list(&pool, 10, Some("rollback.start")).await.unwrap().len(), 0);
+}
+
+// ---------------------------------------------------------------- rollout control
+
+pub(crate) const SECRET: &str = "proxy-secret-for-tests";
+
+pub(crate) struct ControlWorld {
+    pub(crate) app: axum::Router,
+    pub(crate) state: rollout_dashboard::server::state::AppState,
+    pub(crate) sim: SimulatorHarness,
+    pub(crate) pool: PgPool,
+    pub(crate) _prom: PrometheusHarness,
+}
+
+/// Diary with the split schema and no doubled rows, Prometheus without alerts, the emulated
+/// cluster with the flag at `flag`; identities from proxy headers.
+pub(crate) async fn control_world(pool: PgPool, flag: &str) -> ControlWorld {
+    diary_schema(&pool).await;
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start(flag, 3, None).await;
+    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\"]\n";
+    let state = dashboard_state_vars(
+        &pool,
+        Some(url_of(&pool)),
+        Some(&prom.url),
+        Some(&sim.kubeconfig),
+        Some(settings),
+        &[("ROLLOUT_PROXY_SECRET", SECRET)],
+    )
+    .await;
+    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum As {
+    Anonymous,
+    Viewer,
+    Operator,
+    /// A second operator (cy), for approvals.
+    OtherOperator,
+}
+
+pub(crate) async fn call(
+    w: &ControlWorld,
+    who: As,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req =
+        Request::builder().method(method).uri(path).header("origin", ORIGIN).header("content-type", "application/json");
+    match who {
+        As::Anonymous => {}
+        As::Viewer => {
+            req = req
+                .header("x-forwarded-user", "bo")
+                .header("x-forwarded-groups", "analytics")
+                .header("x-proxy-secret", SECRET)
+        }
+        As::Operator => {
+            req = req
+                .header("x-forwarded-user", "ana")
+                .header("x-forwarded-groups", "oncall")
+                .header("x-proxy-secret", SECRET)
+        }
+        As::OtherOperator => {
+            req = req
+                .header("x-forwarded-user", "cy")
+                .header("x-forwarded-groups", "oncall")
+                .header("x-proxy-secret", SECRET)
+        }
+    }
+    let resp = w.app.clone().oneshot(req.body(Body::from(body.unwrap_or_default())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+pub(crate) fn flag_value(w: &ControlWorld) -> String {
+    w.sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone()
+}
+
+pub(crate) async fn audit_rows(w: &ControlWorld) -> Vec<(String, String, String, Option<String>)> {
+    sqlx::query_as("SELECT actor, action, outcome, value_after FROM audit_log ORDER BY id")
+        .fetch_all(&w.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn who_may_do_what(pool: PgPool) {
+    let w = control_world(pool, "5").await;
+    // Everyone may look.
+    for who in [As::Anonymous, As::Viewer, As::Operator] {
+        let (status, state) = call(&w, who, "GET", "/api/v1/rollout", None).await;
+        assert_eq!(status, StatusCode::OK, "{who:?}");
+        assert_eq!(state["percentage"], 5);
+    }
+    let version =
+        call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
+    let set = |p: i64| Some(format!(r#"{{"percentage": {p}, "reason": "step", "expected_version": "{version}"}}"#));
+    // The whole matrix: (who, action) → status; nothing changes unless an operator acts.
+    let matrix = [
+        (As::Anonymous, "/api/v1/rollout", set(10), StatusCode::UNAUTHORIZED),
+        (As::Viewer, "/api/v1/rollout", set(10), StatusCode::FORBIDDEN),
+        (As::Anonymous, "/api/v1/rollout/kill", Some("{}".to_string()), StatusCode::UNAUTHORIZED),
+        (As::Viewer, "/api/v1/rollout/kill", Some("{}".to_string()), StatusCode::FORBIDDEN),
+    ];
+    for (who, path, body, want) in matrix {
+        let (status, err) = call(&w, who, "POST", path, body).await;
+        assert_eq!(status, want, "{who:?} {path}");
+        assert!(err["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(flag_value(&w), "5", "{who:?} {path} changed nothing");
+    }
+    let (status, done) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(10)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!((done["before"].as_str(), done["after"].as_str()), (Some("5"), Some("10")));
+    assert_eq!(flag_value(&w), "10");
+    let (status, done) =
+        call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some(r#"{"reason": "pager"}"#.into())).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(flag_value(&w), "0");
+    // Every attempt is in the audit trail: four refusals, then two changes.
+    let rows = audit_rows(&w).await;
+    let outcomes: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.2.as_str())).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("anonymous", "refused"),
+            ("bo", "refused"),
+            ("anonymous", "refused"),
+            ("bo", "refused"),
+            ("ana", "done"),
+            ("ana", "done")
+        ]
+    );
+    assert_eq!(rows[4].3.as_deref(), Some("10"));
+    assert_eq!((rows[5].1.as_str(), rows[5].3.as_deref()), ("flag.kill", Some("0")));
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_inputs_are_refused_and_write_nothing(pool: PgPool) {
+    let w = control_world(pool, "5").await;
+    let version =
+        call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
+    let huge = format!(r#"{{"percentage": 10, "reason": "{}", "expected_version": "{version}"}}"#, "x".repeat(20_000));
+    let cases = [
+        (format!(r#"{{"percentage": -1, "reason": "r", "expected_version": "{version}"}}"#), StatusCode::BAD_REQUEST),
+        (format!(r#"{{"percentage": 101, "reason": "r", "expected_version": "{version}"}}"#), StatusCode::BAD_REQUEST),
+        (format!(r#"{{"percentage": 12.5, "reason": "r", "expected_version": "{version}"}}"#), StatusCode::BAD_REQUEST),
+        (
+            format!(r#"{{"percentage": "abc", "reason": "r", "expected_version": "{version}"}}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (format!(r#"{{"percentage": 10, "expected_version": "{version}"}}"#), StatusCode::BAD_REQUEST),
+        (format!(r#"{{"percentage": 10, "reason": "   ", "expected_version": "{version}"}}"#), StatusCode::BAD_REQUEST),
+        (
+            format!(r#"{{"percentage": 10, "reason": "r", "expected_version": "{version}", "force": true}}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (r#"{"percentage": 10, "reason": "r"}"#.to_string(), StatusCode::BAD_REQUEST),
+        ("not json".to_string(), StatusCode::BAD_REQUEST),
+        (huge, StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (body, want) in &cases {
+        let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", Some(body.clone())).await;
+        assert_eq!(status, *want, "{}", &body[..body.len().min(80)]);
+        assert!(err["code"].is_string() && err["error"].is_string(), "{err}");
+    }
+    assert_eq!(flag_value(&w), "5");
+    let rows = audit_rows(&w).await;
+    assert_eq!(rows.len(), cases.len(), "each refusal is recorded");
+    assert!(rows.iter().all(|r| r.2 == "refused" && r.3.is_none()));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stale_version_is_a_conflict_and_guards_block_increases(pool: PgPool) {
+    let w = control_world(pool, "5").await;
+    let (_, state) = call(&w, As::Operator, "GET", "/api/v1/rollout", None).await;
+    let seen = state["version"].as_str().unwrap().to_string();
+    assert!(state["guards"].as_array().unwrap().iter().all(|g| g["passed"] == true), "{state}");
+    // Someone changes the flag with kubectl after the operator looked.
+    w.sim.cluster.write_configmap(None, [("insulin_dose_split".to_string(), "7".to_string())].into()).unwrap();
+    let body = format!(r#"{{"percentage": 25, "reason": "step", "expected_version": "{seen}"}}"#);
+    let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", Some(body)).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("version_conflict")));
+    assert!(err["error"].as_str().unwrap().contains("\"7\""), "the new value is shown: {err}");
+    assert_eq!(flag_value(&w), "7");
+
+    // A doubled record appears: increases are blocked, decreases are not.
+    sqlx::query("INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long) VALUES (1, now() - interval '1 minute', 4, 4, 4)")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the cache interval
+    let (_, state) = call(&w, As::Operator, "GET", "/api/v1/rollout", None).await;
+    let version = state["version"].as_str().unwrap().to_string();
+    let guard = state["guards"].as_array().unwrap().iter().find(|g| g["name"] == "no_doubled_records").unwrap().clone();
+    assert_eq!(guard["passed"], false);
+    let up = |extra: &str| {
+        Some(format!(r#"{{"percentage": 25, "reason": "step", "expected_version": "{version}"{extra}}}"#))
+    };
+    let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", up("")).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("guard_failed")));
+    assert!(err["details"].is_array());
+    let (status, _) = call(&w, As::Operator, "POST", "/api/v1/rollout", up(r#", "override_guards": true"#)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "an override needs its reason");
+    assert_eq!(flag_value(&w), "7");
+    let (status, done) = call(
+        &w,
+        As::Operator,
+        "POST",
+        "/api/v1/rollout",
+        up(r#", "override_guards": true, "override_reason": "the doubled row is a known test record""#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(flag_value(&w), "25");
+    let recorded: Option<String> =
+        sqlx::query_scalar("SELECT outcome_detail FROM audit_log WHERE outcome = 'done' ORDER BY id DESC LIMIT 1")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded.as_deref(),
+        Some("guards overridden (no_doubled_records): the doubled row is a known test record")
+    );
+    let version =
+        call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
+    let down = format!(r#"{{"percentage": 5, "reason": "back off", "expected_version": "{version}"}}"#);
+    assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout", Some(down)).await.0, StatusCode::OK);
+    assert_eq!(flag_value(&w), "5");
+}
