@@ -7,6 +7,7 @@ use leptos_router::{lazy_route, Lazy, LazyRoute, SsrMode, StaticSegment};
 
 use crate::components::user_box::UserBox;
 use crate::pages::audit::AuditPage;
+use crate::pages::autopilot::AutopilotPage;
 use crate::pages::login::LoginPage;
 use crate::pages::overview::OverviewPage;
 use crate::pages::reports::ReportsPage;
@@ -43,7 +44,7 @@ pub fn App() -> impl IntoView {
             <header class="top">
                 <span class="brand">"rollout-dashboard"</span>
                 <span class="subtitle">"Split insulin doses"</span>
-                <nav class="pages"><a href="/">"Overview"</a><a href="/rollout">"Rollout control"</a><a href="/rollback">"Rollback"</a><a href="/reports">"Reports"</a><a href="/audit">"Audit"</a></nav>
+                <nav class="pages"><a href="/">"Overview"</a><a href="/rollout">"Rollout control"</a><a href="/autopilot">"Autopilot"</a><a href="/rollback">"Rollback"</a><a href="/reports">"Reports"</a><a href="/audit">"Audit"</a></nav>
                 <span class="spacer"></span>
                 <UserBox/>
             </header>
@@ -53,6 +54,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view={Lazy::<OverviewRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=StaticSegment("login") view={Lazy::<LoginRoute>::new()}/>
                     <Route path=StaticSegment("rollout") view={Lazy::<RolloutRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("autopilot") view={Lazy::<AutopilotRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=StaticSegment("rollback") view={Lazy::<RollbackRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=StaticSegment("reports") view={Lazy::<ReportsRoute>::new()} ssr=SsrMode::Async/>
@@ -85,6 +87,7 @@ lazy_page!(OverviewRoute, OverviewPage);
 lazy_page!(LoginRoute, LoginPage);
 lazy_page!(RolloutRoute, RolloutPage);
 lazy_page!(AuditRoute, AuditPage);
+lazy_page!(AutopilotRoute, AutopilotPage);
 lazy_page!(RollbackRoute, RollbackPage);
 lazy_page!(ReportsRoute, ReportsPage);
 

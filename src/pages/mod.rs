@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod audit;
+pub mod autopilot;
 pub mod login;
 pub mod overview;
 pub mod reports;

@@ -45,6 +45,13 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("GET", "/api/v1/deploys", "/api/v1/deploys", Access::Anyone),
     ("POST", "/api/v1/deploys", "/api/v1/deploys", Access::Operator),
     ("GET", "/api/v1/reports/{file}", "/api/v1/reports/insulin-units.csv", Access::Anyone),
+    ("GET", "/api/v1/autopilot", "/api/v1/autopilot", Access::Anyone),
+    ("POST", "/api/v1/autopilot", "/api/v1/autopilot", Access::Operator),
+    ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/pause", Access::Operator),
+    ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/resume", Access::Operator),
+    ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/promote", Access::Operator),
+    ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/dismiss", Access::Operator),
+    ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/abort", Access::Operator),
     ("POST", "/auth/login", "/auth/login", Access::Anyone),
     ("POST", "/auth/logout", "/auth/logout", Access::Anyone),
 ];
@@ -65,10 +72,13 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("rollback_act", Access::Operator),
     ("deploy_record", Access::Operator),
     ("reports", Access::Anyone),
+    ("autopilot", Access::Anyone),
+    ("autopilot_start", Access::Operator),
+    ("autopilot_act", Access::Operator),
 ];
 
 /// The pages (leptos routes), open to anyone: their data comes through the server functions.
-pub const PAGES: &[&str] = &["/", "/login", "/rollout", "/rollback", "/audit", "/reports"];
+pub const PAGES: &[&str] = &["/", "/login", "/rollout", "/autopilot", "/rollback", "/audit", "/reports"];
 
 /// Whether a request that the router matched to `template` (its route, as `MatchedPath` says)
 /// is in the table: a page, a server function by name, or a REST route.

@@ -10,11 +10,19 @@ use super::error::ApiError;
 pub struct Caller {
     who: Option<Identity>,
     request_id: String,
+    system: bool,
 }
 
 impl Caller {
     pub fn new(who: Option<Identity>, request_id: impl Into<String>) -> Self {
-        Caller { who, request_id: request_id.into() }
+        Caller { who, request_id: request_id.into(), system: false }
+    }
+
+    /// The dashboard acting by itself (the autopilot): an operator's rights, its own name, and
+    /// the role `system` in the audit trail.
+    pub fn system(name: &str, request_id: impl Into<String>) -> Self {
+        let who = Identity { user: name.into(), role: Role::Operator, via: "system".into() };
+        Caller { who: Some(who), request_id: request_id.into(), system: true }
     }
 
     /// The signed-in person, if any.
@@ -32,6 +40,9 @@ impl Caller {
     }
 
     pub fn role(&self) -> &'static str {
+        if self.system {
+            return "system";
+        }
         self.who.as_ref().map(|w| w.role.as_str()).unwrap_or("none")
     }
 

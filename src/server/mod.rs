@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod audit_journal;
 pub mod auth;
+pub mod autopilot;
 pub mod cache;
 pub mod caller;
 pub mod categories;

@@ -93,7 +93,7 @@ pub async fn status(state: &AppState) -> StatusReport {
 }
 
 /// The diary database and its current schema, which decides which counters exist.
-pub(super) async fn diary_and_schema(
+pub async fn diary_and_schema(
     state: &AppState,
 ) -> Answer<(&super::records::DiaryRecords, super::records::SchemaState)> {
     let diary = state.diary.as_ref().map_err(Clone::clone)?;

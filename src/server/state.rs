@@ -128,6 +128,7 @@ impl AppState {
         tokio::spawn(super::audit_journal::replay_forever(self.clone()));
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
         tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
+        tokio::spawn(super::autopilot::drive_forever(self.clone()));
         let state = self.clone();
         tokio::spawn(async move { super::rollback::recover(&state).await });
     }

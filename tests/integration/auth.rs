@@ -220,6 +220,19 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
                 Some(r#"{"body": {"revision": "b", "previous_revision": "a"}}"#.into()),
                 "application/json",
             ),
+            "autopilot" => ("GET", "/api/autopilot".into(), None, "application/json"),
+            "autopilot_start" => (
+                "POST",
+                "/api/autopilot_start".into(),
+                Some("steps=5+1h&reason=".into()),
+                "application/x-www-form-urlencoded",
+            ),
+            "autopilot_act" => (
+                "POST",
+                "/api/autopilot_act".into(),
+                Some(r#"{"action": "pause", "reason": null, "check": null}"#.into()),
+                "application/json",
+            ),
             other => panic!("no request written for server function {other}"),
         }
     };

@@ -7,6 +7,7 @@
 mod support;
 
 mod auth;
+mod autopilot;
 mod launchdarkly;
 mod reports;
 mod rollback;

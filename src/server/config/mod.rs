@@ -66,6 +66,30 @@ pub struct Config {
 }
 
 /// Everything that is not a connection: names, queries, thresholds, intervals.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The environment's name (shown in the header; typed to confirm dangerous actions).
+    pub environment: String,
+    /// How often pages refresh and how long backend answers are reused.
+    pub refresh_interval_secs: u64,
+    /// How long any one outside system may take to answer before its panel says so.
+    pub source_timeout_secs: u64,
+    /// The audit trail's write-ahead journal (a local file that must survive restarts); by
+    /// default a file per state database in the temporary directory.
+    pub audit_journal_file: Option<String>,
+    pub flag: FlagSettings,
+    pub writer: WriterSettings,
+    pub metrics: MetricsSettings,
+    pub schema: SchemaSettings,
+    pub adoption: AdoptionSettings,
+    pub autopilot: AutopilotSettings,
+    pub alerts: AlertSettings,
+    pub auth: AuthSettings,
+    pub rollback: RollbackSettings,
+    pub reports: ReportsSettings,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -78,6 +102,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             schema: SchemaSettings::default(),
             adoption: AdoptionSettings::default(),
+            autopilot: AutopilotSettings::default(),
             alerts: AlertSettings::default(),
             auth: AuthSettings::default(),
             rollback: RollbackSettings::default(),

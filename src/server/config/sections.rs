@@ -7,29 +7,6 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// The environment's name (shown in the header; typed to confirm dangerous actions).
-    pub environment: String,
-    /// How often pages refresh and how long backend answers are reused.
-    pub refresh_interval_secs: u64,
-    /// How long any one outside system may take to answer before its panel says so.
-    pub source_timeout_secs: u64,
-    /// The audit trail's write-ahead journal (a local file that must survive restarts); by
-    /// default a file per state database in the temporary directory.
-    pub audit_journal_file: Option<String>,
-    pub flag: FlagSettings,
-    pub writer: WriterSettings,
-    pub metrics: MetricsSettings,
-    pub schema: SchemaSettings,
-    pub adoption: AdoptionSettings,
-    pub alerts: AlertSettings,
-    pub auth: AuthSettings,
-    pub rollback: RollbackSettings,
-    pub reports: ReportsSettings,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
 pub struct ReportsSettings {
     /// The reports' time zone: `UTC` or a fixed offset such as `+03:00` (days are cut there).
     pub time_zone: String,
@@ -334,5 +311,56 @@ impl Default for MetricsSettings {
 impl Default for SchemaSettings {
     fn default() -> Self {
         SchemaSettings { table: "history_records".into(), expected_head: None }
+    }
+}
+
+/// The autopilot: its default plan, how often it evaluates, and what each check does on failure.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutopilotSettings {
+    /// The steps a new plan starts with (editable before the start).
+    pub steps: Vec<crate::api::autopilot::PlanStep>,
+    /// Seconds between evaluation rounds (default: the refresh interval).
+    pub interval_secs: Option<u64>,
+    /// The sample-ratio test: fewer writes than this in the window is inconclusive.
+    pub min_writes: u64,
+    /// The sample-ratio test's significance level: a p-value below it fails.
+    pub sample_ratio_alpha: f64,
+    /// Writers need a moment to read a new flag value: the sample-ratio window starts this long
+    /// after the step did.
+    pub sample_ratio_grace_secs: u64,
+    /// A step's default legacy-share ceiling: what its percentage implies (1 - p) plus this.
+    pub legacy_margin: f64,
+    /// What a check does when it fails, `kill`, `pause` or `dry_run`, by check name; checks not
+    /// named keep their default (kill for doubled_doses and schema, pause for the others).
+    pub actions: std::collections::BTreeMap<String, crate::api::autopilot::CheckAction>,
+}
+
+impl Default for AutopilotSettings {
+    fn default() -> Self {
+        use crate::api::autopilot::PlanStep;
+        let day = 24 * 3600;
+        let step = |percentage, bake_secs| PlanStep { percentage, bake_secs, legacy_ceiling: None };
+        AutopilotSettings {
+            steps: vec![step(5, day), step(10, day), step(25, day), step(50, day), step(100, day)],
+            interval_secs: None,
+            min_writes: 200,
+            sample_ratio_alpha: 0.001,
+            sample_ratio_grace_secs: 60,
+            legacy_margin: 0.10,
+            actions: Default::default(),
+        }
+    }
+}
+
+impl AutopilotSettings {
+    /// What `check` does on failure: the settings' word, or its default. A doubled dose and a
+    /// missing split column kill; everything else pauses for a person.
+    pub fn action(&self, check: &str) -> crate::api::autopilot::CheckAction {
+        use crate::api::autopilot::CheckAction;
+        self.actions.get(check).copied().unwrap_or(match check {
+            "doubled_doses" | "schema" => CheckAction::Kill,
+            _ => CheckAction::Pause,
+        })
     }
 }

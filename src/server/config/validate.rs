@@ -25,6 +25,7 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     }
     rollback(s)?;
     auth(s)?;
+    autopilot(s)?;
     if !(0.0..=1.0).contains(&s.adoption.legacy_share_target) {
         return Err(invalid("adoption.legacy_share_target must be a fraction between 0 and 1"));
     }
@@ -102,6 +103,29 @@ fn auth(s: &Settings) -> Result<(), ConfigError> {
     if let Some(o) = &s.auth.public_origin {
         if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
             return Err(invalid(format!("auth.public_origin {o:?} must look like https://host[:port]")));
+        }
+    }
+    Ok(())
+}
+
+fn autopilot(s: &Settings) -> Result<(), ConfigError> {
+    let a = &s.autopilot;
+    super::super::autopilot::plan::check_steps(&a.steps).map_err(|e| invalid(format!("autopilot.steps: {e}")))?;
+    if a.interval_secs.is_some_and(|i| !(1..=3600).contains(&i)) {
+        return Err(invalid("autopilot.interval_secs must be between 1 and 3600"));
+    }
+    if !(a.sample_ratio_alpha > 0.0 && a.sample_ratio_alpha < 0.5) {
+        return Err(invalid("autopilot.sample_ratio_alpha must be between 0 and 0.5"));
+    }
+    if !(0.0..=1.0).contains(&a.legacy_margin) {
+        return Err(invalid("autopilot.legacy_margin must be a fraction between 0 and 1"));
+    }
+    for name in a.actions.keys() {
+        if !super::super::autopilot::checks::NAMES.contains(&name.as_str()) {
+            return Err(invalid(format!(
+                "autopilot.actions names {name:?}, which is not a check ({})",
+                super::super::autopilot::checks::NAMES.join(", ")
+            )));
         }
     }
     Ok(())

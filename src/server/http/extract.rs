@@ -78,6 +78,12 @@ impl ControlBody for crate::api::rollout::SetPercentage {}
 impl ControlBody for crate::api::rollout::KillSwitch {}
 impl ControlBody for crate::api::rollback::StartRollback {}
 impl ControlBody for crate::api::rollback::NewDeploy {}
+impl ControlBody for crate::api::autopilot::StartPlan {}
+impl ControlBody for crate::api::autopilot::PlanActionBody {
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
 impl ControlBody for crate::api::rollback::PlanRequest {
     fn when_empty() -> Option<Self> {
         Some(Self::default())

@@ -3,6 +3,7 @@
 //! the server functions call too.
 
 mod audit;
+mod autopilot;
 pub mod extract;
 mod health;
 pub mod middleware;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(rollout::router())
         .merge(audit::router())
         .merge(rollback::router())
+        .merge(autopilot::router())
         .merge(reports::router())
         .layer(axum::middleware::from_fn(extract::request_id));
     Router::new()

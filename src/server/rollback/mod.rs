@@ -31,8 +31,8 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::rollout::check_reason;
 use super::state::AppState;
-pub use executor::recover;
 use executor::spawn_drive;
+pub use executor::{recover, with_run_lock};
 use store::{db_err, NewRun, Note, StepUpdate};
 
 pub struct Service<'a> {

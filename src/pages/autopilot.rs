@@ -1,0 +1,239 @@
+//! The autopilot: the plan's steps with where it stands and when the next step is due, every
+//! check with its verdict, value, threshold, sample and query, and what operators may do.
+
+use leptos::prelude::*;
+
+use crate::api::auth::Role;
+use crate::api::autopilot::{AutopilotView, Evaluation, PlanAction, PlanState, PlanStep, PlanView, Verdict};
+use crate::components::panel::Panel;
+use crate::components::time::{self, Shown};
+
+#[component]
+pub fn AutopilotPage() -> impl IntoView {
+    let start = ServerAction::<StartAutopilot>::new();
+    let act = ServerAction::<ActOnAutopilot>::new();
+    let tick = RwSignal::new(0u64);
+    let data = Resource::new(move || (tick.get(), start.version().get(), act.version().get()), |_| get_autopilot());
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
+    });
+    view! {
+        <h1 class="page-title">"Autopilot"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Reading the plan…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(v) => view! { <Autopilot v start act/> }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Autopilot(
+    v: AutopilotView,
+    start: ServerAction<StartAutopilot>,
+    act: ServerAction<ActOnAutopilot>,
+) -> impl IntoView {
+    let operator = v.me.as_ref().is_some_and(|m| m.role == Role::Operator);
+    let active = v.plan.as_ref().is_some_and(|p| matches!(p.state, PlanState::Running | PlanState::Paused));
+    let error = move || {
+        let e = act.value().get().and_then(|r| r.err()).or_else(|| start.value().get().and_then(|r| r.err()));
+        e.map(|e| view! { <p class="source-error" role="alert" data-testid="autopilot-error">{e.to_string()}</p> })
+    };
+    view! {
+        {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
+        {error}
+        {v.plan.clone().map(|p| view! { <PlanPanel p operator act/> })}
+        <Checks latest=v.latest.clone() interval=v.interval_secs/>
+        <History history=v.history.clone()/>
+        {(operator && !active).then(|| view! { <StartForm defaults=v.defaults.clone() start/> })}
+        <p class="detail">"The autopilot never runs the schema downgrade: dropping the split columns loses data. "
+            <a href="/rollback">"The guided rollback"</a>" is for a person to start."</p>
+    }
+}
+
+fn percent_and_bake(s: &PlanStep) -> String {
+    let b = s.bake_secs;
+    let bake = if b.is_multiple_of(86400) {
+        format!("{} d", b / 86400)
+    } else if b.is_multiple_of(3600) {
+        format!("{} h", b / 3600)
+    } else if b.is_multiple_of(60) {
+        format!("{} min", b / 60)
+    } else {
+        format!("{b} s")
+    };
+    format!("{} % for {bake}", s.percentage)
+}
+
+#[component]
+fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>) -> impl IntoView {
+    let reason = RwSignal::new(String::new());
+    let check = RwSignal::new(String::new());
+    let state = p.state;
+    let button = move |action: PlanAction, label: &'static str, class: &'static str| {
+        view! {
+            <button type="button" class=class data-testid=format!("autopilot-{}", action.as_str()) on:click=move |_| {
+                let r = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
+                let c = Some(check.get_untracked()).filter(|c| !c.is_empty());
+                act.dispatch(ActOnAutopilot { action, reason: r, check: c });
+            }>{label}</button>
+        }
+    };
+    view! {
+        <Panel title="Plan" id="autopilot-plan" error=None>
+            <p data-testid="plan-state" class=format!("run-state run-{state}")>{format!("Plan #{}: {state}", p.id)}</p>
+            <p class="detail">{format!("Started by {}: {}", p.actor, p.reason)}</p>
+            {p.pause_reason.clone().map(|r| view! { <p class="disabled-reason" data-testid="plan-why">{r}</p> })}
+            {p.next_due.map(|t| view! { <p data-testid="plan-next-due">"Next step due (if every check keeps passing): "{time::utc(t, Shown::DateMinutes)}" UTC"</p> })}
+            <ol class="steps">
+                {p.steps.iter().enumerate().map(|(i, s)| {
+                    let i = i as i32;
+                    let status = if i < p.current_step { "done" } else if i == p.current_step { "running" } else { "pending" };
+                    let when = p.schedule.get(i as usize).copied().flatten();
+                    view! {
+                        <li class=format!("step step-{status}") data-testid=format!("plan-step-{}", i + 1) data-state=status>
+                            <span class="step-title">{format!("{}. {}", i + 1, percent_and_bake(s))}</span>
+                            <span class="step-state">{status}</span>
+                            {when.filter(|_| i >= p.current_step).map(|t| view! { <span class="detail">{format!(" · from {} UTC", time::utc(t, Shown::DateMinutes))}</span> })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+            {(operator && matches!(state, PlanState::Running | PlanState::Paused)).then(|| view! {
+                <div class="run-actions">
+                    <label class="field">"Reason (required to promote or dismiss; recorded)"
+                        <input type="text" data-testid="autopilot-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                    </label>
+                    {(state == PlanState::Running).then(|| button(PlanAction::Pause, "Pause", ""))}
+                    {(state == PlanState::Paused).then(|| button(PlanAction::Resume, "Resume", "primary"))}
+                    {(state == PlanState::Running).then(|| button(PlanAction::Promote, "Promote now", ""))}
+                    <label class="field">"Dismiss a failing check for this step"
+                        <select data-testid="autopilot-check" on:change=move |ev| check.set(event_target_value(&ev))>
+                            <option value="">"(choose a check)"</option>
+                            {["doubled_doses", "sample_ratio", "legacy_share", "alerts", "schema"].map(|c| view! { <option value=c>{c}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    {button(PlanAction::Dismiss, "Dismiss and continue", "")}
+                    {button(PlanAction::Abort, "Abort the plan", "danger")}
+                </div>
+            })}
+        </Panel>
+    }
+}
+
+#[component]
+fn Checks(latest: Vec<Evaluation>, interval: u64) -> impl IntoView {
+    view! {
+        <Panel title="Checks" id="autopilot-checks" error=None>
+            <p class="detail">{format!("Evaluated every {interval} s. Inconclusive is never a pass: the step holds.")}</p>
+            {latest.is_empty().then(|| view! { <p class="detail" data-testid="checks-none">"No evaluation yet."</p> })}
+            <div class="table-scroll">
+                <table class="audit" data-testid="checks-table">
+                    <thead><tr><th>"Check"</th><th>"Verdict"</th><th>"Value"</th><th>"Threshold"</th><th>"Sample"</th><th>"On failure"</th><th>"Detail and query"</th></tr></thead>
+                    <tbody>
+                        {latest.into_iter().map(|e| {
+                            let bad = e.verdict == Verdict::Fail;
+                            view! {
+                                <tr class:outcome-failed=bad data-testid=format!("check-{}", e.check) data-verdict=e.verdict.as_str()>
+                                    <td>{e.check.clone()}</td>
+                                    <td><strong>{e.verdict.as_str()}</strong>{e.acted.then_some(" (acted)")}</td>
+                                    <td>{e.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{e.threshold.clone()}</td>
+                                    <td>{e.sample.map(|s| s.to_string()).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{e.action.as_str()}</td>
+                                    <td>{e.detail.clone()}<br/><code class="query">{e.query.clone()}</code></td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        </Panel>
+    }
+}
+
+/// Each check's recent verdicts, oldest to newest, one mark per round.
+#[component]
+fn History(history: Vec<Evaluation>) -> impl IntoView {
+    let mut names: Vec<String> = history.iter().map(|e| e.check.clone()).collect();
+    names.sort();
+    names.dedup();
+    view! {
+        <Panel title="Recent evaluations" id="autopilot-history" error=None>
+            <ul class="verdicts">
+                {names.into_iter().map(|name| {
+                    let marks: String = history.iter().rev().filter(|e| e.check == name).map(|e| match e.verdict {
+                        Verdict::Pass => '●',
+                        Verdict::Fail => '✗',
+                        Verdict::Inconclusive => '○',
+                    }).collect();
+                    view! { <li><strong>{name.clone()}</strong>" "<span class="marks" title="● pass, ✗ fail, ○ inconclusive">{marks}</span></li> }
+                }).collect_view()}
+            </ul>
+        </Panel>
+    }
+}
+
+#[component]
+fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> impl IntoView {
+    let typed: Vec<String> = defaults.iter().map(|s| format!("{} {}s", s.percentage, s.bake_secs)).collect();
+    let steps = RwSignal::new(typed.join(", "));
+    let reason = RwSignal::new(String::new());
+    view! {
+        <Panel title="Start a plan" id="autopilot-start" error=None>
+            <label class="field">"Steps: percentage and bake time, e.g. 5 24h, 10 24h, 100 24h"
+                <input type="text" data-testid="plan-steps" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev))/>
+            </label>
+            <label class="field">"Reason (required, recorded)"
+                <textarea data-testid="plan-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+            </label>
+            <button type="button" class="primary" data-testid="plan-start" disabled=move || reason.get().trim().is_empty()
+                on:click=move |_| { start.dispatch(StartAutopilot { steps: steps.get_untracked(), reason: reason.get_untracked() }); }>
+                "Start the plan"
+            </button>
+        </Panel>
+    }
+}
+
+// ---------------------------------------------------------------- server functions
+
+#[cfg(feature = "ssr")]
+use crate::server::fns::{caller, refused};
+
+#[server(endpoint = "autopilot", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_autopilot() -> Result<AutopilotView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    crate::server::autopilot::Service::new(&state).view(&caller).await.map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/autopilot`, the steps as typed.
+#[server(endpoint = "autopilot_start", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
+pub async fn start_autopilot(steps: String, reason: String) -> Result<AutopilotView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    let svc = crate::server::autopilot::Service::new(&state);
+    let body = match crate::server::autopilot::plan::parse_steps(&steps) {
+        Ok(s) => crate::api::autopilot::StartPlan { reason, steps: Some(s) },
+        Err(e) => {
+            return svc
+                .refuse(&caller, "autopilot.start", crate::server::error::ApiError::BadRequest(format!("steps: {e}")))
+                .await
+                .map_err(refused)
+        }
+    };
+    svc.start(&caller, body).await.map_err(refused)
+}
+
+/// The same service call as `POST /api/v1/autopilot/{action}`.
+#[server(endpoint = "autopilot_act", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
+pub async fn act_on_autopilot(
+    action: PlanAction,
+    reason: Option<String>,
+    check: Option<String>,
+) -> Result<AutopilotView, ServerFnError> {
+    let (state, caller) = caller().await?;
+    let body = crate::api::autopilot::PlanActionBody { reason, check };
+    crate::server::autopilot::Service::new(&state).act(&caller, action, body).await.map_err(refused)
+}

@@ -1,0 +1,222 @@
+//! The autopilot: a rollout plan that steps the flag forward while every check passes for a
+//! step's whole bake time, and stops itself (kill or pause) when one fails.
+//!
+//! - `plan`: what makes steps valid, their legacy-share ceilings, the schedule.
+//! - `checks`: the checks, each pass, fail or inconclusive with its value, threshold and query.
+//! - `stats`: the sample-ratio test.
+//! - `store`: every SQL statement on the autopilot's tables, each change with its audit entry.
+//! - `driver`: the rounds, one replica at a time, and every action the autopilot takes.
+//! - This file: the service both doors call (view, start, pause, resume, promote, dismiss, abort).
+//!
+//! The autopilot writes the flag through the same conditional write, read-back and audit trail
+//! as a person (`rollout::set_percentage`, `rollout::kill`), as the actor `autopilot`. It never
+//! runs the schema downgrade: that is the guided rollback, for a person to start.
+
+pub mod checks;
+pub mod driver;
+pub mod plan;
+pub mod stats;
+pub mod store;
+
+use chrono::Utc;
+
+use crate::api::audit::Outcome;
+use crate::api::autopilot::{AutopilotView, PlanAction, PlanActionBody, PlanState, StartPlan};
+
+use super::caller::Caller;
+use super::error::ApiError;
+use super::rollout::check_reason;
+use super::state::AppState;
+
+pub use driver::drive_forever;
+
+pub struct Service<'a> {
+    state: &'a AppState,
+}
+
+fn operator(caller: &Caller) -> Result<&crate::api::auth::Identity, ApiError> {
+    caller.operator("steering the autopilot", "steer the autopilot")
+}
+
+fn conflict(message: String) -> ApiError {
+    ApiError::Conflict { code: "plan_state", message, details: None }
+}
+
+impl<'a> Service<'a> {
+    pub fn new(state: &'a AppState) -> Self {
+        Service { state }
+    }
+
+    /// `GET /api/v1/autopilot`.
+    pub async fn view(&self, caller: &Caller) -> Result<AutopilotView, ApiError> {
+        let db = &self.state.state_db;
+        let plan = store::latest(db).await?;
+        let (latest, history) = match &plan {
+            Some(p) => (store::evaluations(db, p.id, true, 50).await?, store::evaluations(db, p.id, false, 200).await?),
+            None => (Vec::new(), Vec::new()),
+        };
+        let a = &self.state.settings.autopilot;
+        Ok(AutopilotView {
+            plan: plan.map(|p| p.view(Utc::now())),
+            latest,
+            history,
+            defaults: a.steps.clone(),
+            interval_secs: a.interval_secs.unwrap_or(self.state.settings.refresh_interval_secs),
+            me: caller.who().cloned(),
+        })
+    }
+
+    /// `POST /api/v1/autopilot`: a new plan, the settings' steps unless the body gives its own.
+    pub async fn start(&self, caller: &Caller, body: StartPlan) -> Result<AutopilotView, ApiError> {
+        let result = self.try_start(caller, body).await;
+        self.recorded(caller, "autopilot.start", result).await
+    }
+
+    async fn try_start(&self, caller: &Caller, body: StartPlan) -> Result<AutopilotView, ApiError> {
+        let me = operator(caller)?;
+        let reason = check_reason(&body.reason, "a reason", true)?.unwrap_or_default();
+        let steps = body.steps.unwrap_or_else(|| self.state.settings.autopilot.steps.clone());
+        plan::check_steps(&steps).map_err(ApiError::BadRequest)?;
+        let shown: Vec<String> = steps.iter().map(|s| format!("{} % {} s", s.percentage, s.bake_secs)).collect();
+        let n = caller.entry("autopilot.start", "").values(None, Some(shown.join(", "))).reason(Some(reason.clone()));
+        let db = &self.state.state_db;
+        let Some(_) = store::create(db, &me.user, &reason, &steps, n).await? else {
+            let id = store::active_id(db).await?.unwrap_or_default();
+            return Err(conflict(format!("plan #{id} is already active: pause, abort or let it finish first")));
+        };
+        self.nudge();
+        self.view(caller).await
+    }
+
+    /// `POST /api/v1/autopilot/{action}`.
+    pub async fn act(
+        &self,
+        caller: &Caller,
+        action: PlanAction,
+        body: PlanActionBody,
+    ) -> Result<AutopilotView, ApiError> {
+        let result = self.try_act(caller, action, body).await;
+        self.recorded(caller, &format!("autopilot.{}", action.as_str()), result).await
+    }
+
+    async fn try_act(
+        &self,
+        caller: &Caller,
+        action: PlanAction,
+        body: PlanActionBody,
+    ) -> Result<AutopilotView, ApiError> {
+        operator(caller)?;
+        let needs_reason = matches!(action, PlanAction::Promote | PlanAction::Dismiss);
+        let reason = body.reason.as_deref().map(|r| check_reason(r, "the reason", needs_reason)).transpose()?.flatten();
+        if needs_reason && reason.is_none() {
+            return Err(ApiError::BadRequest(format!("{} needs a reason", action.as_str())));
+        }
+        let db = &self.state.state_db;
+        let id = store::active_id(db).await?.ok_or_else(|| conflict("no autopilot plan is active".into()))?;
+        let plan = store::load(db, id).await?.ok_or_else(|| conflict("the plan ended meanwhile".into()))?;
+        let entry = |label: &str| caller.entry(label, "").reason(reason.clone());
+        let moved = match action {
+            PlanAction::Pause => {
+                if plan.state != PlanState::Running {
+                    return Err(conflict(format!("plan #{id} is {}, not running", plan.state)));
+                }
+                let why = format!(
+                    "paused by {}{}",
+                    caller.name(),
+                    reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                );
+                store::transition(db, id, PlanState::Running, PlanState::Paused, Some(&why), entry("autopilot.pause"))
+                    .await?
+            }
+            PlanAction::Resume => {
+                if plan.state != PlanState::Paused {
+                    return Err(conflict(format!("plan #{id} is {}, not paused", plan.state)));
+                }
+                self.flag_matches(&plan).await?;
+                store::transition(db, id, PlanState::Paused, PlanState::Running, None, entry("autopilot.resume"))
+                    .await?
+            }
+            PlanAction::Promote => self.promote(caller, &plan, reason.as_deref().unwrap_or_default()).await?,
+            PlanAction::Dismiss => {
+                let check = body.check.unwrap_or_default();
+                if !checks::NAMES.contains(&check.as_str()) {
+                    return Err(ApiError::BadRequest(format!("check must be one of {}", checks::NAMES.join(", "))));
+                }
+                let n = entry("autopilot.dismiss").values(None, Some(check.clone()));
+                store::dismiss(db, id, plan.current_step, &check, n).await?
+            }
+            PlanAction::Abort => {
+                let n = entry("autopilot.abort")
+                    .outcome(Outcome::Done, Some(format!("the flag stays where it is ({})", step_text(&plan))));
+                store::transition(db, id, plan.state, PlanState::Aborted, None, n).await?
+            }
+        };
+        if !moved {
+            return Err(conflict(format!("plan #{id} changed meanwhile; look again")));
+        }
+        self.nudge();
+        self.view(caller).await
+    }
+
+    /// Skips the rest of the bake time: the next step now, through the driver's own path and
+    /// under its lock (so no round runs at the same time).
+    async fn promote(&self, caller: &Caller, plan: &store::Plan, reason: &str) -> Result<bool, ApiError> {
+        if plan.state != PlanState::Running {
+            return Err(conflict(format!("plan #{} is {}; resume it before promoting", plan.id, plan.state)));
+        }
+        self.flag_matches(plan).await?;
+        let why = format!("promoted by {}: {reason}", caller.name());
+        let done = driver::with_plan_lock(self.state, plan.id, driver::next_step(self.state, plan, &why)).await?;
+        if done.is_none() {
+            return Err(conflict("an evaluation round is under way; try again in a moment".into()));
+        }
+        Ok(true)
+    }
+
+    /// Resuming or promoting needs the flag where the plan left it.
+    async fn flag_matches(&self, plan: &store::Plan) -> Result<(), ApiError> {
+        let Some(step) = plan.current() else { return Ok(()) };
+        let now = self.state.flags.read().await?.parsed.and_then(Result::ok).map(|p| p.get());
+        if now != Some(step.percentage) {
+            return Err(conflict(format!(
+                "the flag holds {} but the plan's step is {} %: set it back on /rollout, or abort the plan",
+                now.map(|p| format!("{p} %")).unwrap_or_else(|| "an unknown value".into()),
+                step.percentage
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a round soon rather than at the next interval.
+    fn nudge(&self) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = driver::tick(&state).await {
+                tracing::warn!("autopilot round: {e}");
+            }
+        });
+    }
+
+    /// Records a refused body (see the rollback's `refuse`).
+    pub async fn refuse<T>(&self, caller: &Caller, action: &str, e: ApiError) -> Result<T, ApiError> {
+        let e = operator(caller).err().unwrap_or(e);
+        self.recorded(caller, action, Err(e)).await
+    }
+
+    async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            let entry = caller.entry(action, "autopilot").refusal(e);
+            if let Err(err) = super::audit::record(&self.state.state_db, &entry).await {
+                tracing::error!(request_id = caller.request_id(), "cannot record a refused {action}: {err}");
+            }
+        }
+        result
+    }
+}
+
+fn step_text(plan: &store::Plan) -> String {
+    match plan.current() {
+        Some(s) => format!("step {} of {}, {} %", plan.current_step + 1, plan.steps.len(), s.percentage),
+        None => "before the first step".into(),
+    }
+}

@@ -1,0 +1,330 @@
+//! Every SQL statement on the autopilot's tables. Each change of a plan is conditional on what
+//! its caller saw (its state, its step), and is written with its audit entry in one transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::api::autopilot::{CheckAction, Evaluation, PlanState, PlanStep, PlanView, Verdict};
+
+use super::super::audit::{self, NewEntry};
+use super::super::error::{from_sqlx, Source, SourceError};
+
+/// The advisory-lock class of autopilot rounds (the rollback's runs have their own).
+pub const LOCK_CLASS: i32 = 0x4155_544f; // "AUTO"
+
+fn db_err(e: sqlx::Error) -> SourceError {
+    from_sqlx(Source::StateDatabase, &e)
+}
+
+fn malformed(detail: String) -> SourceError {
+    SourceError::Malformed { system: Source::StateDatabase, detail }
+}
+
+/// A plan as the server keeps it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub id: i64,
+    pub state: PlanState,
+    pub actor: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub steps: Vec<PlanStep>,
+    pub current_step: i32,
+    pub step_started_at: Option<DateTime<Utc>>,
+    pub pending_step: Option<i32>,
+    pub clean_since: Option<DateTime<Utc>>,
+    pub pause_reason: Option<String>,
+    pub dismissed: Vec<String>,
+}
+
+impl Plan {
+    pub fn current(&self) -> Option<&PlanStep> {
+        usize::try_from(self.current_step).ok().and_then(|i| self.steps.get(i))
+    }
+
+    pub fn view(&self, now: DateTime<Utc>) -> PlanView {
+        let next_due = match (self.state, self.current(), self.step_started_at) {
+            (PlanState::Running, Some(s), Some(started)) if (self.current_step as usize) + 1 < self.steps.len() => {
+                let from = self.clean_since.unwrap_or(now).max(started);
+                Some(from + chrono::Duration::seconds(s.bake_secs as i64))
+            }
+            _ => None,
+        };
+        PlanView {
+            id: self.id,
+            state: self.state,
+            actor: self.actor.clone(),
+            reason: self.reason.clone(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            steps: self.steps.clone(),
+            current_step: self.current_step,
+            step_started_at: self.step_started_at,
+            clean_since: self.clean_since,
+            next_due,
+            schedule: super::plan::schedule(&self.steps, self.current_step, self.step_started_at, now),
+            pause_reason: self.pause_reason.clone(),
+            dismissed: self.dismissed.clone(),
+        }
+    }
+}
+
+type PlanRow = (
+    i64,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    serde_json::Value,
+    i32,
+    Option<DateTime<Utc>>,
+    Option<i32>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    serde_json::Value,
+);
+
+const COLUMNS: &str = "id, state, actor, reason, created_at, finished_at, steps, current_step, step_started_at, \
+                       pending_step, clean_since, pause_reason, dismissed";
+
+fn plan(r: PlanRow) -> Result<Plan, SourceError> {
+    let id = r.0;
+    Ok(Plan {
+        id,
+        state: PlanState::parse(&r.1)
+            .ok_or_else(|| malformed(format!("plan #{id} has the unknown state {:?}", r.1)))?,
+        actor: r.2,
+        reason: r.3,
+        created_at: r.4,
+        finished_at: r.5,
+        steps: serde_json::from_value(r.6).map_err(|e| malformed(format!("plan #{id}'s steps: {e}")))?,
+        current_step: r.7,
+        step_started_at: r.8,
+        pending_step: r.9,
+        clean_since: r.10,
+        pause_reason: r.11,
+        dismissed: serde_json::from_value(r.12).unwrap_or_default(),
+    })
+}
+
+pub async fn load(db: &PgPool, id: i64) -> Result<Option<Plan>, SourceError> {
+    let sql = format!("SELECT {COLUMNS} FROM autopilot_plans WHERE id = $1");
+    let row: Option<PlanRow> = sqlx::query_as(&sql).bind(id).fetch_optional(db).await.map_err(db_err)?;
+    row.map(plan).transpose()
+}
+
+/// The active plan, or else the latest one.
+pub async fn latest(db: &PgPool) -> Result<Option<Plan>, SourceError> {
+    let sql = format!("SELECT {COLUMNS} FROM autopilot_plans ORDER BY active DESC, id DESC LIMIT 1");
+    let row: Option<PlanRow> = sqlx::query_as(&sql).fetch_optional(db).await.map_err(db_err)?;
+    row.map(plan).transpose()
+}
+
+pub async fn active_id(db: &PgPool) -> Result<Option<i64>, SourceError> {
+    sqlx::query_scalar("SELECT id FROM autopilot_plans WHERE active").fetch_optional(db).await.map_err(db_err)
+}
+
+async fn note(tx: &mut Transaction<'_, Postgres>, id: i64, n: NewEntry) -> Result<(), SourceError> {
+    audit::record(&mut **tx, &NewEntry { target: format!("autopilot plan #{id}"), ..n }).await.map(|_| ())
+}
+
+/// A new running plan, unless one is active (None then: the partial unique index said no).
+pub async fn create(
+    db: &PgPool,
+    actor: &str,
+    reason: &str,
+    steps: &[PlanStep],
+    n: NewEntry,
+) -> Result<Option<i64>, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO autopilot_plans (actor, reason, state, steps) VALUES ($1, $2, 'running', $3)
+         ON CONFLICT (active) WHERE active DO NOTHING RETURNING id",
+    )
+    .bind(actor)
+    .bind(reason)
+    .bind(serde_json::to_value(steps).unwrap_or_default())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(id) = id else { return Ok(None) };
+    note(&mut tx, id, n).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(Some(id))
+}
+
+/// Moves plan `id` from `from` to `to` (a pause says why; a final state ends it). False when
+/// the plan was not in `from` any more.
+pub async fn transition(
+    db: &PgPool,
+    id: i64,
+    from: PlanState,
+    to: PlanState,
+    pause_reason: Option<&str>,
+    n: NewEntry,
+) -> Result<bool, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let done = sqlx::query(
+        "UPDATE autopilot_plans SET state = $3, pause_reason = $4, updated_at = now(),
+                clean_since = CASE WHEN $3 = 'running' THEN clean_since ELSE NULL END,
+                finished_at = CASE WHEN $3 IN ('done', 'killed', 'aborted') THEN now() ELSE finished_at END
+          WHERE id = $1 AND state = $2",
+    )
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(pause_reason)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected()
+        == 1;
+    if done {
+        note(&mut tx, id, n).await?;
+        tx.commit().await.map_err(db_err)?;
+    }
+    Ok(done)
+}
+
+/// Says that step `next`'s flag write is under way (only from step `current`, running).
+pub async fn begin_step(db: &PgPool, id: i64, current: i32, next: i32) -> Result<bool, SourceError> {
+    let r = sqlx::query(
+        "UPDATE autopilot_plans SET pending_step = $3, updated_at = now()
+          WHERE id = $1 AND current_step = $2 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(current)
+    .bind(next)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The flag reads step `next`'s percentage: the step begins its bake now.
+pub async fn finish_step(db: &PgPool, id: i64, next: i32, n: NewEntry) -> Result<bool, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let done = sqlx::query(
+        "UPDATE autopilot_plans SET current_step = $2, pending_step = NULL, step_started_at = now(),
+                clean_since = NULL, dismissed = '[]'::jsonb, updated_at = now()
+          WHERE id = $1 AND pending_step = $2",
+    )
+    .bind(id)
+    .bind(next)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected()
+        == 1;
+    if done {
+        note(&mut tx, id, n).await?;
+        tx.commit().await.map_err(db_err)?;
+    }
+    Ok(done)
+}
+
+/// The write of the pending step did not happen: forget it.
+pub async fn drop_pending(db: &PgPool, id: i64) -> Result<(), SourceError> {
+    sqlx::query("UPDATE autopilot_plans SET pending_step = NULL WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// After a round: every check passed (the clean streak goes on, or starts now) or not (it ends).
+pub async fn set_clean(db: &PgPool, id: i64, clean: bool) -> Result<Option<DateTime<Utc>>, SourceError> {
+    sqlx::query_scalar(
+        "UPDATE autopilot_plans SET clean_since = CASE WHEN $2 THEN coalesce(clean_since, now()) ELSE NULL END
+          WHERE id = $1 RETURNING clean_since",
+    )
+    .bind(id)
+    .bind(clean)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)
+}
+
+/// An operator dismissed `check` for the rest of the current step.
+pub async fn dismiss(db: &PgPool, id: i64, step: i32, check: &str, n: NewEntry) -> Result<bool, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let done = sqlx::query(
+        "UPDATE autopilot_plans SET dismissed = dismissed || to_jsonb($3::text), updated_at = now()
+          WHERE id = $1 AND current_step = $2 AND active AND NOT dismissed ? $3",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(check)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected()
+        == 1;
+    if done {
+        note(&mut tx, id, n).await?;
+        tx.commit().await.map_err(db_err)?;
+    }
+    Ok(done)
+}
+
+pub async fn record_evaluations(db: &PgPool, plan_id: i64, evaluations: &[Evaluation]) -> Result<(), SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    for e in evaluations {
+        sqlx::query(
+            "INSERT INTO autopilot_evaluations
+               (plan_id, at, step, check_name, verdict, value, threshold, sample, query, detail, action, acted)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(plan_id)
+        .bind(e.at)
+        .bind(e.step)
+        .bind(&e.check)
+        .bind(e.verdict.as_str())
+        .bind(e.value)
+        .bind(&e.threshold)
+        .bind(e.sample)
+        .bind(&e.query)
+        .bind(&e.detail)
+        .bind(e.action.as_str())
+        .bind(e.acted)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+type EvaluationRow =
+    (String, DateTime<Utc>, i32, String, Option<f64>, String, Option<i64>, String, String, String, bool);
+
+fn evaluation(r: EvaluationRow) -> Evaluation {
+    Evaluation {
+        check: r.0,
+        at: r.1,
+        step: r.2,
+        verdict: Verdict::parse(&r.3).unwrap_or(Verdict::Inconclusive),
+        value: r.4,
+        threshold: r.5,
+        sample: r.6,
+        query: r.7,
+        detail: r.8,
+        action: CheckAction::parse(&r.9).unwrap_or(CheckAction::Pause),
+        acted: r.10,
+    }
+}
+
+/// The plan's evaluations, newest first (`latest`: only each check's newest).
+pub async fn evaluations(db: &PgPool, plan_id: i64, latest: bool, limit: i64) -> Result<Vec<Evaluation>, SourceError> {
+    let sql = if latest {
+        "SELECT DISTINCT ON (check_name) check_name, at, step, verdict, value, threshold, sample, query, detail, action, acted
+           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY check_name, at DESC, id DESC LIMIT $2"
+    } else {
+        "SELECT check_name, at, step, verdict, value, threshold, sample, query, detail, action, acted
+           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
+    };
+    let rows: Vec<EvaluationRow> = sqlx::query_as(sql).bind(plan_id).bind(limit).fetch_all(db).await.map_err(db_err)?;
+    Ok(rows.into_iter().map(evaluation).collect())
+}

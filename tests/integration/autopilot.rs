@@ -1,0 +1,238 @@
+//! The autopilot against the real things: the emulated cluster's flag, the diary in PostgreSQL,
+//! Prometheus, and the state database's lock between two replicas.
+
+#![allow(unused_imports)]
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use diary_writer::openmetrics::synthetic;
+use rollout_dashboard::server::autopilot::{driver, store};
+use sqlx::PgPool;
+
+use crate::rollout::{audit_rows, call, flag_value, As, ControlWorld, SECRET};
+use crate::support::*;
+
+/// The control world with a one-second autopilot. The synthetic Prometheus history does not
+/// follow the flag (constant 1.9 split and 0.07 legacy writes per second), so the sample-ratio
+/// check runs as a dry run here; its test is in `autopilot::stats` and below.
+async fn autopilot_world(pool: PgPool, flag: &str) -> ControlWorld {
+    diary_schema(&pool).await;
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start(flag, 3, None).await;
+    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+                    viewer_groups = [\"analytics\"]\n[autopilot]\ninterval_secs = 1\n\
+                    [autopilot.actions]\nsample_ratio = \"dry_run\"\n";
+    let state = dashboard_state_vars(
+        &pool,
+        Some(url_of(&pool)),
+        Some(&prom.url),
+        Some(&sim.kubeconfig),
+        Some(settings),
+        &[("ROLLOUT_PROXY_SECRET", SECRET)],
+    )
+    .await;
+    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
+}
+
+/// Runs rounds until `done` holds (at most `secs` seconds).
+async fn rounds_until(w: &ControlWorld, secs: u64, done: impl Fn(&ControlWorld) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !done(w) {
+        assert!(std::time::Instant::now() < deadline, "not reached within {secs} s; flag {}", flag_value(w));
+        driver::tick(&w.state).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn start_body(steps: &str) -> Option<String> {
+    Some(format!(r#"{{"reason": "roll out split doses", "steps": [{steps}]}}"#))
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_autopilot_steps_forward_while_checks_pass_and_kills_on_a_doubled_dose(pool: PgPool) {
+    let w = autopilot_world(pool, "0").await;
+    let steps = r#"{"percentage": 5, "bake_secs": 5}, {"percentage": 25, "bake_secs": 5}"#;
+    // Only operators start a plan; the attempt is refused and recorded otherwise.
+    for (who, want) in [(As::Anonymous, StatusCode::UNAUTHORIZED), (As::Viewer, StatusCode::FORBIDDEN)] {
+        let (status, _) = call(&w, who, "POST", "/api/v1/autopilot", start_body(steps)).await;
+        assert_eq!(status, want, "{who:?}");
+    }
+    // Steps that do not go up are refused with a sentence.
+    let (status, err) = call(
+        &w,
+        As::Operator,
+        "POST",
+        "/api/v1/autopilot",
+        start_body(r#"{"percentage": 50, "bake_secs": 5}, {"percentage": 25, "bake_secs": 5}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"].as_str().unwrap().contains("does not go up"), "{err}");
+    let (status, view) = call(&w, As::Operator, "POST", "/api/v1/autopilot", start_body(steps)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["plan"]["state"], "running");
+    assert_eq!(view["plan"]["schedule"].as_array().unwrap().len(), 2);
+    // A second plan is refused while one is active.
+    let (status, _) = call(&w, As::Operator, "POST", "/api/v1/autopilot", start_body(steps)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // The first step is written as soon as a round is clean; the second after 5 s of clean rounds.
+    rounds_until(&w, 20, |w| flag_value(w) == "5").await;
+    let t5 = std::time::Instant::now();
+    rounds_until(&w, 30, |w| flag_value(w) == "25").await;
+    assert!(t5.elapsed() >= Duration::from_secs(4), "the step baked: {:?}", t5.elapsed());
+    let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
+    assert_eq!(view["plan"]["current_step"], 1, "{view}");
+    let latest = view["latest"].as_array().unwrap();
+    let doubled = latest.iter().find(|e| e["check"] == "doubled_doses").unwrap();
+    assert_eq!((doubled["verdict"].as_str(), doubled["value"].as_f64()), (Some("pass"), Some(0.0)), "{doubled}");
+    assert!(doubled["query"].as_str().unwrap().contains("insulin_short = dose"), "the SQL as run: {doubled}");
+    let schema = latest.iter().find(|e| e["check"] == "schema").unwrap();
+    assert_eq!(schema["verdict"], "pass");
+    // The flag writes went through the person's path, as the autopilot.
+    let rows = audit_rows(&w).await;
+    let sets: Vec<&(String, String, String, Option<String>)> =
+        rows.iter().filter(|r| r.1 == "flag.set" && r.2 == "done").collect();
+    assert_eq!(sets.len(), 2, "{rows:?}");
+    assert!(sets.iter().all(|r| r.0 == "autopilot"), "{rows:?}");
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM audit_log WHERE action = 'flag.set' ORDER BY id DESC LIMIT 1")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert!(reason.contains("step 2 of 2") && reason.contains("roll out split doses"), "{reason}");
+
+    // A client copies dose into both parts: the next round kills the rollout.
+    sqlx::query("INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long) VALUES (7, now(), 6, 6, 6)")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    rounds_until(&w, 10, |w| flag_value(w) == "0").await;
+    let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
+    assert_eq!(view["plan"]["state"], "killed", "{view}");
+    assert!(view["plan"]["pause_reason"].as_str().unwrap().contains("doubled_doses failed"), "{view}");
+    let doubled = view["latest"].as_array().unwrap().iter().find(|e| e["check"] == "doubled_doses").unwrap().clone();
+    assert_eq!(
+        (doubled["verdict"].as_str(), doubled["value"].as_f64(), doubled["acted"].as_bool()),
+        (Some("fail"), Some(1.0), Some(true))
+    );
+    let kill: (String, String) =
+        sqlx::query_as("SELECT actor, role FROM audit_log WHERE action = 'flag.kill' AND outcome = 'done'")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(kill, ("autopilot".to_string(), "system".to_string()));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool: PgPool) {
+    let w = autopilot_world(pool, "0").await;
+    let (status, _) = call(
+        &w,
+        As::Operator,
+        "POST",
+        "/api/v1/autopilot",
+        start_body(r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    rounds_until(&w, 20, |w| flag_value(w) == "10").await;
+    // A viewer may not pause; promote needs a reason.
+    let (status, _) = call(&w, As::Viewer, "POST", "/api/v1/autopilot/pause", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&w, As::Operator, "POST", "/api/v1/autopilot/promote", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Promote skips the rest of an hour's bake time.
+    let (status, view) =
+        call(&w, As::Operator, "POST", "/api/v1/autopilot/promote", Some(r#"{"reason": "checked by hand"}"#.into()))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(flag_value(&w), "50");
+    // Someone moves the flag on /rollout: the autopilot pauses and says who.
+    let version =
+        call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
+    let body = format!(r#"{{"percentage": 30, "reason": "hold", "expected_version": "{version}"}}"#);
+    let (status, _) = call(&w, As::OtherOperator, "POST", "/api/v1/rollout", Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    // (A round started by the promote may hold the plan's lock for a moment: rounds until one ran.)
+    for _ in 0..30 {
+        driver::tick(&w.state).await.unwrap();
+        let id = store::active_id(&w.pool).await.unwrap().unwrap();
+        if store::load(&w.pool, id).await.unwrap().unwrap().state
+            != rollout_dashboard::api::autopilot::PlanState::Running
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
+    assert_eq!(view["plan"]["state"], "paused", "{view}");
+    let why = view["plan"]["pause_reason"].as_str().unwrap();
+    assert!(why.contains("30 %") && why.contains("by cy"), "{why}");
+    // Resuming while the flag is not where the plan left it is refused with what to do.
+    let (status, err) = call(&w, As::Operator, "POST", "/api/v1/autopilot/resume", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(err["error"].as_str().unwrap().contains("set it back"), "{err}");
+    let (status, view) =
+        call(&w, As::Operator, "POST", "/api/v1/autopilot/abort", Some(r#"{"reason": "done by hand"}"#.into())).await;
+    assert_eq!((status, view["plan"]["state"].as_str()), (StatusCode::OK, Some("aborted")));
+    assert_eq!(flag_value(&w), "30", "an abort leaves the flag where it is");
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE action LIKE 'autopilot.%' AND outcome = 'done' ORDER BY id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["autopilot.start", "autopilot.step", "autopilot.step", "autopilot.pause", "autopilot.abort"]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn one_replica_drives_at_a_time_and_a_half_done_step_is_finished_without_a_second_write(pool: PgPool) {
+    let w = autopilot_world(pool.clone(), "0").await;
+    let (status, _) = call(
+        &w,
+        As::Operator,
+        "POST",
+        "/api/v1/autopilot",
+        start_body(r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    rounds_until(&w, 20, |w| flag_value(w) == "10").await;
+    let id = store::active_id(&w.pool).await.unwrap().unwrap();
+    // A second replica on the same state database.
+    let other = dashboard_state_vars(&pool, Some(url_of(&pool)), None, Some(&w.sim.kubeconfig), None, &[]).await;
+    let (first, second) = tokio::join!(
+        driver::with_plan_lock(&w.state, id, async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok(())
+        }),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            driver::with_plan_lock(&other, id, async { Ok(()) }).await
+        }
+    );
+    assert_eq!(first.unwrap(), Some(()), "the first replica ran its round");
+    assert_eq!(second.unwrap(), None, "the second found the plan's lock taken and did nothing");
+    // A driver died after writing step 2's flag and before its bookkeeping.
+    sqlx::query("UPDATE autopilot_plans SET pending_step = 1 WHERE id = $1").bind(id).execute(&w.pool).await.unwrap();
+    w.sim.cluster.write_configmap(None, [("insulin_dose_split".to_string(), "50".to_string())].into()).unwrap();
+    let writes_before = audit_rows(&w).await.iter().filter(|r| r.1 == "flag.set").count();
+    let mut plan = store::load(&w.pool, id).await.unwrap().unwrap();
+    for _ in 0..30 {
+        driver::tick(&other).await.unwrap();
+        plan = store::load(&w.pool, id).await.unwrap().unwrap();
+        if plan.pending_step.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!((plan.current_step, plan.pending_step), (1, None), "the next driver finished the step");
+    assert_eq!(
+        audit_rows(&w).await.iter().filter(|r| r.1 == "flag.set").count(),
+        writes_before,
+        "without writing the flag again"
+    );
+    assert_eq!(flag_value(&w), "50");
+}
