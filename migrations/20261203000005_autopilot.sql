@@ -19,6 +19,9 @@ CREATE TABLE autopilot_plans (
     -- Since when every check has passed without a break (NULL: the last round had a non-pass).
     clean_since     timestamptz,
     pause_reason    text,
+    -- The starter's reason to let the autopilot's writes pass failed rollout guards (NULL: a
+    -- failed guard pauses the plan instead).
+    guard_override  text,
     -- Checks an operator dismissed for the current step (their failures no longer act).
     dismissed       jsonb NOT NULL DEFAULT '[]'::jsonb,
     active          boolean GENERATED ALWAYS AS (state IN ('running', 'paused')) STORED

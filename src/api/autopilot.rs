@@ -60,6 +60,11 @@ pub struct StartPlan {
     pub reason: String,
     #[serde(default)]
     pub steps: Option<Vec<PlanStep>>,
+    /// Lets the autopilot's flag writes pass rollout guards that fail (a doubled record in the
+    /// last 24 h, a firing alert), with this reason in every audit entry. Without it a failed
+    /// guard pauses the plan. A rollback in progress always pauses it.
+    #[serde(default)]
+    pub override_guards_reason: Option<String>,
 }
 
 /// `POST /api/v1/autopilot/{action}`.
@@ -142,6 +147,7 @@ pub struct PlanView {
     pub schedule: Vec<Option<DateTime<Utc>>>,
     pub pause_reason: Option<String>,
     pub dismissed: Vec<String>,
+    pub guard_override: Option<String>,
 }
 
 /// `GET /api/v1/autopilot`: the active (or latest) plan, its checks' latest verdicts and their

@@ -86,6 +86,7 @@ fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>) -> 
         <Panel title="Plan" id="autopilot-plan" error=None>
             <p data-testid="plan-state" class=format!("run-state run-{state}")>{format!("Plan #{}: {state}", p.id)}</p>
             <p class="detail">{format!("Started by {}: {}", p.actor, p.reason)}</p>
+            {p.guard_override.clone().map(|g| view! { <p class="detail">{format!("Failed guards overridden for this plan: {g}")}</p> })}
             {p.pause_reason.clone().map(|r| view! { <p class="disabled-reason" data-testid="plan-why">{r}</p> })}
             {p.next_due.map(|t| view! { <p data-testid="plan-next-due">"Next step due (if every check keeps passing): "{time::utc(t, Shown::DateMinutes)}" UTC"</p> })}
             <ol class="steps">
@@ -182,6 +183,7 @@ fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> im
     let typed: Vec<String> = defaults.iter().map(|s| format!("{} {}s", s.percentage, s.bake_secs)).collect();
     let steps = RwSignal::new(typed.join(", "));
     let reason = RwSignal::new(String::new());
+    let override_reason = RwSignal::new(String::new());
     view! {
         <Panel title="Start a plan" id="autopilot-start" error=None>
             <label class="field">"Steps: percentage and bake time, e.g. 5 24h, 10 24h, 100 24h"
@@ -190,8 +192,17 @@ fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> im
             <label class="field">"Reason (required, recorded)"
                 <textarea data-testid="plan-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
             </label>
+            <label class="field">"Optional: let the autopilot's writes pass rollout guards that fail now, because… (recorded with every write; checks still act)"
+                <input type="text" data-testid="plan-override" prop:value=move || override_reason.get() on:input=move |ev| override_reason.set(event_target_value(&ev))/>
+            </label>
             <button type="button" class="primary" data-testid="plan-start" disabled=move || reason.get().trim().is_empty()
-                on:click=move |_| { start.dispatch(StartAutopilot { steps: steps.get_untracked(), reason: reason.get_untracked() }); }>
+                on:click=move |_| {
+                    start.dispatch(StartAutopilot {
+                        steps: steps.get_untracked(),
+                        reason: reason.get_untracked(),
+                        override_guards_reason: override_reason.get_untracked(),
+                    });
+                }>
                 "Start the plan"
             </button>
         </Panel>
@@ -211,11 +222,19 @@ pub async fn get_autopilot() -> Result<AutopilotView, ServerFnError> {
 
 /// The same service call as `POST /api/v1/autopilot`, the steps as typed.
 #[server(endpoint = "autopilot_start", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn start_autopilot(steps: String, reason: String) -> Result<AutopilotView, ServerFnError> {
+pub async fn start_autopilot(
+    steps: String,
+    reason: String,
+    override_guards_reason: String,
+) -> Result<AutopilotView, ServerFnError> {
     let (state, caller) = caller().await?;
     let svc = crate::server::autopilot::Service::new(&state);
     let body = match crate::server::autopilot::plan::parse_steps(&steps) {
-        Ok(s) => crate::api::autopilot::StartPlan { reason, steps: Some(s) },
+        Ok(s) => crate::api::autopilot::StartPlan {
+            reason,
+            steps: Some(s),
+            override_guards_reason: Some(override_guards_reason).filter(|r| !r.trim().is_empty()),
+        },
         Err(e) => {
             return svc
                 .refuse(&caller, "autopilot.start", crate::server::error::ApiError::BadRequest(format!("steps: {e}")))

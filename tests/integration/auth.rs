@@ -224,7 +224,7 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
             "autopilot_start" => (
                 "POST",
                 "/api/autopilot_start".into(),
-                Some("steps=5+1h&reason=".into()),
+                Some("steps=5+1h&reason=&override_guards_reason=".into()),
                 "application/x-www-form-urlencoded",
             ),
             "autopilot_act" => (

@@ -48,6 +48,9 @@ struct Inner {
     ready: i32,
     last_step: Instant,
     fault: Fault,
+    /// The share (0 to 100) of split-writing clients that copy `dose` into both parts: the
+    /// defect the autopilot must catch.
+    doubled_percent: u32,
 }
 
 impl Cluster {
@@ -64,7 +67,7 @@ impl Cluster {
             .unwrap_or(initial);
         let ready = snap.desired_replicas;
         Cluster {
-            inner: Mutex::new(Inner { snap, ready, last_step: Instant::now(), fault: Fault::None }),
+            inner: Mutex::new(Inner { snap, ready, last_step: Instant::now(), fault: Fault::None, doubled_percent: 0 }),
             state_file,
             ready_delay,
             token,
@@ -107,6 +110,14 @@ impl Cluster {
 
     pub fn set_fault(&self, fault: Fault) {
         self.lock().fault = fault;
+    }
+
+    pub fn doubled_percent(&self) -> u32 {
+        self.lock().doubled_percent
+    }
+
+    pub fn set_doubled_percent(&self, percent: u32) {
+        self.lock().doubled_percent = percent.min(100);
     }
 
     /// Replace the ConfigMap's data when `expected_version` (if any) matches.

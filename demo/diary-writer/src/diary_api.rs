@@ -1,6 +1,7 @@
 //! The diary service's API as the guide's smoke checks use it:
 //! `POST /v1/diary` creates an entry (legacy `dose`, or split `insulin_short` / `insulin_long`),
-//! `GET /v1/diary/{id}` reads it back. Copying one dose into both parts is refused.
+//! `GET /v1/diary/{id}` reads it back. Copying one dose into both parts is refused, unless the
+//! simulator's doubled-dose fault is on (then a share of split saves arrive doubled).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -38,6 +39,8 @@ pub struct DiaryEntry {
     pub insulin_long: Option<f64>,
     pub note: Option<String>,
 }
+
+static FAULT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub fn router() -> Router<World> {
     Router::new().route("/v1/diary", post(create)).route("/v1/diary/{id}", get(read))
@@ -80,12 +83,19 @@ async fn create(
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("database: {e}")),
         }
     }
-    let entry = Entry {
+    let mut entry = Entry {
         user_id: body.user_id.unwrap_or(1),
         dose: body.dose,
         insulin_short: body.insulin_short,
         insulin_long: body.insulin_long,
     };
+    // The doubled-dose fault (`POST /__emulator/doubled`): that share of split saves arrive as a
+    // faulty client sends them, the dose copied into both parts.
+    let faulty = world.cluster.doubled_percent();
+    if split && faulty > 0 && (FAULT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100) < u64::from(faulty) {
+        let d = body.insulin_short.or(body.insulin_long);
+        entry = Entry { dose: d, insulin_short: d, insulin_long: d, ..entry };
+    }
     match insert(&world, pool, entry, body.note.as_deref()).await {
         Ok(id) => match fetch(pool, id).await {
             Ok(Some(e)) => (StatusCode::CREATED, Json(e)).into_response(),

@@ -33,6 +33,19 @@ pub fn router(world: &World) -> Router<World> {
     Router::new()
         .merge(k8s.route_layer(middleware::from_fn_with_state(world.clone(), guard)))
         .route("/__emulator/fault", post(set_fault))
+        .route("/__emulator/doubled", post(set_doubled))
+}
+
+#[derive(serde::Deserialize)]
+struct Doubled {
+    percent: u32,
+}
+
+/// `POST /__emulator/doubled {"percent": 10}`: that share of split-writing clients start copying
+/// `dose` into both parts (0 stops them).
+async fn set_doubled(State(world): State<World>, Json(d): Json<Doubled>) -> impl IntoResponse {
+    world.cluster.set_doubled_percent(d.percent);
+    Json(json!({"doubled_percent": world.cluster.doubled_percent()}))
 }
 
 /// Authentication and fault injection in front of every Kubernetes endpoint.

@@ -55,6 +55,18 @@ pub struct Entry {
     pub insulin_long: Option<f64>,
 }
 
+/// The `n`-th simulated entry, given the rollout percentage and whether the split columns exist;
+/// `doubled_percent` of the split writers copy the dose into both parts (a faulty client).
+pub fn entry_with_fault(n: u64, percentage: u32, split_schema: bool, doubled_percent: u32) -> Entry {
+    let e = entry(n, percentage, split_schema);
+    let split = e.insulin_short.is_some() || e.insulin_long.is_some();
+    if split && (n.wrapping_mul(31) % 100) < u64::from(doubled_percent) {
+        let d = 2.0 + (n % 17) as f64 * 0.5;
+        return Entry { dose: Some(d), insulin_short: Some(d), insulin_long: Some(d), ..e };
+    }
+    e
+}
+
 /// The `n`-th simulated entry, given the rollout percentage and whether the split columns exist.
 pub fn entry(n: u64, percentage: u32, split_schema: bool) -> Entry {
     let user_id = 1 + (n.wrapping_mul(7919) % 5000) as i64;
@@ -135,7 +147,8 @@ pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
         while owed >= 1.0 {
             owed -= 1.0;
             n += 1;
-            if let Err(e) = insert(&world, &pool, entry(n, pct, split_schema), None).await {
+            let e = entry_with_fault(n, pct, split_schema, world.cluster.doubled_percent());
+            if let Err(e) = insert(&world, &pool, e, None).await {
                 tracing::warn!(error = %e, "diary-writer could not insert an entry");
                 break;
             }
@@ -146,6 +159,18 @@ pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_doubled_dose_fault_copies_the_dose_into_both_parts_for_its_share_of_split_writers() {
+        let doubled = |e: &Entry| e.dose.is_some() && e.dose == e.insulin_short && e.dose == e.insulin_long;
+        assert!((0..1000).map(|n| entry_with_fault(n, 100, true, 0)).all(|e| !doubled(&e)));
+        let all: Vec<Entry> = (0..1000).map(|n| entry_with_fault(n, 100, true, 100)).collect();
+        assert!(all.iter().all(doubled));
+        let some = (0..1000).map(|n| entry_with_fault(n, 100, true, 10)).filter(doubled).count();
+        assert!((50..=150).contains(&some), "{some} of 1000 at 10 %");
+        // Legacy writers cannot double anything.
+        assert!((0..1000).map(|n| entry_with_fault(n, 0, true, 100)).all(|e| !doubled(&e)));
+    }
 
     #[test]
     fn flag_formats() {

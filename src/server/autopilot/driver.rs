@@ -138,6 +138,9 @@ pub(super) async fn next_step(state: &AppState, plan: &Plan, why: &str) -> Resul
         store::transition(db, plan.id, plan.state, PlanState::Done, None, n).await?;
         return Ok(());
     };
+    if let Some((run, run_state)) = super::super::rollback::store::active_run(db).await? {
+        return pause(state, plan, &format!("rollback run #{run} is {run_state}: the rollout waits for it")).await;
+    }
     if !store::begin_step(db, plan.id, plan.current_step, next).await? {
         return Ok(());
     }
@@ -153,8 +156,8 @@ pub(super) async fn next_step(state: &AppState, plan: &Plan, why: &str) -> Resul
             plan.reason
         ),
         expected_version: version,
-        override_guards: false,
-        override_reason: None,
+        override_guards: plan.guard_override.is_some(),
+        override_reason: plan.guard_override.as_ref().map(|g| format!("autopilot plan #{}: {g}", plan.id)),
     };
     match super::super::rollout::set_percentage(state, &caller, body).await {
         Ok(done) => {

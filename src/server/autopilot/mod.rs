@@ -77,10 +77,27 @@ impl<'a> Service<'a> {
         let reason = check_reason(&body.reason, "a reason", true)?.unwrap_or_default();
         let steps = body.steps.unwrap_or_else(|| self.state.settings.autopilot.steps.clone());
         plan::check_steps(&steps).map_err(ApiError::BadRequest)?;
+        let guard_override = body
+            .override_guards_reason
+            .as_deref()
+            .map(|r| check_reason(r, "override_guards_reason", false))
+            .transpose()?
+            .flatten();
         let shown: Vec<String> = steps.iter().map(|s| format!("{} % {} s", s.percentage, s.bake_secs)).collect();
-        let n = caller.entry("autopilot.start", "").values(None, Some(shown.join(", "))).reason(Some(reason.clone()));
+        let detail = guard_override.as_ref().map(|g| format!("failed guards overridden for the plan: {g}"));
+        let n = caller
+            .entry("autopilot.start", "")
+            .values(None, Some(shown.join(", ")))
+            .reason(Some(reason.clone()))
+            .outcome(Outcome::Done, detail);
         let db = &self.state.state_db;
-        let Some(_) = store::create(db, &me.user, &reason, &steps, n).await? else {
+        let new = store::NewPlan {
+            actor: &me.user,
+            reason: &reason,
+            steps: &steps,
+            guard_override: guard_override.as_deref(),
+        };
+        let Some(_) = store::create(db, new, n).await? else {
             let id = store::active_id(db).await?.unwrap_or_default();
             return Err(conflict(format!("plan #{id} is already active: pause, abort or let it finish first")));
         };

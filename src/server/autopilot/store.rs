@@ -36,6 +36,7 @@ pub struct Plan {
     pub clean_since: Option<DateTime<Utc>>,
     pub pause_reason: Option<String>,
     pub dismissed: Vec<String>,
+    pub guard_override: Option<String>,
 }
 
 impl Plan {
@@ -66,6 +67,7 @@ impl Plan {
             schedule: super::plan::schedule(&self.steps, self.current_step, self.step_started_at, now),
             pause_reason: self.pause_reason.clone(),
             dismissed: self.dismissed.clone(),
+            guard_override: self.guard_override.clone(),
         }
     }
 }
@@ -84,10 +86,11 @@ type PlanRow = (
     Option<DateTime<Utc>>,
     Option<String>,
     serde_json::Value,
+    Option<String>,
 );
 
 const COLUMNS: &str = "id, state, actor, reason, created_at, finished_at, steps, current_step, step_started_at, \
-                       pending_step, clean_since, pause_reason, dismissed";
+                       pending_step, clean_since, pause_reason, dismissed, guard_override";
 
 fn plan(r: PlanRow) -> Result<Plan, SourceError> {
     let id = r.0;
@@ -106,6 +109,7 @@ fn plan(r: PlanRow) -> Result<Plan, SourceError> {
         clean_since: r.10,
         pause_reason: r.11,
         dismissed: serde_json::from_value(r.12).unwrap_or_default(),
+        guard_override: r.13,
     })
 }
 
@@ -130,22 +134,25 @@ async fn note(tx: &mut Transaction<'_, Postgres>, id: i64, n: NewEntry) -> Resul
     audit::record(&mut **tx, &NewEntry { target: format!("autopilot plan #{id}"), ..n }).await.map(|_| ())
 }
 
+/// What a new plan starts with.
+pub struct NewPlan<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub steps: &'a [PlanStep],
+    pub guard_override: Option<&'a str>,
+}
+
 /// A new running plan, unless one is active (None then: the partial unique index said no).
-pub async fn create(
-    db: &PgPool,
-    actor: &str,
-    reason: &str,
-    steps: &[PlanStep],
-    n: NewEntry,
-) -> Result<Option<i64>, SourceError> {
+pub async fn create(db: &PgPool, new: NewPlan<'_>, n: NewEntry) -> Result<Option<i64>, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO autopilot_plans (actor, reason, state, steps) VALUES ($1, $2, 'running', $3)
+        "INSERT INTO autopilot_plans (actor, reason, state, steps, guard_override) VALUES ($1, $2, 'running', $3, $4)
          ON CONFLICT (active) WHERE active DO NOTHING RETURNING id",
     )
-    .bind(actor)
-    .bind(reason)
-    .bind(serde_json::to_value(steps).unwrap_or_default())
+    .bind(new.actor)
+    .bind(new.reason)
+    .bind(serde_json::to_value(new.steps).unwrap_or_default())
+    .bind(new.guard_override)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;

@@ -211,6 +211,14 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_and_end2end_settings_are_valid() {
+        let demo = Settings::from_toml(include_str!("../../../demo/settings.toml")).unwrap();
+        assert_eq!(demo.autopilot.steps.len(), 4, "the demo's compressed schedule");
+        assert_eq!(demo.autopilot.interval_secs, Some(5));
+        Settings::from_toml(include_str!("../../../end2end/fixtures/settings.toml")).unwrap();
+    }
+
+    #[test]
     fn toml_overrides_and_rejects_unknown_keys() {
         let s = Settings::from_toml("environment = \"demo\"\n[flag]\nkey = \"split\"\n").unwrap();
         assert_eq!(s.environment, "demo");
