@@ -1,6 +1,8 @@
 // The autopilot in a real browser: an operator starts a two-step plan with short bake times,
 // watches it advance, then the simulator's doubled-dose fault makes the autopilot kill the flag,
-// and the page shows which check failed, with its value and its SQL.
+// and the page shows which check failed, with its value and its SQL. It runs after sources_down
+// (end2end/order.txt): Prometheus is stopped, so the checks that read it are inconclusive dry runs
+// here (end2end/fixtures/settings.toml), and the database's checks decide.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";

@@ -1,7 +1,7 @@
 // The guided rollback from the browser (last in end2end/order.txt: it downgrades the e2e diary).
 // An operator enters the previous revision in the deploy journal, reads the dry run, types the
 // confirmations, starts the run and watches every step turn green; the incident record exists.
-// Prometheus is already stopped by sources_down (just before it in the order): the run must not need it.
+// Prometheus is already stopped by sources_down (before it in the order): the run must not need it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";
@@ -61,7 +61,7 @@ test("an operator runs the whole rollback from the page and every step turns gre
   const cm = await (await fetch(`${SIM}/api/v1/namespaces/diabetes/configmaps/feature-flags`, {
     headers: { authorization: `Bearer ${KUBE_TOKEN}` },
   })).json();
-  assert.equal(cm.data.insulin_dose_split, "0%"); // the format the rollout test left: 25%
+  assert.equal(cm.data.insulin_dose_split, "0%"); // the format the rollout test left (25%), written 0% by the autopilot's kill
   let status;
   for (let i = 0; i < 40; i++) { // answers are cached for one refresh interval
     status = await (await fetch(BASE + "/api/v1/status")).json();

@@ -115,18 +115,27 @@ async fn day_check(state: &AppState, prom: &Prometheus, now: DateTime<Utc>) -> R
     let (split_q, legacy_q) = (m.split_rate("24h"), m.legacy_rate("24h"));
     let (split, legacy) = tokio::join!(scalar_or_zero(prom, &split_q), scalar_or_zero(prom, &legacy_q));
     let share_24h = share(legacy?, split?);
+    // The same definition as the autopilot's legacy-share check: at a partial rollout the share
+    // the percentage implies (plus the margin); at 100 % (or an unreadable flag) the guide's target.
+    let percentage = state.flags.read().await.ok().and_then(|r| r.parsed).and_then(Result::ok).map(|p| p.get());
+    let (limit, what) = match percentage {
+        Some(p) if p < 100 => {
+            let step = crate::api::autopilot::PlanStep { percentage: p, bake_secs: 0, legacy_ceiling: None };
+            let ceiling = super::autopilot::plan::legacy_ceiling(&step, state.settings.autopilot.legacy_margin);
+            (ceiling, format!("the {:.2} % a {p} % rollout allows", ceiling * 100.0))
+        }
+        _ => (target, format!("the {:.2} % target", target * 100.0)),
+    };
     let (outcome, message) = match share_24h {
         None => (CheckOutcome::Unknown, "No dose was written in the last 24 hours.".to_string()),
-        Some(s) if s < target => (
-            CheckOutcome::Pass,
-            format!("Legacy share over the last 24 h is {:.2} %, below the {:.2} % target.", s * 100.0, target * 100.0),
-        ),
+        Some(s) if s < limit || (s <= limit && limit >= 1.0) => {
+            (CheckOutcome::Pass, format!("Legacy share over the last 24 h is {:.2} %, below {what}.", s * 100.0))
+        }
         Some(s) => (
             CheckOutcome::Fail,
             format!(
-                "Legacy share over the last 24 h is {:.2} %, not below the {:.2} % target: check that clients are updated.",
-                s * 100.0,
-                target * 100.0
+                "Legacy share over the last 24 h is {:.2} %, not below {what}: check that clients are updated.",
+                s * 100.0
             ),
         ),
     };

@@ -294,6 +294,25 @@ async fn the_records_api_follows_its_documented_shape(pool: PgPool) {
     }
 }
 
+/// The overview's 24-hour check uses the autopilot's definition: a healthy 25 % rollout, whose
+/// legacy share is about 75 %, passes (it read "fail" against the 5 % target meant for 100 %).
+#[sqlx::test(migrations = false)]
+async fn a_healthy_partial_rollout_passes_the_24_hour_check(pool: PgPool) {
+    use rollout_dashboard::api::adoption::CheckOutcome;
+    let prom = PrometheusHarness::start(&synthetic(0.5, 1.5, 3 * 86400, 3600, 60));
+    let started = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let settings = format!("[adoption]\nlegacy_share_target = 0.05\nrollout_started_at = \"{started}\"\n");
+    for (flag, want) in
+        [("25", CheckOutcome::Pass), ("5", CheckOutcome::Pass), ("50", CheckOutcome::Fail), ("100", CheckOutcome::Fail)]
+    {
+        let sim = SimulatorHarness::start(flag, 3, None).await;
+        let state = dashboard_state_with(&pool, None, Some(&prom.url), Some(&sim.kubeconfig), Some(&settings)).await;
+        let a = rollout_dashboard::server::service::adoption(&state, "24h".parse().unwrap()).await.unwrap();
+        assert_eq!(a.check.outcome, want, "flag {flag}: {}", a.check.message);
+        assert!((a.check.share_24h.unwrap() - 0.75).abs() < 1e-9);
+    }
+}
+
 #[sqlx::test(migrations = false)]
 async fn adoption_and_alerts_come_from_prometheus(pool: PgPool) {
     let rules = "groups:\n- name: t\n  interval: 1s\n  rules:\n  \
