@@ -54,6 +54,21 @@ fn Autopilot(
     }
 }
 
+/// A step as the start form's text: `5 24h`.
+fn typed_step(s: &PlanStep) -> String {
+    let b = s.bake_secs;
+    let bake = if b.is_multiple_of(86400) {
+        format!("{}d", b / 86400)
+    } else if b.is_multiple_of(3600) {
+        format!("{}h", b / 3600)
+    } else if b.is_multiple_of(60) {
+        format!("{}m", b / 60)
+    } else {
+        format!("{b}s")
+    };
+    format!("{} {bake}", s.percentage)
+}
+
 fn percent_and_bake(s: &PlanStep) -> String {
     let b = s.bake_secs;
     let bake = if b.is_multiple_of(86400) {
@@ -92,7 +107,12 @@ fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>) -> 
             <ol class="steps">
                 {p.steps.iter().enumerate().map(|(i, s)| {
                     let i = i as i32;
-                    let status = if i < p.current_step { "done" } else if i == p.current_step { "running" } else { "pending" };
+                    let status = match (i.cmp(&p.current_step), p.state) {
+                        (std::cmp::Ordering::Less, _) => "done",
+                        (std::cmp::Ordering::Equal, PlanState::Running) => "running",
+                        (std::cmp::Ordering::Equal, s) => s.as_str(),
+                        (std::cmp::Ordering::Greater, _) => "pending",
+                    };
                     let when = p.schedule.get(i as usize).copied().flatten();
                     view! {
                         <li class=format!("step step-{status}") data-testid=format!("plan-step-{}", i + 1) data-state=status>
@@ -180,7 +200,7 @@ fn History(history: Vec<Evaluation>) -> impl IntoView {
 
 #[component]
 fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> impl IntoView {
-    let typed: Vec<String> = defaults.iter().map(|s| format!("{} {}s", s.percentage, s.bake_secs)).collect();
+    let typed: Vec<String> = defaults.iter().map(typed_step).collect();
     let steps = RwSignal::new(typed.join(", "));
     let reason = RwSignal::new(String::new());
     let override_reason = RwSignal::new(String::new());
