@@ -45,7 +45,10 @@ fn Autopilot(
     view! {
         {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
         {error}
-        {v.plan.clone().map(|p| view! { <PlanPanel p operator act/> })}
+        {v.plan.clone().map(|p| {
+            let checks: Vec<String> = v.latest.iter().map(|e| e.check.clone()).collect();
+            view! { <PlanPanel p operator act checks/> }
+        })}
         <Checks latest=v.latest.clone() interval=v.interval_secs/>
         <History history=v.history.clone()/>
         {(operator && !active).then(|| view! { <StartForm defaults=v.defaults.clone() start/> })}
@@ -84,7 +87,7 @@ fn percent_and_bake(s: &PlanStep) -> String {
 }
 
 #[component]
-fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>) -> impl IntoView {
+fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>, checks: Vec<String>) -> impl IntoView {
     let reason = RwSignal::new(String::new());
     let check = RwSignal::new(String::new());
     let state = p.state;
@@ -134,7 +137,7 @@ fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>) -> 
                     <label class="field">"Dismiss a failing check for this step"
                         <select data-testid="autopilot-check" on:change=move |ev| check.set(event_target_value(&ev))>
                             <option value="">"(choose a check)"</option>
-                            {["doubled_doses", "sample_ratio", "legacy_share", "alerts", "schema"].map(|c| view! { <option value=c>{c}</option> }).collect_view()}
+                            {checks.clone().into_iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view()}
                         </select>
                     </label>
                     {button(PlanAction::Dismiss, "Dismiss and continue", "")}

@@ -17,18 +17,24 @@ use crate::support::*;
 /// follow the flag (constant 1.9 split and 0.07 legacy writes per second), so the sample-ratio
 /// check runs as a dry run here; its test is in `autopilot::stats` and below.
 async fn autopilot_world(pool: PgPool, flag: &str) -> ControlWorld {
+    autopilot_world_with(pool, flag, "").await
+}
+
+/// The same, with more settings after the `[autopilot]` table's own.
+async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> ControlWorld {
     diary_schema(&pool).await;
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start(flag, 3, None).await;
     let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
                     viewer_groups = [\"analytics\"]\n[autopilot]\ninterval_secs = 1\n\
                     [autopilot.actions]\nsample_ratio = \"dry_run\"\n";
+    let settings = format!("{settings}{more}");
     let state = dashboard_state_vars(
         &pool,
         Some(url_of(&pool)),
         Some(&prom.url),
         Some(&sim.kubeconfig),
-        Some(settings),
+        Some(&settings),
         &[("ROLLOUT_PROXY_SECRET", SECRET)],
     )
     .await;
@@ -235,4 +241,42 @@ async fn one_replica_drives_at_a_time_and_a_half_done_step_is_finished_without_a
         "without writing the flag again"
     );
     assert_eq!(flag_value(&w), "50");
+}
+
+/// A custom PromQL check in the Argo style: one failed measurement tolerated, the second pauses.
+#[sqlx::test(migrations = false)]
+async fn a_custom_promql_check_tolerates_its_failure_limit_then_acts(pool: PgPool) {
+    let custom = "[[autopilot.custom]]\nname = \"legacy_rate\"\nquery = \"sum(rate(legacy_dose_used_total[5m]))\"\n\
+                  condition = \"result < 0.01\"\nfailure_limit = 1\naction = \"pause\"\n";
+    let w = autopilot_world_with(pool, "0", custom).await;
+    let (status, _) =
+        call(&w, As::Operator, "POST", "/api/v1/autopilot", start_body(r#"{"percentage": 10, "bake_secs": 3600}"#))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let id = store::active_id(&w.pool).await.unwrap().unwrap();
+    for _ in 0..40 {
+        driver::tick(&w.state).await.unwrap();
+        if store::load(&w.pool, id).await.unwrap().unwrap().state
+            != rollout_dashboard::api::autopilot::PlanState::Running
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
+    assert_eq!(view["plan"]["state"], "paused", "{view}");
+    assert!(view["plan"]["pause_reason"].as_str().unwrap().contains("legacy_rate failed"), "{view}");
+    let verdicts: Vec<&str> = view["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["check"] == "legacy_rate")
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["inconclusive", "fail"], "the first failure is tolerated, the second acts");
+    let latest = view["latest"].as_array().unwrap().iter().find(|e| e["check"] == "legacy_rate").unwrap().clone();
+    assert_eq!(latest["query"], "sum(rate(legacy_dose_used_total[5m]))");
+    assert!((latest["value"].as_f64().unwrap() - 0.07).abs() < 1e-6, "{latest}");
+    assert_eq!(flag_value(&w), "0", "paused before the first step: the flag never moved");
 }

@@ -14,8 +14,13 @@ use super::plan::legacy_ceiling;
 use super::stats::sample_ratio_p_value;
 use super::store::Plan;
 
-/// Every check, by the name settings and the API use.
+/// Every built-in check, by the name settings and the API use.
 pub const NAMES: [&str; 5] = ["doubled_doses", "sample_ratio", "legacy_share", "alerts", "schema"];
+
+/// The built-in checks' names and the settings' custom ones.
+pub fn all_names(settings: &crate::server::config::AutopilotSettings) -> Vec<String> {
+    NAMES.iter().map(|n| n.to_string()).chain(settings.custom.iter().map(|c| c.name.clone())).collect()
+}
 
 /// What a check found, before the driver stamps it with the round's time, step and action.
 struct Found {
@@ -62,10 +67,15 @@ pub async fn evaluate(state: &AppState, plan: &Plan, percentage: Option<u8>, now
         schema(state),
     );
     let found = [doubled, ratio, legacy, alerts, schema];
-    NAMES
-        .iter()
-        .zip(found)
-        .map(|(name, f)| Evaluation {
+    let settings = &state.settings.autopilot;
+    let mut customs = Vec::with_capacity(settings.custom.len());
+    for c in &settings.custom {
+        customs.push((c.name.as_str(), custom_check(state, plan, c).await, Some(c.action)));
+    }
+    let builtin = NAMES.iter().zip(found).map(|(name, f)| (*name, f, None));
+    builtin
+        .chain(customs)
+        .map(|(name, f, action)| Evaluation {
             check: name.to_string(),
             at: now,
             step: plan.current_step,
@@ -78,11 +88,37 @@ pub async fn evaluate(state: &AppState, plan: &Plan, percentage: Option<u8>, now
             action: if plan.dismissed.iter().any(|d| d == name) {
                 CheckAction::DryRun
             } else {
-                state.settings.autopilot.action(name)
+                action.unwrap_or_else(|| settings.action(name))
             },
             acted: false,
         })
         .collect()
+}
+
+/// A custom PromQL check: this round's measurement, judged with the step's earlier ones.
+async fn custom_check(state: &AppState, plan: &Plan, c: &super::custom::CustomCheck) -> Found {
+    use super::custom::{verdict, Condition, Measured};
+    let measured = match state.prometheus.as_ref() {
+        Err(e) => Measured::Error(e.to_string()),
+        Ok(prom) => match ask(state, Source::Prometheus, prom.scalar(&c.query)).await {
+            Ok(v) => Measured::Value(v),
+            Err(SourceError::Missing { .. }) => Measured::NoData,
+            Err(e) => Measured::Error(e.to_string()),
+        },
+    };
+    let earlier =
+        super::store::check_history(&state.state_db, plan.id, plan.current_step, &c.name).await.unwrap_or_default();
+    let cond = Condition::parse(&c.condition).ok();
+    let failed_before =
+        earlier.iter().filter(|(v, _)| matches!((v, cond), (Some(v), Some(k)) if !k.holds(*v))).count() as u32;
+    let errors_before =
+        earlier.iter().take_while(|(v, detail)| v.is_none() && detail.contains("query error")).count() as u32;
+    let value = match &measured {
+        Measured::Value(v) => Some(*v),
+        _ => None,
+    };
+    let (verdict, detail) = verdict(c, measured, failed_before, errors_before);
+    Found { verdict, value, threshold: c.condition.clone(), sample: None, query: c.query.clone(), detail }
 }
 
 /// Any record written since the plan started that copies `dose` into both parts fails at once.

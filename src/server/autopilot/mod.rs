@@ -3,6 +3,7 @@
 //!
 //! - `plan`: what makes steps valid, their legacy-share ceilings, the schedule.
 //! - `checks`: the checks, each pass, fail or inconclusive with its value, threshold and query.
+//! - `custom`: the settings' own PromQL checks (condition, failure limit, error limit, no data).
 //! - `stats`: the sample-ratio test.
 //! - `store`: every SQL statement on the autopilot's tables, each change with its audit entry.
 //! - `driver`: the rounds, one replica at a time, and every action the autopilot takes.
@@ -13,6 +14,7 @@
 //! runs the schema downgrade: that is the guided rollback, for a person to start.
 
 pub mod checks;
+pub mod custom;
 pub mod driver;
 pub mod plan;
 pub mod stats;
@@ -156,8 +158,9 @@ impl<'a> Service<'a> {
             PlanAction::Promote => self.promote(caller, &plan, reason.as_deref().unwrap_or_default()).await?,
             PlanAction::Dismiss => {
                 let check = body.check.unwrap_or_default();
-                if !checks::NAMES.contains(&check.as_str()) {
-                    return Err(ApiError::BadRequest(format!("check must be one of {}", checks::NAMES.join(", "))));
+                let names = checks::all_names(&self.state.settings.autopilot);
+                if !names.contains(&check) {
+                    return Err(ApiError::BadRequest(format!("check must be one of {}", names.join(", "))));
                 }
                 let n = entry("autopilot.dismiss").values(None, Some(check.clone()));
                 store::dismiss(db, id, plan.current_step, &check, n).await?

@@ -335,3 +335,22 @@ pub async fn evaluations(db: &PgPool, plan_id: i64, latest: bool, limit: i64) ->
     let rows: Vec<EvaluationRow> = sqlx::query_as(sql).bind(plan_id).bind(limit).fetch_all(db).await.map_err(db_err)?;
     Ok(rows.into_iter().map(evaluation).collect())
 }
+
+/// A check's earlier measurements in a step, newest first: (value, detail).
+pub async fn check_history(
+    db: &PgPool,
+    plan_id: i64,
+    step: i32,
+    check: &str,
+) -> Result<Vec<(Option<f64>, String)>, SourceError> {
+    sqlx::query_as(
+        "SELECT value, detail FROM autopilot_evaluations WHERE plan_id = $1 AND step = $2 AND check_name = $3
+          ORDER BY at DESC, id DESC",
+    )
+    .bind(plan_id)
+    .bind(step)
+    .bind(check)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)
+}

@@ -334,6 +334,8 @@ pub struct AutopilotSettings {
     /// What a check does when it fails, `kill`, `pause` or `dry_run`, by check name; checks not
     /// named keep their default (kill for doubled_doses and schema, pause for the others).
     pub actions: std::collections::BTreeMap<String, crate::api::autopilot::CheckAction>,
+    /// Custom PromQL checks (`[[autopilot.custom]]`, see `server::autopilot::custom`).
+    pub custom: Vec<crate::server::autopilot::custom::CustomCheck>,
 }
 
 impl Default for AutopilotSettings {
@@ -349,6 +351,7 @@ impl Default for AutopilotSettings {
             sample_ratio_grace_secs: 60,
             legacy_margin: 0.10,
             actions: Default::default(),
+            custom: Vec::new(),
         }
     }
 }

@@ -120,6 +120,8 @@ fn autopilot(s: &Settings) -> Result<(), ConfigError> {
     if !(0.0..=1.0).contains(&a.legacy_margin) {
         return Err(invalid("autopilot.legacy_margin must be a fraction between 0 and 1"));
     }
+    super::super::autopilot::custom::check_settings(&a.custom, &super::super::autopilot::checks::NAMES)
+        .map_err(|e| invalid(format!("autopilot.custom: {e}")))?;
     for name in a.actions.keys() {
         if !super::super::autopilot::checks::NAMES.contains(&name.as_str()) {
             return Err(invalid(format!(
