@@ -57,33 +57,24 @@ fn Autopilot(
     }
 }
 
-/// A step as the start form's text: `5 24h`.
+/// A bake time in its largest whole unit, with the unit names given (seconds, minutes, hours,
+/// days): `bake(5400, ["s", "m", "h", "d"])` is `90m`.
+fn bake(secs: u64, units: [&str; 4]) -> String {
+    let (n, unit) = [(86400, units[3]), (3600, units[2]), (60, units[1])]
+        .into_iter()
+        .find(|(size, _)| secs.is_multiple_of(*size))
+        .map(|(size, unit)| (secs / size, unit))
+        .unwrap_or((secs, units[0]));
+    format!("{n}{unit}")
+}
+
+/// A step as the start form's text: `5 24h` (what `plan::parse_steps` reads).
 fn typed_step(s: &PlanStep) -> String {
-    let b = s.bake_secs;
-    let bake = if b.is_multiple_of(86400) {
-        format!("{}d", b / 86400)
-    } else if b.is_multiple_of(3600) {
-        format!("{}h", b / 3600)
-    } else if b.is_multiple_of(60) {
-        format!("{}m", b / 60)
-    } else {
-        format!("{b}s")
-    };
-    format!("{} {bake}", s.percentage)
+    format!("{} {}", s.percentage, bake(s.bake_secs, ["s", "m", "h", "d"]))
 }
 
 fn percent_and_bake(s: &PlanStep) -> String {
-    let b = s.bake_secs;
-    let bake = if b.is_multiple_of(86400) {
-        format!("{} d", b / 86400)
-    } else if b.is_multiple_of(3600) {
-        format!("{} h", b / 3600)
-    } else if b.is_multiple_of(60) {
-        format!("{} min", b / 60)
-    } else {
-        format!("{b} s")
-    };
-    format!("{} % for {bake}", s.percentage)
+    format!("{} % for {}", s.percentage, bake(s.bake_secs, [" s", " min", " h", " d"]))
 }
 
 #[component]

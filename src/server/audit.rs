@@ -83,6 +83,27 @@ fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, 
         .bind(&e.request_id)
 }
 
+/// Passes a service's `result` on; a refusal or failure goes to the audit trail first, as
+/// `caller` doing `action` to `target` (what was done is recorded by the change itself). A trail
+/// that cannot take the entry is logged loudly and does not change the answer.
+pub async fn refusal_recorded<T>(
+    db: &PgPool,
+    caller: &super::caller::Caller,
+    action: &str,
+    target: &str,
+    result: Result<T, super::error::ApiError>,
+) -> Result<T, super::error::ApiError> {
+    if let Err(e) = &result {
+        if let Err(err) = record(db, &caller.entry(action, target).refusal(e)).await {
+            tracing::error!(
+                request_id = caller.request_id(),
+                "cannot record a refused {action} in the audit trail: {err}"
+            );
+        }
+    }
+    result
+}
+
 /// Records one entry; returns its id.
 pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: &NewEntry) -> Result<i64, SourceError> {
     bind_entry(

@@ -41,6 +41,21 @@ async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> ControlWo
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
+/// Runs rounds until the active plan is no longer running (a round started elsewhere, e.g. by a
+/// start or a promote, may hold the plan's lock for a moment).
+async fn rounds_until_stopped(w: &ControlWorld) {
+    let id = store::active_id(&w.pool).await.unwrap().unwrap();
+    for _ in 0..40 {
+        driver::tick(&w.state).await.unwrap();
+        if store::load(&w.pool, id).await.unwrap().unwrap().state
+            != rollout_dashboard::api::autopilot::PlanState::Running
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs rounds until `done` holds (at most `secs` seconds).
 async fn rounds_until(w: &ControlWorld, secs: u64, done: impl Fn(&ControlWorld) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -161,17 +176,7 @@ async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool:
     let body = format!(r#"{{"percentage": 30, "reason": "hold", "expected_version": "{version}"}}"#);
     let (status, _) = call(&w, As::OtherOperator, "POST", "/api/v1/rollout", Some(body)).await;
     assert_eq!(status, StatusCode::OK);
-    // (A round started by the promote may hold the plan's lock for a moment: rounds until one ran.)
-    for _ in 0..30 {
-        driver::tick(&w.state).await.unwrap();
-        let id = store::active_id(&w.pool).await.unwrap().unwrap();
-        if store::load(&w.pool, id).await.unwrap().unwrap().state
-            != rollout_dashboard::api::autopilot::PlanState::Running
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rounds_until_stopped(&w).await;
     let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
     assert_eq!(view["plan"]["state"], "paused", "{view}");
     let why = view["plan"]["pause_reason"].as_str().unwrap();
@@ -253,16 +258,7 @@ async fn a_custom_promql_check_tolerates_its_failure_limit_then_acts(pool: PgPoo
         call(&w, As::Operator, "POST", "/api/v1/autopilot", start_body(r#"{"percentage": 10, "bake_secs": 3600}"#))
             .await;
     assert_eq!(status, StatusCode::OK);
-    let id = store::active_id(&w.pool).await.unwrap().unwrap();
-    for _ in 0..40 {
-        driver::tick(&w.state).await.unwrap();
-        if store::load(&w.pool, id).await.unwrap().unwrap().state
-            != rollout_dashboard::api::autopilot::PlanState::Running
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rounds_until_stopped(&w).await;
     let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
     assert_eq!(view["plan"]["state"], "paused", "{view}");
     assert!(view["plan"]["pause_reason"].as_str().unwrap().contains("legacy_rate failed"), "{view}");

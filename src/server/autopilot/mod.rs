@@ -223,14 +223,9 @@ impl<'a> Service<'a> {
         self.recorded(caller, action, Err(e)).await
     }
 
+    /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
-        if let Err(e) = &result {
-            let entry = caller.entry(action, "autopilot").refusal(e);
-            if let Err(err) = super::audit::record(&self.state.state_db, &entry).await {
-                tracing::error!(request_id = caller.request_id(), "cannot record a refused {action}: {err}");
-            }
-        }
-        result
+        super::audit::refusal_recorded(&self.state.state_db, caller, action, "autopilot", result).await
     }
 }
 

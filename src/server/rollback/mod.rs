@@ -309,19 +309,9 @@ impl<'a> Service<'a> {
         self.recorded(caller, action, Err(e)).await
     }
 
-    /// Passes `result` on; a refusal or failure goes to the audit trail first (what was done is
-    /// recorded by the transition itself, in its own transaction).
+    /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
-        if let Err(e) = &result {
-            let entry = caller.entry(action, "rollback").refusal(e);
-            if let Err(err) = super::audit::record(&self.state.state_db, &entry).await {
-                tracing::error!(
-                    request_id = caller.request_id(),
-                    "cannot record a refused {action} in the audit trail: {err}"
-                );
-            }
-        }
-        result
+        super::audit::refusal_recorded(&self.state.state_db, caller, action, "rollback", result).await
     }
 }
 
