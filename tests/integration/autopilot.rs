@@ -276,3 +276,75 @@ async fn a_custom_promql_check_tolerates_its_failure_limit_then_acts(pool: PgPoo
     assert!((latest["value"].as_f64().unwrap() - 0.07).abs() < 1e-6, "{latest}");
     assert_eq!(flag_value(&w), "0", "paused before the first step: the flag never moved");
 }
+
+/// Two dashboard processes on one state database drive one plan; the one that may be driving is
+/// killed with SIGKILL mid-plan, and the other carries the plan on. Every step's flag write
+/// happens exactly once.
+#[sqlx::test(migrations = false)]
+async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPool) {
+    use crate::rollback_recovery::DashboardProcess;
+    diary_schema(&pool).await;
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start("0", 3, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+         [autopilot]\ninterval_secs = 1\n[autopilot.actions]\nsample_ratio = \"dry_run\"\n",
+    )
+    .unwrap();
+    let env = |port: u16| -> Vec<(String, String)> {
+        [
+            ("STATE_DATABASE_URL", url_of(&pool)),
+            ("DATABASE_URL", url_of(&pool)),
+            ("PROMETHEUS_URL", prom.url.clone()),
+            ("KUBECONFIG", sim.kubeconfig.display().to_string()),
+            ("ROLLOUT_CONFIG", settings.display().to_string()),
+            ("ROLLOUT_PROXY_SECRET", SECRET.to_string()),
+            ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let mut a = DashboardProcess::start(env(free_port()));
+    let b = DashboardProcess::start(env(free_port()));
+    a.ready().await;
+    b.ready().await;
+    let steps = r#"{"percentage": 10, "bake_secs": 5}, {"percentage": 20, "bake_secs": 5}, {"percentage": 30, "bake_secs": 3600}"#;
+    let (status, view) =
+        a.post("/api/v1/autopilot", Some(format!(r#"{{"reason": "two replicas", "steps": [{steps}]}}"#))).await;
+    assert_eq!(status, 200, "{view}");
+    let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
+    let wait_for = |want: &'static str, secs: u64| {
+        let flag = &flag;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+            while flag() != want {
+                assert!(std::time::Instant::now() < deadline, "the flag did not reach {want} (it holds {})", flag());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for("10", 30).await;
+    // The replica that started the plan dies mid-plan, without a word.
+    a.kill();
+    wait_for("20", 40).await;
+    wait_for("30", 40).await;
+    let view = b.get("/api/v1/autopilot").await;
+    assert_eq!(
+        (view["plan"]["state"].as_str(), view["plan"]["current_step"].as_i64()),
+        (Some("running"), Some(2)),
+        "{view}"
+    );
+    let writes: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT actor, value_after FROM audit_log WHERE action = 'flag.set' AND outcome = 'done' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let want: Vec<(String, Option<String>)> =
+        ["10", "20", "30"].iter().map(|v| ("autopilot".to_string(), Some(v.to_string()))).collect();
+    assert_eq!(writes, want, "each step written exactly once, by the autopilot");
+}

@@ -28,7 +28,7 @@ pub(crate) struct DashboardProcess {
 }
 
 impl DashboardProcess {
-    fn start(env: Vec<(String, String)>) -> DashboardProcess {
+    pub(crate) fn start(env: Vec<(String, String)>) -> DashboardProcess {
         let addr = env.iter().find(|(k, _)| k == "LEPTOS_SITE_ADDR").unwrap().1.clone();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollout-dashboard"))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -41,7 +41,7 @@ impl DashboardProcess {
         DashboardProcess { child, url: format!("http://{addr}") }
     }
 
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         for _ in 0..300 {
             if reqwest::get(format!("{}/readyz", self.url)).await.is_ok_and(|r| r.status().is_success()) {
                 return;
@@ -52,12 +52,12 @@ impl DashboardProcess {
     }
 
     /// SIGKILL: no shutdown, no cleanup, as when the node dies.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    async fn post(&self, path: &str, body: Option<String>) -> (u16, serde_json::Value) {
+    pub(crate) async fn post(&self, path: &str, body: Option<String>) -> (u16, serde_json::Value) {
         let resp = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
             .header("origin", &self.url)
@@ -72,7 +72,7 @@ impl DashboardProcess {
         (resp.status().as_u16(), resp.json().await.unwrap_or_default())
     }
 
-    async fn get(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn get(&self, path: &str) -> serde_json::Value {
         reqwest::get(format!("{}{path}", self.url)).await.unwrap().json().await.unwrap()
     }
 }
