@@ -72,6 +72,10 @@ test("an operator starts a plan, it advances, and a doubled dose makes it kill t
     assert.match(text, /insulin_short = dose AND insulin_long = dose/, "the SQL as run");
     assert.match(text, /kill/);
     assert.match(await page.locator('[data-testid="plan-why"]').innerText(), /doubled_doses failed/);
+    // The check's recent values are drawn, the failing round among them.
+    await until("the doubled_doses chart shows the failing round", async () =>
+      Number(await page.locator('[data-testid="check-chart-doubled_doses"]').getAttribute("data-points")) >= 2);
+    assert.match(await page.locator('[data-testid="check-chart-doubled_doses"]').innerHTML(), /<svg/);
     await page.screenshot({ path: ".artifacts/autopilot.png", fullPage: true });
   } finally {
     await fetch(`${SIM}/__emulator/doubled`, {

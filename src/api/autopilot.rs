@@ -150,6 +150,14 @@ pub struct PlanView {
     pub guard_override: Option<String>,
 }
 
+/// A check's recent evaluations drawn on the server (an SVG with hover titles).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckChart {
+    pub check: String,
+    pub svg: String,
+    pub points: usize,
+}
+
 /// `GET /api/v1/autopilot`: the active (or latest) plan, its checks' latest verdicts and their
 /// recent history, and the default steps a new plan starts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,4 +168,7 @@ pub struct AutopilotView {
     pub defaults: Vec<PlanStep>,
     pub interval_secs: u64,
     pub me: Option<Identity>,
+    /// Each check with measured values, drawn from `history`.
+    #[serde(default)]
+    pub charts: Vec<CheckChart>,
 }

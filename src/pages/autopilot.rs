@@ -51,6 +51,7 @@ fn Autopilot(
         })}
         <Checks latest=v.latest.clone() interval=v.interval_secs/>
         <History history=v.history.clone()/>
+        <CheckCharts charts=v.charts.clone()/>
         {(operator && !active).then(|| view! { <StartForm defaults=v.defaults.clone() start/> })}
         <p class="detail">"The autopilot never runs the schema downgrade: dropping the split columns loses data. "
             <a href="/rollback">"The guided rollback"</a>" is for a person to start."</p>
@@ -190,6 +191,22 @@ fn History(history: Vec<Evaluation>) -> impl IntoView {
             </ul>
         </Panel>
     }
+}
+
+/// Each check's measured values over its recent rounds, failures marked (drawn on the server).
+#[component]
+fn CheckCharts(charts: Vec<crate::api::autopilot::CheckChart>) -> impl IntoView {
+    (!charts.is_empty()).then(|| {
+        view! {
+            <Panel title="Checks over time" id="autopilot-charts" error=None>
+                <div class="check-charts">
+                    {charts.into_iter().map(|c| view! {
+                        <figure class="chart" data-testid=format!("check-chart-{}", c.check) data-points=c.points.to_string() inner_html=c.svg></figure>
+                    }).collect_view()}
+                </div>
+            </Panel>
+        }
+    })
 }
 
 #[component]

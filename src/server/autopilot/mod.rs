@@ -58,13 +58,23 @@ impl<'a> Service<'a> {
             None => (Vec::new(), Vec::new()),
         };
         let a = &self.state.settings.autopilot;
+        let interval_secs = a.interval_secs.unwrap_or(self.state.settings.refresh_interval_secs);
+        let charts = latest
+            .iter()
+            .filter_map(|e| super::charts::autopilot::check_chart(&e.check, &history, interval_secs))
+            .map(|chart| {
+                let drawn = super::charts::draw_svg(&chart, (480, 170));
+                crate::api::autopilot::CheckChart { check: chart.title, svg: drawn.svg, points: drawn.points }
+            })
+            .collect();
         Ok(AutopilotView {
             plan: plan.map(|p| p.view(Utc::now())),
             latest,
             history,
             defaults: a.steps.clone(),
-            interval_secs: a.interval_secs.unwrap_or(self.state.settings.refresh_interval_secs),
+            interval_secs,
             me: caller.who().cloned(),
+            charts,
         })
     }
 

@@ -3,6 +3,7 @@
 //! hover layer: one strip per point in time whose `<title>` lists every series' value there, so
 //! browsers show the values on hover without script.
 
+pub mod autopilot;
 mod csv;
 pub mod reports;
 pub mod rollout;
