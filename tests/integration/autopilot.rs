@@ -275,6 +275,14 @@ async fn a_custom_promql_check_tolerates_its_failure_limit_then_acts(pool: PgPoo
     assert_eq!(latest["query"], "sum(rate(legacy_dose_used_total[5m]))");
     assert!((latest["value"].as_f64().unwrap() - 0.07).abs() < 1e-6, "{latest}");
     assert_eq!(flag_value(&w), "0", "paused before the first step: the flag never moved");
+    // The operator dismisses the failing check for this step (a reason is required, once).
+    let dismiss = |body: &str| call(&w, As::Operator, "POST", "/api/v1/autopilot/dismiss", Some(body.to_string()));
+    assert_eq!(dismiss(r#"{"check": "legacy_rate"}"#).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(dismiss(r#"{"check": "no_such_check", "reason": "r"}"#).await.0, StatusCode::BAD_REQUEST);
+    let (status, view) = dismiss(r#"{"check": "legacy_rate", "reason": "the legacy rate is known"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["plan"]["dismissed"], serde_json::json!(["legacy_rate"]));
+    assert_eq!(dismiss(r#"{"check": "legacy_rate", "reason": "again"}"#).await.0, StatusCode::CONFLICT);
 }
 
 /// Two dashboard processes on one state database drive one plan; the one that may be driving is

@@ -162,6 +162,20 @@ pub async fn create(db: &PgPool, new: NewPlan<'_>, n: NewEntry) -> Result<Option
     Ok(Some(id))
 }
 
+type PlanUpdate<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Runs a conditional UPDATE of plan `id` and, when it changed the plan, writes its audit entry
+/// in the same transaction. False (nothing written) when the condition no longer held.
+async fn update_with_note(db: &PgPool, id: i64, update: PlanUpdate<'_>, n: NewEntry) -> Result<bool, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let done = update.execute(&mut *tx).await.map_err(db_err)?.rows_affected() == 1;
+    if done {
+        note(&mut tx, id, n).await?;
+        tx.commit().await.map_err(db_err)?;
+    }
+    Ok(done)
+}
+
 /// Moves plan `id` from `from` to `to` (a pause says why; a final state ends it). False when
 /// the plan was not in `from` any more.
 pub async fn transition(
@@ -172,8 +186,7 @@ pub async fn transition(
     pause_reason: Option<&str>,
     n: NewEntry,
 ) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    let done = sqlx::query(
+    let update = sqlx::query(
         "UPDATE autopilot_plans SET state = $3, pause_reason = $4, updated_at = now(),
                 clean_since = CASE WHEN $3 = 'running' THEN clean_since ELSE NULL END,
                 finished_at = CASE WHEN $3 IN ('done', 'killed', 'aborted') THEN now() ELSE finished_at END
@@ -182,17 +195,8 @@ pub async fn transition(
     .bind(id)
     .bind(from.as_str())
     .bind(to.as_str())
-    .bind(pause_reason)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?
-    .rows_affected()
-        == 1;
-    if done {
-        note(&mut tx, id, n).await?;
-        tx.commit().await.map_err(db_err)?;
-    }
-    Ok(done)
+    .bind(pause_reason);
+    update_with_note(db, id, update, n).await
 }
 
 /// Says that step `next`'s flag write is under way (only from step `current`, running).
@@ -212,24 +216,14 @@ pub async fn begin_step(db: &PgPool, id: i64, current: i32, next: i32) -> Result
 
 /// The flag reads step `next`'s percentage: the step begins its bake now.
 pub async fn finish_step(db: &PgPool, id: i64, next: i32, n: NewEntry) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    let done = sqlx::query(
+    let update = sqlx::query(
         "UPDATE autopilot_plans SET current_step = $2, pending_step = NULL, step_started_at = now(),
                 clean_since = NULL, dismissed = '[]'::jsonb, updated_at = now()
           WHERE id = $1 AND pending_step = $2",
     )
     .bind(id)
-    .bind(next)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?
-    .rows_affected()
-        == 1;
-    if done {
-        note(&mut tx, id, n).await?;
-        tx.commit().await.map_err(db_err)?;
-    }
-    Ok(done)
+    .bind(next);
+    update_with_note(db, id, update, n).await
 }
 
 /// The write of the pending step did not happen: forget it.
@@ -257,24 +251,14 @@ pub async fn set_clean(db: &PgPool, id: i64, clean: bool) -> Result<Option<DateT
 
 /// An operator dismissed `check` for the rest of the current step.
 pub async fn dismiss(db: &PgPool, id: i64, step: i32, check: &str, n: NewEntry) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    let done = sqlx::query(
+    let update = sqlx::query(
         "UPDATE autopilot_plans SET dismissed = dismissed || to_jsonb($3::text), updated_at = now()
           WHERE id = $1 AND current_step = $2 AND active AND NOT dismissed ? $3",
     )
     .bind(id)
     .bind(step)
-    .bind(check)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?
-    .rows_affected()
-        == 1;
-    if done {
-        note(&mut tx, id, n).await?;
-        tx.commit().await.map_err(db_err)?;
-    }
-    Ok(done)
+    .bind(check);
+    update_with_note(db, id, update, n).await
 }
 
 pub async fn record_evaluations(db: &PgPool, plan_id: i64, evaluations: &[Evaluation]) -> Result<(), SourceError> {
