@@ -104,6 +104,18 @@ pub async fn refusal_recorded<T>(
     result
 }
 
+/// Who made the latest flag change the trail knows of, and how (`flag.set`, `flag.kill` or
+/// `flag.external_change`): (actor, action).
+pub async fn last_flag_change(db: &PgPool) -> Result<Option<(String, String)>, SourceError> {
+    sqlx::query_as(
+        "SELECT actor, action FROM audit_log WHERE action IN ('flag.set', 'flag.kill', 'flag.external_change')
+            AND outcome = 'done' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(|e| from_sqlx(Source::StateDatabase, &e))
+}
+
 /// Records one entry; returns its id.
 pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: &NewEntry) -> Result<i64, SourceError> {
     bind_entry(

@@ -56,6 +56,15 @@ async fn rounds_until_stopped(w: &ControlWorld) {
     }
 }
 
+/// An operator starts a two-step plan (10 %, then 50 %, an hour each); returns once the flag
+/// reads the first step.
+async fn started_at_10_percent(w: &ControlWorld) {
+    let steps = r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#;
+    let (status, view) = call(w, As::Operator, "POST", "/api/v1/autopilot", start_body(steps)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    rounds_until(w, 20, |w| flag_value(w) == "10").await;
+}
+
 /// Runs rounds until `done` holds (at most `secs` seconds).
 async fn rounds_until(w: &ControlWorld, secs: u64, done: impl Fn(&ControlWorld) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -149,16 +158,7 @@ async fn the_autopilot_steps_forward_while_checks_pass_and_kills_on_a_doubled_do
 #[sqlx::test(migrations = false)]
 async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool: PgPool) {
     let w = autopilot_world(pool, "0").await;
-    let (status, _) = call(
-        &w,
-        As::Operator,
-        "POST",
-        "/api/v1/autopilot",
-        start_body(r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    rounds_until(&w, 20, |w| flag_value(w) == "10").await;
+    started_at_10_percent(&w).await;
     // A viewer may not pause; promote needs a reason.
     let (status, _) = call(&w, As::Viewer, "POST", "/api/v1/autopilot/pause", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -201,16 +201,7 @@ async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool:
 #[sqlx::test(migrations = false)]
 async fn one_replica_drives_at_a_time_and_a_half_done_step_is_finished_without_a_second_write(pool: PgPool) {
     let w = autopilot_world(pool.clone(), "0").await;
-    let (status, _) = call(
-        &w,
-        As::Operator,
-        "POST",
-        "/api/v1/autopilot",
-        start_body(r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    rounds_until(&w, 20, |w| flag_value(w) == "10").await;
+    started_at_10_percent(&w).await;
     let id = store::active_id(&w.pool).await.unwrap().unwrap();
     // A second replica on the same state database.
     let other = dashboard_state_vars(&pool, Some(url_of(&pool)), None, Some(&w.sim.kubeconfig), None, &[]).await;

@@ -199,14 +199,7 @@ async fn kill(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceErro
 /// The flag holds something else than the plan's step: someone or something changed it. A kill
 /// (0 %) ends the plan; any other change pauses it. Either way, who did it is said.
 async fn changed_elsewhere(state: &AppState, plan: &Plan, expected: u8, now_at: u8) -> Result<(), SourceError> {
-    let by: Option<(String, String)> = sqlx::query_as(
-        "SELECT actor, action FROM audit_log WHERE action IN ('flag.set', 'flag.kill', 'flag.external_change')
-            AND outcome = 'done' ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_optional(&state.state_db)
-    .await
-    .ok()
-    .flatten();
+    let by = super::super::audit::last_flag_change(&state.state_db).await.ok().flatten();
     let who = match by {
         Some((actor, action)) if action == "flag.external_change" => format!("outside the dashboard ({actor})"),
         Some((actor, _)) => format!("by {actor}"),

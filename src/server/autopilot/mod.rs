@@ -53,10 +53,11 @@ impl<'a> Service<'a> {
     pub async fn view(&self, caller: &Caller) -> Result<AutopilotView, ApiError> {
         let db = &self.state.state_db;
         let plan = store::latest(db).await?;
-        let (latest, history) = match &plan {
-            Some(p) => (store::evaluations(db, p.id, true, 50).await?, store::evaluations(db, p.id, false, 200).await?),
-            None => (Vec::new(), Vec::new()),
+        let history = match &plan {
+            Some(p) => store::evaluations(db, p.id, 200).await?,
+            None => Vec::new(),
         };
+        let latest = store::latest_of(&history);
         let a = &self.state.settings.autopilot;
         let interval_secs = a.interval_secs.unwrap_or(self.state.settings.refresh_interval_secs);
         let charts = latest

@@ -307,17 +307,31 @@ fn evaluation(r: EvaluationRow) -> Evaluation {
     }
 }
 
-/// The plan's evaluations, newest first (`latest`: only each check's newest).
-pub async fn evaluations(db: &PgPool, plan_id: i64, latest: bool, limit: i64) -> Result<Vec<Evaluation>, SourceError> {
-    let sql = if latest {
-        "SELECT DISTINCT ON (check_name) check_name, at, step, verdict, value, threshold, sample, query, detail, action, acted
-           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY check_name, at DESC, id DESC LIMIT $2"
-    } else {
+/// The plan's newest `limit` evaluations, newest first.
+pub async fn evaluations(db: &PgPool, plan_id: i64, limit: i64) -> Result<Vec<Evaluation>, SourceError> {
+    let rows: Vec<EvaluationRow> = sqlx::query_as(
         "SELECT check_name, at, step, verdict, value, threshold, sample, query, detail, action, acted
-           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
-    };
-    let rows: Vec<EvaluationRow> = sqlx::query_as(sql).bind(plan_id).bind(limit).fetch_all(db).await.map_err(db_err)?;
+           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(plan_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
     Ok(rows.into_iter().map(evaluation).collect())
+}
+
+/// Each check's newest verdict, by check name, from a newest-first history (every round
+/// evaluates every check, so recent history holds each one).
+pub fn latest_of(history: &[Evaluation]) -> Vec<Evaluation> {
+    let mut latest: Vec<Evaluation> = Vec::new();
+    for e in history {
+        if !latest.iter().any(|l| l.check == e.check) {
+            latest.push(e.clone());
+        }
+    }
+    latest.sort_by(|a, b| a.check.cmp(&b.check));
+    latest
 }
 
 /// A check's earlier measurements in a step, newest first: (value, detail).
