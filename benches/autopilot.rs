@@ -5,6 +5,10 @@
 //!    record written at a random moment of the round cycle, BENCH_AUTOPILOT_RUNS times (10).
 //! 2. The sample-ratio test: false alarms over 1,000 simulated healthy windows at 5 % and 50 %,
 //!    and how often it catches writers stuck at 5 % while the flag says 25 %, by window size.
+//! 3. The cost of one evaluation round (every check, as the driver runs them) at BENCH_ROWS rows
+//!    of history_records (default "1000000,10000000", the databases `scripts/bench dashboard`
+//!    seeds), for a plan started 24 hours and 7 days earlier, against the doubled-dose count
+//!    straight from the table (the guide's way) measured in the same run.
 //!
 //! Run with `scripts/bench autopilot` (or `cargo bench --features ssr --bench autopilot` with
 //! DATABASE_URL naming a PostgreSQL server where databases may be created).
@@ -12,12 +16,17 @@
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
+#[path = "common/seeded.rs"]
+mod seeded;
+
 use std::time::{Duration, Instant};
 
 use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::api::auth::{Identity, Role};
+use rollout_dashboard::api::autopilot::PlanState;
 use rollout_dashboard::api::autopilot::{PlanStep, StartPlan};
-use rollout_dashboard::server::autopilot::{drive_forever, stats::sample_ratio_p_value, Service};
+use rollout_dashboard::server::autopilot::store::Plan;
+use rollout_dashboard::server::autopilot::{checks, drive_forever, stats::sample_ratio_p_value, Service};
 use rollout_dashboard::server::caller::Caller;
 use sqlx::postgres::PgPoolOptions;
 use support::*;
@@ -62,8 +71,116 @@ fn sample_ratio_figures() {
     }
 }
 
+/// p50 and p95 in milliseconds of `n` runs of `f`, after one run to warm caches.
+async fn timed<F, Fut>(n: usize, mut f: F) -> (f64, f64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    f().await;
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    (percentile(&ms, 0.5), percentile(&ms, 0.95))
+}
+
+/// One evaluation round at `rows` rows, for plans started 24 h and 7 days before the newest
+/// record: (direct count p50 24 h, 7 d; round p50 24 h, 7 d; round p95 7 d).
+async fn round_cost(admin: &sqlx::PgPool, rows: i64, prom: &str, kubeconfig: &std::path::Path) -> [f64; 5] {
+    let diary = seeded::seeded(admin, rows).await;
+    let name = "rollout_bench_autopilot_state";
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin).await.unwrap();
+    let state_db = PgPoolOptions::new().max_connections(4).connect(&seeded::db_url(name)).await.unwrap();
+    let diary_url = seeded::db_url(&format!("rollout_bench_{rows}"));
+    let settings = "[autopilot]\ninterval_secs = 15\n";
+    let state = dashboard_state_with(&state_db, Some(diary_url), Some(prom), Some(kubeconfig), Some(settings)).await;
+    let newest: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(created_at) FROM history_records").fetch_one(&diary).await.unwrap();
+    let mut out = [0.0; 5];
+    for (i, hours) in [24i64, 24 * 7].into_iter().enumerate() {
+        let since = newest - chrono::Duration::hours(hours);
+        let direct = timed(10, || async {
+            let sql = "SELECT count(*) FROM history_records WHERE created_at >= $1 \
+                       AND dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose";
+            let _: i64 = sqlx::query_scalar(sql).bind(since).fetch_one(&diary).await.unwrap();
+        })
+        .await;
+        let plan = Plan {
+            id: 1,
+            state: PlanState::Running,
+            actor: "bench".into(),
+            reason: "bench".into(),
+            created_at: since,
+            finished_at: None,
+            steps: vec![PlanStep { percentage: 10, bake_secs: 86_400, legacy_ceiling: None }],
+            current_step: 0,
+            step_started_at: Some(since),
+            pending_step: None,
+            clean_since: Some(since),
+            pause_reason: None,
+            dismissed: vec![],
+            guard_override: None,
+        };
+        let round = timed(20, || async {
+            let found = checks::evaluate(&state, &plan, Some(10), chrono::Utc::now()).await;
+            assert!(found.iter().any(|e| e.check == "doubled_doses" && e.value.is_some()), "{found:?}");
+        })
+        .await;
+        out[i] = direct.0;
+        out[2 + i] = round.0;
+        out[4] = round.1;
+    }
+    drop(state_db);
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await.unwrap();
+    out
+}
+
+async fn round_cost_figures(admin: &sqlx::PgPool) {
+    let rows: Vec<i64> = std::env::var("BENCH_ROWS")
+        .unwrap_or_else(|_| "1000000,10000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start("10", 3, None).await;
+    println!("\none evaluation round (every check) against the doubled-dose count read from the table, p50 ms:");
+    println!(
+        "  {:>10} | {:>12} {:>12} | {:>12} {:>12} {:>12} | {:>8} {:>8}",
+        "rows", "direct 24 h", "direct 7 d", "round 24 h", "round 7 d", "round 7d p95", "24 h ×", "7 d ×"
+    );
+    let mut p50s = Vec::new();
+    for r in rows {
+        let f = round_cost(admin, r, &prom.url, &sim.kubeconfig).await;
+        println!(
+            "  {:>10} | {:>12.2} {:>12.2} | {:>12.2} {:>12.2} {:>12.2} | {:>8.1} {:>8.1}",
+            r,
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            f[4],
+            f[0] / f[2],
+            f[1] / f[3]
+        );
+        p50s.push((r, f[3]));
+    }
+    if let (Some(small), Some(big)) = (p50s.first(), p50s.last()) {
+        if big.0 > small.0 {
+            println!("  growth {} → {} rows, round for a 7-day plan: ×{:.2}", small.0, big.0, big.1 / small.1);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benchmarks; nothing to run there.
+    }
     sample_ratio_figures();
 
     let runs: usize = std::env::var("BENCH_AUTOPILOT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
@@ -121,15 +238,20 @@ async fn main() {
         }
     }
     seconds.sort_by(f64::total_cmp);
-    println!(
-        "  min {:.2} s, p50 {:.2} s, p90 {:.2} s, max {:.2} s; two intervals: {} s; the max is {:.2} intervals",
-        seconds[0],
-        percentile(&seconds, 0.5),
-        percentile(&seconds, 0.9),
-        seconds[seconds.len() - 1],
-        2 * interval,
-        seconds[seconds.len() - 1] / interval as f64
-    );
+    if seconds.is_empty() {
+        println!("  (BENCH_AUTOPILOT_RUNS=0: no runs)");
+    } else {
+        println!(
+            "  min {:.2} s, p50 {:.2} s, p90 {:.2} s, max {:.2} s; two intervals: {} s; the max is {:.2} intervals",
+            seconds[0],
+            percentile(&seconds, 0.5),
+            percentile(&seconds, 0.9),
+            seconds[seconds.len() - 1],
+            2 * interval,
+            seconds[seconds.len() - 1] / interval as f64
+        );
+    }
     drop(pool);
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await.unwrap();
+    round_cost_figures(&admin).await;
 }

@@ -501,7 +501,48 @@ def run_faults():
     last_sent = [str(p["percentage"]) for rid, st, p in ledger.sent][-3:]
     check(flag in answered_values[-1:] + last_sent, f"the flag ({flag}) is the last acknowledged change or one in flight at the kill")
     FIGURES["audit"] = {"control_requests": len(ledger.sent), "unanswered_at_kill": unanswered, "audit_entries": entries}
+    run_autopilot_kill()
     run_rollback_kill()
+
+
+def run_autopilot_kill():
+    """SIGKILL of the replica driving an autopilot plan, mid-plan: the restarted dashboard carries
+    the plan on, and each step's flag write happens exactly once."""
+    log("fault: the dashboard killed with SIGKILL while its autopilot drives a plan")
+    op = login("ana", "operator-demo")
+    steps = [{"percentage": 30, "bake_secs": 20}, {"percentage": 35, "bake_secs": 10}]
+    r = post_json("/api/v1/autopilot", {"reason": "proof: SIGKILL of the driving replica", "steps": steps,
+                                        "override_guards_reason": "proof world: earlier faults left guards failing"}, op)
+    check(r.status == 200, f"the plan starts (HTTP {r.status} {r.text()[:300]})")
+    if r.status != 200:
+        return
+    plan_id = r.json()["plan"]["id"]
+
+    def plan():
+        return get("/api/v1/autopilot", cookie=op, timeout=10).json()["plan"]
+
+    wait_until("step 1 to be written", lambda: configmap_flag().rstrip("%") == "30", 60)
+    time.sleep(3)  # inside step 1's bake time
+    check(plan()["current_step"] == 0, "the plan is baking step 1 when the dashboard is killed")
+    DASHBOARD.kill(signal.SIGKILL)
+    killed = time.monotonic()
+    start_dashboard()
+    op = login("ana", "operator-demo")
+    took = wait_until("the restarted dashboard to finish the plan",
+                      lambda: plan()["state"] in ("done", "paused", "killed", "aborted"), 120, 1)
+    p = plan()
+    check(p["id"] == plan_id and p["state"] == "done",
+          f"the restarted dashboard finishes the plan ({p['state']}: {p.get('pause_reason')})")
+    check(configmap_flag().rstrip("%") == "35", f"the flag holds the last step ({configmap_flag()})")
+    entries = audit_entries(op)
+    mine = [e for e in entries if e["actor"] == "autopilot" and e["action"] == "flag.set"
+            and f"autopilot plan #{plan_id}," in (e.get("reason") or "")]
+    written = sorted(e.get("value_after") for e in mine)
+    check(written == ["30", "35"], f"each step's flag write is audited exactly once ({written})")
+    steps_done = [e for e in entries if e["action"] == "autopilot.step" and e["outcome"] == "done"]
+    check(len(steps_done) == 2, f"two 'step reached' entries ({len(steps_done)})")
+    FIGURES["sigkill_autopilot"] = {"plan": p["state"], "flag_writes": written,
+                                    "kill_to_done_s": round(time.monotonic() - killed, 1) if took else None}
 
 
 def run_rollback_kill():
@@ -612,7 +653,7 @@ def check_secrets():
     found = [s[:8] + "…" for s in secrets if s in text]
     check(not found, f"no secret in the dashboard's log ({len(text.splitlines())} lines)" + (f": {found}" if found else ""))
     op = login("ana", "operator-demo")
-    pages = ["/", "/rollout", "/rollback", "/reports", "/audit", "/login", "/api/v1/status", "/api/v1/rollout",
+    pages = ["/", "/rollout", "/rollback", "/autopilot", "/reports", "/audit", "/login", "/api/v1/status", "/api/v1/rollout", "/api/v1/autopilot",
              "/api/v1/rollback", "/api/v1/audit", "/api/v1/deploys", "/metrics", "/api/v1/flag/history"]
     bodies = ""
     for p in pages:

@@ -170,38 +170,65 @@ struct Row {
     request_id: Option<String>,
 }
 
+const COLUMNS: &str =
+    "id, at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id";
+
 /// The newest entries first, optionally of one action.
 pub async fn list(db: &PgPool, limit: i64, action: Option<&str>) -> Result<Vec<AuditEntry>, SourceError> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id
-           FROM audit_log WHERE ($2::text IS NULL OR action = $2) ORDER BY id DESC LIMIT $1",
-    )
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE ($2::text IS NULL OR action = $2) ORDER BY id DESC LIMIT $1"
+    ))
     .bind(limit)
     .bind(action)
     .fetch_all(db)
     .await
     .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AuditEntry {
-            id: r.id,
-            at: r.at,
-            actor: r.actor,
-            role: r.role,
-            action: r.action,
-            target: r.target,
-            value_before: r.value_before,
-            value_after: r.value_after,
-            reason: r.reason,
-            outcome: match r.outcome.as_str() {
+    Ok(rows.into_iter().map(Row::entry).collect())
+}
+
+/// The entries done since `since` whose action is one of `actions`, oldest first (at most
+/// `limit`, the newest kept): the events drawn as markers on the charts.
+pub async fn done_since(
+    db: &PgPool,
+    since: chrono::DateTime<chrono::Utc>,
+    actions: &[&str],
+    limit: i64,
+) -> Result<Vec<AuditEntry>, SourceError> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT * FROM (SELECT {COLUMNS} FROM audit_log
+            WHERE at >= $1 AND action = ANY($2) AND outcome = 'done' ORDER BY id DESC LIMIT $3) newest
+          ORDER BY id"
+    ))
+    .bind(since)
+    .bind(actions)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
+    Ok(rows.into_iter().map(Row::entry).collect())
+}
+
+impl Row {
+    fn entry(self) -> AuditEntry {
+        AuditEntry {
+            id: self.id,
+            at: self.at,
+            actor: self.actor,
+            role: self.role,
+            action: self.action,
+            target: self.target,
+            value_before: self.value_before,
+            value_after: self.value_after,
+            reason: self.reason,
+            outcome: match self.outcome.as_str() {
                 "done" => Outcome::Done,
                 "refused" => Outcome::Refused,
                 _ => Outcome::Failed,
             },
-            outcome_detail: r.outcome_detail,
-            request_id: r.request_id,
-        })
-        .collect())
+            outcome_detail: self.outcome_detail,
+            request_id: self.request_id,
+        }
+    }
 }
 
 /// RFC 4180 CSV of the entries, with a header row. Cells that a spreadsheet would take for a

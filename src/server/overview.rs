@@ -30,7 +30,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
     let window_w: Window = window.parse().map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
     let step = records_step(range_w);
     // Each boxed, so that the joined future stays small wherever it is polled.
-    let (status, summary, doubled, alerts, adoption, series, history) = tokio::join!(
+    let (status, summary, doubled, alerts, adoption, series, history, events) = tokio::join!(
         Box::pin(service::status(state)),
         Box::pin(service::records_summary(state, window_w)),
         Box::pin(service::doubled_records(state, 20)),
@@ -38,8 +38,11 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
         Box::pin(service::adoption(state, range_w)),
         Box::pin(service::records_series(state, range_w, step)),
         Box::pin(service::flag_history(state, range_w)),
+        Box::pin(service::autopilot_events(state, range_w)),
     );
+    // Markers only: without them the charts still say what they measure.
     let history = history.unwrap_or_default();
+    let events = events.unwrap_or_default();
     let prom_caption = format!(
         "Prometheus: {} and {}, last {range}, UTC",
         state.settings.metrics.split_rate("…"),
@@ -47,8 +50,8 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
     );
     let (usage, share) = match &adoption {
         Ok(a) => {
-            let u = draw_svg(&rollout::usage(a, &history, state.flags.version_field()), CHART_SIZE);
-            let s = draw_svg(&rollout::legacy_share(a, &history, state.flags.version_field()), CHART_SIZE);
+            let u = draw_svg(&rollout::usage(a, &history, &events, state.flags.version_field()), CHART_SIZE);
+            let s = draw_svg(&rollout::legacy_share(a, &history, &events, state.flags.version_field()), CHART_SIZE);
             (
                 chart("usage", "Split versus legacy doses", Some(u), &prom_caption, None),
                 chart("share", "Legacy share", Some(s), &prom_caption, None),

@@ -350,6 +350,16 @@ impl DiaryRecords {
         self.summary_between(start, end, schema).await
     }
 
+    /// The counters from `start` until now (the database's clock).
+    pub async fn summary_since(
+        &self,
+        start: DateTime<Utc>,
+        schema: &SchemaState,
+    ) -> Result<RecordSummary, SourceError> {
+        let end = self.db_now().await?;
+        self.summary_between(start, end.max(start), schema).await
+    }
+
     /// The counters for created_at >= start AND created_at < end.
     pub async fn summary_between(
         &self,

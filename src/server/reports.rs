@@ -220,14 +220,17 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
     let mut caption = caption_for(state, kind, range, tz);
     let mut chart = match kind {
         ReportKind::Usage | ReportKind::LegacyShare => {
-            let (adoption, history) =
-                tokio::join!(service::adoption(state, range), service::flag_history(state, range));
+            let (adoption, history, events) = tokio::join!(
+                service::adoption(state, range),
+                service::flag_history(state, range),
+                service::autopilot_events(state, range)
+            );
             let a = adoption?;
-            let history = history.unwrap_or_default();
+            let (history, events) = (history.unwrap_or_default(), events.unwrap_or_default());
             if kind == ReportKind::Usage {
-                charts::rollout::usage(&a, &history, state.flags.version_field())
+                charts::rollout::usage(&a, &history, &events, state.flags.version_field())
             } else {
-                charts::rollout::legacy_share(&a, &history, state.flags.version_field())
+                charts::rollout::legacy_share(&a, &history, &events, state.flags.version_field())
             }
         }
         ReportKind::RecordCategories | ReportKind::InsulinUnits => {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::adoption::Adoption;
 use crate::api::alerts::{Alert, FlagObservation};
+use crate::api::audit::AuditEntry;
 use crate::api::records::{DoubledRecord, RecordSeries, RecordSummary};
 use crate::api::window::Window;
 use crate::api::StatusReport;
@@ -54,6 +55,7 @@ pub struct Services {
     adoption: SingleFlight<Answer<Adoption>>,
     alerts: SingleFlight<Answer<Vec<Alert>>>,
     flag_history: SingleFlight<Answer<Vec<FlagObservation>>>,
+    autopilot_events: SingleFlight<Answer<Vec<AuditEntry>>>,
 }
 
 impl Services {
@@ -68,6 +70,7 @@ impl Services {
             adoption: SingleFlight::new("adoption", refresh, m()),
             alerts: SingleFlight::new("alerts", refresh, m()),
             flag_history: SingleFlight::new("flag_history", refresh, m()),
+            autopilot_events: SingleFlight::new("autopilot_events", refresh, m()),
             health: Health::default(),
             metrics,
         }
@@ -150,6 +153,20 @@ pub async fn adoption(state: &AppState, range: Window) -> Answer<Adoption> {
 
 pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {
     state.services.alerts.get("alerts", || ask(state, Source::Prometheus, super::alerts::rollout_alerts(state))).await
+}
+
+/// The autopilot's starts, pauses, dismissals, kills and ends over the range (the charts'
+/// markers beside the flag changes), oldest first.
+pub async fn autopilot_events(state: &AppState, range: Window) -> Answer<Vec<AuditEntry>> {
+    state
+        .services
+        .autopilot_events
+        .get(&range.to_string(), || {
+            let since = Utc::now() - chrono::Duration::seconds(range.as_secs());
+            let events = super::audit::done_since(&state.state_db, since, super::autopilot::CHART_EVENTS, 200);
+            ask(state, Source::StateDatabase, events)
+        })
+        .await
 }
 
 pub async fn flag_history(state: &AppState, range: Window) -> Answer<Vec<FlagObservation>> {

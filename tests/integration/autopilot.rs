@@ -196,6 +196,14 @@ async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool:
     .await
     .unwrap();
     assert_eq!(actions, ["autopilot.start", "autopilot.step", "autopilot.step", "autopilot.pause", "autopilot.abort"]);
+    // The overview's charts mark the plan's start, its pause and its abort (beside the flag
+    // changes the flag's observer records, which this world does not run).
+    let overview = rollout_dashboard::server::overview::overview(&w.state, "1h", "24h").await.unwrap();
+    let usage = overview.charts.iter().find(|c| c.id == "usage").unwrap();
+    let svg = usage.svg.as_deref().unwrap_or_else(|| panic!("no usage chart: {:?}", usage.error));
+    assert_eq!(svg.matches(r#"class="marker autopilot-event""#).count(), 3, "{svg}");
+    assert!(svg.contains("autopilot pause, by autopilot"), "{svg}");
+    assert!(svg.contains("autopilot abort, by ana"), "{svg}");
 }
 
 #[sqlx::test(migrations = false)]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::api::autopilot::{CheckAction, Evaluation, PlanStep, Verdict};
 
 use super::super::categories::DOUBLED;
-use super::super::error::{from_sqlx, Source, SourceError};
+use super::super::error::{Source, SourceError};
 use super::super::service::{self, ask};
 use super::super::state::AppState;
 use super::plan::legacy_ceiling;
@@ -122,40 +122,45 @@ async fn custom_check(state: &AppState, plan: &Plan, c: &super::custom::CustomCh
 }
 
 /// Any record written since the plan started that copies `dose` into both parts fails at once.
+/// Counted like the records panels: settled hours and minutes from the rollup, only the open
+/// minutes from the table, so a round's cost does not grow with the table or the plan's length.
+/// A record committed more than `SETTLE_SECS` after its `created_at` is found at the rollup's
+/// next recount (records.rs).
 async fn doubled_doses(state: &AppState, since: DateTime<Utc>) -> Found {
     let threshold = "= 0 records";
     let table = &state.settings.schema.table;
-    let sql = format!("SELECT count(*) FROM {table} WHERE created_at >= $1 AND {DOUBLED}");
-    let shown = sql.replace("$1", &format!("'{}'", since.to_rfc3339()));
+    let shown = |end: Option<DateTime<Utc>>| {
+        let until = end.map(|e| format!(" AND created_at < '{}'", e.to_rfc3339())).unwrap_or_default();
+        format!(
+            "SELECT count(*) FROM {table} WHERE created_at >= '{}'{until} AND {DOUBLED} \
+             -- from the counted hours and minutes; the open minutes read from the table",
+            since.to_rfc3339()
+        )
+    };
     let answer = ask(state, Source::DiaryDatabase, async {
-        let diary = state.diary.as_ref().map_err(Clone::clone)?;
-        let schema = diary.schema().await?;
+        let (diary, schema) = service::diary_and_schema(state).await?;
         if !schema.has_split_columns() {
             return Ok(None);
         }
-        let n: i64 = sqlx::query_scalar(&sql)
-            .bind(since)
-            .fetch_one(diary.pool())
-            .await
-            .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
-        Ok(Some(n))
+        let summary = diary.summary_since(since, &schema).await?;
+        Ok(Some((summary.counts.doubled.unwrap_or_default(), summary.window_end)))
     })
     .await;
     match answer {
-        Ok(Some(n)) => Found {
+        Ok(Some((n, end))) => Found {
             verdict: if n == 0 { Verdict::Pass } else { Verdict::Fail },
             value: Some(n as f64),
             threshold: threshold.into(),
             sample: Some(n),
-            query: shown,
+            query: shown(Some(end)),
             detail: if n == 0 {
                 "no record since the plan started copies dose into both parts".into()
             } else {
                 format!("{n} record(s) since the plan started copy dose into both insulin_short and insulin_long")
             },
         },
-        Ok(None) => Found::inconclusive(threshold, shown, "the split columns do not exist"),
-        Err(e) => Found::inconclusive(threshold, shown, e),
+        Ok(None) => Found::inconclusive(threshold, shown(None), "the split columns do not exist"),
+        Err(e) => Found::inconclusive(threshold, shown(None), e),
     }
 }
 

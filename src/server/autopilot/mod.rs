@@ -32,6 +32,19 @@ use super::state::AppState;
 
 pub use driver::drive_forever;
 
+/// The autopilot's audit actions drawn as markers on the rollout charts. Its steps are not among
+/// them: a step is a flag change, drawn as one already (by `autopilot`).
+pub const CHART_EVENTS: &[&str] = &[
+    "autopilot.start",
+    "autopilot.pause",
+    "autopilot.resume",
+    "autopilot.dismiss",
+    "autopilot.kill",
+    "autopilot.end",
+    "autopilot.abort",
+    "autopilot.done",
+];
+
 pub struct Service<'a> {
     state: &'a AppState,
 }

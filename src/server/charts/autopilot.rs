@@ -3,7 +3,7 @@
 
 use crate::api::autopilot::{Evaluation, Verdict};
 
-use super::{palette, Chart, Line, Marker, TimeZoneOffset};
+use super::{palette, Chart, Line, Marker, MarkerKind, TimeZoneOffset};
 
 /// The chart of `check` from `history` (any order), or None when it measured no value.
 pub fn check_chart(check: &str, history: &[Evaluation], interval_secs: u64) -> Option<Chart> {
@@ -18,7 +18,11 @@ pub fn check_chart(check: &str, history: &[Evaluation], interval_secs: u64) -> O
     let markers = mine
         .iter()
         .filter(|e| e.verdict == Verdict::Fail)
-        .map(|e| Marker { at: e.at.timestamp_millis() as f64 / 1000.0, text: format!("fail: {}", e.detail) })
+        .map(|e| Marker {
+            at: e.at.timestamp_millis() as f64 / 1000.0,
+            text: format!("fail: {}", e.detail),
+            kind: MarkerKind::Failure,
+        })
         .collect();
     Some(Chart {
         title: check.to_string(),

@@ -60,6 +60,36 @@ pub struct Line {
 pub struct Marker {
     pub at: f64,
     pub text: String,
+    pub kind: MarkerKind,
+}
+
+/// What a marker stands for, which decides its colour and its class in the hover layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    /// The flag changed (by a person, the autopilot, or outside the dashboard).
+    FlagChange,
+    /// The autopilot started, paused, resumed, had a check dismissed, killed or ended a plan.
+    Autopilot,
+    /// A check failed.
+    Failure,
+}
+
+impl MarkerKind {
+    fn color(self) -> RGBColor {
+        match self {
+            MarkerKind::FlagChange => palette::GREY,
+            MarkerKind::Autopilot => palette::PURPLE,
+            MarkerKind::Failure => palette::VERMILLION,
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            MarkerKind::FlagChange => "marker flag-change",
+            MarkerKind::Autopilot => "marker autopilot-event",
+            MarkerKind::Failure => "marker failure",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +301,8 @@ fn hover_layer(
         let x = x_of(m.at);
         let _ = write!(
             overlay,
-            r#"<rect class="marker" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
+            r#"<rect class="{}" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
+            m.kind.class(),
             x - 3,
             py.start,
             py.end - py.start,
@@ -358,7 +389,7 @@ where
     }
     for m in &chart.markers {
         if m.at >= x0 && m.at <= x1 {
-            let style = ShapeStyle::from(&palette::GREY).stroke_width(1);
+            let style = ShapeStyle::from(&m.kind.color()).stroke_width(1);
             ctx.draw_series(DashedLineSeries::new(vec![(m.at, 0.0), (m.at, ymax)], 3, 3, style))?;
         }
     }
@@ -403,7 +434,7 @@ mod tests {
             }],
             secondary_label: Some("rollout %".into()),
             thresholds: vec![(1.5, "target".into())],
-            markers: vec![Marker { at: 1_700_001_800.0, text: "flag 5 → 25 %".into() }],
+            markers: vec![Marker { at: 1_700_001_800.0, text: "flag 5 → 25 %".into(), kind: MarkerKind::FlagChange }],
             tz: TimeZoneOffset::UTC,
         }
     }

@@ -2,9 +2,10 @@
 
 use crate::api::adoption::Adoption;
 use crate::api::alerts::FlagObservation;
+use crate::api::audit::AuditEntry;
 use crate::api::records::RecordSeries;
 
-use super::{palette, Chart, Line, Marker, TimeZoneOffset};
+use super::{palette, Chart, Line, Marker, MarkerKind, TimeZoneOffset};
 
 /// Flag observations as (time, percentage) points, starting at the left edge of the chart.
 fn flag_points(history: &[FlagObservation], x0: f64) -> Vec<(f64, f64)> {
@@ -33,12 +34,29 @@ fn flag_markers(history: &[FlagObservation], version_field: &str, x0: f64) -> Ve
                     _ => "changed outside the dashboard".to_string(),
                 }
             ),
+            kind: MarkerKind::FlagChange,
         })
         .collect()
 }
 
+/// The flag changes and, beside them, the autopilot's events (start, pause, dismissal, kill,
+/// end): the audit entries `service::autopilot_events` returns.
+fn markers(history: &[FlagObservation], events: &[AuditEntry], version_field: &str, x0: f64) -> Vec<Marker> {
+    let mut all = flag_markers(history, version_field, x0);
+    all.extend(events.iter().filter(|e| e.at.timestamp() as f64 >= x0).map(|e| {
+        let what = e.action.strip_prefix("autopilot.").unwrap_or(&e.action);
+        let mut text = format!("autopilot {what}, by {}", e.actor);
+        for part in [&e.value_after, &e.reason, &e.outcome_detail].into_iter().flatten() {
+            text.push('\n');
+            text.push_str(part);
+        }
+        Marker { at: e.at.timestamp() as f64, text, kind: MarkerKind::Autopilot }
+    }));
+    all
+}
+
 /// Split and legacy doses per second, with the rollout percentage as a step line.
-pub fn usage(a: &Adoption, history: &[FlagObservation], version_field: &str) -> Chart {
+pub fn usage(a: &Adoption, history: &[FlagObservation], events: &[AuditEntry], version_field: &str) -> Chart {
     let x0 = a.range_start.timestamp() as f64;
     Chart {
         title: "Split versus legacy doses".into(),
@@ -73,13 +91,13 @@ pub fn usage(a: &Adoption, history: &[FlagObservation], version_field: &str) -> 
         }],
         secondary_label: Some("rollout percentage".into()),
         thresholds: vec![],
-        markers: flag_markers(history, version_field, x0),
+        markers: markers(history, events, version_field, x0),
         tz: TimeZoneOffset::UTC,
     }
 }
 
 /// Legacy share over time against the target.
-pub fn legacy_share(a: &Adoption, history: &[FlagObservation], version_field: &str) -> Chart {
+pub fn legacy_share(a: &Adoption, history: &[FlagObservation], events: &[AuditEntry], version_field: &str) -> Chart {
     let x0 = a.range_start.timestamp() as f64;
     Chart {
         title: "Legacy share of dose writes".into(),
@@ -97,7 +115,7 @@ pub fn legacy_share(a: &Adoption, history: &[FlagObservation], version_field: &s
         secondary: vec![],
         secondary_label: None,
         thresholds: vec![(a.target * 100.0, format!("target {:.1} %", a.target * 100.0))],
-        markers: flag_markers(history, version_field, x0),
+        markers: markers(history, events, version_field, x0),
         tz: TimeZoneOffset::UTC,
     }
 }
@@ -177,5 +195,30 @@ mod tests {
         assert_eq!(markers[0].text, "flag 5 → 25 (launchdarkly, version 42)\nby ana: step two");
         let markers = flag_markers(&history, "resourceVersion", 0.0);
         assert!(markers[0].text.contains("(launchdarkly, resourceVersion 42)"), "{}", markers[0].text);
+    }
+
+    #[test]
+    fn autopilot_events_become_markers_of_their_own_beside_the_flag_changes() {
+        let history = [observed(0, "5", "41", "configmap"), observed(5, "25", "42", "configmap")];
+        let event = |minute: i64, action: &str, detail: &str| AuditEntry {
+            id: minute,
+            at: chrono::DateTime::from_timestamp(1_700_000_000 + minute * 60, 0).unwrap(),
+            actor: "autopilot".into(),
+            role: "system".into(),
+            action: action.into(),
+            target: String::new(),
+            value_before: None,
+            value_after: None,
+            reason: None,
+            outcome: crate::api::audit::Outcome::Done,
+            outcome_detail: Some(detail.into()),
+            request_id: None,
+        };
+        let events = [event(-3, "autopilot.start", "too early"), event(7, "autopilot.pause", "sample_ratio failed")];
+        let all = markers(&history, &events, "resourceVersion", 1_700_000_000.0);
+        let kinds: Vec<_> = all.iter().map(|m| m.kind).collect();
+        assert_eq!(kinds, [MarkerKind::FlagChange, MarkerKind::Autopilot], "the event before the chart is left out");
+        assert_eq!(all[1].text, "autopilot pause, by autopilot\nsample_ratio failed");
+        assert_eq!(all[1].at, 1_700_000_420.0);
     }
 }
