@@ -56,6 +56,8 @@ test("an operator moves the rollout to 25 %, and the ConfigMap, the audit page a
   const table = await page.locator('[data-testid="audit-table"]').innerText();
   assert.match(table, /ana \(operator\)\s+flag\.set\s+\S+\s+25%?\s+step two of the plan\s+done/);
   assert.match(table, /guards overridden \(no_doubled_records, no_firing_alert\): the doubled row is the known fixture record/);
+  // Below the trail, who was told: this world configures no receiver, and the page says so.
+  assert.match(await page.locator('[data-testid="notify-none"]').innerText(), /No receivers are configured/);
   const csv = await (await fetch(BASE + "/api/v1/audit.csv?action=flag.set")).text();
   assert.match(csv.split("\r\n")[0], /^id,at,actor,role,action,target,value_before,value_after,reason,outcome/);
   assert.match(csv, /,ana,operator,flag\.set,diabetes\/feature-flags\/insulin_dose_split,/);

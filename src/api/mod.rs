@@ -43,6 +43,7 @@ pub mod auth;
 pub mod autopilot;
 pub mod check;
 pub mod codec;
+pub mod notify;
 pub mod overview;
 pub mod records;
 pub mod reports;

@@ -1,9 +1,11 @@
-//! The audit trail: every change and every refused or failed attempt, newest first, with CSV export.
+//! The audit trail: every change and every refused or failed attempt, newest first, with CSV
+//! export; below it, who was told about what (the notification receivers and their deliveries).
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::audit::AuditEntry;
+use crate::api::notify::{DeliveryAttempt, NotificationsView, ReceiverState};
 use crate::components::time::{self, Shown};
 
 const ACTIONS: [(&str, &str); 4] = [
@@ -54,6 +56,77 @@ pub fn AuditPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Notifications/>
+    }
+}
+
+/// Each receiver's state and the newest delivery attempts.
+#[component]
+fn Notifications() -> impl IntoView {
+    let view = Resource::new(|| (), |_| get_notifications());
+    view! {
+        <section class="notifications" data-testid="notifications">
+            <h2>"Notifications"</h2>
+            <Transition fallback=|| view! { <p class="loading">"Reading the deliveries…"</p> }>
+                {move || Suspend::new(async move {
+                    match view.await {
+                        Ok(NotificationsView { receivers, .. }) if receivers.is_empty() => view! {
+                            <p data-testid="notify-none">"No receivers are configured (settings: [[notify.receivers]])."</p>
+                        }.into_any(),
+                        Ok(NotificationsView { receivers, attempts }) => view! {
+                            <table class="audit" data-testid="notify-receivers">
+                                <thead><tr><th>"Receiver"</th><th>"Takes"</th><th>"Waiting"</th><th>"Delivered"</th><th>"Refused by it"</th><th>"State"</th></tr></thead>
+                                <tbody>{receivers.into_iter().map(receiver_row).collect_view()}</tbody>
+                            </table>
+                            <h3>"Recent deliveries"</h3>
+                            <table class="audit" data-testid="notify-attempts">
+                                <thead><tr><th>"Time (UTC)"</th><th>"Receiver"</th><th>"Event"</th><th>"Attempt"</th><th>"Result"</th></tr></thead>
+                                <tbody>{attempts.into_iter().map(attempt_row).collect_view()}</tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn receiver_row(r: ReceiverState) -> impl IntoView {
+    let takes = if r.events.is_empty() { "every event".to_string() } else { r.events.join(", ") };
+    let state = match (&r.unusable, r.failing_since, &r.last_error) {
+        (Some(why), ..) => format!("cannot send: {why}"),
+        (None, Some(since), last) => {
+            format!("failing since {}: {}", time::utc(since, Shown::DateSeconds), last.clone().unwrap_or_default())
+        }
+        _ => "sending".to_string(),
+    };
+    let failing = r.unusable.is_some() || r.failing_since.is_some();
+    view! {
+        <tr class:outcome-failed=failing data-testid=format!("notify-receiver-{}", r.name)>
+            <td>{format!("{} ({})", r.name, r.kind)}</td>
+            <td>{format!("{takes}; {} and above", r.min_severity)}</td>
+            <td>{r.due}</td>
+            <td>{r.delivered}</td>
+            <td>{r.rejected}</td>
+            <td>{state}</td>
+        </tr>
+    }
+}
+
+fn attempt_row(a: DeliveryAttempt) -> impl IntoView {
+    let result = match (a.ok, a.status) {
+        (true, Some(s)) => format!("HTTP {s} in {} ms", a.millis),
+        (_, _) => a.detail.clone().unwrap_or_else(|| "failed".into()),
+    };
+    view! {
+        <tr class=if a.ok { "outcome-done" } else { "outcome-failed" }>
+            <td>{time::utc(a.at, Shown::DateSeconds)}</td>
+            <td>{a.receiver}</td>
+            <td>{format!("{} ({})", a.event, a.severity)}{a.audit_id.map(|id| format!(", entry #{id}"))}</td>
+            <td>{a.attempt}</td>
+            <td>{result}</td>
+        </tr>
     }
 }
 
@@ -67,4 +140,12 @@ pub async fn get_audit(action: Option<String>) -> Result<Vec<AuditEntry>, Server
     crate::server::audit::list(&state.state_db, 500, action.as_deref())
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// Every receiver's state and the newest delivery attempts; the same service call as
+/// `GET /api/v1/notifications`.
+#[server(endpoint = "notifications", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
+pub async fn get_notifications() -> Result<NotificationsView, ServerFnError> {
+    let state = crate::server::fns::server_state()?;
+    crate::server::notify::view(&state).await.map_err(|e| ServerFnError::new(e.to_string()))
 }

@@ -13,6 +13,8 @@ pub enum Access {
     SignedIn,
     /// An operator: everything that changes the rollout, the rollback or the deploy journal.
     Operator,
+    /// A bearer token from the environment, whoever is signed in: Alertmanager's hook.
+    Token,
 }
 
 /// (method, the router's path, an example of it with concrete parameters, access).
@@ -45,6 +47,8 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("GET", "/api/v1/deploys", "/api/v1/deploys", Access::Anyone),
     ("POST", "/api/v1/deploys", "/api/v1/deploys", Access::Operator),
     ("GET", "/api/v1/reports/{file}", "/api/v1/reports/insulin-units.csv", Access::Anyone),
+    ("GET", "/api/v1/notifications", "/api/v1/notifications", Access::Anyone),
+    ("POST", "/api/v1/hooks/alertmanager", "/api/v1/hooks/alertmanager", Access::Token),
     ("GET", "/api/v1/autopilot", "/api/v1/autopilot", Access::Anyone),
     ("POST", "/api/v1/autopilot", "/api/v1/autopilot", Access::Operator),
     ("POST", "/api/v1/autopilot/{action}", "/api/v1/autopilot/pause", Access::Operator),
@@ -75,6 +79,7 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("autopilot", Access::Anyone),
     ("autopilot_start", Access::Operator),
     ("autopilot_act", Access::Operator),
+    ("notifications", Access::Anyone),
 ];
 
 /// The pages (leptos routes), open to anyone: their data comes through the server functions.

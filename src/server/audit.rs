@@ -208,6 +208,31 @@ pub async fn done_since(
     Ok(rows.into_iter().map(Row::entry).collect())
 }
 
+/// The entries of `actions` after `after_id` that `receiver` has not been told about (no
+/// `notify_sent` row), oldest first: the notification outbox (see the migration `notify`).
+pub async fn not_yet_sent(
+    db: &PgPool,
+    receiver: &str,
+    after_id: i64,
+    actions: &[&str],
+    limit: i64,
+) -> Result<Vec<AuditEntry>, SourceError> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM audit_log a
+          WHERE a.id > $2 AND a.action = ANY($3) AND a.outcome <> 'refused'
+            AND NOT EXISTS (SELECT 1 FROM notify_sent s WHERE s.receiver = $1 AND s.audit_id = a.id)
+          ORDER BY a.id LIMIT $4"
+    ))
+    .bind(receiver)
+    .bind(after_id)
+    .bind(actions)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(|err| from_sqlx(Source::StateDatabase, &err))?;
+    Ok(rows.into_iter().map(Row::entry).collect())
+}
+
 impl Row {
     fn entry(self) -> AuditEntry {
         AuditEntry {

@@ -17,6 +17,8 @@ struct Inner {
     backend: BTreeMap<&'static str, (u64, u64, f64)>,
     /// cache → (hits, misses)
     cache: BTreeMap<&'static str, (u64, u64)>,
+    /// (receiver, outcome) → delivery attempts
+    notifications: BTreeMap<(String, &'static str), u64>,
 }
 
 impl OwnMetrics {
@@ -38,6 +40,12 @@ impl OwnMetrics {
         } else {
             e.1 += 1;
         }
+    }
+
+    /// A delivery attempt to a notification receiver: `delivered`, `rejected` or `failed`.
+    pub fn notification(&self, receiver: &str, outcome: &'static str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *g.notifications.entry((receiver.to_string(), outcome)).or_default() += 1;
     }
 
     /// Backend queries made so far for `source`.
@@ -73,6 +81,11 @@ impl OwnMetrics {
         out.push_str("# TYPE rollout_dashboard_cache_misses_total counter\n");
         for (c, (_, m)) in &g.cache {
             let _ = writeln!(out, "rollout_dashboard_cache_misses_total{{cache=\"{c}\"}} {m}");
+        }
+        out.push_str("# HELP rollout_dashboard_notifications_total Delivery attempts to notification receivers.\n");
+        out.push_str("# TYPE rollout_dashboard_notifications_total counter\n");
+        for ((r, o), n) in &g.notifications {
+            let _ = writeln!(out, "rollout_dashboard_notifications_total{{receiver=\"{r}\",outcome=\"{o}\"}} {n}");
         }
         out
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub auth: Arc<super::auth::Auth>,
     /// Write-ahead journal of audited changes (see `audit_journal`).
     pub journal: Arc<super::audit_journal::AuditJournal>,
+    /// Notification receivers and the alert hook's token.
+    pub notify: Arc<super::notify::Receivers>,
 }
 
 /// sqlx migrations of the state database, embedded at build time.
@@ -46,6 +48,7 @@ impl AppState {
     /// Connects everything. Only the state database is required: it is migrated here, and the
     /// dashboard refuses to start without it (it is where the audit trail lives).
     pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
+        let notify = Arc::new(super::notify::Receivers::from_config(&config));
         let settings = config.settings;
         let diary_database_url = config.diary_database_url.clone();
         let timeout = settings.source_timeout();
@@ -110,6 +113,7 @@ impl AppState {
         tracing::info!(path = %journal_path.display(), "audit journal");
         Ok(AppState {
             journal: Arc::new(super::audit_journal::AuditJournal::new(journal_path)),
+            notify,
             auth: Arc::new(auth),
             leptos_options,
             services: Arc::new(super::service::Services::new(settings.refresh_interval())),
@@ -129,6 +133,7 @@ impl AppState {
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
         tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
         tokio::spawn(super::autopilot::drive_forever(self.clone()));
+        self.notify.spawn(self);
         let state = self.clone();
         tokio::spawn(async move { super::rollback::recover(&state).await });
     }

@@ -190,7 +190,9 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
             "rollback" => ("GET", "/api/rollback?restore_data=false".into(), None, ""),
             "rollback_run" => ("GET", "/api/rollback_run?id=1".into(), None, ""),
             "reports" => ("GET", "/api/reports?range=7d".into(), None, ""),
-            "status" | "me" | "audit" | "rollout" | "rollback_progress" => ("GET", format!("/api/{name}"), None, ""),
+            "status" | "me" | "audit" | "rollout" | "rollback_progress" | "notifications" => {
+                ("GET", format!("/api/{name}"), None, "")
+            }
             "rollout_set" => (
                 "POST",
                 "/api/rollout_set".into(),
@@ -284,6 +286,8 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
                 (Access::Operator, As::Anonymous) => status == StatusCode::UNAUTHORIZED,
                 (Access::Operator, As::Viewer) => status == StatusCode::FORBIDDEN,
                 (Access::Operator, _) => !refused,
+                // No session opens the hook: only its bearer token does (none is sent here).
+                (Access::Token, _) => refused,
             };
             // A 404 must be the service's own answer (no such run), never a route that is gone.
             let routed = status != StatusCode::NOT_FOUND || text.contains("not_found") || text.contains("there is no");

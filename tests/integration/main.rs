@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod autopilot;
 mod launchdarkly;
+mod notify;
 mod reports;
 mod rollback;
 mod rollback_recovery;

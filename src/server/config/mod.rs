@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod notify;
 mod sections;
 mod validate;
+pub use notify::*;
 pub use sections::*;
 
 /// A value that must never reach a log or a page (a URL with a password, a token).
@@ -60,6 +62,9 @@ pub struct Config {
     pub proxy_secret: Option<Secret>,
     /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
     pub launchdarkly_token: Option<Secret>,
+    /// The secrets the settings name by environment variable (receivers' URLs, keys and
+    /// tokens; the alert hook's token), by variable name. Unset variables are absent.
+    pub named_secrets: std::collections::BTreeMap<String, Secret>,
     pub settings: Settings,
     /// Where the settings came from, for the log.
     pub settings_file: Option<PathBuf>,
@@ -88,6 +93,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rollback: RollbackSettings,
     pub reports: ReportsSettings,
+    pub notify: NotifySettings,
+    pub hooks: HookSettings,
 }
 
 impl Default for Settings {
@@ -107,6 +114,8 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             rollback: RollbackSettings::default(),
             reports: ReportsSettings::default(),
+            notify: NotifySettings::default(),
+            hooks: HookSettings::default(),
         }
     }
 }
@@ -163,7 +172,16 @@ impl Config {
         } else {
             KubeAccess::None
         };
+        let named_secrets = settings
+            .notify
+            .receivers
+            .iter()
+            .flat_map(ReceiverSettings::env_names)
+            .chain(std::iter::once(settings.hooks.alertmanager.token_env.as_str()))
+            .filter_map(|name| var(name).map(|v| (name.to_string(), Secret::new(v))))
+            .collect();
         Ok(Config {
+            named_secrets,
             diary_database_url: var("DATABASE_URL").map(Secret::new),
             state_database_url: var("STATE_DATABASE_URL")
                 .map(Secret::new)

@@ -1,6 +1,6 @@
 //! The checks a settings document must pass before the dashboard starts with it, by section.
 
-use super::{ConfigError, DowngradeSettings, FlagBackend, Settings};
+use super::{ConfigError, DowngradeSettings, FlagBackend, ReceiverKind, Settings};
 use crate::server::charts::TimeZoneOffset;
 use crate::server::flags::{kubernetes, launchdarkly};
 
@@ -26,6 +26,7 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     rollback(s)?;
     auth(s)?;
     autopilot(s)?;
+    notify(s)?;
     if !(0.0..=1.0).contains(&s.adoption.legacy_share_target) {
         return Err(invalid("adoption.legacy_share_target must be a fraction between 0 and 1"));
     }
@@ -139,4 +140,45 @@ fn is_dns_label(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn notify(s: &Settings) -> Result<(), ConfigError> {
+    let mut names = std::collections::BTreeSet::new();
+    for r in &s.notify.receivers {
+        let what = format!("notify.receivers {:?}", r.name);
+        if r.name.is_empty()
+            || !r.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c))
+        {
+            return Err(invalid(format!("{what}: the name takes lower-case letters, digits, - and _")));
+        }
+        if !names.insert(r.name.as_str()) {
+            return Err(invalid(format!("{what}: two receivers have this name")));
+        }
+        match (&r.url, &r.url_env) {
+            (Some(u), None) if u.starts_with("http://") || u.starts_with("https://") => {}
+            (Some(u), None) => return Err(invalid(format!("{what}: url {u:?} must be an http(s) URL"))),
+            (None, Some(_)) => {}
+            _ => return Err(invalid(format!("{what}: give either url or url_env"))),
+        }
+        if r.kind == ReceiverKind::Alertmanager {
+            return Err(invalid(format!(
+                "{what}: the alertmanager receiver (alerts held while a condition lasts) is not built yet; \
+                 use a webhook receiver meanwhile"
+            )));
+        }
+        if r.kind == ReceiverKind::Grafana && r.secret_env.is_none() {
+            return Err(invalid(format!("{what}: Grafana needs secret_env naming its service-account token")));
+        }
+        if r.timeout_secs.is_some_and(|t| t == 0 || t > 60) {
+            return Err(invalid(format!("{what}: timeout_secs must be between 1 and 60")));
+        }
+    }
+    let (min, max) = s.notify.retry_bounds();
+    if min == 0 || max < min {
+        return Err(invalid("notify.retry_min_secs must be at least 1 and at most notify.retry_max_secs"));
+    }
+    if s.hooks.alertmanager.rules.iter().any(|r| r.match_labels.is_empty()) {
+        return Err(invalid("hooks.alertmanager.rules: every rule needs at least one label in match"));
+    }
+    Ok(())
 }

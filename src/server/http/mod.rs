@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 pub mod middleware;
 mod monitoring;
+mod notify;
 mod reports;
 mod rollback;
 mod rollout;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(rollback::router())
         .merge(autopilot::router())
         .merge(reports::router())
+        .merge(notify::router())
         .layer(axum::middleware::from_fn(extract::request_id));
     Router::new()
         .merge(health::router())

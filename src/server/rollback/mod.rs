@@ -12,6 +12,9 @@
 //! - This file: the service both doors call (start, retry, skip, abort, approve by a second
 //!   operator, the deploy journal).
 
+/// The start entry's detail when the run waits for a second operator (notifications tell it
+/// apart from a start that runs at once).
+pub const AWAITING_APPROVAL: &str = "waiting for a second operator's approval";
 pub mod deploys;
 mod executor;
 pub mod incident;
@@ -109,7 +112,7 @@ impl<'a> Service<'a> {
         let initial = machine::started(s.settings.rollback.require_approval, c.bypass.is_some());
         let detail = match (&c.bypass, initial) {
             (Some(r), _) => Some(format!("approval bypassed in an emergency: {r}")),
-            (None, RunState::AwaitingApproval) => Some("waiting for a second operator's approval".into()),
+            (None, RunState::AwaitingApproval) => Some(AWAITING_APPROVAL.into()),
             _ => None,
         };
         let new = NewRun {

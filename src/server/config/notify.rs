@@ -1,0 +1,208 @@
+//! Settings of the notifications (`[notify]`) and of the inbound alert hook (`[hooks]`). Secrets
+//! (HMAC keys, tokens, Slack URLs) are never in the file: it names the environment variables
+//! that hold them, and `Config` reads those.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    pub receivers: Vec<ReceiverSettings>,
+    /// Back-off after a failed delivery: doubles from `retry_min_secs` up to `retry_max_secs`
+    /// (a receiver's `Retry-After` is honoured within that ceiling).
+    pub retry_min_secs: Option<u64>,
+    pub retry_max_secs: Option<u64>,
+}
+
+impl NotifySettings {
+    pub fn retry_bounds(&self) -> (u64, u64) {
+        (self.retry_min_secs.unwrap_or(1), self.retry_max_secs.unwrap_or(300))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiverKind {
+    /// A JSON POST, signed with HMAC-SHA256 when `secret_env` names a key.
+    Webhook,
+    /// A Slack-compatible incoming webhook (text and blocks).
+    Slack,
+    /// Alertmanager's `POST /api/v2/alerts`: alerts that hold while their condition does.
+    Alertmanager,
+    /// Grafana's `POST /api/annotations` with a service-account token.
+    Grafana,
+}
+
+impl ReceiverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiverKind::Webhook => "webhook",
+            ReceiverKind::Slack => "slack",
+            ReceiverKind::Alertmanager => "alertmanager",
+            ReceiverKind::Grafana => "grafana",
+        }
+    }
+}
+
+/// How much an event matters; receivers take events at or above their `min_severity`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSettings {
+    /// Shown on the page and in the counters; lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    pub kind: ReceiverKind,
+    /// The receiver's URL (Alertmanager and Grafana: the base URL). Either this or `url_env`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable holding the URL, when the URL is itself a secret (Slack's).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// The environment variable holding the webhook's HMAC key or Grafana's token.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The events wanted: audit actions such as `flag.kill`, or `autopilot.*` (default: all).
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// Per request (default 5 s).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+impl ReceiverSettings {
+    /// Whether this receiver wants `event` (an audit action) at `severity`.
+    pub fn wants(&self, event: &str, severity: Severity) -> bool {
+        severity >= self.min_severity
+            && (self.events.is_empty()
+                || self.events.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => event.starts_with(prefix),
+                    None => p == event,
+                }))
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(5))
+    }
+
+    /// The environment variables this receiver reads.
+    pub fn env_names(&self) -> impl Iterator<Item = &str> {
+        self.url_env.iter().chain(self.secret_env.iter()).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HookSettings {
+    pub alertmanager: AlertHookSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertHookSettings {
+    /// The environment variable holding the bearer token Alertmanager sends (unset: the hook
+    /// answers 503 and does nothing).
+    pub token_env: String,
+    /// What a firing alert may do, by the labels it carries. Off unless a rule says so.
+    pub rules: Vec<AlertRule>,
+}
+
+impl Default for AlertHookSettings {
+    fn default() -> Self {
+        AlertHookSettings { token_env: "ROLLOUT_ALERT_HOOK_TOKEN".into(), rules: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// Every one of these labels must be on the alert, with this value.
+    #[serde(rename = "match")]
+    pub match_labels: BTreeMap<String, String>,
+    pub action: HookAction,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HookAction {
+    /// The flag to 0 % through the kill switch.
+    Kill,
+    /// Pause the running autopilot plan.
+    PauseAutopilot,
+    /// Record the alert in the audit trail and do nothing else.
+    Record,
+}
+
+impl HookAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookAction::Kill => "kill",
+            HookAction::PauseAutopilot => "pause_autopilot",
+            HookAction::Record => "record",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receiver_takes_its_events_at_or_above_its_severity() {
+        let r = ReceiverSettings {
+            name: "pager".into(),
+            kind: ReceiverKind::Webhook,
+            url: Some("http://x".into()),
+            url_env: None,
+            secret_env: None,
+            events: vec!["flag.kill".into(), "autopilot.*".into()],
+            min_severity: Severity::Warning,
+            timeout_secs: None,
+        };
+        assert!(r.wants("flag.kill", Severity::Critical));
+        assert!(r.wants("autopilot.pause", Severity::Warning));
+        assert!(!r.wants("autopilot.step", Severity::Info), "below the severity");
+        assert!(!r.wants("flag.set", Severity::Critical), "not among the events");
+        let all = ReceiverSettings { events: vec![], min_severity: Severity::Info, ..r };
+        assert!(all.wants("rollback.start", Severity::Info));
+    }
+
+    #[test]
+    fn receivers_and_rules_are_checked_at_start() {
+        use super::super::Settings;
+        let one = |extra: &str| format!("[[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\n{extra}");
+        assert!(Settings::from_toml(&one("url = \"https://hooks.example/x\"")).is_ok());
+        let refused = |toml: &str| Settings::from_toml(toml).unwrap_err().to_string();
+        assert!(refused(&one("")).contains("either url or url_env"));
+        assert!(refused(&one("url = \"ftp://x\"")).contains("http(s)"));
+        let two = format!("{}{}", one("url = \"http://a\"\n"), one("url = \"http://b\"\n"));
+        assert!(refused(&two).contains("two receivers have this name"));
+        let grafana = "[[notify.receivers]]\nname = \"g\"\nkind = \"grafana\"\nurl = \"http://g\"\n";
+        assert!(refused(grafana).contains("service-account token"));
+        let am = "[[notify.receivers]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://am\"\n";
+        assert!(refused(am).contains("not built yet"));
+        let rule = "[[hooks.alertmanager.rules]]\nmatch = {}\naction = \"kill\"\n";
+        assert!(refused(rule).contains("at least one label"));
+    }
+}

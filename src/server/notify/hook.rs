@@ -1,0 +1,215 @@
+//! `POST /api/v1/hooks/alertmanager`: Alertmanager's webhook (payload version 4) as an order. A
+//! firing alert whose labels match a rule of `hooks.alertmanager.rules` trips the kill switch or
+//! pauses the autopilot, through the same paths as a person, as the actor `alertmanager`. Each
+//! alert acts once (by fingerprint and start time), however often Alertmanager repeats it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::super::audit::{self, NewEntry};
+use super::super::caller::Caller;
+use super::super::config::{AlertRule, HookAction};
+use super::super::error::ApiError;
+use super::super::state::AppState;
+use super::store;
+use crate::api::audit::Outcome;
+use crate::api::autopilot::{PlanAction, PlanActionBody};
+
+/// Alertmanager's webhook body (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    pub version: String,
+    pub status: String,
+    #[serde(default)]
+    pub receiver: String,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    pub fingerprint: String,
+}
+
+/// What the hook did with one delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookAnswer {
+    /// "<alertname> (<fingerprint>): <action>" for each action taken now.
+    pub acted: Vec<String>,
+    /// Alerts that had acted before (a repeated delivery): nothing done again.
+    pub repeated: Vec<String>,
+    /// Alerts no rule matches, or resolved ones.
+    pub ignored: usize,
+}
+
+fn alert_caller(request_id: &str) -> Caller {
+    Caller::system("alertmanager", request_id.to_string())
+}
+
+/// Compares in constant time (the token is a secret).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the bearer token: 403 when the hook has none configured (it is off), 401 otherwise.
+pub fn authorize(state: &AppState, authorization: Option<&str>) -> Result<(), ApiError> {
+    let env = &state.settings.hooks.alertmanager.token_env;
+    let Some(token) = state.notify.hook_token.as_ref() else {
+        return Err(ApiError::Forbidden(format!(
+            "the Alertmanager hook is off: set {env} to the token Alertmanager sends"
+        )));
+    };
+    match authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+        Some(given) if same(given.trim(), token.expose()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthenticated("the bearer token is not the hook's".into())),
+        None => Err(ApiError::Unauthenticated("send the hook's token as Authorization: Bearer <token>".into())),
+    }
+}
+
+fn matches(rule: &AlertRule, labels: &BTreeMap<String, String>) -> bool {
+    rule.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Handles one delivery (already authorized and parsed). The refusals of a bad token or body
+/// are recorded by the caller of this (`refuse`).
+pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<HookAnswer, ApiError> {
+    if p.version != "4" {
+        return Err(ApiError::BadRequest(format!("payload version {:?}: this hook reads version 4", p.version)));
+    }
+    let caller = alert_caller(request_id);
+    let mut answer = HookAnswer { acted: vec![], repeated: vec![], ignored: 0 };
+    for alert in &p.alerts {
+        let actions: Vec<HookAction> = state
+            .settings
+            .hooks
+            .alertmanager
+            .rules
+            .iter()
+            .filter(|r| matches(r, &alert.labels))
+            .map(|r| r.action)
+            .collect();
+        if alert.status != "firing" || actions.is_empty() {
+            answer.ignored += 1;
+            continue;
+        }
+        let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| "(no alertname)".into());
+        for action in actions {
+            let label = format!("{name} ({}): {}", alert.fingerprint, action.as_str());
+            if !store::first_time(&state.state_db, &alert.fingerprint, alert.starts_at, action.as_str()).await? {
+                record(state, &caller, alert, &name, action, Outcome::Refused, "already acted on: a repeated delivery")
+                    .await;
+                answer.repeated.push(label);
+                continue;
+            }
+            match act(state, &caller, alert, &name, action).await {
+                Ok(done) => {
+                    record(state, &caller, alert, &name, action, Outcome::Done, &done).await;
+                    answer.acted.push(label);
+                }
+                Err(e) => {
+                    // Not done: a later delivery of the same alert may try again.
+                    store::forget(&state.state_db, &alert.fingerprint, alert.starts_at, action.as_str()).await?;
+                    record(state, &caller, alert, &name, action, Outcome::Failed, &e.to_string()).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(answer)
+}
+
+fn why(alert: &Alert, name: &str) -> String {
+    let summary = alert.annotations.get("summary").map(|s| format!(": {s}")).unwrap_or_default();
+    format!("Alertmanager alert {name} (fingerprint {}, firing since {}){summary}", alert.fingerprint, alert.starts_at)
+}
+
+async fn act(
+    state: &AppState,
+    caller: &Caller,
+    alert: &Alert,
+    name: &str,
+    action: HookAction,
+) -> Result<String, ApiError> {
+    match action {
+        HookAction::Record => Ok("recorded".into()),
+        HookAction::Kill => {
+            let done = super::super::rollout::kill(state, caller, Some(why(alert, name))).await?;
+            Ok(format!("kill switch: {} → {}", done.before, done.after))
+        }
+        HookAction::PauseAutopilot => {
+            let body = PlanActionBody { reason: Some(why(alert, name)), ..Default::default() };
+            match super::super::autopilot::Service::new(state).act(caller, PlanAction::Pause, body).await {
+                Ok(view) => Ok(format!("autopilot plan #{} paused", view.plan.map(|p| p.id).unwrap_or_default())),
+                Err(ApiError::Conflict { message, .. }) => Ok(format!("nothing to pause: {message}")),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// The alert's audit entry: its labels and fingerprint, what it led to.
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    alert: &Alert,
+    name: &str,
+    action: HookAction,
+    outcome: Outcome,
+    detail: &str,
+) {
+    let labels: Vec<String> = alert.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let entry: NewEntry = caller
+        .entry("hook.alert", format!("alert {}", alert.fingerprint))
+        .values(None, Some(format!("{name}: {}", action.as_str())))
+        .reason(Some(format!("labels {{{}}}, firing since {}", labels.join(", "), alert.starts_at)))
+        .outcome(outcome, Some(detail.to_string()));
+    if let Err(e) = audit::record(&state.state_db, &entry).await {
+        tracing::error!(fingerprint = alert.fingerprint, "cannot record an alert's action in the audit trail: {e}");
+    }
+}
+
+/// A delivery refused before it was read (bad token, bad body): the refusal is audited.
+pub async fn refuse(state: &AppState, request_id: &str, e: ApiError) -> Result<HookAnswer, ApiError> {
+    audit::refusal_recorded(&state.state_db, &alert_caller(request_id), "hook.alert", "alertmanager", Err(e)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_matches_when_every_label_it_names_is_on_the_alert() {
+        let rule = AlertRule {
+            match_labels: [("alertname".into(), "LegacyDoseSurge".into()), ("rollout".into(), "x".into())].into(),
+            action: HookAction::Kill,
+        };
+        let mut labels: BTreeMap<String, String> =
+            [("alertname".into(), "LegacyDoseSurge".into()), ("rollout".into(), "x".into())].into();
+        labels.insert("severity".into(), "page".into());
+        assert!(matches(&rule, &labels));
+        labels.insert("rollout".into(), "y".into());
+        assert!(!matches(&rule, &labels));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "abcd"));
+    }
+
+    #[test]
+    fn the_payload_is_alertmanagers_version_4() {
+        let p: Payload = serde_json::from_str(
+            r#"{"version":"4","groupKey":"{}:{}","truncatedAlerts":0,"status":"firing","receiver":"dashboard",
+                "groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am",
+                "alerts":[{"status":"firing","labels":{"alertname":"A"},"annotations":{"summary":"s"},
+                "startsAt":"2026-12-03T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://p",
+                "fingerprint":"abc123"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((p.version.as_str(), p.alerts[0].fingerprint.as_str()), ("4", "abc123"));
+    }
+}

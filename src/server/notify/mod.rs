@@ -1,0 +1,90 @@
+//! Telling people, and taking orders from alerts.
+//!
+//! - `event`: which audit entries are events, their severity and their sentence.
+//! - `receivers`: the request each kind of receiver gets (signed webhook, Slack, Grafana) and
+//!   how its answer is read.
+//! - `outbox`: delivery from the audit trail, at least once, in order, with back-off, one
+//!   replica per receiver.
+//! - `hook`: Alertmanager's webhook as an order (kill, pause the autopilot).
+//! - `store`: every SQL statement on the notification tables.
+//! - This file: the receivers as configured, and the service both doors call.
+
+pub mod event;
+pub mod hook;
+pub mod outbox;
+pub mod receivers;
+pub mod store;
+
+use crate::api::notify::{NotificationsView, ReceiverState};
+
+use super::config::{Config, ReceiverKind, ReceiverSettings, Secret};
+use super::error::SourceError;
+use super::state::AppState;
+use receivers::Receiver;
+
+/// The receivers as configured: those that can send, those that cannot (a secret they name is
+/// not set) with the reason, and the hook's token.
+#[derive(Debug, Default)]
+pub struct Receivers {
+    pub ready: Vec<Receiver>,
+    pub unusable: Vec<(ReceiverSettings, String)>,
+    pub hook_token: Option<Secret>,
+}
+
+impl Receivers {
+    pub fn from_config(config: &Config) -> Receivers {
+        let mut out = Receivers {
+            hook_token: config.named_secrets.get(&config.settings.hooks.alertmanager.token_env).cloned(),
+            ..Default::default()
+        };
+        for r in &config.settings.notify.receivers {
+            match Receiver::new(r, &config.named_secrets) {
+                Ok(ready) => out.ready.push(ready),
+                Err(why) => {
+                    tracing::error!("notifications: {why}; this receiver gets nothing until it is set");
+                    out.unusable.push((r.clone(), why));
+                }
+            }
+        }
+        out
+    }
+
+    /// One delivery loop per receiver that sends events (Alertmanager's alerts hold by
+    /// condition and are not sent from the audit trail).
+    pub fn spawn(&self, state: &AppState) {
+        for r in self.ready.iter().filter(|r| r.kind() != ReceiverKind::Alertmanager) {
+            tokio::spawn(outbox::deliver_forever(state.clone(), r.clone()));
+        }
+    }
+}
+
+/// Every receiver's state and the newest delivery attempts.
+pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
+    let db = &state.state_db;
+    let actions = event::actions();
+    let mut receivers = Vec::new();
+    let configured = state
+        .notify
+        .ready
+        .iter()
+        .map(|r| (&r.settings, None))
+        .chain(state.notify.unusable.iter().map(|(s, why)| (s, Some(why.clone()))));
+    for (s, unusable) in configured {
+        let first = store::first_id(db, &s.name).await?;
+        let due = store::due_count(db, &s.name, first, &actions).await?;
+        let (delivered, rejected, failing_since, last_error) = store::receiver_counts(db, &s.name).await?;
+        receivers.push(ReceiverState {
+            name: s.name.clone(),
+            kind: s.kind.as_str().into(),
+            events: s.events.clone(),
+            min_severity: s.min_severity.as_str().into(),
+            unusable,
+            due,
+            delivered,
+            rejected,
+            failing_since,
+            last_error,
+        });
+    }
+    Ok(NotificationsView { receivers, attempts: store::recent_attempts(db, 50).await? })
+}

@@ -1,0 +1,167 @@
+//! Delivery: for each receiver, one loop on every replica, one replica at a time (an advisory
+//! lock per receiver). Each pass sends the due entries oldest first and stops at the first that
+//! fails, so a receiver that was down gets everything afterwards, in order. A failure backs off
+//! (doubling, or the receiver's `Retry-After`); other receivers are not held up. The action that
+//! made the entry never waits for any of this.
+
+use std::time::{Duration, Instant};
+
+use super::super::audit;
+use super::super::rollback::with_run_lock;
+use super::super::state::AppState;
+use super::event::{self, Event};
+use super::receivers::{Answer, Origin, Receiver};
+use super::store::{self, Attempt, LOCK_CLASS};
+use crate::server::config::ReceiverKind;
+use crate::server::error::SourceError;
+
+/// How often a receiver with nothing due looks again.
+const POLL: Duration = Duration::from_secs(1);
+
+/// How a pass ended.
+enum Pass {
+    /// Nothing more is due (or another replica holds the receiver).
+    Idle,
+    /// A delivery failed: wait before the next pass.
+    Failed(Option<Duration>),
+}
+
+/// A stable lock id per receiver name (FNV-1a).
+fn lock_id(name: &str) -> i64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    i64::from(h as i32)
+}
+
+pub fn origin(state: &AppState) -> Origin {
+    let flag = match state.settings.flag.backend {
+        crate::server::config::FlagBackend::Launchdarkly => state.settings.flag.launchdarkly_key(),
+        crate::server::config::FlagBackend::Kubernetes => &state.settings.flag.key,
+    };
+    Origin { environment: state.settings.environment.clone(), flag: flag.into() }
+}
+
+/// Sends to `receiver` for as long as the process lives.
+pub async fn deliver_forever(state: AppState, receiver: Receiver) {
+    let (min, max) = state.settings.notify.retry_bounds();
+    let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
+    let mut backoff = min;
+    loop {
+        let wait = match with_run_lock(&state, LOCK_CLASS, lock_id(receiver.name()), pass(&state, &receiver)).await {
+            Ok(Some(Pass::Idle)) | Ok(None) => {
+                backoff = min;
+                POLL
+            }
+            Ok(Some(Pass::Failed(retry_after))) => {
+                let wait = retry_after.unwrap_or(backoff).clamp(min, max);
+                backoff = (backoff * 2).min(max);
+                wait
+            }
+            Err(e) => {
+                tracing::warn!(receiver = receiver.name(), "notifications: {e}");
+                POLL * 5
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One pass: the due entries, oldest first, until one fails.
+async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError> {
+    let db = &state.state_db;
+    let name = receiver.name();
+    let first = store::first_id(db, name).await?;
+    let due = audit::not_yet_sent(db, name, first, &event::actions(), 50).await?;
+    let origin = origin(state);
+    for entry in due {
+        let Some(ev) = Event::of(&entry).filter(|e| receiver.settings.wants(&e.name, e.severity)) else {
+            store::mark(db, name, entry.id, "skipped").await?;
+            continue;
+        };
+        let started = Instant::now();
+        let answer = send(state, receiver, &ev, &origin).await?;
+        let (ok, status, detail) = match &answer {
+            Answer::Delivered { status, .. } => (true, Some(*status), None),
+            Answer::Rejected { status, detail } => (false, Some(*status), Some(detail.clone())),
+            Answer::Failed { status, detail, .. } => (false, *status, Some(detail.clone())),
+        };
+        let attempt = Attempt {
+            receiver: name,
+            audit_id: Some(entry.id),
+            event: &ev.name,
+            severity: ev.severity.as_str(),
+            ok,
+            status,
+            detail,
+            millis: started.elapsed().as_millis(),
+        };
+        store::record_attempt(db, &attempt).await?;
+        match answer {
+            Answer::Delivered { .. } => {
+                state.services.metrics.notification(name, "delivered");
+                store::mark(db, name, entry.id, "delivered").await?;
+            }
+            Answer::Rejected { .. } => {
+                state.services.metrics.notification(name, "rejected");
+                tracing::warn!(receiver = name, event = ev.name, "a receiver refused an event; it is not sent again");
+                store::mark(db, name, entry.id, "rejected").await?;
+            }
+            Answer::Failed { retry_after, .. } => {
+                state.services.metrics.notification(name, "failed");
+                return Ok(Pass::Failed(retry_after));
+            }
+        }
+    }
+    Ok(Pass::Idle)
+}
+
+/// The run a rollback entry is about ("rollback run #12").
+fn run_of(target: &str) -> Option<i64> {
+    target.strip_prefix("rollback run #")?.parse().ok()
+}
+
+/// Sends one event. Grafana draws a rollback run as a region: opened by its start, closed by
+/// its end (done or aborted).
+async fn send(state: &AppState, r: &Receiver, ev: &Event, origin: &Origin) -> Result<Answer, SourceError> {
+    let run = run_of(&ev.entry.target);
+    if r.kind() != ReceiverKind::Grafana || run.is_none() {
+        return Ok(r.send(ev, origin).await);
+    }
+    let (db, run) = (&state.state_db, run.unwrap_or_default());
+    match ev.name.as_str() {
+        "rollback.start" | "rollback.needs_approval" => {
+            let answer = r.send(ev, origin).await;
+            if let Answer::Delivered { annotation_id: Some(id), .. } = answer {
+                store::open_region(db, r.name(), run, id).await?;
+            }
+            Ok(answer)
+        }
+        "rollback.done" | "rollback.abort" => match store::region(db, r.name(), run).await? {
+            Some((id, false)) => {
+                let answer = r.close_region(id, ev.entry.at.timestamp_millis()).await;
+                if matches!(answer, Answer::Delivered { .. }) {
+                    store::close_region(db, r.name(), run).await?;
+                }
+                Ok(answer)
+            }
+            _ => Ok(r.send(ev, origin).await),
+        },
+        _ => Ok(r.send(ev, origin).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_ids_are_stable_and_runs_are_read_from_the_target() {
+        assert_eq!(lock_id("pager"), lock_id("pager"));
+        assert_ne!(lock_id("pager"), lock_id("slack"));
+        assert_eq!(run_of("rollback run #12"), Some(12));
+        assert_eq!(run_of("feature-flags/insulin_dose_split"), None);
+    }
+}

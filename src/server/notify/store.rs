@@ -1,0 +1,219 @@
+//! Every SQL statement on the notification tables (the outbox itself is the audit trail, read in
+//! `audit::not_yet_sent`).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::api::notify::DeliveryAttempt;
+
+use super::super::error::{from_sqlx, Source, SourceError};
+
+/// The advisory-lock class of a receiver's deliveries: one replica sends to it at a time.
+pub const LOCK_CLASS: i32 = 0x4e54_4659; // "NTFY"
+
+fn db_err(e: sqlx::Error) -> SourceError {
+    from_sqlx(Source::StateDatabase, &e)
+}
+
+/// The receiver's first audit id to tell about: entries up to it existed before it was
+/// configured. Registered on first sight, so a new receiver is not flooded with history.
+pub async fn first_id(db: &PgPool, receiver: &str) -> Result<i64, SourceError> {
+    sqlx::query_scalar(
+        "WITH new AS (
+           INSERT INTO notify_receivers (name, first_id)
+           SELECT $1, coalesce((SELECT max(id) FROM audit_log), 0)
+           ON CONFLICT (name) DO NOTHING RETURNING first_id)
+         SELECT first_id FROM new UNION ALL SELECT first_id FROM notify_receivers WHERE name = $1 LIMIT 1",
+    )
+    .bind(receiver)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)
+}
+
+/// The receiver has been told about the entry (or skips it, or refused it): not due again.
+pub async fn mark(db: &PgPool, receiver: &str, audit_id: i64, outcome: &str) -> Result<(), SourceError> {
+    sqlx::query("INSERT INTO notify_sent (receiver, audit_id, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(receiver)
+        .bind(audit_id)
+        .bind(outcome)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// An attempt about to be recorded.
+pub struct Attempt<'a> {
+    pub receiver: &'a str,
+    pub audit_id: Option<i64>,
+    pub event: &'a str,
+    pub severity: &'a str,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub detail: Option<String>,
+    pub millis: u128,
+}
+
+/// Records an attempt; returns its number for this receiver and entry (1 for the first).
+pub async fn record_attempt(db: &PgPool, a: &Attempt<'_>) -> Result<i32, SourceError> {
+    sqlx::query_scalar(
+        "INSERT INTO notify_attempts (receiver, audit_id, event, severity, attempt, ok, status, detail, millis)
+         SELECT $1, $2, $3, $4, 1 + (SELECT count(*) FROM notify_attempts
+                                       WHERE receiver = $1 AND audit_id IS NOT DISTINCT FROM $2 AND event = $3), $5, $6, $7, $8
+         RETURNING attempt",
+    )
+    .bind(a.receiver)
+    .bind(a.audit_id)
+    .bind(a.event)
+    .bind(a.severity)
+    .bind(a.ok)
+    .bind(a.status.map(i32::from))
+    .bind(&a.detail)
+    .bind(i32::try_from(a.millis).unwrap_or(i32::MAX))
+    .fetch_one(db)
+    .await
+    .map_err(db_err)
+}
+
+/// The newest attempts, every receiver.
+pub async fn recent_attempts(db: &PgPool, limit: i64) -> Result<Vec<DeliveryAttempt>, SourceError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        at: DateTime<Utc>,
+        receiver: String,
+        audit_id: Option<i64>,
+        event: String,
+        severity: String,
+        attempt: i32,
+        ok: bool,
+        status: Option<i32>,
+        detail: Option<String>,
+        millis: i32,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, at, receiver, audit_id, event, severity, attempt, ok, status, detail, millis
+           FROM notify_attempts ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DeliveryAttempt {
+            id: r.id,
+            at: r.at,
+            receiver: r.receiver,
+            audit_id: r.audit_id,
+            event: r.event,
+            severity: r.severity,
+            attempt: r.attempt,
+            ok: r.ok,
+            status: r.status,
+            detail: r.detail,
+            millis: r.millis,
+        })
+        .collect())
+}
+
+/// A receiver's counts: (delivered, rejected, failing since, last error).
+pub async fn receiver_counts(
+    db: &PgPool,
+    receiver: &str,
+) -> Result<(i64, i64, Option<DateTime<Utc>>, Option<String>), SourceError> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'delivered'),
+                (SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'rejected'),
+                (SELECT min(at) FROM notify_attempts WHERE receiver = $1 AND NOT ok
+                    AND id > coalesce((SELECT max(id) FROM notify_attempts WHERE receiver = $1 AND ok), 0)),
+                (SELECT detail FROM notify_attempts WHERE receiver = $1 AND NOT ok ORDER BY id DESC LIMIT 1)",
+    )
+    .bind(receiver)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)
+}
+
+/// How many entries wait for the receiver.
+pub async fn due_count(db: &PgPool, receiver: &str, after_id: i64, actions: &[&str]) -> Result<i64, SourceError> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log a
+          WHERE a.id > $2 AND a.action = ANY($3) AND a.outcome <> 'refused'
+            AND NOT EXISTS (SELECT 1 FROM notify_sent s WHERE s.receiver = $1 AND s.audit_id = a.id)",
+    )
+    .bind(receiver)
+    .bind(after_id)
+    .bind(actions)
+    .fetch_one(db)
+    .await
+    .map_err(db_err)
+}
+
+/// Grafana: the region annotation opened for a rollback run, and whether it is closed.
+pub async fn region(db: &PgPool, receiver: &str, run_id: i64) -> Result<Option<(i64, bool)>, SourceError> {
+    sqlx::query_as("SELECT annotation_id, closed FROM grafana_regions WHERE receiver = $1 AND run_id = $2")
+        .bind(receiver)
+        .bind(run_id)
+        .fetch_optional(db)
+        .await
+        .map_err(db_err)
+}
+
+pub async fn open_region(db: &PgPool, receiver: &str, run_id: i64, annotation_id: i64) -> Result<(), SourceError> {
+    sqlx::query(
+        "INSERT INTO grafana_regions (receiver, run_id, annotation_id) VALUES ($1, $2, $3)
+         ON CONFLICT (receiver, run_id) DO UPDATE SET annotation_id = $3, closed = false",
+    )
+    .bind(receiver)
+    .bind(run_id)
+    .bind(annotation_id)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn close_region(db: &PgPool, receiver: &str, run_id: i64) -> Result<(), SourceError> {
+    sqlx::query("UPDATE grafana_regions SET closed = true WHERE receiver = $1 AND run_id = $2")
+        .bind(receiver)
+        .bind(run_id)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// The hook: whether this alert (fingerprint and start) already led to `action`; records it if
+/// not. True when it is new (the caller acts).
+pub async fn first_time(
+    db: &PgPool,
+    fingerprint: &str,
+    starts_at: DateTime<Utc>,
+    action: &str,
+) -> Result<bool, SourceError> {
+    let n = sqlx::query(
+        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(fingerprint)
+    .bind(starts_at)
+    .bind(action)
+    .execute(db)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Forgets that an alert acted (its action failed, so a later delivery may try again).
+pub async fn forget(db: &PgPool, fingerprint: &str, starts_at: DateTime<Utc>, action: &str) -> Result<(), SourceError> {
+    sqlx::query("DELETE FROM alert_hook_actions WHERE fingerprint = $1 AND starts_at = $2 AND action = $3")
+        .bind(fingerprint)
+        .bind(starts_at)
+        .bind(action)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! Notifications and the Alertmanager hook, against a receiver that records what it gets and
+//! fails on demand (500s, 429 with Retry-After), the state database and the emulated cluster.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{patch, post};
+use axum::Router;
+use diary_writer::openmetrics::synthetic;
+use sqlx::PgPool;
+
+use crate::rollout::{call, flag_value, As, ControlWorld, SECRET};
+use crate::support::*;
+
+/// One request a stand-in receiver got: (path, headers, body).
+type Got = (String, HeaderMap, String);
+
+/// A receiver stand-in: records every request and answers `/hook` with the next planned status
+/// (200 once the plan is used up; 429s carry `Retry-After: 1`), everything else with 200.
+#[derive(Clone, Default)]
+struct Recorder {
+    got: Arc<Mutex<Vec<Got>>>,
+    plan: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Recorder {
+    async fn start(&self) -> String {
+        let me = self.clone();
+        let answer = move |path: &'static str| {
+            let me = me.clone();
+            move |headers: HeaderMap, body: String| {
+                let me = me.clone();
+                async move {
+                    me.got.lock().unwrap().push((path.to_string(), headers, body));
+                    let planned = if path == "/hook" { me.plan.lock().unwrap().pop_front() } else { None };
+                    let status = planned.unwrap_or(200);
+                    let mut h = HeaderMap::new();
+                    if status == 429 {
+                        h.insert("retry-after", "1".parse().unwrap());
+                    }
+                    (StatusCode::from_u16(status).unwrap(), h, r#"{"id": 77, "message": "Annotation added"}"#)
+                }
+            }
+        };
+        let app = Router::new()
+            .route("/hook", post(answer("/hook")))
+            .route("/slack", post(answer("/slack")))
+            .route("/api/annotations", post(answer("/api/annotations")))
+            .route("/api/annotations/{id}", patch(answer("/api/annotations/id")));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    fn got(&self, path: &str) -> Vec<(HeaderMap, serde_json::Value)> {
+        let g = self.got.lock().unwrap();
+        g.iter().filter(|(p, ..)| p == path).map(|(_, h, b)| (h.clone(), serde_json::from_str(b).unwrap())).collect()
+    }
+}
+
+const WEBHOOK_KEY: &str = "whk-test-0123456789";
+const HOOK_TOKEN: &str = "am-hook-token-abcdef";
+
+async fn notify_world(pool: PgPool, receiver_url: &str) -> ControlWorld {
+    diary_schema(&pool).await;
+    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
+    let sim = SimulatorHarness::start("25", 3, None).await;
+    let settings = format!(
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+         viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n\
+         [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{receiver_url}/hook\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
+         [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n\
+         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl = \"{receiver_url}\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\nevents = [\"flag.*\"]\n\
+         [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\" }}\naction = \"kill\"\n"
+    );
+    let slack = format!("{receiver_url}/slack");
+    let state = dashboard_state_vars(
+        &pool,
+        Some(url_of(&pool)),
+        Some(&prom.url),
+        Some(&sim.kubeconfig),
+        Some(&settings),
+        &[
+            ("ROLLOUT_PROXY_SECRET", SECRET),
+            ("TEST_WEBHOOK_KEY", WEBHOOK_KEY),
+            ("TEST_SLACK_URL", &slack),
+            ("TEST_GRAFANA_TOKEN", "glsa_test"),
+            ("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN),
+        ],
+    )
+    .await;
+    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
+}
+
+async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "not within {secs} s: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Recomputes the webhook's signature with openssl, apart from the dashboard's own code.
+fn openssl_hmac(key: &str, data: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[sqlx::test(migrations = false)]
+async fn events_reach_every_receiver_in_order_through_failures_signed_and_counted(pool: PgPool) {
+    let rec = Recorder::default();
+    let url = rec.start().await;
+    let w = notify_world(pool, &url).await;
+    // The webhook fails twice (500, then 429 with Retry-After) before it takes anything.
+    rec.plan.lock().unwrap().extend([500, 429]);
+    w.state.notify.spawn(&w.state);
+
+    let version =
+        call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
+    let body = format!(r#"{{"percentage": 30, "reason": "step up", "expected_version": "{version}"}}"#);
+    assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout", Some(body)).await.0, StatusCode::OK);
+    let kill = Some(r#"{"reason": "doubled doses seen"}"#.to_string());
+    assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout/kill", kill).await.0, StatusCode::OK);
+    assert_eq!(flag_value(&w), "0");
+
+    until("the webhook gets both events", 20, || {
+        rec.got("/hook").iter().filter(|(h, _)| h.contains_key("x-rollout-event")).count() >= 4
+    })
+    .await;
+    let hook = rec.got("/hook");
+    // Two failed attempts of the first event, then the first event and the second, in order.
+    let events: Vec<&str> = hook.iter().map(|(_, b)| b["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["flag.set", "flag.set", "flag.set", "flag.kill"], "{hook:?}");
+    let (h, b) = &hook[3];
+    assert_eq!(
+        (b["before"].as_str(), b["after"].as_str(), b["severity"].as_str()),
+        (Some("30"), Some("0"), Some("critical"))
+    );
+    assert_eq!((b["actor"].as_str(), b["environment"].as_str()), (Some("ana"), Some("test")));
+    let sig = h["x-rollout-signature"].to_str().unwrap();
+    let (t, mac) = sig.strip_prefix("t=").unwrap().split_once(",sha256=").unwrap();
+    let raw = rec.got.lock().unwrap().iter().filter(|(p, ..)| p == "/hook").nth(3).unwrap().2.clone();
+    assert_eq!(mac, openssl_hmac(WEBHOOK_KEY, &format!("{t}.{raw}")), "the signature verifies with the shared key");
+    assert_eq!(h["x-rollout-delivery"].to_str().unwrap(), format!("pager-{}", b["id"]));
+
+    // Slack takes critical events only: the kill, as text and blocks.
+    until("Slack gets the kill", 10, || !rec.got("/slack").is_empty()).await;
+    let slack = rec.got("/slack");
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    assert!(slack[0].1["text"].as_str().unwrap().contains("Kill switch: rollout 30 → 0 % by ana"), "{slack:?}");
+    assert_eq!(slack[0].1["blocks"][0]["type"], "header");
+    // Grafana: an annotation per flag event, with the token and the tags.
+    until("Grafana gets both annotations", 10, || rec.got("/api/annotations").len() >= 2).await;
+    let ann = rec.got("/api/annotations");
+    assert_eq!(ann[0].0["authorization"].to_str().unwrap(), "Bearer glsa_test");
+    assert_eq!(ann[1].1["tags"], serde_json::json!(["rollout", "insulin_dose_split", "flag.kill", "critical", "test"]));
+
+    // The page's view: every receiver, the failures and that they are over; /metrics counts.
+    let (status, view) = call(&w, As::Viewer, "GET", "/api/v1/notifications", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let pager = view["receivers"].as_array().unwrap().iter().find(|r| r["name"] == "pager").unwrap().clone();
+    assert_eq!((pager["delivered"].as_i64(), pager["due"].as_i64()), (Some(2), Some(0)), "{pager}");
+    assert!(pager["failing_since"].is_null(), "the failures are over: {pager}");
+    let failed: Vec<&serde_json::Value> =
+        view["attempts"].as_array().unwrap().iter().filter(|a| a["receiver"] == "pager" && a["ok"] == false).collect();
+    assert_eq!(failed.iter().map(|a| a["status"].as_i64().unwrap()).collect::<Vec<_>>(), [429, 500]);
+    assert!(!view.to_string().contains(WEBHOOK_KEY) && !view.to_string().contains("glsa_test"), "no secret shown");
+    let metrics = call_text(&w, "/metrics").await;
+    assert!(
+        metrics.contains(r#"rollout_dashboard_notifications_total{receiver="pager",outcome="delivered"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"rollout_dashboard_notifications_total{receiver="pager",outcome="failed"} 2"#),
+        "{metrics}"
+    );
+    // Nothing is sent twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rec.got("/hook").len(), 4);
+    assert_eq!(rec.got("/slack").len(), 1);
+}
+
+async fn call_text(w: &ControlWorld, path: &str) -> String {
+    use tower::ServiceExt;
+    let req = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+}
+
+/// Posts to the hook with `token` (None: no Authorization header).
+async fn hook(w: &ControlWorld, token: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::post("/api/v1/hooks/alertmanager").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = w.app.clone().oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// (actor, action, outcome, reason, outcome_detail)
+type AuditRow = (String, String, String, Option<String>, Option<String>);
+
+fn payload(alertname: &str, fingerprint: &str) -> String {
+    format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"{alertname}\"}}","truncatedAlerts":0,"status":"firing",
+            "receiver":"dashboard","groupLabels":{{"alertname":"{alertname}"}},"commonLabels":{{}},"commonAnnotations":{{}},
+            "externalURL":"http://alertmanager","alerts":[{{"status":"firing",
+            "labels":{{"alertname":"{alertname}","rollout":"insulin_dose_split","severity":"page"}},
+            "annotations":{{"summary":"legacy writes surge"}},"startsAt":"2026-12-03T10:00:00Z",
+            "endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus/graph","fingerprint":"{fingerprint}"}}]}}"#
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_matching_alert_kills_the_rollout_once_and_bad_calls_are_refused_and_audited(pool: PgPool) {
+    let rec = Recorder::default();
+    let url = rec.start().await;
+    let w = notify_world(pool, &url).await;
+    // Bad tokens and bad bodies: 4xx with a JSON error, nothing done, each audited.
+    let (status, err) = hook(&w, None, &payload("LegacyDoseSurge", "f1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(err["error"].as_str().unwrap().contains("Bearer"), "{err}");
+    assert_eq!(hook(&w, Some("wrong"), &payload("LegacyDoseSurge", "f1")).await.0, StatusCode::UNAUTHORIZED);
+    let (status, err) = hook(&w, Some(HOOK_TOKEN), r#"{"version": "4", "alerts": "nope"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("not Alertmanager's webhook payload"), "{err}");
+    let (status, _) =
+        hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "f1").replace(r#""version":"4""#, r#""version":"3""#))
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(flag_value(&w), "25", "nothing acted");
+    // An alert no rule matches: ignored.
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("SomethingElse", "f0")).await;
+    assert_eq!((status, ans["ignored"].as_u64()), (StatusCode::OK, Some(1)));
+    assert_eq!(flag_value(&w), "25");
+
+    // The matching alert trips the kill switch as the actor alertmanager.
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "f1")).await;
+    assert_eq!(status, StatusCode::OK, "{ans}");
+    assert_eq!(ans["acted"][0], "LegacyDoseSurge (f1): kill");
+    assert_eq!(flag_value(&w), "0");
+    // Alertmanager repeats the notification: no second action.
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "f1")).await;
+    assert_eq!((status, ans["repeated"].as_array().unwrap().len()), (StatusCode::OK, 1), "{ans}");
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT actor, action, outcome, reason, outcome_detail FROM audit_log
+          WHERE action IN ('hook.alert', 'flag.kill') ORDER BY id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    let summary: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("alertmanager", "hook.alert", "refused"),
+            ("alertmanager", "hook.alert", "refused"),
+            ("alertmanager", "hook.alert", "refused"),
+            ("alertmanager", "hook.alert", "refused"),
+            ("alertmanager", "flag.kill", "done"),
+            ("alertmanager", "hook.alert", "done"),
+            ("alertmanager", "hook.alert", "refused"),
+        ],
+        "{rows:?}"
+    );
+    let kill = &rows[4];
+    assert!(kill.3.as_deref().unwrap().contains("LegacyDoseSurge (fingerprint f1"), "{kill:?}");
+    let done = &rows[5];
+    assert!(
+        done.3.as_deref().unwrap().contains("alertname=LegacyDoseSurge")
+            && done.3.as_deref().unwrap().contains("severity=page"),
+        "{done:?}"
+    );
+    assert!(rows[6].4.as_deref().unwrap().contains("already acted"), "{:?}", rows[6]);
+}
