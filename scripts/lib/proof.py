@@ -20,6 +20,8 @@ import threading
 import time
 import urllib.parse
 
+import proof_notify
+
 ENV = os.environ
 RUN = ENV["PROOF_RUN"]
 REFRESH = int(ENV.get("PROOF_REFRESH_SECS", "5"))
@@ -107,11 +109,18 @@ PROMETHEUS = Proc("prometheus", [
 SIMULATOR = Proc("simulator", [
     f"{BIN}/diary-writer", "serve", "--listen", f"127.0.0.1:{ENV['PROOF_SIM_PORT']}",
     "--state-file", f"{RUN}/cluster.json", "--ready-delay-secs", "0.5"],
-    env={"DATABASE_URL": ENV["PROOF_DIARY_URL"], "DEMO_KUBE_TOKEN": ENV["PROOF_KUBE_TOKEN"]})
+    env={"DATABASE_URL": ENV["PROOF_DIARY_URL"], "DEMO_KUBE_TOKEN": ENV["PROOF_KUBE_TOKEN"],
+         "DEMO_GRAFANA_TOKEN": ENV["PROOF_GRAFANA_TOKEN"]})
+ALERTMANAGER = Proc("alertmanager", [
+    "prometheus-alertmanager", f"--config.file={RUN}/alertmanager.yml", f"--storage.path={RUN}/alertmanager-data",
+    f"--web.listen-address=127.0.0.1:{ENV['PROOF_AM_PORT']}", "--cluster.listen-address=", "--log.level=warn"])
 DASHBOARD = Proc("dashboard", [f"{BIN}/rollout-dashboard"], env={
     "DATABASE_URL": ENV["PROOF_DIARY_URL"], "STATE_DATABASE_URL": ENV["PROOF_STATE_URL"],
     "PROMETHEUS_URL": f"http://127.0.0.1:{ENV['PROOF_PROM_PORT']}", "KUBECONFIG": f"{RUN}/kubeconfig",
     "ROLLOUT_CONFIG": f"{RUN}/settings.toml", "LEPTOS_SITE_ADDR": f"127.0.0.1:{SITE_PORT}",
+    "ROLLOUT_ALERT_HOOK_TOKEN": ENV["PROOF_HOOK_TOKEN"], "PROOF_GRAFANA_TOKEN": ENV["PROOF_GRAFANA_TOKEN"],
+    "PROOF_WEBHOOK_KEY": ENV["PROOF_WEBHOOK_KEY"],
+    "PROOF_SLACK_URL": f"http://127.0.0.1:{ENV['PROOF_SIM_PORT']}/stand-ins/slack/oncall",
     "RUST_LOG": "info"}, cwd=ENV["PROOF_REPO"])
 
 
@@ -186,6 +195,8 @@ def start_dashboard():
 
 
 def start_world():
+    ALERTMANAGER.start()
+    wait_until("Alertmanager", lambda: request(int(ENV["PROOF_AM_PORT"]), "GET", "/-/ready", timeout=2).status == 200, 60)
     PROMETHEUS.start()
     wait_until("Prometheus", lambda: request(int(ENV["PROOF_PROM_PORT"]), "GET", "/-/ready", timeout=2).status == 200, 60)
     SIMULATOR.start()
@@ -194,7 +205,7 @@ def start_world():
 
 
 def stop_world():
-    for p in (DASHBOARD, SIMULATOR, PROMETHEUS):
+    for p in (DASHBOARD, SIMULATOR, PROMETHEUS, ALERTMANAGER):
         p.kill(signal.SIGTERM)
 
 
@@ -503,6 +514,7 @@ def run_faults():
     FIGURES["audit"] = {"control_requests": len(ledger.sent), "unanswered_at_kill": unanswered, "audit_entries": entries}
     run_autopilot_kill()
     run_rollback_kill()
+    proof_notify.run(sys.modules[__name__])
 
 
 def run_autopilot_kill():
@@ -647,14 +659,16 @@ def run_soak(minutes):
 def check_secrets():
     """The world's secrets (the Kubernetes token, the users' passwords, the connection strings)
     appear in none of the dashboard's logs and none of its pages and API answers."""
-    secrets = [ENV["PROOF_KUBE_TOKEN"], "operator-demo", "viewer-demo", ENV["PROOF_DIARY_URL"], ENV["PROOF_STATE_URL"]]
+    secrets = [ENV["PROOF_KUBE_TOKEN"], "operator-demo", "viewer-demo", ENV["PROOF_DIARY_URL"], ENV["PROOF_STATE_URL"],
+               ENV["PROOF_HOOK_TOKEN"], ENV["PROOF_GRAFANA_TOKEN"], ENV["PROOF_WEBHOOK_KEY"]]
     logs = [os.path.join(RUN, f) for f in os.listdir(RUN) if f.startswith("dashboard") and f.endswith(".log")]
     text = "".join(open(f, errors="replace").read() for f in logs)
     found = [s[:8] + "…" for s in secrets if s in text]
     check(not found, f"no secret in the dashboard's log ({len(text.splitlines())} lines)" + (f": {found}" if found else ""))
     op = login("ana", "operator-demo")
     pages = ["/", "/rollout", "/rollback", "/autopilot", "/reports", "/audit", "/login", "/api/v1/status", "/api/v1/rollout", "/api/v1/autopilot",
-             "/api/v1/rollback", "/api/v1/audit", "/api/v1/deploys", "/metrics", "/api/v1/flag/history"]
+             "/api/v1/rollback", "/api/v1/audit", "/api/v1/deploys", "/metrics", "/api/v1/flag/history",
+             "/api/v1/notifications"]
     bodies = ""
     for p in pages:
         r = get(p, cookie=op, timeout=30)

@@ -76,12 +76,15 @@ stop_world() {
   WORLD_PIDS=()
 }
 
-# write_prometheus_config FILE RULES SCRAPE_TARGET(optional)
+# write_prometheus_config FILE RULES SCRAPE_TARGET(optional) ALERTMANAGER(optional host:port)
 write_prometheus_config() {
-  local file=$1 rules=$2 target=${3:-}
+  local file=$1 rules=$2 target=${3:-} alertmanager=${4:-}
   {
     echo "global: {scrape_interval: 5s, evaluation_interval: 5s}"
     echo "rule_files: ['$rules']"
+    if [[ -n "$alertmanager" ]]; then
+      echo "alerting: {alertmanagers: [{static_configs: [{targets: ['$alertmanager']}]}]}"
+    fi
     if [[ -n "$target" ]]; then
       cat <<YAML
 scrape_configs:
@@ -101,6 +104,45 @@ start_prometheus() {
   start_bg PROMETHEUS "$logfile" prometheus --config.file="$config" --storage.tsdb.path="$data" \
     --storage.tsdb.retention.time=60d --web.listen-address="127.0.0.1:$port" --log.level=warn
   wait_http "http://127.0.0.1:$port/-/ready" 60
+}
+
+# write_alertmanager_config FILE HOOK_URL TOKEN_FILE: every alert from Prometheus goes to the
+# dashboard's hook (bearer token read from TOKEN_FILE, so no secret is in the config); the
+# dashboard's own alerts (source="rollout-dashboard") are held for people (a real setup routes
+# them to a pager).
+write_alertmanager_config() {
+  local file=$1 hook=$2 token_file=$3
+  cat >"$file" <<YAML
+route:
+  receiver: dashboard-hook
+  group_by: [alertname]
+  group_wait: 5s
+  group_interval: 10s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['source="rollout-dashboard"']
+      receiver: oncall
+receivers:
+  - name: oncall
+  - name: dashboard-hook
+    webhook_configs:
+      - url: '$hook'
+        send_resolved: false
+        http_config: {authorization: {type: Bearer, credentials_file: '$token_file'}}
+YAML
+}
+
+# start_alertmanager CONFIG DATA_DIR PORT LOGFILE (clustering off: one instance)
+start_alertmanager() {
+  local config=$1 data=$2 port=$3 logfile=$4
+  start_bg ALERTMANAGER "$logfile" prometheus-alertmanager --config.file="$config" --storage.path="$data" \
+    --web.listen-address="127.0.0.1:$port" --cluster.listen-address= --log.level=warn
+  wait_http "http://127.0.0.1:$port/-/ready" 60
+}
+
+# random_secret FILE: a 32-hex-digit secret in FILE (mode 600), made once.
+random_secret() {
+  [[ -s "$1" ]] || (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$1")
 }
 
 # Backfills DATA_DIR from an OpenMetrics file (must run before Prometheus opens DATA_DIR).

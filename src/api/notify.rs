@@ -17,6 +17,9 @@ pub struct ReceiverState {
     pub unusable: Option<String>,
     /// Events waiting for it.
     pub due: i64,
+    /// Alertmanager: the alerts it holds firing now (their names).
+    #[serde(default)]
+    pub firing: Vec<String>,
     pub delivered: i64,
     /// Events it refused with a 4xx (not sent again).
     pub rejected: i64,

@@ -93,7 +93,17 @@ fn Notifications() -> impl IntoView {
 }
 
 fn receiver_row(r: ReceiverState) -> impl IntoView {
-    let takes = if r.events.is_empty() { "every event".to_string() } else { r.events.join(", ") };
+    let alerts = r.kind == "alertmanager";
+    let takes = match (alerts, r.events.is_empty()) {
+        (true, _) => "alerts while a condition holds".to_string(),
+        (false, true) => "every event".to_string(),
+        (false, false) => r.events.join(", "),
+    };
+    let waiting = match (alerts, r.firing.is_empty()) {
+        (true, true) => "no alert firing".to_string(),
+        (true, false) => format!("firing: {}", r.firing.join(", ")),
+        (false, _) => r.due.to_string(),
+    };
     let state = match (&r.unusable, r.failing_since, &r.last_error) {
         (Some(why), ..) => format!("cannot send: {why}"),
         (None, Some(since), last) => {
@@ -106,7 +116,7 @@ fn receiver_row(r: ReceiverState) -> impl IntoView {
         <tr class:outcome-failed=failing data-testid=format!("notify-receiver-{}", r.name)>
             <td>{format!("{} ({})", r.name, r.kind)}</td>
             <td>{format!("{takes}; {} and above", r.min_severity)}</td>
-            <td>{r.due}</td>
+            <td>{waiting}</td>
             <td>{r.delivered}</td>
             <td>{r.rejected}</td>
             <td>{state}</td>

@@ -355,3 +355,32 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
         ["10", "20", "30"].iter().map(|v| ("autopilot".to_string(), Some(v.to_string()))).collect();
     assert_eq!(writes, want, "each step written exactly once, by the autopilot");
 }
+
+/// A dry-run check that starts failing is told once (`autopilot.check_failing`, an event the
+/// receivers get), not every round; while it fails, the Alertmanager receiver holds
+/// `AutopilotCheckFailing` for it.
+#[sqlx::test(migrations = false)]
+async fn a_dry_run_check_that_starts_failing_is_an_event_once_and_an_alert_while_it_fails(pool: PgPool) {
+    let custom = "[[autopilot.custom]]\nname = \"legacy_rate\"\nquery = \"sum(rate(legacy_dose_used_total[5m]))\"\n\
+                  condition = \"result < 0.01\"\naction = \"dry_run\"\n";
+    let w = autopilot_world_with(pool, "0", custom).await;
+    started_at_10_percent(&w).await;
+    for _ in 0..4 {
+        driver::tick(&w.state).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failing: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT actor, value_after, reason FROM audit_log WHERE action = 'autopilot.check_failing' ORDER BY id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(failing.len(), 1, "once, on the change to failing: {failing:?}");
+    assert_eq!((failing[0].0.as_str(), failing[0].1.as_deref()), ("autopilot", Some("legacy_rate")));
+    assert!(failing[0].2.as_deref().unwrap().contains("passes when"), "{failing:?}");
+    let (_, view) = call(&w, As::Viewer, "GET", "/api/v1/autopilot", None).await;
+    assert_eq!(view["plan"]["state"], "running", "a dry run never holds the plan: {view}");
+    let alerts = rollout_dashboard::server::notify::alerting::conditions(&w.state).await.unwrap();
+    let names: Vec<(&str, Option<&String>)> = alerts.iter().map(|c| (c.alertname, c.labels.get("check"))).collect();
+    assert_eq!(names, [("AutopilotCheckFailing", Some(&"legacy_rate".to_string()))]);
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod alerting;
 mod auth;
 mod autopilot;
 mod launchdarkly;

@@ -1,82 +1,39 @@
 //! Notifications and the Alertmanager hook, against a receiver that records what it gets and
 //! fails on demand (500s, 429 with Retry-After), the state database and the emulated cluster.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{patch, post};
-use axum::Router;
+use axum::http::StatusCode;
 use diary_writer::openmetrics::synthetic;
+use diary_writer::receivers_api::{Fault, FaultMode, Received};
 use sqlx::PgPool;
 
 use crate::rollout::{call, flag_value, As, ControlWorld, SECRET};
 use crate::support::*;
 
-/// One request a stand-in receiver got: (path, headers, body).
-type Got = (String, HeaderMap, String);
-
-/// A receiver stand-in: records every request and answers `/hook` with the next planned status
-/// (200 once the plan is used up; 429s carry `Retry-After: 1`), everything else with 200.
-#[derive(Clone, Default)]
-struct Recorder {
-    got: Arc<Mutex<Vec<Got>>>,
-    plan: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl Recorder {
-    async fn start(&self) -> String {
-        let me = self.clone();
-        let answer = move |path: &'static str| {
-            let me = me.clone();
-            move |headers: HeaderMap, body: String| {
-                let me = me.clone();
-                async move {
-                    me.got.lock().unwrap().push((path.to_string(), headers, body));
-                    let planned = if path == "/hook" { me.plan.lock().unwrap().pop_front() } else { None };
-                    let status = planned.unwrap_or(200);
-                    let mut h = HeaderMap::new();
-                    if status == 429 {
-                        h.insert("retry-after", "1".parse().unwrap());
-                    }
-                    (StatusCode::from_u16(status).unwrap(), h, r#"{"id": 77, "message": "Annotation added"}"#)
-                }
-            }
-        };
-        let app = Router::new()
-            .route("/hook", post(answer("/hook")))
-            .route("/slack", post(answer("/slack")))
-            .route("/api/annotations", post(answer("/api/annotations")))
-            .route("/api/annotations/{id}", patch(answer("/api/annotations/id")));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
-    }
-
-    fn got(&self, path: &str) -> Vec<(HeaderMap, serde_json::Value)> {
-        let g = self.got.lock().unwrap();
-        g.iter().filter(|(p, ..)| p == path).map(|(_, h, b)| (h.clone(), serde_json::from_str(b).unwrap())).collect()
-    }
+/// What the simulator's receiver stand-in `target` (webhook, slack, grafana) got.
+fn got(w: &ControlWorld, target: &str) -> Vec<Received> {
+    w.sim.stand_ins().received(Some(target))
 }
 
 const WEBHOOK_KEY: &str = "whk-test-0123456789";
 const HOOK_TOKEN: &str = "am-hook-token-abcdef";
 
-async fn notify_world(pool: PgPool, receiver_url: &str) -> ControlWorld {
+/// Receivers pointed at the simulator's stand-ins (Grafana's demands the token `glsa_test`).
+async fn notify_world(pool: PgPool) -> ControlWorld {
     diary_schema(&pool).await;
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start("25", 3, None).await;
+    let receiver_url = format!("{}/stand-ins", sim.url);
     let settings = format!(
         "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
          viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n\
-         [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{receiver_url}/hook\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
+         [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{receiver_url}/webhook/pager\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n\
-         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl = \"{receiver_url}\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\nevents = [\"flag.*\"]\n\
+         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl = \"{receiver_url}/grafana\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\nevents = [\"flag.*\"]\n\
          [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\" }}\naction = \"kill\"\n"
     );
-    let slack = format!("{receiver_url}/slack");
+    let slack = format!("{receiver_url}/slack/oncall");
     let state = dashboard_state_vars(
         &pool,
         Some(url_of(&pool)),
@@ -95,7 +52,7 @@ async fn notify_world(pool: PgPool, receiver_url: &str) -> ControlWorld {
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
-async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
+async fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(std::time::Instant::now() < deadline, "not within {secs} s: {what}");
@@ -119,11 +76,11 @@ fn openssl_hmac(key: &str, data: &str) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn events_reach_every_receiver_in_order_through_failures_signed_and_counted(pool: PgPool) {
-    let rec = Recorder::default();
-    let url = rec.start().await;
-    let w = notify_world(pool, &url).await;
+    let w = notify_world(pool).await;
     // The webhook fails twice (500, then 429 with Retry-After) before it takes anything.
-    rec.plan.lock().unwrap().extend([500, 429]);
+    let fault = |mode| Fault { target: "webhook".into(), mode, count: Some(1), for_secs: None, retry_after_secs: None };
+    w.sim.stand_ins().add_fault(fault(FaultMode::ServerError));
+    w.sim.stand_ins().add_fault(fault(FaultMode::TooMany));
     w.state.notify.spawn(&w.state);
 
     let version =
@@ -134,37 +91,42 @@ async fn events_reach_every_receiver_in_order_through_failures_signed_and_counte
     assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout/kill", kill).await.0, StatusCode::OK);
     assert_eq!(flag_value(&w), "0");
 
-    until("the webhook gets both events", 20, || {
-        rec.got("/hook").iter().filter(|(h, _)| h.contains_key("x-rollout-event")).count() >= 4
-    })
-    .await;
-    let hook = rec.got("/hook");
+    until("the webhook gets both events", 20, || got(&w, "webhook").len() >= 4).await;
+    let hook = got(&w, "webhook");
     // Two failed attempts of the first event, then the first event and the second, in order.
-    let events: Vec<&str> = hook.iter().map(|(_, b)| b["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["flag.set", "flag.set", "flag.set", "flag.kill"], "{hook:?}");
-    let (h, b) = &hook[3];
+    let events: Vec<(&str, u16)> = hook.iter().map(|r| (r.body["event"].as_str().unwrap(), r.status)).collect();
+    assert_eq!(events, [("flag.set", 500), ("flag.set", 429), ("flag.set", 204), ("flag.kill", 204)], "{hook:?}");
+    let (h, b) = (&hook[3].headers, &hook[3].body);
     assert_eq!(
         (b["before"].as_str(), b["after"].as_str(), b["severity"].as_str()),
         (Some("30"), Some("0"), Some("critical"))
     );
     assert_eq!((b["actor"].as_str(), b["environment"].as_str()), (Some("ana"), Some("test")));
-    let sig = h["x-rollout-signature"].to_str().unwrap();
+    let sig = &h["x-rollout-signature"];
     let (t, mac) = sig.strip_prefix("t=").unwrap().split_once(",sha256=").unwrap();
-    let raw = rec.got.lock().unwrap().iter().filter(|(p, ..)| p == "/hook").nth(3).unwrap().2.clone();
-    assert_eq!(mac, openssl_hmac(WEBHOOK_KEY, &format!("{t}.{raw}")), "the signature verifies with the shared key");
-    assert_eq!(h["x-rollout-delivery"].to_str().unwrap(), format!("pager-{}", b["id"]));
+    assert_eq!(
+        mac,
+        openssl_hmac(WEBHOOK_KEY, &format!("{t}.{}", hook[3].raw)),
+        "the signature verifies with the shared key"
+    );
+    assert_eq!(h["x-rollout-delivery"], format!("pager-{}", b["id"]));
 
-    // Slack takes critical events only: the kill, as text and blocks.
-    until("Slack gets the kill", 10, || !rec.got("/slack").is_empty()).await;
-    let slack = rec.got("/slack");
+    // Slack takes critical events only: the kill, as text and blocks (the stand-in checks them
+    // as Slack does: 200 "ok").
+    until("Slack gets the kill", 10, || !got(&w, "slack").is_empty()).await;
+    let slack = got(&w, "slack");
     assert_eq!(slack.len(), 1, "{slack:?}");
-    assert!(slack[0].1["text"].as_str().unwrap().contains("Kill switch: rollout 30 → 0 % by ana"), "{slack:?}");
-    assert_eq!(slack[0].1["blocks"][0]["type"], "header");
+    assert_eq!(slack[0].status, 200, "{slack:?}");
+    assert!(slack[0].body["text"].as_str().unwrap().contains("Kill switch: rollout 30 → 0 % by ana"), "{slack:?}");
+    assert_eq!(slack[0].body["blocks"][0]["type"], "header");
     // Grafana: an annotation per flag event, with the token and the tags.
-    until("Grafana gets both annotations", 10, || rec.got("/api/annotations").len() >= 2).await;
-    let ann = rec.got("/api/annotations");
-    assert_eq!(ann[0].0["authorization"].to_str().unwrap(), "Bearer glsa_test");
-    assert_eq!(ann[1].1["tags"], serde_json::json!(["rollout", "insulin_dose_split", "flag.kill", "critical", "test"]));
+    until("Grafana gets both annotations", 10, || got(&w, "grafana").len() >= 2).await;
+    let ann = got(&w, "grafana");
+    assert_eq!((ann[0].status, ann[0].headers["authorization"].as_str()), (200, "Bearer glsa_test"));
+    assert_eq!(
+        ann[1].body["tags"],
+        serde_json::json!(["rollout", "insulin_dose_split", "flag.kill", "critical", "test"])
+    );
 
     // The page's view: every receiver, the failures and that they are over; /metrics counts.
     let (status, view) = call(&w, As::Viewer, "GET", "/api/v1/notifications", None).await;
@@ -187,8 +149,8 @@ async fn events_reach_every_receiver_in_order_through_failures_signed_and_counte
     );
     // Nothing is sent twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(rec.got("/hook").len(), 4);
-    assert_eq!(rec.got("/slack").len(), 1);
+    assert_eq!(got(&w, "webhook").len(), 4);
+    assert_eq!(got(&w, "slack").len(), 1);
 }
 
 async fn call_text(w: &ControlWorld, path: &str) -> String {
@@ -227,9 +189,7 @@ fn payload(alertname: &str, fingerprint: &str) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn a_matching_alert_kills_the_rollout_once_and_bad_calls_are_refused_and_audited(pool: PgPool) {
-    let rec = Recorder::default();
-    let url = rec.start().await;
-    let w = notify_world(pool, &url).await;
+    let w = notify_world(pool).await;
     // Bad tokens and bad bodies: 4xx with a JSON error, nothing done, each audited.
     let (status, err) = hook(&w, None, &payload("LegacyDoseSurge", "f1")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

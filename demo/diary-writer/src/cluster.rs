@@ -51,6 +51,8 @@ struct Inner {
     /// The share (0 to 100) of split-writing clients that copy `dose` into both parts: the
     /// defect the autopilot must catch.
     doubled_percent: u32,
+    /// Entries a second written by old clients that ignore the flag (a legacy surge).
+    legacy_clients_per_s: f64,
 }
 
 impl Cluster {
@@ -67,7 +69,14 @@ impl Cluster {
             .unwrap_or(initial);
         let ready = snap.desired_replicas;
         Cluster {
-            inner: Mutex::new(Inner { snap, ready, last_step: Instant::now(), fault: Fault::None, doubled_percent: 0 }),
+            inner: Mutex::new(Inner {
+                snap,
+                ready,
+                last_step: Instant::now(),
+                fault: Fault::None,
+                doubled_percent: 0,
+                legacy_clients_per_s: 0.0,
+            }),
             state_file,
             ready_delay,
             token,
@@ -118,6 +127,14 @@ impl Cluster {
 
     pub fn set_doubled_percent(&self, percent: u32) {
         self.lock().doubled_percent = percent.min(100);
+    }
+
+    pub fn legacy_clients_per_s(&self) -> f64 {
+        self.lock().legacy_clients_per_s
+    }
+
+    pub fn set_legacy_clients_per_s(&self, per_s: f64) {
+        self.lock().legacy_clients_per_s = per_s.clamp(0.0, 1000.0);
     }
 
     /// Replace the ConfigMap's data when `expected_version` (if any) matches.

@@ -34,6 +34,19 @@ pub fn router(world: &World) -> Router<World> {
         .merge(k8s.route_layer(middleware::from_fn_with_state(world.clone(), guard)))
         .route("/__emulator/fault", post(set_fault))
         .route("/__emulator/doubled", post(set_doubled))
+        .route("/__emulator/legacy_clients", post(set_legacy_clients))
+}
+
+#[derive(serde::Deserialize)]
+struct LegacyClients {
+    per_s: f64,
+}
+
+/// `POST /__emulator/legacy_clients {"per_s": 3}`: old clients that ignore the flag write that
+/// many legacy entries a second on top of the replicas' own (0 stops them): a legacy surge.
+async fn set_legacy_clients(State(world): State<World>, Json(l): Json<LegacyClients>) -> impl IntoResponse {
+    world.cluster.set_legacy_clients_per_s(l.per_s);
+    Json(json!({"legacy_clients_per_s": world.cluster.legacy_clients_per_s()}))
 }
 
 #[derive(serde::Deserialize)]

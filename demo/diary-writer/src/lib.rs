@@ -8,6 +8,7 @@ pub mod diary_api;
 pub mod kube_api;
 pub mod launchdarkly_api;
 pub mod openmetrics;
+pub mod receivers_api;
 pub mod seed;
 pub mod writer;
 
@@ -25,15 +26,18 @@ pub struct World {
     pub launchdarkly: Arc<launchdarkly_api::Stub>,
     /// The ConfigMap key whose percentage decides which users write split parts.
     pub flag_key: String,
+    /// The receivers the dashboard notifies (Slack, Grafana, a webhook), standing in.
+    pub receivers: Arc<receivers_api::StandIns>,
 }
 
 /// One router for the whole simulator: the legacy diary API, the Prometheus exporter and the
-/// emulated Kubernetes and LaunchDarkly endpoints, all on one port.
+/// emulated Kubernetes and LaunchDarkly endpoints and the receiver stand-ins, all on one port.
 pub fn router(world: World) -> Router {
     Router::new()
         .merge(diary_api::router())
         .merge(counters::router())
         .merge(kube_api::router(&world))
         .merge(launchdarkly_api::router())
+        .merge(receivers_api::router())
         .with_state(world)
 }

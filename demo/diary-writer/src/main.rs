@@ -1,7 +1,8 @@
 //! `diary-writer`: the demo world's simulator. Subcommands:
 //! - `seed`: fill history_records with a rollout-shaped history
 //! - `backfill`: write the OpenMetrics history of the two counters for promtool
-//! - `serve`: the writer replicas, the legacy diary API, `/metrics` and the emulated Kubernetes API
+//! - `serve`: the writer replicas, the legacy diary API, `/metrics`, the emulated Kubernetes API and
+//!   the receiver stand-ins (Slack, Grafana, a webhook)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the `serve` variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Fill history_records (only when it is empty, unless --force).
@@ -93,6 +96,9 @@ enum Command {
         /// project `diary`, environment `production`, at the seeded percentage).
         #[arg(long, env = "DEMO_LAUNCHDARKLY_TOKEN")]
         launchdarkly_token: Option<String>,
+        /// Service-account token the Grafana stand-in demands (unset: any Bearer token).
+        #[arg(long, env = "DEMO_GRAFANA_TOKEN")]
+        grafana_token: Option<String>,
     },
 }
 
@@ -149,6 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             state_file,
             token,
             launchdarkly_token,
+            grafana_token,
         } => {
             let launchdarkly = diary_writer::launchdarkly_api::Stub::new(launchdarkly_token);
             launchdarkly.put_boolean_rollout(
@@ -185,6 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 launchdarkly: Arc::new(launchdarkly),
                 diary: pool.clone(),
                 flag_key,
+                receivers: Arc::new(diary_writer::receivers_api::StandIns::new(grafana_token)),
             };
             if let Some(p) = pool {
                 tokio::spawn(writer::run(world.clone(), p, rate_per_replica));

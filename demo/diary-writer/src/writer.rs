@@ -119,17 +119,25 @@ pub async fn insert(world: &World, pool: &PgPool, e: Entry, note: Option<&str>) 
 
 /// Runs forever: every tick, each ready replica writes `per_replica_per_s * tick` entries on average.
 pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
-    if per_replica_per_s <= 0.0 {
-        return;
-    }
+    let per_replica_per_s = per_replica_per_s.max(0.0);
     let tick = Duration::from_millis(250);
     let mut owed = 0.0f64;
+    let mut legacy_owed = 0.0f64;
     let mut n: u64 = 1_000_000;
     let schema_cache = Arc::new(tokio::sync::Mutex::new((false, std::time::Instant::now() - Duration::from_secs(60))));
     loop {
         tokio::time::sleep(tick).await;
         let ready = world.cluster.ready_replicas().max(0) as f64;
         owed += ready * per_replica_per_s * tick.as_secs_f64();
+        legacy_owed += world.cluster.legacy_clients_per_s() * tick.as_secs_f64();
+        while legacy_owed >= 1.0 {
+            legacy_owed -= 1.0;
+            n += 1;
+            if let Err(e) = insert(&world, &pool, entry_with_fault(n, 0, false, 0), None).await {
+                tracing::warn!(error = %e, "an old client could not insert an entry");
+                break;
+            }
+        }
         if owed < 1.0 {
             continue;
         }

@@ -82,6 +82,7 @@ async fn round(state: &AppState, id: i64) -> Result<(), SourceError> {
         }
     }
     let mut evaluations = checks::evaluate(state, &plan, percentage, now).await;
+    newly_failing(state, &plan, &evaluations).await?;
     if plan.state != PlanState::Running {
         return store::record_evaluations(db, id, &evaluations).await;
     }
@@ -110,6 +111,38 @@ async fn round(state: &AppState, id: i64) -> Result<(), SourceError> {
     let clean_since = store::set_clean(db, id, clean).await?;
     if clean && baked(&plan, clean_since, now) {
         return next_step(state, &plan, "every check passed for the whole bake time").await;
+    }
+    Ok(())
+}
+
+/// Audits `autopilot.check_failing` (an event receivers are told of) for each check that has just
+/// started failing and that no pause or kill of this round will tell of: a dry run, or any check
+/// of a paused plan. Dismissed checks are not news.
+async fn newly_failing(
+    state: &AppState,
+    plan: &Plan,
+    evaluations: &[crate::api::autopilot::Evaluation],
+) -> Result<(), SourceError> {
+    let db = &state.state_db;
+    let before = store::latest_of(&store::evaluations(db, plan.id, 2 * evaluations.len() as i64).await?);
+    let acts =
+        |e: &crate::api::autopilot::Evaluation| plan.state == PlanState::Running && e.action != CheckAction::DryRun;
+    for e in evaluations {
+        let was_failing = before.iter().any(|b| b.check == e.check && b.verdict == Verdict::Fail);
+        if e.verdict != Verdict::Fail || was_failing || acts(e) || plan.dismissed.contains(&e.check) {
+            continue;
+        }
+        let n = note("autopilot.check_failing")
+            .values(None, Some(e.check.clone()))
+            .reason(Some(format!(
+                "plan #{}: {} (passes when {}, value {})",
+                plan.id,
+                e.detail,
+                e.threshold,
+                shown(e.value)
+            )))
+            .outcome(Outcome::Done, Some(format!("{} check, not acted on", e.action.as_str())));
+        super::super::audit::record(db, &n).await?;
     }
     Ok(())
 }

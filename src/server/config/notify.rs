@@ -89,6 +89,9 @@ pub struct ReceiverSettings {
     /// Per request (default 5 s).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Alertmanager: how often holding alerts are posted again (default 60 s, as Prometheus).
+    #[serde(default)]
+    pub resend_secs: Option<u64>,
 }
 
 impl ReceiverSettings {
@@ -100,6 +103,10 @@ impl ReceiverSettings {
                     Some(prefix) => event.starts_with(prefix),
                     None => p == event,
                 }))
+    }
+
+    pub fn resend(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.resend_secs.unwrap_or(60).max(1))
     }
 
     pub fn timeout(&self) -> std::time::Duration {
@@ -179,6 +186,7 @@ mod tests {
             events: vec!["flag.kill".into(), "autopilot.*".into()],
             min_severity: Severity::Warning,
             timeout_secs: None,
+            resend_secs: None,
         };
         assert!(r.wants("flag.kill", Severity::Critical));
         assert!(r.wants("autopilot.pause", Severity::Warning));
@@ -201,7 +209,9 @@ mod tests {
         let grafana = "[[notify.receivers]]\nname = \"g\"\nkind = \"grafana\"\nurl = \"http://g\"\n";
         assert!(refused(grafana).contains("service-account token"));
         let am = "[[notify.receivers]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://am\"\n";
-        assert!(refused(am).contains("not built yet"));
+        assert!(Settings::from_toml(am).is_ok());
+        assert!(refused(&format!("{am}events = [\"flag.kill\"]\n")).contains("alerts by condition"));
+        assert!(refused(&one("url = \"http://a\"\nresend_secs = 5")).contains("only for alertmanager"));
         let rule = "[[hooks.alertmanager.rules]]\nmatch = {}\naction = \"kill\"\n";
         assert!(refused(rule).contains("at least one label"));
     }

@@ -160,11 +160,14 @@ fn notify(s: &Settings) -> Result<(), ConfigError> {
             (None, Some(_)) => {}
             _ => return Err(invalid(format!("{what}: give either url or url_env"))),
         }
-        if r.kind == ReceiverKind::Alertmanager {
+        if r.kind == ReceiverKind::Alertmanager && !r.events.is_empty() {
             return Err(invalid(format!(
-                "{what}: the alertmanager receiver (alerts held while a condition lasts) is not built yet; \
-                 use a webhook receiver meanwhile"
+                "{what}: Alertmanager gets alerts by condition (killed, paused, failing, stopped), not events; \
+                 remove events (min_severity still applies)"
             )));
+        }
+        if r.kind != ReceiverKind::Alertmanager && r.resend_secs.is_some() {
+            return Err(invalid(format!("{what}: resend_secs is only for alertmanager receivers")));
         }
         if r.kind == ReceiverKind::Grafana && r.secret_env.is_none() {
             return Err(invalid(format!("{what}: Grafana needs secret_env naming its service-account token")));

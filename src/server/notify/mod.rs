@@ -5,10 +5,12 @@
 //!   how its answer is read.
 //! - `outbox`: delivery from the audit trail, at least once, in order, with back-off, one
 //!   replica per receiver.
+//! - `alerting`: Alertmanager as a receiver: alerts that fire while a condition holds.
 //! - `hook`: Alertmanager's webhook as an order (kill, pause the autopilot).
 //! - `store`: every SQL statement on the notification tables.
 //! - This file: the receivers as configured, and the service both doors call.
 
+pub mod alerting;
 pub mod event;
 pub mod hook;
 pub mod outbox;
@@ -49,11 +51,14 @@ impl Receivers {
         out
     }
 
-    /// One delivery loop per receiver that sends events (Alertmanager's alerts hold by
-    /// condition and are not sent from the audit trail).
+    /// One loop per receiver: events from the audit trail, or (Alertmanager) alerts held
+    /// while their condition does.
     pub fn spawn(&self, state: &AppState) {
-        for r in self.ready.iter().filter(|r| r.kind() != ReceiverKind::Alertmanager) {
-            tokio::spawn(outbox::deliver_forever(state.clone(), r.clone()));
+        for r in &self.ready {
+            match r.kind() {
+                ReceiverKind::Alertmanager => tokio::spawn(alerting::hold_forever(state.clone(), r.clone())),
+                _ => tokio::spawn(outbox::deliver_forever(state.clone(), r.clone())),
+            };
         }
     }
 }
@@ -70,9 +75,15 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
         .map(|r| (&r.settings, None))
         .chain(state.notify.unusable.iter().map(|(s, why)| (s, Some(why.clone()))));
     for (s, unusable) in configured {
-        let first = store::first_id(db, &s.name).await?;
-        let due = store::due_count(db, &s.name, first, &actions).await?;
-        let (delivered, rejected, failing_since, last_error) = store::receiver_counts(db, &s.name).await?;
+        let alerts = s.kind == ReceiverKind::Alertmanager;
+        let (due, firing) = if alerts {
+            let firing = store::firing_alerts(db, &s.name).await?;
+            (0, firing.iter().map(|a| a.labels["alertname"].as_str().unwrap_or_default().to_string()).collect())
+        } else {
+            let first = store::first_id(db, &s.name).await?;
+            (store::due_count(db, &s.name, first, &actions).await?, vec![])
+        };
+        let (delivered, rejected, failing_since, last_error) = store::receiver_counts(db, &s.name, alerts).await?;
         receivers.push(ReceiverState {
             name: s.name.clone(),
             kind: s.kind.as_str().into(),
@@ -80,6 +91,7 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
             min_severity: s.min_severity.as_str().into(),
             unusable,
             due,
+            firing,
             delivered,
             rejected,
             failing_since,

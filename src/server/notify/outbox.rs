@@ -19,7 +19,7 @@ use crate::server::error::SourceError;
 const POLL: Duration = Duration::from_secs(1);
 
 /// How a pass ended.
-enum Pass {
+pub(super) enum Pass {
     /// Nothing more is due (or another replica holds the receiver).
     Idle,
     /// A delivery failed: wait before the next pass.
@@ -27,7 +27,7 @@ enum Pass {
 }
 
 /// A stable lock id per receiver name (FNV-1a).
-fn lock_id(name: &str) -> i64 {
+pub(super) fn lock_id(name: &str) -> i64 {
     let mut h: u32 = 0x811c_9dc5;
     for b in name.bytes() {
         h ^= u32::from(b);

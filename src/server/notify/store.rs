@@ -118,19 +118,23 @@ pub async fn recent_attempts(db: &PgPool, limit: i64) -> Result<Vec<DeliveryAtte
         .collect())
 }
 
-/// A receiver's counts: (delivered, rejected, failing since, last error).
+/// A receiver's counts: (delivered, rejected, failing since, last error). An Alertmanager
+/// receiver's deliveries are its posts that went through (`by_posts`), not audit entries.
 pub async fn receiver_counts(
     db: &PgPool,
     receiver: &str,
+    by_posts: bool,
 ) -> Result<(i64, i64, Option<DateTime<Utc>>, Option<String>), SourceError> {
     sqlx::query_as(
-        "SELECT (SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'delivered'),
+        "SELECT CASE WHEN $2 THEN (SELECT count(*) FROM notify_attempts WHERE receiver = $1 AND ok)
+                     ELSE (SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'delivered') END,
                 (SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'rejected'),
                 (SELECT min(at) FROM notify_attempts WHERE receiver = $1 AND NOT ok
                     AND id > coalesce((SELECT max(id) FROM notify_attempts WHERE receiver = $1 AND ok), 0)),
                 (SELECT detail FROM notify_attempts WHERE receiver = $1 AND NOT ok ORDER BY id DESC LIMIT 1)",
     )
     .bind(receiver)
+    .bind(by_posts)
     .fetch_one(db)
     .await
     .map_err(db_err)
@@ -216,4 +220,50 @@ pub async fn forget(db: &PgPool, fingerprint: &str, starts_at: DateTime<Utc>, ac
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+/// An alert held firing in an Alertmanager receiver.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FiringAlert {
+    pub key: String,
+    pub labels: serde_json::Value,
+    pub annotations: serde_json::Value,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// The alerts held firing in `receiver`, oldest first.
+pub async fn firing_alerts(db: &PgPool, receiver: &str) -> Result<Vec<FiringAlert>, SourceError> {
+    sqlx::query_as(
+        "SELECT key, labels, annotations, starts_at FROM notify_alerts WHERE receiver = $1 ORDER BY starts_at, key",
+    )
+    .bind(receiver)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)
+}
+
+/// After a delivered post: `hold` are firing (kept, first start kept), `gone` resolved.
+pub async fn hold_alerts(db: &PgPool, receiver: &str, hold: &[FiringAlert], gone: &[&str]) -> Result<(), SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    for a in hold {
+        sqlx::query(
+            "INSERT INTO notify_alerts (receiver, key, labels, annotations, starts_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (receiver, key) DO UPDATE SET annotations = $4, last_sent = now()",
+        )
+        .bind(receiver)
+        .bind(&a.key)
+        .bind(&a.labels)
+        .bind(&a.annotations)
+        .bind(a.starts_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    sqlx::query("DELETE FROM notify_alerts WHERE receiver = $1 AND key = ANY($2)")
+        .bind(receiver)
+        .bind(gone)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
 }

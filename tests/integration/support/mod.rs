@@ -15,6 +15,10 @@ use diary_writer::openmetrics::{self, CounterSeries};
 use rollout_dashboard::server::config::Config;
 use rollout_dashboard::server::state::AppState;
 
+mod alertmanager;
+#[allow(unused_imports)]
+pub use alertmanager::AlertmanagerHarness;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -34,6 +38,15 @@ impl PrometheusHarness {
 
     /// Also loads an alerting-rules file (YAML text).
     pub fn start_with_rules(series: &[CounterSeries], rules: Option<&str>) -> PrometheusHarness {
+        Self::start_alerting(series, rules, None)
+    }
+
+    /// Also sends its firing alerts to the Alertmanager at `alertmanager` (host:port).
+    pub fn start_alerting(
+        series: &[CounterSeries],
+        rules: Option<&str>,
+        alertmanager: Option<&str>,
+    ) -> PrometheusHarness {
         let dir = tempfile::tempdir().unwrap();
         let om = dir.path().join("history.om");
         std::fs::write(&om, openmetrics::render(series)).unwrap();
@@ -52,15 +65,23 @@ impl PrometheusHarness {
             std::fs::write(&path, rules).unwrap();
             cfg.push_str(&format!("rule_files: ['{}']\n", path.display()));
         }
+        if let Some(am) = alertmanager {
+            cfg.push_str(&format!("alerting: {{alertmanagers: [{{static_configs: [{{targets: ['{am}']}}]}}]}}\n"));
+        }
         std::fs::write(&config, cfg).unwrap();
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             format!("--config.file={}", config.display()),
             format!("--storage.tsdb.path={}", data.display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--storage.tsdb.retention.time=60d".to_string(),
             "--log.level=error".to_string(),
         ];
+        if alertmanager.is_some() {
+            // Its first notification can leave before the Alertmanager is discovered (dropped);
+            // the next comes after the resend delay, a minute by default.
+            args.push("--rules.alert.resend-delay=1s".to_string());
+        }
         let child = Self::spawn(&args);
         let url = format!("http://127.0.0.1:{port}");
         let h = PrometheusHarness { url, child, args, _dir: dir };
@@ -98,7 +119,7 @@ impl PrometheusHarness {
                 Duration::from_millis(200),
             )
             .is_ok()
-                && ureq_ready(&self.url);
+                && ureq_ready(&self.url, "/-/ready");
             if ok {
                 return;
             }
@@ -108,15 +129,15 @@ impl PrometheusHarness {
     }
 }
 
-/// A tiny blocking GET of /-/ready, without pulling in another HTTP client.
-fn ureq_ready(base: &str) -> bool {
+/// A tiny blocking GET of `path` (200 or not), without pulling in another HTTP client.
+pub fn ureq_ready(base: &str, path: &str) -> bool {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /-/ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).is_err() {
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).is_err() {
         return false;
     }
     let mut buf = String::new();
@@ -171,6 +192,7 @@ impl SimulatorHarness {
             launchdarkly: launchdarkly.clone(),
             diary,
             flag_key: "insulin_dose_split".into(),
+            receivers: Arc::new(diary_writer::receivers_api::StandIns::new(Some("glsa_test".into()))),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -192,6 +214,11 @@ impl SimulatorHarness {
 
     pub fn set_fault(&self, fault: Fault) {
         self.cluster.set_fault(fault);
+    }
+
+    /// The receiver stand-ins (Slack, Grafana, a webhook) on the same port, under `/stand-ins`.
+    pub fn stand_ins(&self) -> Arc<diary_writer::receivers_api::StandIns> {
+        self.world.receivers.clone()
     }
 }
 
