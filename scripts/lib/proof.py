@@ -107,7 +107,7 @@ PROMETHEUS = Proc("prometheus", [
     "--storage.tsdb.retention.time=60d", f"--web.listen-address=127.0.0.1:{ENV['PROOF_PROM_PORT']}",
     "--log.level=warn"])
 SIMULATOR = Proc("simulator", [
-    f"{BIN}/diary-writer", "serve", "--listen", f"127.0.0.1:{ENV['PROOF_SIM_PORT']}",
+    f"{BIN}/diary-writer", "serve", "--rbac-role", f"{ENV['PROOF_REPO']}/deploy/role.yaml", "--listen", f"127.0.0.1:{ENV['PROOF_SIM_PORT']}",
     "--state-file", f"{RUN}/cluster.json", "--ready-delay-secs", "0.5"],
     env={"DATABASE_URL": ENV["PROOF_DIARY_URL"], "DEMO_KUBE_TOKEN": ENV["PROOF_KUBE_TOKEN"],
          "DEMO_GRAFANA_TOKEN": ENV["PROOF_GRAFANA_TOKEN"]})

@@ -67,7 +67,7 @@ impl Cluster {
 
     pub async fn configmap(&self, name: &str) -> Result<ConfigMap, SourceError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        api.get(name).await.map_err(|e| describe(e, "configmap", name, &self.namespace))
+        api.get(name).await.map_err(|e| describe(e, GET_CONFIGMAP, name, &self.namespace))
     }
 
     /// Sets one key of a ConfigMap, only if the ConfigMap is still at `expected_version`
@@ -80,7 +80,7 @@ impl Cluster {
         expected_version: &str,
     ) -> Result<ConfigMap, ConditionalWriteError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let mut cm = api.get(name).await.map_err(|e| describe(e, "configmap", name, &self.namespace))?;
+        let mut cm = api.get(name).await.map_err(|e| describe(e, GET_CONFIGMAP, name, &self.namespace))?;
         if cm.metadata.resource_version.as_deref() != Some(expected_version) {
             return Err(ConditionalWriteError::Conflict { current_version: cm.metadata.resource_version });
         }
@@ -90,13 +90,13 @@ impl Cluster {
             Err(kube::Error::Api(status)) if status.is_conflict() => {
                 Err(ConditionalWriteError::Conflict { current_version: None })
             }
-            Err(e) => Err(ConditionalWriteError::Source(describe(e, "configmap", name, &self.namespace))),
+            Err(e) => Err(ConditionalWriteError::Source(describe(e, UPDATE_CONFIGMAP, name, &self.namespace))),
         }
     }
 
     pub async fn deployment_replicas(&self, name: &str) -> Result<Replicas, SourceError> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-        let d = api.get(name).await.map_err(|e| describe(e, "deployment", name, &self.namespace))?;
+        let d = api.get(name).await.map_err(|e| describe(e, GET_DEPLOYMENT, name, &self.namespace))?;
         let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
         Ok(Replicas { desired, ready })
@@ -114,10 +114,40 @@ pub enum ConditionalWriteError {
 }
 
 /// A kube-rs error as one sentence about the object it concerned.
-fn describe(e: kube::Error, kind: &str, name: &str, namespace: &str) -> SourceError {
+/// One kind of call the dashboard makes: its RBAC verb and resource (deploy/role.yaml grants
+/// exactly these).
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    /// The object's kind, in messages.
+    pub kind: &'static str,
+}
+
+const GET_CONFIGMAP: Call = Call { verb: "get", resource: "configmaps", kind: "configmap" };
+const UPDATE_CONFIGMAP: Call = Call { verb: "update", resource: "configmaps", kind: "configmap" };
+const GET_DEPLOYMENT: Call = Call { verb: "get", resource: "deployments", kind: "deployment" };
+const PATCH_SCALE: Call = Call { verb: "patch", resource: "deployments/scale", kind: "deployment" };
+
+/// The sentence for a 403: which verb on which resource the service account lacks, and where to
+/// grant it.
+pub fn forbidden_sentence(call: Call, name: &str, namespace: &str) -> String {
+    format!(
+        "the dashboard's service account may not {} {} \"{name}\" in namespace {namespace} (HTTP 403 Forbidden). \
+         Its Role must allow the verb \"{}\" on resource \"{}\" for resourceNames [\"{name}\"] \
+         (deploy/role.yaml has it; check the Role and RoleBinding applied to this cluster)",
+        call.verb, call.resource, call.verb, call.resource
+    )
+}
+
+fn describe(e: kube::Error, call: Call, name: &str, namespace: &str) -> SourceError {
+    let kind = call.kind;
     match e {
         kube::Error::Api(status) if status.is_not_found() => {
             SourceError::Missing { system: SOURCE, detail: format!("{kind} {namespace}/{name} does not exist") }
+        }
+        kube::Error::Api(status) if status.code == 403 => {
+            SourceError::Rejected { system: SOURCE, detail: forbidden_sentence(call, name, namespace) }
         }
         kube::Error::Api(status) => SourceError::Rejected {
             system: SOURCE,
@@ -159,7 +189,7 @@ impl Cluster {
         api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| ())
-            .map_err(|e| describe(e, "deployment", name, &self.namespace))
+            .map_err(|e| describe(e, PATCH_SCALE, name, &self.namespace))
     }
 
     pub fn namespace(&self) -> &str {

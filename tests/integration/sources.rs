@@ -209,6 +209,11 @@ async fn kube_rs_reads_the_flag_and_the_writer_through_a_kubeconfig() {
     let r = cluster.deployment_replicas("diary-writer").await.unwrap();
     assert_eq!((r.desired, r.ready), (3, 3));
 
+    // The shipped Role names only feature-flags: another map is forbidden before it is looked
+    // up, as RBAC does; with every call allowed, a missing map is said to be missing.
+    let e = cluster.configmap("no-such-map").await.unwrap_err();
+    assert!(e.to_string().contains("may not get configmaps \"no-such-map\""), "{e}");
+    sim.cluster.set_role(None);
     let e = cluster.configmap("no-such-map").await.unwrap_err();
     assert!(matches!(e, SourceError::Missing { .. }), "{e:?}");
     assert_eq!(e.to_string(), "configmap diabetes/no-such-map does not exist");

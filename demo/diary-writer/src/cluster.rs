@@ -53,6 +53,8 @@ struct Inner {
     doubled_percent: u32,
     /// Entries a second written by old clients that ignore the flag (a legacy surge).
     legacy_clients_per_s: f64,
+    /// The Role the API server enforces (None: everything is allowed).
+    role: Option<crate::rbac::Role>,
 }
 
 impl Cluster {
@@ -76,6 +78,7 @@ impl Cluster {
                 fault: Fault::None,
                 doubled_percent: 0,
                 legacy_clients_per_s: 0.0,
+                role: None,
             }),
             state_file,
             ready_delay,
@@ -127,6 +130,15 @@ impl Cluster {
 
     pub fn set_doubled_percent(&self, percent: u32) {
         self.lock().doubled_percent = percent.min(100);
+    }
+
+    /// Enforce `role` (RBAC) on every Kubernetes call from now on.
+    pub fn set_role(&self, role: Option<crate::rbac::Role>) {
+        self.lock().role = role;
+    }
+
+    pub fn role(&self) -> Option<crate::rbac::Role> {
+        self.lock().role.clone()
     }
 
     pub fn legacy_clients_per_s(&self) -> f64 {

@@ -79,6 +79,14 @@ async fn guard(State(world): State<World>, req: Request, next: Next) -> Response
             return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response();
         }
     }
+    if let (Some(role), Some(attrs)) =
+        (world.cluster.role(), crate::rbac::Attributes::of(req.method().as_str(), req.uri().path()))
+    {
+        if !role.allows(&attrs) {
+            tracing::warn!(verb = attrs.verb, resource = attrs.resource, name = attrs.name, "RBAC: forbidden");
+            return status(StatusCode::FORBIDDEN, "Forbidden", &role.forbidden_message(&attrs)).into_response();
+        }
+    }
     next.run(req).await
 }
 

@@ -8,6 +8,7 @@ pub mod diary_api;
 pub mod kube_api;
 pub mod launchdarkly_api;
 pub mod openmetrics;
+pub mod rbac;
 pub mod receivers_api;
 pub mod seed;
 pub mod writer;

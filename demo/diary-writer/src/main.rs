@@ -96,6 +96,10 @@ enum Command {
         /// project `diary`, environment `production`, at the seeded percentage).
         #[arg(long, env = "DEMO_LAUNCHDARKLY_TOKEN")]
         launchdarkly_token: Option<String>,
+        /// A Kubernetes Role (YAML, e.g. deploy/role.yaml) the emulated API server enforces:
+        /// calls it does not allow get 403 Forbidden (unset: everything is allowed).
+        #[arg(long, env = "DEMO_KUBE_ROLE")]
+        rbac_role: Option<PathBuf>,
         /// Service-account token the Grafana stand-in demands (unset: any Bearer token).
         #[arg(long, env = "DEMO_GRAFANA_TOKEN")]
         grafana_token: Option<String>,
@@ -156,6 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             token,
             launchdarkly_token,
             grafana_token,
+            rbac_role,
         } => {
             let launchdarkly = diary_writer::launchdarkly_api::Stub::new(launchdarkly_token);
             launchdarkly.put_boolean_rollout(
@@ -176,6 +181,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 deployment_version: 100,
             };
             let cluster = Cluster::new(initial, state_file, Duration::from_secs_f64(ready_delay_secs.max(0.0)), token);
+            if let Some(path) = rbac_role {
+                let role = diary_writer::rbac::Role::from_yaml(&std::fs::read_to_string(&path)?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("enforcing Role {}/{} from {}", role.namespace, role.name, path.display());
+                cluster.set_role(Some(role));
+            }
             let counters = match &pool {
                 Some(p) => match count_rows(p).await {
                     Ok((split, legacy)) => DoseCounters::starting_at(split, legacy),

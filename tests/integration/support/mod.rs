@@ -184,6 +184,9 @@ impl SimulatorHarness {
             Duration::ZERO,
             Some(token.clone()),
         ));
+        // The API server enforces the shipped Role: every test proves the manifests are enough.
+        let role = diary_writer::rbac::Role::from_yaml(include_str!("../../../deploy/role.yaml")).unwrap();
+        cluster.set_role(Some(role));
         let launchdarkly_token = format!("api-{token}");
         let launchdarkly = Arc::new(diary_writer::launchdarkly_api::Stub::new(Some(launchdarkly_token.clone())));
         let world = diary_writer::World {

@@ -1,0 +1,174 @@
+//! The emulated API server authorizes like a real one with RBAC: every request is mapped to its
+//! attributes (verb, API group, resource with subresource, name, namespace) and allowed only if a
+//! rule of the Role it was given (the shipped `deploy/role.yaml`) covers all of them. Anything
+//! else is answered 403 with the API server's own `Status` and sentence, so the tests prove that
+//! the manifests are enough, and no more. `/version` is allowed to everyone, as the default
+//! ClusterRole `system:public-info-viewer` does.
+
+use serde::Deserialize;
+
+/// What a request asks for, as RBAC sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    pub verb: &'static str,
+    pub group: String,
+    /// `configmaps`, `deployments`, `deployments/scale`.
+    pub resource: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Attributes {
+    /// The attributes of a request (None: not a namespaced object path this emulation knows).
+    pub fn of(method: &str, path: &str) -> Option<Attributes> {
+        let verb = match method {
+            "GET" => "get",
+            "PUT" => "update",
+            "PATCH" => "patch",
+            "DELETE" => "delete",
+            "POST" => "create",
+            _ => return None,
+        };
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", "v1", rest @ ..] => (String::new(), rest),
+            ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
+            _ => return None,
+        };
+        match rest {
+            ["namespaces", ns, resource, name] => Some(Attributes {
+                verb,
+                group,
+                resource: resource.to_string(),
+                name: name.to_string(),
+                namespace: ns.to_string(),
+            }),
+            ["namespaces", ns, resource, name, sub] => Some(Attributes {
+                verb,
+                group,
+                resource: format!("{resource}/{sub}"),
+                name: name.to_string(),
+                namespace: ns.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub resource_names: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RoleObject {
+    kind: String,
+    metadata: Metadata,
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+/// A namespaced Role and the service account it is bound to (as named in messages).
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub namespace: String,
+    pub rules: Vec<Rule>,
+    pub user: String,
+}
+
+fn covers(list: &[String], value: &str) -> bool {
+    list.iter().any(|v| v == "*" || v == value)
+}
+
+impl Role {
+    /// Reads the first `kind: Role` document of a YAML file's text.
+    pub fn from_yaml(text: &str) -> Result<Role, String> {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("not YAML: {e}"))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("Role") {
+                continue;
+            }
+            let role: RoleObject = serde_yaml::from_value(value).map_err(|e| format!("not a Role: {e}"))?;
+            let namespace = role.metadata.namespace.unwrap_or_else(|| "default".into());
+            debug_assert_eq!(role.kind, "Role");
+            return Ok(Role {
+                user: format!("system:serviceaccount:{namespace}:{}", role.metadata.name),
+                name: role.metadata.name,
+                namespace,
+                rules: role.rules,
+            });
+        }
+        Err("no document of kind Role".into())
+    }
+
+    pub fn allows(&self, a: &Attributes) -> bool {
+        a.namespace == self.namespace
+            && self.rules.iter().any(|r| {
+                covers(&r.verbs, a.verb)
+                    && covers(&r.api_groups, &a.group)
+                    && covers(&r.resources, &a.resource)
+                    && (r.resource_names.is_empty() || covers(&r.resource_names, &a.name))
+            })
+    }
+
+    /// The API server's sentence for a refused request.
+    pub fn forbidden_message(&self, a: &Attributes) -> String {
+        let base = a.resource.split('/').next().unwrap_or_default();
+        let group = if a.group.is_empty() { String::new() } else { format!(".{}", a.group) };
+        format!(
+            "{base}{group} \"{}\" is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" in the namespace \"{}\"",
+            a.name, self.user, a.verb, a.resource, a.group, a.namespace
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = include_str!("../../../deploy/role.yaml");
+
+    #[test]
+    fn the_shipped_role_allows_exactly_the_dashboards_calls() {
+        let role = Role::from_yaml(ROLE).unwrap();
+        let allowed = |m: &str, p: &str| role.allows(&Attributes::of(m, p).unwrap());
+        let cm = "/api/v1/namespaces/diabetes/configmaps/feature-flags";
+        let dep = "/apis/apps/v1/namespaces/diabetes/deployments/diary-writer";
+        assert!(allowed("GET", cm) && allowed("PUT", cm));
+        assert!(!allowed("PATCH", cm) && !allowed("DELETE", cm), "no patch or delete of the flag");
+        assert!(!allowed("GET", "/api/v1/namespaces/diabetes/configmaps/other"), "only feature-flags");
+        assert!(!allowed("GET", "/api/v1/namespaces/kube-system/configmaps/feature-flags"), "only its namespace");
+        assert!(allowed("GET", dep) && !allowed("PATCH", dep), "the writers: read only");
+        assert!(allowed("GET", &format!("{dep}/scale")) && allowed("PATCH", &format!("{dep}/scale")));
+        assert!(!allowed("PUT", &format!("{dep}/scale")));
+        assert!(!allowed("GET", "/api/v1/namespaces/diabetes/secrets/anything"));
+    }
+
+    #[test]
+    fn a_refusal_reads_as_the_api_servers() {
+        let role = Role::from_yaml(ROLE).unwrap();
+        let a = Attributes::of("PATCH", "/apis/apps/v1/namespaces/diabetes/deployments/diary-writer").unwrap();
+        assert_eq!(
+            role.forbidden_message(&a),
+            "deployments.apps \"diary-writer\" is forbidden: User \"system:serviceaccount:diabetes:rollout-dashboard\" \
+             cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"diabetes\""
+        );
+        let a = Attributes::of("PUT", "/apis/apps/v1/namespaces/diabetes/deployments/diary-writer/scale").unwrap();
+        assert!(role.forbidden_message(&a).contains("cannot update resource \"deployments/scale\""));
+    }
+}
