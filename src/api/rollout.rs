@@ -50,6 +50,10 @@ pub struct ChangeDone {
     pub audit_id: i64,
     /// The failed guards that were overridden, and the operator's reason for it.
     pub overridden: Option<String>,
+    /// Set when the write went through but reading the flag back failed: written, not confirmed
+    /// (the sentence says why; reload to see the flag).
+    #[serde(default)]
+    pub unconfirmed: Option<String>,
 }
 
 /// The rollout page's data: the flag with its guards, and who is looking.

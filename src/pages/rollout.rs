@@ -111,6 +111,12 @@ fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<Ki
     let outcome = move || {
         let last = set.value().get().or_else(|| kill.value().get());
         last.map(|r| match r {
+            Ok(ChangeDone { unconfirmed: Some(why), before, after, audit_id, .. }) => view! {
+                <p class="source-error" role="alert" data-testid="rollout-result">
+                    {format!("{before} → {after} (audit entry #{audit_id}): {why}. Reload to see the flag.")}
+                </p>
+            }
+            .into_any(),
             Ok(d) => view! {
                 <p class="ok-text" role="status" data-testid="rollout-result">
                     {format!("Done: {} → {} (audit entry #{}).", d.before, d.after, d.audit_id)}

@@ -101,7 +101,7 @@ pub async fn observe_flag_forever(state: AppState) {
             Ok(_) => {
                 tracing::info!(raw = ?reading.raw, version = ?reading.version, "flag value observed");
                 if let Some(before) = &last_raw {
-                    record_if_external(&state, before.clone(), reading.raw.clone()).await;
+                    record_if_external(&state, before.clone(), reading.raw.clone(), percentage).await;
                 }
                 last_version = reading.version;
                 last_raw = Some(reading.raw);
@@ -113,15 +113,22 @@ pub async fn observe_flag_forever(state: AppState) {
 
 /// A change the dashboard did not make (no done flag change to this value in the last ten
 /// minutes) goes to the audit trail as made outside it.
-async fn record_if_external(state: &AppState, before: Option<String>, after: Option<String>) {
+async fn record_if_external(state: &AppState, before: Option<String>, after: Option<String>, percentage: Option<i16>) {
     if before == after {
         return;
     }
+    // Ours: a done change to this text; or an unconfirmed write (its entry holds what was
+    // written: the text, or "N %" where the store's text is a description) of this percentage.
+    let percent = percentage.map(|p| format!("{p} %"));
     let ours: Result<bool, _> = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action IN ('flag.set', 'flag.kill')
-                          AND value_after IS NOT DISTINCT FROM $1 AND at >= now() - interval '10 minutes')",
+                          AND at >= now() - interval '10 minutes'
+                          AND (value_after IS NOT DISTINCT FROM $1
+                               OR (outcome_detail LIKE $2 AND value_after IS NOT DISTINCT FROM $3)))",
     )
     .bind(&after)
+    .bind(format!("{}%", super::rollout::UNCONFIRMED))
+    .bind(&percent)
     .fetch_one(&state.state_db)
     .await;
     if ours.unwrap_or(true) {

@@ -106,7 +106,11 @@ async fn audited(
     let entry = caller.entry(action, state.settings.flag.target()).reason(reason);
     let entry = match &result {
         Ok(c) => {
-            entry.values(Some(c.before.clone()), Some(c.after.clone())).outcome(Outcome::Done, c.overridden.clone())
+            let detail = match (&c.unconfirmed, &c.overridden) {
+                (Some(u), Some(o)) => Some(format!("{u}; {o}")),
+                (u, o) => u.clone().or_else(|| o.clone()),
+            };
+            entry.values(Some(c.before.clone()), Some(c.after.clone())).outcome(Outcome::Done, detail)
         }
         Err(e) => entry.refusal(e),
     };
@@ -133,6 +137,26 @@ fn journal_intent(state: &AppState, caller: &Caller, action: &str, reason: Optio
         .intent(&caller.entry(action, state.settings.flag.target()).reason(reason))
         .map_err(|e| ApiError::Failed(e.to_string()))
 }
+
+/// A write that went through without a read-back is a change made (audited done, "written, not
+/// confirmed", so that the poller does not later call it an external change); any other error is
+/// no change.
+fn unconfirmed_or(e: FlagWriteError, overridden: Option<String>) -> Result<ChangeDone, ApiError> {
+    match e {
+        FlagWriteError::WrittenNotConfirmed { before, written, why } => Ok(ChangeDone {
+            before,
+            after: written,
+            version: None,
+            audit_id: 0,
+            overridden,
+            unconfirmed: Some(format!("{UNCONFIRMED}: reading the flag back failed: {why}")),
+        }),
+        other => Err(write_error(other)),
+    }
+}
+
+/// How an unconfirmed write's audit entry begins (the flag poller looks for it).
+pub const UNCONFIRMED: &str = "written, not confirmed";
 
 fn write_error(e: FlagWriteError) -> ApiError {
     match e {
@@ -161,8 +185,17 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
         let overridden = if increase { guards_overridden(&now.guards, &b)? } else { None };
         let comment = change_comment(caller, b.reason.trim());
         journal_intent(state, caller, "flag.set", Some(b.reason.trim().to_string()))?;
-        let change = state.flags.write(b.expected_version.trim(), p, &comment).await.map_err(write_error)?;
-        Ok(ChangeDone { before: change.before, after: change.after, version: change.version, audit_id: 0, overridden })
+        match state.flags.write(b.expected_version.trim(), p, &comment).await {
+            Ok(change) => Ok(ChangeDone {
+                before: change.before,
+                after: change.after,
+                version: change.version,
+                audit_id: 0,
+                overridden,
+                unconfirmed: None,
+            }),
+            Err(e) => unconfirmed_or(e, overridden),
+        }
     }
     .await;
     audited(state, caller, "flag.set", reason, result).await
@@ -222,10 +255,11 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
                         version: c.version,
                         audit_id: 0,
                         overridden: None,
+                        unconfirmed: None,
                     })
                 }
                 Err(FlagWriteError::Conflict(m)) => last = Some(m),
-                Err(e) => return Err(write_error(e)),
+                Err(e) => return unconfirmed_or(e, None),
             }
         }
         Err(ApiError::Conflict { code: "version_conflict", message: last.unwrap_or_default(), details: None })

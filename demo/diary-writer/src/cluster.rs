@@ -32,6 +32,8 @@ pub enum Fault {
     Error,
     /// Every Kubernetes request hangs for a long time.
     Hang,
+    /// The next write goes through; from then on every request answers 500 (a read-back fails).
+    ErrorAfterWrite,
 }
 
 pub struct Cluster {

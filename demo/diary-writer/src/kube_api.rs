@@ -71,6 +71,14 @@ async fn guard(State(world): State<World>, req: Request, next: Next) -> Response
         Fault::Hang => {
             tokio::time::sleep(Duration::from_secs(300)).await;
         }
+        Fault::ErrorAfterWrite if req.method() != axum::http::Method::GET => {
+            let resp = next.run(req).await;
+            if resp.status().is_success() {
+                world.cluster.set_fault(Fault::Error);
+            }
+            return resp;
+        }
+        Fault::ErrorAfterWrite => {}
     }
     if let Some(token) = &world.cluster.token {
         let presented =
@@ -186,14 +194,54 @@ fn deployment_json(snap: &ClusterSnapshot, ready: i32) -> Value {
                 "spec": {"containers": [{"name": "writer", "image": "diary-writer:demo"}]}
             }
         },
-        "status": {
-            "observedGeneration": snap.deployment_version,
-            "replicas": snap.desired_replicas,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "updatedReplicas": snap.desired_replicas,
-        }
+        "status": deployment_status(snap, ready),
     })
+}
+
+/// A Deployment's status as the API server serializes it: counts are `omitempty`, so a zero is
+/// absent, not 0 (`readyReplicas` disappears when no pod is ready). `replicas` counts pods, ready
+/// or not; `readyReplicas` only the ready ones.
+fn deployment_status(snap: &ClusterSnapshot, ready: i32) -> Value {
+    let mut status = serde_json::Map::new();
+    status.insert("observedGeneration".into(), json!(snap.deployment_version));
+    let pods = snap.desired_replicas.max(ready);
+    for (k, v) in [
+        ("replicas", pods),
+        ("updatedReplicas", snap.desired_replicas),
+        ("readyReplicas", ready),
+        ("availableReplicas", ready),
+        ("unavailableReplicas", (pods - ready).max(0)),
+    ] {
+        if v != 0 {
+            status.insert(k.into(), json!(v));
+        }
+    }
+    Value::Object(status)
+}
+
+/// A request body as the API server reads it: JSON only (this emulation speaks no YAML or
+/// protobuf), anything else answered with a `Status`, never a bare text error.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, KubeStatus> {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let json_like = ct.is_empty() || ct.starts_with("application/json") || ct.contains("patch+json");
+    if !json_like {
+        return Err(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the body of the request was in an unknown format - accepted media types include: application/json (not {ct:?})"),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        status(StatusCode::BAD_REQUEST, "BadRequest", &format!("the object provided is unrecognized: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the object provided is unrecognized: not a JSON object",
+        ));
+    }
+    Ok(value)
 }
 
 fn scale_json(snap: &ClusterSnapshot, ready: i32) -> Value {
@@ -206,7 +254,12 @@ fn scale_json(snap: &ClusterSnapshot, ready: i32) -> Value {
             "resourceVersion": snap.deployment_version.to_string(),
         },
         "spec": {"replicas": snap.desired_replicas},
-        "status": {"replicas": ready, "selector": format!("app={}", snap.deployment)}
+        // `replicas` is omitempty, as in the API server: absent when no pod runs.
+        "status": if ready == 0 {
+            json!({"selector": format!("app={}", snap.deployment)})
+        } else {
+            json!({"replicas": ready, "selector": format!("app={}", snap.deployment)})
+        }
     })
 }
 
@@ -238,8 +291,10 @@ async fn get_configmap(State(world): State<World>, Path((ns, name)): Path<(Strin
 async fn replace_configmap(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
 ) -> ApiResult {
+    let body = json_body(&headers, &raw)?;
     let (snap, _) = world.cluster.snapshot();
     check_configmap(&snap, &ns, &name)?;
     let expected = parse_version(body.pointer("/metadata/resourceVersion"))?;
@@ -267,9 +322,10 @@ async fn patch_configmap(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    raw: axum::body::Bytes,
 ) -> ApiResult {
     is_merge_patch(&headers)?;
+    let body = json_body(&headers, &raw)?;
     let (snap, _) = world.cluster.snapshot();
     check_configmap(&snap, &ns, &name)?;
     let expected = parse_version(body.pointer("/metadata/resourceVersion"))?;
@@ -327,8 +383,10 @@ fn apply_scale(world: &World, name: &str, body: &Value) -> ApiResult {
 async fn replace_scale(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
 ) -> ApiResult {
+    let body = json_body(&headers, &raw)?;
     let (snap, _) = world.cluster.snapshot();
     check_deployment(&snap, &ns, &name)?;
     apply_scale(&world, &name, &body)
@@ -338,9 +396,10 @@ async fn patch_scale(
     State(world): State<World>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    raw: axum::body::Bytes,
 ) -> ApiResult {
     is_merge_patch(&headers)?;
+    let body = json_body(&headers, &raw)?;
     let (snap, _) = world.cluster.snapshot();
     check_deployment(&snap, &ns, &name)?;
     apply_scale(&world, &name, &body)

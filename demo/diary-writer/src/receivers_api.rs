@@ -333,7 +333,10 @@ async fn page(State(w): State<World>) -> Html<String> {
                 .unwrap_or_else(|| format!("region closed at {}", r.body["timeEnd"])),
             _ => format!("{} #{}", r.body["event"].as_str().unwrap_or_default(), r.body["id"]),
         };
-        let tags = r.body["tags"].as_array().map(|t| format!("{t:?}")).unwrap_or_default();
+        let tags = r.body["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
         rows.push_str(&format!(
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             r.target,

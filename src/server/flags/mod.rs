@@ -37,7 +37,8 @@ pub struct FlagChange {
 }
 
 /// Why a flag change did not happen. Nothing was written in any of these cases, except
-/// `ReadBackMismatch`, which says the store holds something other than what was written.
+/// `ReadBackMismatch`, which says the store holds something other than what was written, and
+/// `WrittenNotConfirmed`, where the write went through and the read-back did not.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FlagWriteError {
     #[error("{0}")]
@@ -52,6 +53,10 @@ pub enum FlagWriteError {
     Source(#[from] SourceError),
     #[error("the flag was written but reads back as {read:?} instead of {written:?}")]
     ReadBackMismatch { written: String, read: String },
+    /// The write was accepted (2xx), then reading the flag back failed: the change most likely
+    /// happened, and is not confirmed. Audited as done, "written, not confirmed", never as failed.
+    #[error("written ({written}), not confirmed: reading the flag back failed: {why}")]
+    WrittenNotConfirmed { before: String, written: String, why: SourceError },
 }
 
 /// What a read-back must show after a write.
@@ -127,7 +132,16 @@ impl FlagStore {
         let before = current.raw.clone().ok_or(FlagWriteError::Absent)?;
         current.parsed.clone().ok_or(FlagWriteError::Absent)??;
         let written = self.backend.write_if_unchanged(&current, expected_version, p, comment).await?;
-        let read = self.read().await?;
+        let read = match self.read().await {
+            Ok(read) => read,
+            Err(why) => {
+                let written = match written {
+                    Written::Text(t) => t,
+                    Written::Percentage(p) => format!("{} %", p.get()),
+                };
+                return Err(FlagWriteError::WrittenNotConfirmed { before, written, why });
+            }
+        };
         let read_raw = read.raw.clone().unwrap_or_default();
         let matches = match &written {
             Written::Text(text) => read.raw.as_deref() == Some(text.as_str()),
