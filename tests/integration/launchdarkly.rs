@@ -114,7 +114,7 @@ async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgP
     assert!(err["error"].as_str().unwrap().contains("true 25%"), "the new value is shown: {err}");
     assert_eq!(ld_weights(&w), (2, 25_000, 75_000));
 
-    // The write is conditional in LaunchDarkly itself too: a patch testing an old `_version`
+    // The write is conditional in LaunchDarkly itself too: a patch testing an old environment version
     // (someone changed the flag between the dashboard's read and its write) changes nothing.
     let settings = rollout_dashboard::server::config::Settings::from_toml(&format!(
         "[flag]\nbackend = \"launchdarkly\"\n[flag.launchdarkly]\nbase_url = \"{}\"\nproject = \"diary\"\n",
@@ -146,6 +146,7 @@ async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgP
     let mut flag = w.sim.launchdarkly.get("diary", "insulin_dose_split").unwrap();
     flag["environments"]["production"]["rules"] = serde_json::json!([{"_id": "r1", "clauses": [], "variation": 0}]);
     flag["_version"] = 4.into();
+    flag["environments"]["production"]["version"] = 4.into();
     w.sim.launchdarkly.put("diary", "insulin_dose_split", flag);
     let (_, state) = call(&w, As::Operator, "GET", "/api/v1/rollout", None).await;
     assert_eq!((state["percentage"].is_null(), state["writable"].as_bool()), (true, Some(false)), "{state}");
@@ -175,4 +176,71 @@ async fn launchdarkly_refusing_the_token_is_said_in_the_flag_panel(pool: PgPool)
     let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some("{}".into())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
     assert_eq!(ld_weights(&w), (1, 25_000, 75_000));
+}
+
+/// Each point of LaunchDarkly's published API the client follows, against the stand-in answering
+/// as the spec says: the `LD-API-Version` header on every call; the lock on the environment's own
+/// version (an edit of another environment moves the flag's `_version`, and must not refuse this
+/// one); a 429 waited out by `X-Ratelimit-Reset` within the source timeout, and said when it
+/// cannot be; 405 (approval required) and 400 (a pending scheduled change) as sentences.
+#[sqlx::test(migrations = false)]
+async fn launchdarkly_calls_follow_the_published_api(pool: PgPool) {
+    let w = launchdarkly_world(pool, 5, None).await;
+    let ld = &w.sim.launchdarkly;
+    let set = |p: u32, v: &str| Some(format!(r#"{{"percentage": {p}, "reason": "step", "expected_version": "{v}"}}"#));
+    // Someone edits another environment: `_version` moves, this environment's version does not.
+    let mut flag = ld.get("diary", "insulin_dose_split").unwrap();
+    flag["_version"] = 9.into();
+    ld.put("diary", "insulin_dose_split", flag);
+    let (status, done) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(10, "1")).await;
+    assert_eq!(status, StatusCode::OK, "another environment's edit does not refuse this one: {done}");
+    assert_eq!(done["version"], "2");
+    let versions = ld.api_versions.lock().unwrap().clone();
+    assert!(!versions.is_empty() && versions.iter().all(|v| v == "20240415"), "{versions:?}");
+
+    // Rate limited twice, resetting 300 ms later: waited out within the 5 s source timeout.
+    *ld.trouble.lock().unwrap() =
+        diary_writer::launchdarkly_api::Trouble { rate_limited: 2, reset_after_ms: 300, ..Default::default() };
+    let started = std::time::Instant::now();
+    let (status, done) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(20, "2")).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(started.elapsed() >= Duration::from_millis(550), "it waited for the resets");
+    // Resetting after the source timeout: refused, with when to try again.
+    *ld.trouble.lock().unwrap() =
+        diary_writer::launchdarkly_api::Trouble { rate_limited: 1, reset_after_ms: 60_000, ..Default::default() };
+    let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(30, "3")).await;
+    assert!(status.is_server_error(), "{status} {err}");
+    let message = err["error"].as_str().unwrap();
+    assert!(message.contains("HTTP 429: rate limited") && message.contains("try again then"), "{message}");
+
+    // Approvals required: 405, said as what to do.
+    *ld.trouble.lock().unwrap() =
+        diary_writer::launchdarkly_api::Trouble { approval_required: true, ..Default::default() };
+    let (_, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(30, "3")).await;
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.contains("need an approval (HTTP 405") && message.contains("Request the change in LaunchDarkly"),
+        "{message}"
+    );
+    // A pending scheduled change: 400, said as what to do.
+    *ld.trouble.lock().unwrap() =
+        diary_writer::launchdarkly_api::Trouble { scheduled_clash: true, ..Default::default() };
+    let (_, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(30, "3")).await;
+    let message = err["error"].as_str().unwrap();
+    assert!(
+        message.contains("clashes with a scheduled change") && message.contains("Review the flag's scheduled changes"),
+        "{message}"
+    );
+    *ld.trouble.lock().unwrap() = Default::default();
+    assert_eq!(ld_weights(&w).1, 20_000, "none of the refused changes was written");
+
+    // Prerequisites: shown as they are, not written.
+    let mut flag = ld.get("diary", "insulin_dose_split").unwrap();
+    flag["environments"]["production"]["prerequisites"] = serde_json::json!([{"key": "new-diary-ui", "variation": 0}]);
+    ld.put("diary", "insulin_dose_split", flag);
+    let (_, state) = call(&w, As::Operator, "GET", "/api/v1/rollout", None).await;
+    assert_eq!(state["writable"], false, "{state}");
+    assert!(state["raw"].as_str().unwrap().ends_with("1 prerequisite flag(s)"), "{state}");
+    let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", set(0, "3")).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("not_writable")), "{err}");
 }

@@ -6,7 +6,12 @@
 //!   thousandths of a percent, `rules`, `targets`, `version`, `lastModified`);
 //! - `PATCH /api/v2/flags/{projectKey}/{featureFlagKey}`: a JSON Patch (RFC 6902), bare or
 //!   wrapped as `{"comment": "...", "patch": [...]}`; `test`, `replace`, `add` and `remove`
-//!   operations; a failed `test` changes nothing and answers 409.
+//!   operations; a failed `test` changes nothing and answers 409 (the spec's "Status conflict": it
+//!   lists no other conflict status for this route); an edit of a path with a segment starting
+//!   with `_` answers 400 (the spec: such attributes "are not editable").
+//! - On demand (`Stub::trouble`): 429 with `X-Ratelimit-Reset`, 405 "Approval is required to make
+//!   this request", 400 for a clash with a pending scheduled change. Every request's
+//!   `LD-API-Version` is recorded.
 //!
 //! Access tokens go in the `Authorization` header as they are (no `Bearer` prefix); errors are
 //! `{"code": "...", "message": "..."}`. Semantic patch is not emulated: the dashboard does not
@@ -33,11 +38,44 @@ pub struct Stub {
     flags: Mutex<BTreeMap<(String, String), Value>>,
     /// Comments sent with patches, newest last (what LaunchDarkly's audit log would show).
     comments: Mutex<Vec<String>>,
+    /// The `LD-API-Version` header of every request, in order ("" when absent).
+    pub api_versions: Mutex<Vec<String>>,
+    /// How the next requests misbehave, as LaunchDarkly documents it.
+    pub trouble: Mutex<Trouble>,
+}
+
+/// Answers the stand-in gives on demand, each with the status and body the spec lists.
+#[derive(Debug, Default, Clone)]
+pub struct Trouble {
+    /// The next N requests get 429 with `X-Ratelimit-Reset` this many ms ahead.
+    pub rate_limited: u32,
+    pub reset_after_ms: i64,
+    /// Patches get 405: "Approval is required to make this request".
+    pub approval_required: bool,
+    /// Patches get 400: they clash with a pending scheduled change.
+    pub scheduled_clash: bool,
 }
 
 impl Stub {
     pub fn new(token: Option<String>) -> Stub {
-        Stub { token, flags: Mutex::default(), comments: Mutex::default() }
+        Stub {
+            token,
+            flags: Mutex::default(),
+            comments: Mutex::default(),
+            api_versions: Mutex::default(),
+            trouble: Mutex::default(),
+        }
+    }
+
+    /// Records the request's API version; the reset time (epoch ms) of a queued 429, if any.
+    fn gate(&self, headers: &HeaderMap) -> Option<i64> {
+        let version = headers.get("ld-api-version").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        self.api_versions.lock().unwrap().push(version.to_string());
+        let mut t = self.trouble.lock().unwrap();
+        (t.rate_limited > 0).then(|| {
+            t.rate_limited -= 1;
+            chrono::Utc::now().timestamp_millis() + t.reset_after_ms
+        })
     }
 
     /// Puts a boolean flag whose default rule in `environment` rolls `true` out to `percentage`.
@@ -115,6 +153,14 @@ impl IntoResponse for LdError {
     }
 }
 
+/// 429 as the spec documents it: `X-Ratelimit-Reset` in epoch milliseconds.
+fn rate_limited(reset_ms: i64) -> Response {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limited").into_response();
+    resp.headers_mut().insert("x-ratelimit-reset", reset_ms.into());
+    resp.headers_mut().insert("x-ratelimit-route-remaining", 0.into());
+    resp
+}
+
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> LdError {
     LdError { status, code, message: message.into() }
 }
@@ -137,15 +183,20 @@ async fn get_flag(
     Path((project, key)): Path<(String, String)>,
     Query(params): Query<GetParams>,
     headers: HeaderMap,
-) -> Result<Json<Value>, LdError> {
-    authorized(&world.launchdarkly, &headers)?;
+) -> Response {
+    if let Err(e) = authorized(&world.launchdarkly, &headers) {
+        return e.into_response();
+    }
+    if let Some(reset) = world.launchdarkly.gate(&headers) {
+        return rate_limited(reset);
+    }
     let Some(mut flag) = world.launchdarkly.get(&project, &key) else {
-        return Err(error(StatusCode::NOT_FOUND, "not_found", "Unknown resource"));
+        return error(StatusCode::NOT_FOUND, "not_found", "Unknown resource").into_response();
     };
     if let (Some(env), Some(envs)) = (params.env, flag.get_mut("environments").and_then(Value::as_object_mut)) {
         envs.retain(|k, _| *k == env);
     }
-    Ok(Json(flag))
+    Json(flag).into_response()
 }
 
 #[derive(Deserialize)]
@@ -168,9 +219,24 @@ async fn patch_flag(
     Path((project, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, LdError> {
+) -> Response {
     let stub = &world.launchdarkly;
-    authorized(stub, &headers)?;
+    if let Err(e) = authorized(stub, &headers) {
+        return e.into_response();
+    }
+    if let Some(reset) = stub.gate(&headers) {
+        return rate_limited(reset);
+    }
+    patch_checked(stub, project, key, &headers, &body).into_response()
+}
+
+fn patch_checked(
+    stub: &Stub,
+    project: String,
+    key: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, LdError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.contains("domain-model=launchdarkly.semanticpatch") {
         return Err(error(
@@ -182,11 +248,31 @@ async fn patch_flag(
     if !content_type.starts_with("application/json") {
         return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected application/json"));
     }
-    let (comment, ops) = match serde_json::from_slice::<PatchBody>(&body) {
+    let (comment, ops) = match serde_json::from_slice::<PatchBody>(body) {
         Ok(PatchBody::Wrapped { comment, patch }) => (comment, patch),
         Ok(PatchBody::Bare(patch)) => (None, patch),
         Err(e) => return Err(error(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON patch: {e}"))),
     };
+    // "Attributes that are not editable, such as a resource's `_links`, have names that start with
+    // an underscore." A test reads and edits nothing, so it may name one.
+    if let Some(op) = ops.iter().find(|o| o.op != "test" && o.path.split('/').any(|seg| seg.starts_with('_'))) {
+        return Err(error(StatusCode::BAD_REQUEST, "invalid_request", format!("{} is not editable", op.path)));
+    }
+    let trouble = stub.trouble.lock().unwrap().clone();
+    if trouble.approval_required && ops.iter().any(|o| o.op != "test") {
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Approval is required to make this request",
+        ));
+    }
+    if trouble.scheduled_clash && ops.iter().any(|o| o.op != "test") {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "this change conflicts with a pending scheduled change; pass ignoreConflicts=true to apply it anyway",
+        ));
+    }
     let mut flags = stub.flags.lock().unwrap();
     let Some(stored) = flags.get_mut(&(project, key)) else {
         return Err(error(StatusCode::NOT_FOUND, "not_found", "Unknown resource"));
@@ -197,7 +283,10 @@ async fn patch_flag(
         apply(&mut draft, op)?;
         if op.op != "test" {
             if let Some(env) = op.path.strip_prefix("/environments/").and_then(|r| r.split('/').next()) {
-                touched_envs.push(env.to_string());
+                // One new version per patch and environment, however many operations touch it.
+                if !touched_envs.iter().any(|e| e == env) {
+                    touched_envs.push(env.to_string());
+                }
             }
         }
     }

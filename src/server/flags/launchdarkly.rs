@@ -1,5 +1,5 @@
 //! The flag in LaunchDarkly: the percentage its default rule rolls `true` out to, in one
-//! environment, written as a JSON Patch that tests the flag's `_version` first (the client and
+//! environment, written as a JSON Patch that tests the environment's `version` first (the client and
 //! the flag's representation are in `launchdarkly_api.rs`).
 
 use super::super::error::{Source, SourceError};
@@ -49,12 +49,14 @@ impl FlagBackend for LaunchDarkly {
     ) -> BackendFuture<'a, Result<Written, FlagWriteError>> {
         Box::pin(async move {
             let flag = self.flag().await?;
-            if flag.version.to_string() != expected_version {
+            let version = flag.reading(self.environment())?.version;
+            if version != expected_version {
                 return Err(conflict(&FlagBackend::read(self).await?));
             }
             let ops = flag.patch_for(self.environment(), p)?;
             if !ops.is_empty() {
-                self.patch(flag.version, ops, comment).await.map_err(|e| match e {
+                let version: i64 = version.parse().unwrap_or_default();
+                self.patch(version, ops, comment).await.map_err(|e| match e {
                     PatchError::Conflict(m) => {
                         FlagWriteError::Conflict(format!("LaunchDarkly refused the change: {m}"))
                     }

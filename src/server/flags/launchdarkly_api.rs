@@ -5,33 +5,21 @@
 //!   thousandths of a percent (0 to 100 000); only whole percentages are read as a percentage.
 //! - Write: `PATCH /api/v2/flags/{project}/{flag}` with a JSON Patch wrapped with a comment
 //!   (the operator's reason shows in LaunchDarkly's own audit log). Its first operation tests
-//!   `/_version` against the version the operator saw, so a concurrent change makes the whole
+//!   the environment's `version` against the version the operator saw, so a concurrent change makes the whole
 //!   patch fail and nothing is written. Only the weights (or the fixed variation) of the default
 //!   rule are replaced: bucketing, context kind, targeting state and every other field stay.
 //! - A flag the dashboard cannot describe as one percentage (not boolean, targeting rules or
 //!   individual targets, a fractional weight) is shown as it is and no change is offered.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::super::config::{Secret, Settings};
 use super::super::error::{Source, SourceError};
-use super::super::prometheus::reqwest_detail;
 use super::{Percentage, UnknownFlagFormat, Unwritable};
 
-const SOURCE: Source = Source::LaunchDarkly;
+pub(super) const SOURCE: Source = Source::LaunchDarkly;
 
-#[derive(Clone)]
-pub struct LaunchDarkly {
-    http: reqwest::Client,
-    base: String,
-    project: String,
-    environment: String,
-    flag: String,
-    token: Secret,
-}
+pub use super::launchdarkly_http::{LaunchDarkly, PatchError};
 
 /// The parts of the flag representation the dashboard reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +41,13 @@ pub struct Variation {
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
     pub on: bool,
+    /// The environment's own version: the write's lock (it moves only with this environment;
+    /// the flag's `_version` moves with every environment).
+    #[serde(default)]
+    pub version: i64,
+    /// Flags that must be on first: the dashboard shows them and does not write such a flag.
+    #[serde(default)]
+    pub prerequisites: Vec<Value>,
     pub off_variation: Option<usize>,
     #[serde(default)]
     pub fallthrough: Fallthrough,
@@ -73,12 +68,18 @@ pub struct Fallthrough {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Rollout {
     pub variations: Vec<Weighted>,
+    /// An experiment runs on the default rule: its split is the experiment's, not a rollout's.
+    #[serde(default, rename = "experimentAllocation")]
+    pub experiment_allocation: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Weighted {
     pub variation: usize,
     pub weight: u32,
+    /// Part of an experiment's traffic left out of it.
+    #[serde(default, rename = "_untracked")]
+    pub untracked: bool,
 }
 
 const FULL: u32 = 100_000;
@@ -112,12 +113,15 @@ impl Flag {
         let describe = self.describe(env);
         let unknown = || UnknownFlagFormat { raw: describe.clone() };
         let parsed = self.percentage(env).ok_or_else(unknown);
-        Ok(Reading { describe, parsed, version: self.version.to_string() })
+        Ok(Reading { describe, parsed, version: env.version.to_string() })
     }
 
     fn percentage(&self, env: &Environment) -> Option<Percentage> {
         let (t, _) = self.boolean_indices()?;
         if !env.rules.is_empty() || !env.targets.is_empty() || !env.context_targets.is_empty() {
+            return None;
+        }
+        if !env.prerequisites.is_empty() || env.fallthrough.rollout.as_ref().is_some_and(Rollout::is_experiment) {
             return None;
         }
         if !env.on {
@@ -161,6 +165,12 @@ impl Flag {
         let targets = env.targets.len() + env.context_targets.len();
         if rules > 0 {
             out.push_str(&format!(", {rules} targeting rule(s)"));
+        }
+        if !env.prerequisites.is_empty() {
+            out.push_str(&format!(", {} prerequisite flag(s)", env.prerequisites.len()));
+        }
+        if env.fallthrough.rollout.as_ref().is_some_and(Rollout::is_experiment) {
+            out.push_str(", an experiment on the default rule");
         }
         if targets > 0 {
             out.push_str(&format!(", {targets} individual target list(s)"));
@@ -213,6 +223,13 @@ impl Flag {
     }
 }
 
+impl Rollout {
+    /// An experiment allocation, or traffic left out of an experiment (`_untracked`).
+    pub fn is_experiment(&self) -> bool {
+        self.experiment_allocation.as_ref().is_some_and(|v| !v.is_null()) || self.variations.iter().any(|w| w.untracked)
+    }
+}
+
 /// 25000 → "25%", 12500 → "12.5%".
 fn thousandths(w: u32) -> String {
     if w.is_multiple_of(1000) {
@@ -221,122 +238,6 @@ fn thousandths(w: u32) -> String {
         let s = format!("{:.3}", f64::from(w) / 1000.0);
         format!("{}%", s.trim_end_matches('0'))
     }
-}
-
-/// Why a patch did not apply.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PatchError {
-    /// LaunchDarkly refused the `_version` test (or the flag moved on before the write).
-    Conflict(String),
-    Source(SourceError),
-}
-
-impl LaunchDarkly {
-    pub fn new(settings: &Settings, token: Option<&Secret>, timeout: Duration) -> Result<LaunchDarkly, SourceError> {
-        let token = token.cloned().ok_or(SourceError::NotConfigured {
-            system: SOURCE,
-            hint: "set LAUNCHDARKLY_API_TOKEN to an access token with writer rights on the flag",
-        })?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
-        let ld = &settings.flag.launchdarkly;
-        Ok(LaunchDarkly {
-            http,
-            base: ld.base_url.trim_end_matches('/').to_string(),
-            project: ld.project.clone(),
-            environment: ld.environment.clone(),
-            flag: settings.flag.launchdarkly_key().to_string(),
-            token,
-        })
-    }
-
-    pub fn environment(&self) -> &str {
-        &self.environment
-    }
-
-    pub fn project(&self) -> &str {
-        &self.project
-    }
-
-    pub fn flag_key(&self) -> &str {
-        &self.flag
-    }
-
-    fn url(&self) -> String {
-        format!("{}/api/v2/flags/{}/{}", self.base, self.project, self.flag)
-    }
-
-    pub async fn flag(&self) -> Result<Flag, SourceError> {
-        let resp = self
-            .http
-            .get(self.url())
-            .query(&[("env", &self.environment)])
-            .header("authorization", self.token.expose())
-            .send()
-            .await
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
-        let (status, body) = read(resp).await?;
-        if !status.is_success() {
-            return Err(rejected(status, &body));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| SourceError::Malformed { system: SOURCE, detail: format!("flag representation: {e}") })
-    }
-
-    pub async fn read(&self) -> Result<Reading, SourceError> {
-        self.flag().await?.reading(&self.environment)
-    }
-
-    /// Applies `ops` only if the flag is still at `version`.
-    pub async fn patch(&self, version: i64, ops: Vec<Value>, comment: &str) -> Result<(), PatchError> {
-        let mut patch = vec![json!({"op": "test", "path": "/_version", "value": version})];
-        patch.extend(ops);
-        let resp = self
-            .http
-            .patch(self.url())
-            .header("authorization", self.token.expose())
-            .header("content-type", "application/json")
-            .json(&json!({"comment": comment, "patch": patch}))
-            .send()
-            .await
-            .map_err(|e| PatchError::Source(SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) }))?;
-        let (status, body) = read(resp).await.map_err(PatchError::Source)?;
-        match status.as_u16() {
-            200..=299 => Ok(()),
-            409 => Err(PatchError::Conflict(ld_message(&body))),
-            _ => Err(PatchError::Source(rejected(status, &body))),
-        }
-    }
-}
-
-async fn read(resp: reqwest::Response) -> Result<(reqwest::StatusCode, Vec<u8>), SourceError> {
-    let status = resp.status();
-    let body =
-        resp.bytes().await.map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
-    Ok((status, body.to_vec()))
-}
-
-/// LaunchDarkly errors are `{"code": "...", "message": "..."}`.
-fn ld_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct LdError {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    match serde_json::from_slice::<LdError>(body) {
-        Ok(LdError { message: Some(m), code }) => match code {
-            Some(c) => format!("{m} ({c})"),
-            None => m,
-        },
-        _ => "no error message".into(),
-    }
-}
-
-fn rejected(status: reqwest::StatusCode, body: &[u8]) -> SourceError {
-    SourceError::Rejected { system: SOURCE, detail: format!("HTTP {}: {}", status.as_u16(), ld_message(body)) }
 }
 
 #[cfg(test)]
@@ -353,7 +254,7 @@ mod tests {
     }
 
     fn rollout(on: u32) -> Value {
-        json!({"on": true, "offVariation": 1, "rules": [], "targets": [],
+        json!({"on": true, "version": 3, "offVariation": 1, "rules": [], "targets": [],
                "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": on}, {"variation": 1, "weight": FULL - on}], "bucketBy": "key"}}})
     }
 
@@ -368,7 +269,8 @@ mod tests {
         assert_eq!(pct(&flag(rollout(FULL))), Some(100));
         assert_eq!(pct(&flag(json!({"on": true, "fallthrough": {"variation": 0}}))), Some(100));
         assert_eq!(pct(&flag(json!({"on": false, "offVariation": 1, "fallthrough": {"variation": 0}}))), Some(0));
-        assert_eq!(flag(rollout(25_000)).reading("production").unwrap().version, "7");
+        // The environment's version, not the flag's `_version` (7).
+        assert_eq!(flag(rollout(25_000)).reading("production").unwrap().version, "3");
         assert_eq!(
             flag(rollout(25_000)).reading("production").unwrap().describe,
             "targeting on, default rule rollout true 25% / false 75%"
@@ -391,6 +293,25 @@ mod tests {
         targeted["targets"] = json!([{"values": ["u1"], "variation": 0}]);
         assert_eq!(pct(&flag(targeted)), None);
         assert!(flag(rollout(5_000)).reading("staging").is_err());
+        // Prerequisites, or an experiment on the default rule: shown, not taken for a rollout.
+        let mut prereq = rollout(25_000);
+        prereq["prerequisites"] = json!([{"key": "new-diary-ui", "variation": 0}]);
+        assert_eq!(pct(&flag(prereq.clone())), None);
+        assert!(flag(prereq.clone()).reading("production").unwrap().describe.ends_with("1 prerequisite flag(s)"));
+        assert!(flag(prereq).patch_for("production", Percentage::OFF).is_err(), "not written");
+        let mut experiment = rollout(25_000);
+        experiment["fallthrough"]["rollout"]["experimentAllocation"] =
+            json!({"defaultVariation": 1, "canReshuffle": false});
+        assert_eq!(pct(&flag(experiment.clone())), None);
+        assert!(flag(experiment.clone())
+            .reading("production")
+            .unwrap()
+            .describe
+            .ends_with("an experiment on the default rule"));
+        assert!(flag(experiment).patch_for("production", Percentage::new(50).unwrap()).is_err());
+        let mut untracked = rollout(25_000);
+        untracked["fallthrough"]["rollout"]["variations"][1]["_untracked"] = json!(true);
+        assert_eq!(pct(&flag(untracked)), None);
         let multi: Flag = serde_json::from_value(json!({"_version": 1,
             "variations": [{"value": "a"}, {"value": "b"}, {"value": "c"}],
             "environments": {"production": {"on": true, "fallthrough": {"variation": 0}}}}))

@@ -8,6 +8,7 @@ mod format;
 pub mod kubernetes;
 pub mod launchdarkly;
 pub mod launchdarkly_api;
+pub mod launchdarkly_http;
 
 use std::future::Future;
 use std::pin::Pin;
