@@ -55,8 +55,10 @@ struct Inner {
     doubled_percent: u32,
     /// Entries a second written by old clients that ignore the flag (a legacy surge).
     legacy_clients_per_s: f64,
-    /// The Role the API server enforces (None: everything is allowed).
+    /// The Role the API server enforces on `token` (None: everything is allowed).
     role: Option<crate::rbac::Role>,
+    /// A cluster administrator's token: allowed everything (people acting outside the dashboard).
+    admin_token: Option<String>,
 }
 
 impl Cluster {
@@ -81,6 +83,7 @@ impl Cluster {
                 doubled_percent: 0,
                 legacy_clients_per_s: 0.0,
                 role: None,
+                admin_token: None,
             }),
             state_file,
             ready_delay,
@@ -141,6 +144,14 @@ impl Cluster {
 
     pub fn role(&self) -> Option<crate::rbac::Role> {
         self.lock().role.clone()
+    }
+
+    pub fn set_admin_token(&self, token: Option<String>) {
+        self.lock().admin_token = token;
+    }
+
+    pub fn admin_token(&self) -> Option<String> {
+        self.lock().admin_token.clone()
     }
 
     pub fn legacy_clients_per_s(&self) -> f64 {

@@ -100,6 +100,10 @@ enum Command {
         /// calls it does not allow get 403 Forbidden (unset: everything is allowed).
         #[arg(long, env = "DEMO_KUBE_ROLE")]
         rbac_role: Option<PathBuf>,
+        /// A cluster administrator's bearer token, allowed everything whatever the Role (for
+        /// people and tests acting outside the dashboard, as with kubectl).
+        #[arg(long, env = "DEMO_KUBE_ADMIN_TOKEN")]
+        admin_token: Option<String>,
         /// Service-account token the Grafana stand-in demands (unset: any Bearer token).
         #[arg(long, env = "DEMO_GRAFANA_TOKEN")]
         grafana_token: Option<String>,
@@ -161,6 +165,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             launchdarkly_token,
             grafana_token,
             rbac_role,
+            admin_token,
         } => {
             let launchdarkly = diary_writer::launchdarkly_api::Stub::new(launchdarkly_token);
             launchdarkly.put_boolean_rollout(
@@ -187,6 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("enforcing Role {}/{} from {}", role.namespace, role.name, path.display());
                 cluster.set_role(Some(role));
             }
+            cluster.set_admin_token(admin_token);
             let counters = match &pool {
                 Some(p) => match count_rows(p).await {
                     Ok((split, legacy)) => DoseCounters::starting_at(split, legacy),
