@@ -41,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::refuse_cross_origin))
         .layer(axum::middleware::from_fn(csp::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::cache_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::request_metrics))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -164,11 +164,13 @@ impl Auth {
     fn too_many(&self, keys: &[String]) -> bool {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.settings.login_attempts as usize;
-        keys.iter().any(|k| {
-            let v = f.entry(k.clone()).or_default();
+        // Forget what is out of the window, keys included: names and addresses an attacker
+        // tries once must not pile up for the life of the process.
+        f.retain(|_, v| {
             v.retain(|t| t.elapsed() < ATTEMPT_WINDOW);
-            v.len() >= limit
-        })
+            !v.is_empty()
+        });
+        keys.iter().any(|k| f.get(k).is_some_and(|v| v.len() >= limit))
     }
 
     fn failed(&self, keys: &[String]) {
@@ -283,6 +285,26 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_attempts_limit_then_are_forgotten_with_their_keys() {
+        let auth = Auth::new(&AuthSettings::default(), None, "127.0.0.1:3000".parse().unwrap()).unwrap();
+        let keys = vec!["user:ana".to_string(), "addr:10.0.0.1".to_string()];
+        for _ in 0..auth.settings.login_attempts {
+            assert!(!auth.too_many(&keys));
+            auth.failed(&keys);
+        }
+        assert!(auth.too_many(&keys), "the limit holds");
+        assert!(auth.too_many(&keys[1..]), "by address alone too");
+        // Attempts older than the window, under names tried once, leave no trace.
+        let old = Instant::now().checked_sub(ATTEMPT_WINDOW + Duration::from_secs(1)).unwrap();
+        auth.failures.lock().unwrap().insert("user:once".into(), vec![old]);
+        for v in auth.failures.lock().unwrap().values_mut().filter(|v| v.len() > 1) {
+            v.iter_mut().for_each(|t| *t = old);
+        }
+        assert!(!auth.too_many(&keys), "the window passed");
+        assert!(auth.failures.lock().unwrap().is_empty(), "{:?}", auth.failures.lock().unwrap().keys());
+    }
 
     #[test]
     fn cookies_and_origins() {

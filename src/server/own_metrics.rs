@@ -1,92 +1,178 @@
-//! The dashboard's own metrics, served on `/metrics` in Prometheus text format: backend queries
-//! by source, their latency, cache hits and misses, and how long each source has been failing.
+//! The dashboard's own metrics, served on `/metrics` in the OpenMetrics text format by the
+//! official `prometheus-client` crate: backend queries by source with a latency histogram, HTTP
+//! requests by route with a latency histogram, cache hits and misses, notification deliveries.
+//!
+//! The crate writes the exposition (escaping label values such as a receiver's name, `# EOF`,
+//! `_total`, `_bucket`/`_sum`/`_count`); this module only names the metrics and their labels.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
 
-#[derive(Default)]
-pub struct OwnMetrics {
-    inner: Mutex<Inner>,
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// What `/metrics` answers with (`encode` writes OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
 }
 
-#[derive(Default)]
-struct Inner {
-    /// source → (queries, failures, total seconds)
-    backend: BTreeMap<&'static str, (u64, u64, f64)>,
-    /// cache → (hits, misses)
-    cache: BTreeMap<&'static str, (u64, u64)>,
-    /// (receiver, outcome) → delivery attempts
-    notifications: BTreeMap<(String, &'static str), u64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabel {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    receiver: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// The route pattern (`/api/v1/rollout/{flag}`), never the raw path: bounded cardinality.
+    route: String,
+    /// The standard methods, or `other` (a client may send any token).
+    method: &'static str,
+    /// `2xx`, `4xx`, `5xx`…
+    status: &'static str,
+}
+
+/// Latency buckets from 1 ms to about 16 s, doubling: pages, JSON and backends all fit.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15))
+}
+
+pub struct OwnMetrics {
+    registry: Registry,
+    backend_queries: Family<SourceLabel, Counter>,
+    backend_failures: Family<SourceLabel, Counter>,
+    backend_seconds: Family<SourceLabel, Histogram>,
+    cache_hits: Family<CacheLabel, Counter>,
+    cache_misses: Family<CacheLabel, Counter>,
+    notifications: Family<DeliveryLabels, Counter>,
+    requests: Family<RequestLabels, Histogram>,
+}
+
+impl Default for OwnMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("rollout_dashboard");
+        let m = OwnMetrics {
+            backend_queries: Family::default(),
+            backend_failures: Family::default(),
+            backend_seconds: Family::new_with_constructor(latency_histogram),
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
+            notifications: Family::default(),
+            requests: Family::new_with_constructor(latency_histogram),
+            registry: Registry::default(),
+        };
+        registry.register("backend_queries", "Queries sent to outside systems", m.backend_queries.clone());
+        registry.register("backend_failures", "Queries to outside systems that failed", m.backend_failures.clone());
+        registry.register_with_unit(
+            "backend_query_duration",
+            "How long outside systems took to answer (or to fail)",
+            prometheus_client::registry::Unit::Seconds,
+            m.backend_seconds.clone(),
+        );
+        registry.register("cache_hits", "Answers served from the refresh-interval cache", m.cache_hits.clone());
+        registry.register("cache_misses", "Answers computed by asking the backends", m.cache_misses.clone());
+        registry.register("notifications", "Delivery attempts to notification receivers", m.notifications.clone());
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP requests served, by route pattern, method and status class",
+            prometheus_client::registry::Unit::Seconds,
+            m.requests.clone(),
+        );
+        OwnMetrics { registry, ..m }
+    }
 }
 
 impl OwnMetrics {
     pub fn backend_query(&self, source: &'static str, took: Duration, ok: bool) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = g.backend.entry(source).or_default();
-        e.0 += 1;
+        let label = SourceLabel { source: source.to_string() };
+        self.backend_queries.get_or_create(&label).inc();
         if !ok {
-            e.1 += 1;
+            self.backend_failures.get_or_create(&label).inc();
         }
-        e.2 += took.as_secs_f64();
+        self.backend_seconds.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = g.cache.entry(cache).or_default();
-        if hit {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
-        }
+        let family = if hit { &self.cache_hits } else { &self.cache_misses };
+        family.get_or_create(&CacheLabel { cache }).inc();
     }
 
     /// A delivery attempt to a notification receiver: `delivered`, `rejected` or `failed`.
     pub fn notification(&self, receiver: &str, outcome: &'static str) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *g.notifications.entry((receiver.to_string(), outcome)).or_default() += 1;
+        self.notifications.get_or_create(&DeliveryLabels { receiver: receiver.to_string(), outcome }).inc();
+    }
+
+    /// An HTTP request answered: `route` is the matched pattern (or `unmatched`).
+    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let status = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("other");
+        let labels = RequestLabels { route: route.to_string(), method, status };
+        self.requests.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Backend queries made so far for `source`.
     pub fn backend_queries(&self, source: &str) -> u64 {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.backend.get(source).map(|e| e.0).unwrap_or(0)
+        self.backend_queries.get(&SourceLabel { source: source.to_string() }).map(|c| c.get()).unwrap_or(0)
     }
 
     pub fn render(&self) -> String {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP rollout_dashboard_backend_queries_total Queries sent to outside systems.\n");
-        out.push_str("# TYPE rollout_dashboard_backend_queries_total counter\n");
-        for (s, (n, _, _)) in &g.backend {
-            let _ = writeln!(out, "rollout_dashboard_backend_queries_total{{source=\"{s}\"}} {n}");
-        }
-        out.push_str("# HELP rollout_dashboard_backend_failures_total Queries to outside systems that failed.\n");
-        out.push_str("# TYPE rollout_dashboard_backend_failures_total counter\n");
-        for (s, (_, f, _)) in &g.backend {
-            let _ = writeln!(out, "rollout_dashboard_backend_failures_total{{source=\"{s}\"}} {f}");
-        }
-        out.push_str("# HELP rollout_dashboard_backend_query_seconds_total Time spent waiting for outside systems.\n");
-        out.push_str("# TYPE rollout_dashboard_backend_query_seconds_total counter\n");
-        for (s, (_, _, secs)) in &g.backend {
-            let _ = writeln!(out, "rollout_dashboard_backend_query_seconds_total{{source=\"{s}\"}} {secs}");
-        }
-        out.push_str("# HELP rollout_dashboard_cache_hits_total Answers served from the refresh-interval cache.\n");
-        out.push_str("# TYPE rollout_dashboard_cache_hits_total counter\n");
-        for (c, (h, _)) in &g.cache {
-            let _ = writeln!(out, "rollout_dashboard_cache_hits_total{{cache=\"{c}\"}} {h}");
-        }
-        out.push_str("# HELP rollout_dashboard_cache_misses_total Answers computed by asking the backends.\n");
-        out.push_str("# TYPE rollout_dashboard_cache_misses_total counter\n");
-        for (c, (_, m)) in &g.cache {
-            let _ = writeln!(out, "rollout_dashboard_cache_misses_total{{cache=\"{c}\"}} {m}");
-        }
-        out.push_str("# HELP rollout_dashboard_notifications_total Delivery attempts to notification receivers.\n");
-        out.push_str("# TYPE rollout_dashboard_notifications_total counter\n");
-        for ((r, o), n) in &g.notifications {
-            let _ = writeln!(out, "rollout_dashboard_notifications_total{{receiver=\"{r}\",outcome=\"{o}\"}} {n}");
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_histograms_and_escapes_label_values() {
+        let m = OwnMetrics::default();
+        m.backend_query("prometheus", Duration::from_millis(3), true);
+        m.backend_query("prometheus", Duration::from_millis(700), false);
+        m.notification("team \"pager\"\n", "delivered");
+        m.http_request("/api/v1/status", "GET", 200, Duration::from_millis(2));
+        m.http_request("/", "BREW", 404, Duration::from_millis(2));
+        let text = m.render();
+        assert!(text.contains("rollout_dashboard_backend_queries_total{source=\"prometheus\"} 2"), "{text}");
+        assert!(text.contains("rollout_dashboard_backend_failures_total{source=\"prometheus\"} 1"), "{text}");
+        assert!(text.contains("# TYPE rollout_dashboard_backend_query_duration_seconds histogram"), "{text}");
+        assert!(text.contains("rollout_dashboard_backend_query_duration_seconds_count{source=\"prometheus\"} 2"));
+        // 3 ms lands in the 4 ms bucket, 700 ms only from the 1.024 s bucket on.
+        assert!(
+            text.contains(
+                "rollout_dashboard_backend_query_duration_seconds_bucket{le=\"0.004\",source=\"prometheus\"} 1"
+            ) || text.contains(
+                "rollout_dashboard_backend_query_duration_seconds_bucket{source=\"prometheus\",le=\"0.004\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("route=\"/api/v1/status\",method=\"GET\",status=\"2xx\""), "{text}");
+        assert!(text.contains("route=\"/\",method=\"other\",status=\"4xx\""), "{text}");
+        assert!(text.contains(r#"receiver="team \"pager\"\n""#), "a receiver's name is escaped: {text}");
+        assert!(text.trim_end().ends_with("# EOF"));
+        assert_eq!(m.backend_queries("prometheus"), 2);
+        assert_eq!(m.backend_queries("nobody"), 0);
     }
 }

@@ -147,6 +147,10 @@ async fn events_reach_every_receiver_in_order_through_failures_signed_and_counte
         metrics.contains(r#"rollout_dashboard_notifications_total{receiver="pager",outcome="failed"} 2"#),
         "{metrics}"
     );
+    // Every request is timed by the route it matched, not by its raw path.
+    let route = r#"rollout_dashboard_http_request_duration_seconds_count{route="/api/v1/notifications",method="GET",status="2xx"} 1"#;
+    assert!(metrics.contains(route), "{metrics}");
+    assert!(metrics.contains("rollout_dashboard_backend_query_duration_seconds_bucket{"), "{metrics}");
     // Nothing is sent twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(got(&w, "webhook").len(), 4);

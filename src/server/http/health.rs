@@ -37,5 +37,6 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 
 /// The dashboard's own metrics, in Prometheus text format.
 async fn own_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.services.metrics.render())
+    use crate::server::own_metrics::CONTENT_TYPE;
+    ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], state.services.metrics.render())
 }

@@ -1,4 +1,4 @@
-//! Layers every response passes: the cross-origin guard and cache headers.
+//! Layers every response passes: the cross-origin guard, cache headers and request metrics.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -64,6 +64,24 @@ pub async fn cache_headers(
             .is_some_and(|e| matches!(e.to_str(), Some("svg" | "ico" | "png" | "txt")));
     let value = if ok { cache_control(&path, state.leptos_options.hash_files, is_static_file) } else { "no-store" };
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    resp
+}
+
+/// Times every request into `rollout_dashboard_http_request_duration_seconds`, labelled by the
+/// route pattern it matched (`unmatched` for static files and the not-found page), so that the
+/// labels stay bounded whatever paths clients send.
+pub async fn request_metrics(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    let route =
+        route.unwrap_or_else(|| if req.uri().path().starts_with("/pkg/") { "/pkg/*" } else { "unmatched" }.into());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    state.services.metrics.http_request(&route, method.as_str(), resp.status().as_u16(), started.elapsed());
     resp
 }
 
