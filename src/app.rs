@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::HashedStylesheet;
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{lazy_route, Lazy, LazyRoute, SsrMode, StaticSegment};
+use leptos_router::{SsrMode, StaticSegment};
 
 use crate::components::user_box::UserBox;
 use crate::pages::audit::AuditPage;
@@ -28,7 +28,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <title>"Split insulin doses: rollout"</title>
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <HashedStylesheet options=options.clone() id="leptos"/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
             </head>
             <body>
                 <App/>
@@ -39,6 +39,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
+    // Islands: the pages are rendered on the server only; the browser runs the code of the few
+    // interactive parts (the islands: the rollout, autopilot and rollback controls, each a wasm
+    // chunk of its own, and the overview's live refresh), so the router and every read-only page
+    // stay out of the wasm. Links are plain navigations.
     view! {
         <Router>
             <header class="top">
@@ -49,55 +53,28 @@ pub fn App() -> impl IntoView {
                 <UserBox/>
             </header>
             <main>
-                <Routes fallback=|| view! { <p>"Page not found."</p> }>
+                <Routes fallback=|| view! { <p>"Page not found."</p><PageHydrated/> }>
                     // Async: the page arrives complete, values included, before any script runs.
-                    <Route path=StaticSegment("") view={Lazy::<OverviewRoute>::new()} ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("login") view={Lazy::<LoginRoute>::new()}/>
-                    <Route path=StaticSegment("rollout") view={Lazy::<RolloutRoute>::new()} ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("autopilot") view={Lazy::<AutopilotRoute>::new()} ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()} ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("rollback") view={Lazy::<RollbackRoute>::new()} ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("reports") view={Lazy::<ReportsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("") view=|| view! { <OverviewPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("login") view=|| view! { <LoginPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("rollout") view=|| view! { <RolloutPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("autopilot") view=|| view! { <AutopilotPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("audit") view=|| view! { <AuditPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("rollback") view=|| view! { <RollbackPage/><PageHydrated/> } ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("reports") view=|| view! { <ReportsPage/><PageHydrated/> } ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
-// Each page is a lazy route: built with `cargo leptos build --split`, its code is a wasm chunk of
-// its own, loaded when the page is shown, so the first load carries only the shell and that page.
-macro_rules! lazy_page {
-    ($route:ident, $page:ident) => {
-        pub struct $route;
-
-        #[lazy_route]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                $route
-            }
-
-            fn view(_this: Self) -> AnyView {
-                view! { <$page/><PageHydrated/> }.into_any()
-            }
-        }
-    };
-}
-
-lazy_page!(OverviewRoute, OverviewPage);
-lazy_page!(LoginRoute, LoginPage);
-lazy_page!(RolloutRoute, RolloutPage);
-lazy_page!(AuditRoute, AuditPage);
-lazy_page!(AutopilotRoute, AutopilotPage);
-lazy_page!(RollbackRoute, RollbackPage);
-lazy_page!(ReportsRoute, ReportsPage);
-
-/// Marks the page once the browser has taken over the page's own view (its chunk loaded and
-/// hydrated, its handlers attached), so that tests and people can tell.
-#[component]
+/// Marks the page once the browser has taken over its interactive parts: islands hydrate in
+/// document order, each waiting for its chunk, and this one comes last, so that tests and people
+/// can tell the controls work.
+#[island]
 fn PageHydrated() -> impl IntoView {
-    Effect::new(|_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    #[cfg(feature = "hydrate")]
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
 }

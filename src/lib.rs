@@ -14,6 +14,6 @@ pub mod site;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    // Pages are lazy routes (a wasm chunk each): hydration waits for the page's chunk.
-    leptos::mount::hydrate_lazy(app::App);
+    // Islands: only the interactive parts hydrate (app.rs); the rest of the page is the server's HTML.
+    leptos::mount::hydrate_islands();
 }

@@ -14,6 +14,10 @@ use crate::server::{access, csp, http, StartError};
 /// The whole HTTP application: pages, server functions, REST API, health probes, static files.
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
+    let pages = std::sync::Arc::new(http::page_cache::PageCache::new(
+        state.settings.refresh_interval(),
+        state.services.metrics.clone(),
+    ));
     let leptos_options = state.leptos_options.clone();
     let fn_state = state.clone();
     // Every render gets the state and this request's CSP nonce (csp.rs decides the header).
@@ -39,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(access::enforce))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(render_context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::refuse_cross_origin))
+        // Inside the CSP layer: a kept page is served with this response's own nonce.
+        .layer(axum::middleware::from_fn_with_state(pages, http::page_cache::serve))
         .layer(axum::middleware::from_fn(csp::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::cache_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::request_metrics))

@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 
+import proof_load
 import proof_notify
 
 ENV = os.environ
@@ -295,104 +296,6 @@ def check_ledger(ledger, cookie, what):
 
 
 # ------------------------------------------------------------------ load
-
-
-def wrk(path, seconds, connections, out_name):
-    """Runs wrk against path; returns requests/s, p50 and p99 in ms, errors."""
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-                          "-H", "Accept-Encoding: gzip, br", f"{ORIGIN}{path}"],
-                         capture_output=True, text=True, check=True).stdout
-    with open(os.path.join(RUN, out_name), "w") as f:
-        f.write(out)
-
-    def ms(label):
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    sock_errors = sum(int(x) for x in sock.groups()) if sock else 0
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"requests": total, "rps": rps, "p50_ms": ms("50"), "p99_ms": ms("99"), "non2xx": non2xx,
-            "socket_errors": sock_errors}
-
-
-def sample_rss(proc, stop, samples):
-    while not stop.is_set():
-        v = proc.rss_kb()
-        if v:
-            samples.append((time.monotonic(), v))
-        stop.wait(1.0)
-
-
-def page_weight():
-    """The overview's first load as Chromium makes it (every request until the page is hydrated
-    and the network is idle: the page, CSS, JS, the main wasm and the chunks the overview needs),
-    each weighed gzip-compressed as the dashboard serves it."""
-    out = subprocess.run(["node", "first-load.mjs", ORIGIN + "/"], cwd=os.path.join(ENV["PROOF_REPO"], "end2end"),
-                         capture_output=True, text=True)
-    check(out.returncode == 0, f"the overview hydrates in Chromium without errors {out.stderr.strip()[:300]}")
-    urls = [u for u in out.stdout.split() if u.startswith(ORIGIN)]
-    sizes, headers, page_headers = {}, {}, {}
-    for u in urls:
-        path = u[len(ORIGIN):] or "/"
-        r = get(path, headers={"Accept-Encoding": "gzip"})
-        check(r.status == 200, f"{path} is served (HTTP {r.status})")
-        name = "/ (HTML)" if path == "/" else path
-        sizes[name] = len(r.body)
-        if path == "/":
-            page_headers = r.headers
-        else:
-            headers[path] = r.headers
-    check(any(p.endswith(".wasm") for p in sizes) and "/ (HTML)" in sizes, f"the first load fetched {len(urls)} files")
-    return sizes, headers, page_headers
-
-
-def run_load():
-    log(f"load: 50 connections for 60 s each against / and /api/v1/status (refresh {REFRESH} s)")
-    sizes, asset_headers, page_headers = page_weight()
-    total = sum(sizes.values())
-    main_wasm = [k for k in sizes if re.match(r"^/pkg/rollout-dashboard\.[^/]+\.wasm$", k)]
-    wasm = sum(sizes[k] for k in main_wasm)
-    FIGURES["page_weight_wasm_files"] = {"main": main_wasm, "all_wasm_gzip_bytes": sum(v for k, v in sizes.items() if k.endswith(".wasm"))}
-    for k, v in sizes.items():
-        log(f"  {k}: {v / 1024:.1f} KiB gzip")
-    FIGURES["page_weight"] = {"files_gzip_bytes": sizes, "total_gzip_bytes": total, "wasm_gzip_bytes": wasm}
-    check(all(re.search(r"\.[A-Za-z0-9_-]{8,}\.(js|wasm|css|json)$", k) for k in sizes if k.startswith("/pkg/")),
-          "asset names carry content hashes")
-    check(all("immutable" in h.get("cache-control", "") for k, h in asset_headers.items() if k.startswith("/pkg/")),
-          "hashed assets are served with Cache-Control immutable")
-    check(page_headers.get("cache-control") == "no-store", "the page itself is not cached")
-    # The issue's budgets in decimal kilobytes (200 KB = 200,000 bytes), the stricter reading.
-    check(wasm <= 200_000, f"release wasm (the main module; each page's code is a chunk of its own) {wasm:,} bytes = "
-          f"{wasm / 1000:.1f} kB gzip (budget 200 kB)")
-    check(total <= 350_000, f"first load of the overview {total:,} bytes = {total / 1000:.1f} kB gzip (budget 350 kB)")
-
-    for p in ("/", "/api/v1/status"):
-        get(p)
-    time.sleep(2)
-    before = DASHBOARD.rss_kb()
-    stop, samples = threading.Event(), []
-    t = threading.Thread(target=sample_rss, args=(DASHBOARD, stop, samples))
-    t.start()
-    results = {}
-    for name, path in (("overview", "/"), ("status", "/api/v1/status")):
-        results[name] = wrk(path, 60, 50, f"wrk-{name}.txt")
-        r = results[name]
-        log(f"  {path}: {r['requests']} requests, {r['rps']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-            f"non-2xx {r['non2xx']}, socket errors {r['socket_errors']}")
-        check(r["non2xx"] == 0 and r["socket_errors"] == 0, f"{path} under load: no error responses")
-    stop.set()
-    t.join()
-    time.sleep(10)
-    after = DASHBOARD.rss_kb()
-    peak = max(v for _, v in samples)
-    FIGURES["load"] = {"results": results, "rss_kb": {"before": before, "peak_during": peak, "after_10s": after}}
-    log(f"  resident memory: before {before / 1024:.1f} MiB, peak during {peak / 1024:.1f} MiB, "
-        f"10 s after {after / 1024:.1f} MiB")
-    check(DASHBOARD.alive(), "the dashboard is still running after the load")
 
 
 # ------------------------------------------------------------------ faults
@@ -689,7 +592,7 @@ def main():
     start_world()
     try:
         if mode in ("load", "all"):
-            run_load()
+            proof_load.run(sys.modules[__name__])
         if mode in ("soak", "all"):
             run_soak(soak_minutes)
         if mode in ("faults", "all"):

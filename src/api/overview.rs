@@ -42,11 +42,5 @@ pub struct Overview {
     pub charts: Vec<ChartView>,
 }
 
-impl crate::api::codec::DrawnInPage for Overview {
-    fn drawings(&mut self) -> impl Iterator<Item = &mut String> {
-        self.charts.iter_mut().filter_map(|c| c.svg.as_mut())
-    }
-}
-
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];
 pub const WINDOWS: [&str; 3] = ["1h", "24h", "7d"];

@@ -46,9 +46,3 @@ pub struct ReportsView {
     pub charts: Vec<ReportChartView>,
     pub rules: Vec<RuleExample>,
 }
-
-impl crate::api::codec::DrawnInPage for ReportsView {
-    fn drawings(&mut self) -> impl Iterator<Item = &mut String> {
-        self.charts.iter_mut().filter_map(|c| c.svg.as_mut())
-    }
-}

@@ -1,5 +1,6 @@
 //! Reusable view pieces.
 
+pub mod live;
 pub mod panel;
 pub mod time;
 pub mod user_box;

@@ -8,7 +8,8 @@ use crate::api::autopilot::{AutopilotView, Evaluation, PlanAction, PlanState, Pl
 use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
 
-#[component]
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+#[island(lazy)]
 pub fn AutopilotPage() -> impl IntoView {
     let start = ServerAction::<StartAutopilot>::new();
     let act = ServerAction::<ActOnAutopilot>::new();

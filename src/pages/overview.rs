@@ -6,15 +6,18 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::adoption::CheckOutcome;
-use crate::api::codec::LeanHydration;
 use crate::api::overview::{ChartView, Overview, RANGES, WINDOWS};
 use crate::api::StatusReport;
+use crate::components::live::LiveRefresh;
 use crate::components::panel::{since_text, Panel, Value};
 use crate::components::time::{self, Shown};
 
 /// The guide's rule, quoted where a breach is shown.
 pub const DOUBLING_RULE: &str = "dose is read-only and means the short dose. It is forbidden to copy dose into both \
 insulin_short and insulin_long: that doubles the insulin and breaks the audit trail.";
+
+/// The part of the page that refreshes itself: everything below the selectors.
+const LIVE_REGION: &str = "overview-live";
 
 fn fmt_rate(v: Option<f64>) -> Option<String> {
     v.map(|v| if v.is_finite() { format!("{v:.2} /s") } else { v.to_string() })
@@ -34,24 +37,8 @@ pub fn OverviewPage() -> impl IntoView {
     let query = use_query_map();
     let range = Memo::new(move |_| query.read().get("range").unwrap_or_else(|| "24h".into()));
     let window = Memo::new(move |_| query.read().get("window").unwrap_or_else(|| "24h".into()));
-    // The hydration data leaves out the charts' SVG, which the HTML already holds.
-    let data: Resource<_, LeanHydration> =
-        Resource::new_with_options(move || (range.get(), window.get()), |(r, w)| get_overview(r, w), false);
-
-    // Refresh in the browser at the interval the server reports, without reloading the page.
-    #[cfg(feature = "hydrate")]
-    {
-        let started = StoredValue::new(false);
-        Effect::new(move |_| {
-            if let Some(Ok(o)) = data.get() {
-                if !started.get_value() {
-                    started.set_value(true);
-                    let every = std::time::Duration::from_secs(o.status.refresh_interval_secs.max(1));
-                    let _ = set_interval_with_handle(move || data.refetch(), every);
-                }
-            }
-        });
-    }
+    // Rendered on the server only (no hydration data); LiveRefresh below keeps it current.
+    let data = Resource::new(move || (range.get(), window.get()), |(r, w)| get_overview(r, w));
 
     view! {
         <nav class="selectors">
@@ -66,12 +53,18 @@ pub fn OverviewPage() -> impl IntoView {
                    class:selected=move || window.get() == w data-testid=format!("window-{w}")>{w}</a>
             }).collect_view()}
         </nav>
+        <LiveRefresh region=LIVE_REGION.to_string()/>
         <Transition fallback=|| view! { <p class="loading">"Loading the rollout status…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(o) => view! { <OverviewBody o/> }.into_any(),
+                    Ok(o) => {
+                        let every = o.status.refresh_interval_secs;
+                        view! { <div id=LIVE_REGION data-refresh-secs=every><OverviewBody o/></div> }.into_any()
+                    }
                     Err(e) => view! {
-                        <p class="source-error" role="alert" data-testid="overview-error">{e.to_string()}</p>
+                        <div id=LIVE_REGION>
+                            <p class="source-error" role="alert" data-testid="overview-error">{e.to_string()}</p>
+                        </div>
                     }.into_any(),
                 }
             })}

@@ -4,7 +4,6 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::codec::LeanHydration;
 use crate::api::reports::{ReportChartView, ReportsView, RuleExample};
 
 const RANGES: [&str; 3] = ["7d", "30d", "90d"];
@@ -13,8 +12,8 @@ const RANGES: [&str; 3] = ["7d", "30d", "90d"];
 pub fn ReportsPage() -> impl IntoView {
     let query = use_query_map();
     let range = Memo::new(move |_| query.read().get("range").unwrap_or_else(|| "30d".into()));
-    // The hydration data leaves out the charts' SVG, which the HTML already holds.
-    let data: Resource<_, LeanHydration> = Resource::new_with_options(move || range.get(), get_reports, false);
+    // Rendered on the server only (not an island): no hydration data, each chart travels once.
+    let data = Resource::new(move || range.get(), get_reports);
     view! {
         <h1 class="page-title">"Reports"</h1>
         <nav class="selectors no-print">

@@ -10,7 +10,8 @@ use crate::api::rollback::{
 use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
 
-#[component]
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+#[island(lazy)]
 pub fn RollbackPage() -> impl IntoView {
     let start = ServerAction::<BeginRollback>::new();
     let act = ServerAction::<ActOnRun>::new();

@@ -16,7 +16,8 @@ enum Pending {
     Kill { from: Option<u8> },
 }
 
-#[component]
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+#[island(lazy)]
 pub fn RolloutPage() -> impl IntoView {
     let set = ServerAction::<SetRollout>::new();
     let kill = ServerAction::<KillRollout>::new();

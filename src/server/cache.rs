@@ -28,6 +28,12 @@ impl<V: Clone> SingleFlight<V> {
         SingleFlight { name, ttl, entries: Mutex::new(HashMap::new()), metrics }
     }
 
+    /// How many answers are held (those still fresh, and those being computed).
+    pub fn held(&self) -> usize {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|e| e.created.elapsed() < self.ttl || e.cell.get().is_none()).count()
+    }
+
     /// The cached answer for `key`, or the answer `compute` gives (computed once for everyone
     /// waiting). Errors are cached too, for the same interval, so a failing backend is not hammered.
     pub async fn get<F, Fut>(&self, key: &str, compute: F) -> V

@@ -11,6 +11,7 @@ mod auth;
 mod autopilot;
 mod launchdarkly;
 mod notify;
+mod pages;
 mod rbac;
 mod reports;
 mod rollback;

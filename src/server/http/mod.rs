@@ -5,10 +5,12 @@
 mod audit;
 mod autopilot;
 pub mod extract;
+mod gzip_template;
 mod health;
 pub mod middleware;
 mod monitoring;
 mod notify;
+pub mod page_cache;
 mod reports;
 mod rollback;
 mod rollout;
