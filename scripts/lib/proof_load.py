@@ -95,6 +95,8 @@ def throttled_first_load(w):
     w.FIGURES["throttled"] = {"runs": runs, "values_ms": med("values_ms"), "controls_ms": med("controls_ms")}
     w.log(f"  throttled (1.6 Mbit/s, 150 ms RTT, fresh cache), median of 3: values on screen {med('values_ms')} ms, "
         f"working controls {med('controls_ms')} ms, {med('transferred_bytes'):,} bytes transferred")
+    w.check(med("values_ms") < 2000, f"throttled: the overview's values on screen in {med('values_ms')} ms (target under 2 s)")
+    w.check(med("controls_ms") < 3000, f"throttled: its code has taken over in {med('controls_ms')} ms (target under 3 s)")
 
 
 def run(w):
