@@ -26,6 +26,13 @@ use crate::api::auth::{Identity, Role};
 use super::config::{AuthMode, AuthSettings, Secret};
 
 pub const SESSION_COOKIE: &str = "rd_session";
+/// An authenticating proxy's headers (oauth2-proxy's names) and the secret that proves it sent them.
+const FORWARDED_USER: &str = "x-forwarded-user";
+const FORWARDED_EMAIL: &str = "x-forwarded-email";
+const FORWARDED_GROUPS: &str = "x-forwarded-groups";
+const PROXY_SECRET: &str = "x-proxy-secret";
+/// Every header `proxy` mode reads: together with the cookie, what tells viewers apart.
+pub const PROXY_HEADERS: [&str; 4] = [FORWARDED_USER, FORWARDED_EMAIL, FORWARDED_GROUPS, PROXY_SECRET];
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,7 +145,7 @@ impl Auth {
 
     fn proxy_identity(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-        let by_secret = match (&self.proxy_secret, header("x-proxy-secret")) {
+        let by_secret = match (&self.proxy_secret, header(PROXY_SECRET)) {
             (Some(secret), Some(given)) => same(secret.expose().as_bytes(), given.as_bytes()),
             _ => false,
         };
@@ -146,9 +153,9 @@ impl Auth {
         if !(by_secret || by_address) {
             return None;
         }
-        let user = header("x-forwarded-user").or_else(|| header("x-forwarded-email"))?.to_string();
+        let user = header(FORWARDED_USER).or_else(|| header(FORWARDED_EMAIL))?.to_string();
         let groups: Vec<&str> =
-            header("x-forwarded-groups").map(|g| g.split(',').map(str::trim).collect()).unwrap_or_default();
+            header(FORWARDED_GROUPS).map(|g| g.split(',').map(str::trim).collect()).unwrap_or_default();
         let role = if groups.iter().any(|g| self.settings.operator_groups.iter().any(|o| o == g)) {
             Role::Operator
         } else if self.settings.viewer_groups.is_empty()

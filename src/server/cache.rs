@@ -16,6 +16,13 @@ struct Entry<V> {
     cell: OnceCell<V>,
 }
 
+impl<V> Entry<V> {
+    /// Still worth holding: fresh, or still being computed (others may be waiting for it).
+    fn held(&self, ttl: Duration) -> bool {
+        self.created.elapsed() < ttl || self.cell.get().is_none()
+    }
+}
+
 pub struct SingleFlight<V> {
     name: &'static str,
     ttl: Duration,
@@ -31,7 +38,7 @@ impl<V: Clone> SingleFlight<V> {
     /// How many answers are held (those still fresh, and those being computed).
     pub fn held(&self) -> usize {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().filter(|e| e.created.elapsed() < self.ttl || e.cell.get().is_none()).count()
+        map.values().filter(|e| e.held(self.ttl)).count()
     }
 
     /// The cached answer for `key`, or the answer `compute` gives (computed once for everyone
@@ -43,7 +50,7 @@ impl<V: Clone> SingleFlight<V> {
     {
         let entry = {
             let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, e| e.created.elapsed() < self.ttl || e.cell.get().is_none());
+            map.retain(|_, e| e.held(self.ttl));
             map.entry(key.to_string())
                 .or_insert_with(|| Arc::new(Entry { created: Instant::now(), cell: OnceCell::new() }))
                 .clone()

@@ -2,8 +2,9 @@
 //! page and its CSP nonce): the parts between the holes are deflated once, each by a fresh
 //! compressor ending on a byte boundary (a sync flush), so no back-reference crosses a hole; each
 //! response writes the holes' value as stored (uncompressed) deflate blocks between them and
-//! wraps the whole in one gzip member (RFC 1951 §3.2.4, RFC 1952 §2.3). The cost of a response
-//! is a copy of the compressed parts and a CRC-32 of the text, not a compression.
+//! wraps the whole in one gzip member (RFC 1951 §3.2.4, RFC 1952 §2.3), its CRC-32 combined from
+//! the parts' (taken once) and the value's. The cost of a response is a copy of the compressed
+//! parts, not a compression.
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
@@ -12,6 +13,8 @@ pub struct GzipTemplate {
     parts: Vec<Vec<u8>>,
     /// Each part deflated on its own; all but the last end with a sync flush, the last is final.
     deflated: Vec<Vec<u8>>,
+    /// Each part's CRC-32, combined with the fill's for each response.
+    crcs: Vec<Crc>,
 }
 
 impl GzipTemplate {
@@ -22,7 +25,8 @@ impl GzipTemplate {
         let last = parts.len() - 1;
         let flush = |i| if i == last { FlushCompress::Finish } else { FlushCompress::Sync };
         let deflated = parts.iter().enumerate().map(|(i, p)| deflate(p, flush(i))).collect::<Option<_>>()?;
-        Some(GzipTemplate { parts, deflated })
+        let crcs = parts.iter().map(|p| crc_of(p)).collect();
+        Some(GzipTemplate { parts, deflated, crcs })
     }
 
     /// The text with `fill` in every hole.
@@ -43,19 +47,25 @@ impl GzipTemplate {
         // Header: magic, deflate, no flags, no time, no extra flags, unknown OS.
         let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
         out.reserve(self.deflated.iter().map(Vec::len).sum::<usize>() + self.parts.len() * (fill.len() + 5) + 8);
-        let mut crc = Crc::new();
-        for (i, (p, d)) in self.parts.iter().zip(&self.deflated).enumerate() {
+        let (fill_crc, mut crc) = (crc_of(fill), Crc::new());
+        for (i, (d, part_crc)) in self.deflated.iter().zip(&self.crcs).enumerate() {
             if i > 0 {
                 stored_blocks(&mut out, fill);
-                crc.update(fill);
+                crc.combine(&fill_crc);
             }
             out.extend_from_slice(d);
-            crc.update(p);
+            crc.combine(part_crc);
         }
         out.extend_from_slice(&crc.sum().to_le_bytes());
         out.extend_from_slice(&crc.amount().to_le_bytes());
         out
     }
+}
+
+fn crc_of(bytes: &[u8]) -> Crc {
+    let mut crc = Crc::new();
+    crc.update(bytes);
+    crc
 }
 
 fn split(text: &[u8], hole: &[u8]) -> Vec<Vec<u8>> {

@@ -21,15 +21,13 @@ use leptos::nonce::Nonce;
 
 use super::gzip_template::GzipTemplate;
 use crate::api::overview::{RANGES, WINDOWS};
+use crate::server::auth::PROXY_HEADERS;
 use crate::server::cache::SingleFlight;
 use crate::server::own_metrics::OwnMetrics;
 
 /// Read-only pages, the same for everyone apart from the header's sign-in box, whose values come
 /// from the services' caches: the overview.
 const CACHED_PAGES: &[&str] = &["/"];
-/// What tells viewers apart (auth.rs): the session cookie, or an authenticating proxy's headers.
-const VIEWER_HEADERS: [header::HeaderName; 1] = [header::COOKIE];
-const PROXY_HEADERS: [&str; 4] = ["x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-proxy-secret"];
 /// At most this many pages kept at once; beyond it, pages are rendered for each request.
 const MAX_PAGES: usize = 256;
 /// A page larger than this is not kept (the overview is about 130 kB).
@@ -146,7 +144,8 @@ fn key(req: &Request) -> Option<String> {
     }
     let h = req.headers();
     let mut key = format!("{path}?{query}");
-    for name in VIEWER_HEADERS.iter().map(|n| n.as_str()).chain(PROXY_HEADERS) {
+    // What tells viewers apart (auth.rs): the session cookie, or an authenticating proxy's headers.
+    for name in std::iter::once(header::COOKIE.as_str()).chain(PROXY_HEADERS) {
         for v in h.get_all(name) {
             key.push('\n');
             key.push_str(name);
