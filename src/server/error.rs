@@ -56,6 +56,9 @@ pub enum SourceError {
     Malformed { system: Source, detail: String },
     #[error("{detail}")]
     Missing { system: Source, detail: String },
+    /// Answering needs history not counted yet (the first count after a start); not a fault.
+    #[error("{} is still being counted: {detail}", .system.name())]
+    Counting { system: Source, detail: String },
 }
 
 impl SourceError {
@@ -66,7 +69,8 @@ impl SourceError {
             | SourceError::Unreachable { system, .. }
             | SourceError::Rejected { system, .. }
             | SourceError::Malformed { system, .. }
-            | SourceError::Missing { system, .. } => *system,
+            | SourceError::Missing { system, .. }
+            | SourceError::Counting { system, .. } => *system,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,11 @@ struct SourceLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabel {
     cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabel {
+    part: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +62,8 @@ pub struct OwnMetrics {
     cache_misses: Family<CacheLabel, Counter>,
     notifications: Family<DeliveryLabels, Counter>,
     requests: Family<RequestLabels, Histogram>,
+    rollup_entries: Family<PartLabel, Gauge>,
+    rollup_bytes: Gauge,
 }
 
 impl Default for OwnMetrics {
@@ -69,6 +77,8 @@ impl Default for OwnMetrics {
             cache_misses: Family::default(),
             notifications: Family::default(),
             requests: Family::new_with_constructor(latency_histogram),
+            rollup_entries: Family::default(),
+            rollup_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("backend_queries", "Queries sent to outside systems", m.backend_queries.clone());
@@ -87,6 +97,17 @@ impl Default for OwnMetrics {
             "HTTP requests served, by route pattern, method and status class",
             prometheus_client::registry::Unit::Seconds,
             m.requests.clone(),
+        );
+        registry.register(
+            "records_rollup_entries",
+            "What the history_records rollup holds: minutes and hours counted, rows of edge minutes",
+            m.rollup_entries.clone(),
+        );
+        registry.register_with_unit(
+            "records_rollup",
+            "Estimated memory held by the history_records rollup",
+            prometheus_client::registry::Unit::Bytes,
+            m.rollup_bytes.clone(),
         );
         OwnMetrics { registry, ..m }
     }
@@ -130,6 +151,15 @@ impl OwnMetrics {
     }
 
     /// Backend queries made so far for `source`.
+    /// The rollup's size as it is now (set before each exposition).
+    pub fn records_rollup(&self, size: crate::server::records::RollupSize) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.rollup_entries.get_or_create(&PartLabel { part: "minutes" }).set(as_i64(size.minutes));
+        self.rollup_entries.get_or_create(&PartLabel { part: "hours" }).set(as_i64(size.hours));
+        self.rollup_entries.get_or_create(&PartLabel { part: "edge_rows" }).set(as_i64(size.edge_rows));
+        self.rollup_bytes.set(as_i64(size.bytes));
+    }
+
     pub fn backend_queries(&self, source: &str) -> u64 {
         self.backend_queries.get(&SourceLabel { source: source.to_string() }).map(|c| c.get()).unwrap_or(0)
     }

@@ -1,36 +1,46 @@
 //! The diary database: `history_records` aggregates and the state of its schema.
 //! Read-only: monitoring needs nothing more than SELECT.
 //!
-//! `history_records` grows without bound, so windows and series are assembled from buckets
-//! counted once and kept in memory: whole hours, and whole minutes for the partial hours at a
-//! window's edges. Each refresh counts directly only the partial minutes at the edges and the
-//! minutes that have not settled yet, so its cost does not grow with the table. Cached buckets
-//! from the last `RECONCILE_SPAN` are dropped every `RECONCILE_EVERY` so that late writes are
-//! picked up.
+//! `history_records` grows without bound, so windows and series are assembled from the rollup
+//! (`rollup.rs`): counters per settled minute, counted an hour at a time and kept, and the rows
+//! of the settled minutes a window cuts through. A refresh reads from the table only the
+//! minutes that have not settled (`SETTLE_SECS`: writes in flight and rows written a little
+//! late are counted exactly), in the same statement that reads the database's clock. Counting
+//! the history happens once, an hour per statement, in the background from the start
+//! (`upkeep`); the last `RECONCILE_SPAN` is counted again every `RECONCILE_EVERY` so that late
+//! writes are picked up.
+
+mod queries;
+mod rollup;
+mod upkeep;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgPool;
-use tokio::sync::Mutex;
 
-use super::categories::Category;
 use crate::api::records::{DoubledRecord, RecordBucket, RecordCounts, RecordSeries, RecordSummary};
 use crate::api::window::Window;
+pub use rollup::RollupSize;
+use rollup::{Counts, EdgeRow, Rollup, HOUR, MINUTE};
 
 use super::error::{from_sqlx, Source, SourceError};
 
 const SOURCE: Source = Source::DiaryDatabase;
-const HOUR: i64 = 3600;
-const MINUTE: i64 = 60;
-/// Minute buckets not used for this long are forgotten (window edges move on).
-const MINUTE_IDLE: Duration = Duration::from_secs(600);
-/// A bucket is cached only once it ended this long ago (writes in flight).
+/// A minute is counted into the rollup once it ended this long ago (writes in flight, rows
+/// written a little late); until then every refresh counts it from the table.
 const SETTLE_SECS: i64 = 120;
 const RECONCILE_EVERY: Duration = Duration::from_secs(600);
 const RECONCILE_SPAN: i64 = 48 * HOUR;
+/// What the background counts first after a start: the overview's longest usual range.
+const WARM_SPAN: i64 = 7 * 24 * HOUR;
+/// How often the background looks at the rollup.
+const UPKEEP_TICK: Duration = Duration::from_secs(30);
+/// How long one answer may spend counting history the rollup does not hold yet; the rest is
+/// left to the next refresh and the background (an hour per statement, kept as counted).
+const FILL_BUDGET: Duration = Duration::from_secs(3);
 /// Most buckets one series may have.
 pub const MAX_BUCKETS: i64 = 2_000;
 
@@ -38,31 +48,31 @@ pub const MAX_BUCKETS: i64 = 2_000;
 pub struct DiaryRecords {
     pool: PgPool,
     table: String,
-    hours: Arc<Mutex<BucketCache>>,
-    minutes: Arc<Mutex<BucketCache>>,
+    rollup: Arc<Mutex<Rollup>>,
+    /// Held while counting a gap, so that two answers (or an answer and the background) do not
+    /// count the same hour twice.
+    filling: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Counts of completed buckets of one size.
-struct BucketCache {
-    size: i64,
-    /// Forget buckets unused for this long (None: keep).
-    idle: Option<Duration>,
-    /// Whether the cached counts were taken with the split columns present.
-    split_columns: Option<bool>,
-    /// Bucket start (unix seconds) → counts of that completed bucket, and when it was last used.
-    counts: BTreeMap<i64, (Counts, Instant)>,
-    last_reconcile: Option<Instant>,
+/// The database's clock and the minutes not yet settled, as one refresh reads them.
+struct Open {
+    now: DateTime<Utc>,
+    /// Start of the first minute not settled (unix seconds, minute aligned).
+    settled_until: i64,
+    /// Minute start → counters of the rows from `settled_until` to `now`.
+    minutes: BTreeMap<i64, Counts>,
 }
 
-impl BucketCache {
-    fn new(size: i64, idle: Option<Duration>) -> Arc<Mutex<BucketCache>> {
-        Arc::new(Mutex::new(BucketCache {
-            size,
-            idle,
-            split_columns: None,
-            counts: BTreeMap::new(),
-            last_reconcile: None,
-        }))
+impl Open {
+    fn sum(&self, from: i64, to: i64) -> Counts {
+        let mut c = Counts::default();
+        if to <= from {
+            return c;
+        }
+        for v in self.minutes.range(from..to).map(|(_, v)| v) {
+            c += *v;
+        }
+        c
     }
 }
 
@@ -78,30 +88,6 @@ pub struct SchemaState {
 impl SchemaState {
     pub fn has_split_columns(&self) -> bool {
         self.insulin_short && self.insulin_long
-    }
-}
-
-/// Raw counters; which of them mean anything depends on the schema (see `publish`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
-struct Counts {
-    total: i64,
-    with_short: i64,
-    with_long: i64,
-    with_both: i64,
-    legacy_only: i64,
-    doubled: i64,
-    empty: i64,
-}
-
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, o: Counts) {
-        self.total += o.total;
-        self.with_short += o.with_short;
-        self.with_long += o.with_long;
-        self.with_both += o.with_both;
-        self.legacy_only += o.legacy_only;
-        self.doubled += o.doubled;
-        self.empty += o.empty;
     }
 }
 
@@ -128,17 +114,25 @@ fn floor_to(secs: i64, step: i64) -> i64 {
     secs - secs.rem_euclid(step)
 }
 
-/// The first and the end of the whole `size`-second buckets inside [from, to).
-fn whole_buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: i64) -> (i64, i64) {
-    let mut first = floor_to(from.timestamp(), size);
-    if ts(first) < from {
-        first += size;
+/// The first whole minute at or after `t`.
+fn ceil_minute(t: DateTime<Utc>) -> i64 {
+    let m = floor_to(t.timestamp(), MINUTE);
+    if ts(m) < t {
+        m + MINUTE
+    } else {
+        m
     }
-    (first, floor_to(to.timestamp(), size))
+}
+
+/// The rollup's sum of counted minutes; None only when the schema changed meanwhile.
+fn sum_of(rollup: &Rollup, a: i64, b: i64) -> Result<Counts, SourceError> {
+    rollup.sum(a, b).ok_or_else(|| SourceError::Counting {
+        system: SOURCE,
+        detail: "the schema changed while counting; the next refresh counts again".into(),
+    })
 }
 
 impl DiaryRecords {
-    /// `table` is validated by the configuration as a plain identifier.
     /// The diary database itself (the rollback's verify and data-loss count read it directly).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -148,12 +142,13 @@ impl DiaryRecords {
         &self.table
     }
 
+    /// `table` is validated by the configuration as a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Self {
         DiaryRecords {
             pool,
             table: table.to_string(),
-            hours: BucketCache::new(HOUR, None),
-            minutes: BucketCache::new(MINUTE, Some(MINUTE_IDLE)),
+            rollup: Arc::new(Mutex::new(Rollup::default())),
+            filling: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -186,168 +181,119 @@ impl DiaryRecords {
         })
     }
 
-    /// The SELECT list computing every counter; without the split columns only `dose` counts.
-    fn counters_sql(split_columns: bool) -> String {
-        let category = |c: Category| c.predicate(split_columns);
-        let has = |text: &'static str| if split_columns { text } else { "FALSE" };
-        format!(
-            "count(*) AS total,
-             count(*) FILTER (WHERE {}) AS with_short,
-             count(*) FILTER (WHERE {}) AS with_long,
-             count(*) FILTER (WHERE {}) AS with_both,
-             count(*) FILTER (WHERE {}) AS legacy_only,
-             count(*) FILTER (WHERE {}) AS doubled,
-             count(*) FILTER (WHERE {}) AS empty",
-            has("insulin_short IS NOT NULL"),
-            has("insulin_long IS NOT NULL"),
-            has("insulin_short IS NOT NULL AND insulin_long IS NOT NULL"),
-            category(Category::LegacyOnly),
-            category(Category::Doubled),
-            category(Category::Empty),
-        )
+    /// What the rollup holds now.
+    pub fn rollup_size(&self) -> RollupSize {
+        self.rollup.lock().unwrap_or_else(|e| e.into_inner()).size()
     }
 
-    /// Counters over [from, to) in one scan.
-    async fn count_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
-        if to <= from {
-            return Ok(Counts::default());
-        }
-        let sql = format!(
-            "SELECT {} FROM {} WHERE created_at >= $1 AND created_at < $2",
-            Self::counters_sql(split),
-            self.table
-        );
-        sqlx::query_as::<_, Counts>(&sql)
-            .bind(from)
-            .bind(to)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(SOURCE, &e))
+    fn rollup(&self) -> std::sync::MutexGuard<'_, Rollup> {
+        self.rollup.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counters per `step`-second bucket over [from, to); both aligned to `step`. Buckets without
-    /// rows are absent from the answer.
-    async fn count_buckets(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        step: i64,
-        split_columns: bool,
-    ) -> Result<BTreeMap<i64, Counts>, SourceError> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            bucket: i64,
-            #[sqlx(flatten)]
-            counts: Counts,
-        }
-        if to <= from {
-            return Ok(BTreeMap::new());
-        }
-        let sql = format!(
-            "SELECT (floor(extract(epoch FROM created_at) / $3) * $3)::bigint AS bucket, {}
-               FROM {} WHERE created_at >= $1 AND created_at < $2 GROUP BY 1",
-            Self::counters_sql(split_columns),
-            self.table
-        );
-        let rows = sqlx::query_as::<_, Row>(&sql)
-            .bind(from)
-            .bind(to)
-            .bind(step as f64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(SOURCE, &e))?;
-        Ok(rows.into_iter().map(|r| (r.bucket, r.counts)).collect())
-    }
-
-    /// The database's clock, so windows agree with `now()` in SQL written by hand.
-    async fn db_now(&self) -> Result<DateTime<Utc>, SourceError> {
-        sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))
-    }
-
-    /// Counts of the whole buckets [b0, b1) of `cache`'s size, from the cache where possible.
-    /// Buckets that have settled are cached; the others are counted but not kept.
-    async fn buckets(
-        &self,
-        cache: &Mutex<BucketCache>,
-        b0: i64,
-        b1: i64,
-        now: i64,
-        split_columns: bool,
-    ) -> Result<BTreeMap<i64, Counts>, SourceError> {
-        let mut cache = cache.lock().await;
-        let size = cache.size;
-        if cache.split_columns != Some(split_columns) {
-            cache.counts.clear();
-            cache.split_columns = Some(split_columns);
-        }
-        if cache.last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
-            let keep_before = floor_to(now, HOUR) - RECONCILE_SPAN;
-            let idle = cache.idle;
-            cache.counts.retain(|b, (_, used)| *b < keep_before && idle.is_none_or(|i| used.elapsed() < i));
-            cache.last_reconcile = Some(Instant::now());
-        }
-        let starts: Vec<i64> = (0..(b1 - b0) / size).map(|i| b0 + i * size).collect();
-        let missing: Vec<i64> = starts.iter().copied().filter(|b| !cache.counts.contains_key(b)).collect();
-        let mut fresh = BTreeMap::new();
-        if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
-            fresh = self.count_buckets(ts(*first), ts(last + size), size, split_columns).await?;
-            for b in &missing {
-                if b + size + SETTLE_SECS <= now {
-                    cache.counts.insert(*b, (fresh.get(b).copied().unwrap_or_default(), Instant::now()));
-                }
+    /// Counts the gaps of the settled minutes `[a, b)` into the rollup, an hour per statement,
+    /// newest first, until none is left or `budget` is spent.
+    async fn fill(&self, a: i64, b: i64, split: bool, budget: Option<Duration>) -> Result<(), SourceError> {
+        let started = Instant::now();
+        loop {
+            let _turn = self.filling.lock().await;
+            let gaps = {
+                let mut r = self.rollup();
+                r.schema_is(split);
+                r.gaps(a, b)
+            };
+            let Some(&gap) = gaps.last() else { return Ok(()) };
+            if let Some(budget) = budget.filter(|b| started.elapsed() >= *b) {
+                return Err(SourceError::Counting {
+                    system: SOURCE,
+                    detail: format!(
+                        "{} hour(s) of history still to count after {} s (the first count after a start); \
+                         the background goes on, and the next refresh shows the values",
+                        gaps.len(),
+                        budget.as_secs()
+                    ),
+                });
             }
+            let counted = self.count_minutes(gap, split).await?;
+            self.rollup().add(gap, counted);
         }
-        let used = Instant::now();
-        Ok(starts
-            .into_iter()
-            .map(|b| {
-                let c = match cache.counts.get_mut(&b) {
-                    Some(entry) => {
-                        entry.1 = used;
-                        entry.0
-                    }
-                    None => fresh.get(&b).copied().unwrap_or_default(),
-                };
-                (b, c)
-            })
-            .collect())
     }
 
-    /// Counters over [from, to): whole hours from the hour cache, the rest through `count_minutes`.
-    async fn count_span(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
-        let (h0, h1) = whole_buckets(from, to, HOUR);
-        if h1 <= h0 {
-            return self.count_minutes(from, to, split).await;
+    /// Counters of the settled span `[a, b)` (`b` at most the first unsettled minute).
+    async fn settled(&self, a: DateTime<Utc>, b: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
+        let mut total = Counts::default();
+        if b <= a {
+            return Ok(total);
         }
-        let mut total = Box::pin(self.count_minutes(from, ts(h0), split)).await?;
-        for c in Box::pin(self.buckets(&self.hours, h0, h1, to.timestamp(), split)).await?.into_values() {
-            total += c;
+        let (ma, mb) = (ceil_minute(a), floor_to(b.timestamp(), MINUTE));
+        if ma > mb {
+            return self.edge(mb, a, b, split).await; // both ends inside one minute
         }
-        total += Box::pin(self.count_minutes(ts(h1), to, split)).await?;
+        if a < ts(ma) {
+            total += self.edge(ma - MINUTE, a, ts(ma), split).await?;
+        }
+        if ma < mb {
+            self.fill(ma, mb, split, Some(FILL_BUDGET)).await?;
+            total += sum_of(&self.rollup(), ma, mb)?;
+        }
+        if ts(mb) < b {
+            total += self.edge(mb, ts(mb), b, split).await?;
+        }
         Ok(total)
     }
 
-    /// Counters over [from, to): whole minutes from the minute cache, the partial minutes directly.
-    async fn count_minutes(&self, from: DateTime<Utc>, to: DateTime<Utc>, split: bool) -> Result<Counts, SourceError> {
-        let (m0, m1) = whole_buckets(from, to, MINUTE);
-        if m1 <= m0 {
-            return self.count_between(from, to, split).await;
-        }
-        let mut total = self.count_between(from, ts(m0), split).await?;
-        for c in
-            self.buckets(&self.minutes, m0, m1, to.timestamp().max(Utc::now().timestamp()), split).await?.into_values()
+    /// Counters of `[from, to)` inside the settled minute `minute`, from its rows (kept).
+    async fn edge(
+        &self,
+        minute: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        split: bool,
+    ) -> Result<Counts, SourceError> {
         {
-            total += c;
+            let mut r = self.rollup();
+            r.schema_is(split);
+            if let Some(c) = r.edge(minute, from, to) {
+                return Ok(c);
+            }
         }
-        total += self.count_between(ts(m1), to, split).await?;
+        let rows: Vec<EdgeRow> = self.rows_of_minute(minute, split).await?;
+        let mut r = self.rollup();
+        r.keep_edge(minute, rows);
+        Ok(r.edge(minute, from, to).unwrap_or_default())
+    }
+
+    /// Counters over `[from, to)`: the settled part from the rollup, the rest from `open`
+    /// (when it covers it) or the table.
+    async fn count_span(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        open: &Open,
+        split: bool,
+    ) -> Result<Counts, SourceError> {
+        if to <= from {
+            return Ok(Counts::default());
+        }
+        let settled_until = ts(open.settled_until);
+        let mut total = Box::pin(self.settled(from, to.min(settled_until), split)).await?;
+        if to > settled_until {
+            let rest_from = from.max(settled_until);
+            if rest_from == settled_until && to == open.now {
+                total += open.sum(open.settled_until, i64::MAX);
+            } else {
+                total += self.count_between(rest_from, to, split).await?;
+            }
+        }
         Ok(total)
     }
 
     /// The counters for the window ending now (created_at >= now() - window AND created_at < now()).
     pub async fn summary(&self, window: Window, schema: &SchemaState) -> Result<RecordSummary, SourceError> {
-        let end = self.db_now().await?;
-        let start = end - chrono::Duration::seconds(window.as_secs());
-        self.summary_between(start, end, schema).await
+        let split = schema.has_split_columns();
+        let open = self.open(split).await?;
+        let start = open.now - chrono::Duration::seconds(window.as_secs());
+        let counts = self.count_span(start, open.now, &open, split).await?;
+        Ok(RecordSummary { window_start: start, window_end: open.now, counts: counts.publish(split) })
     }
 
     /// The counters from `start` until now (the database's clock).
@@ -356,8 +302,11 @@ impl DiaryRecords {
         start: DateTime<Utc>,
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
-        let end = self.db_now().await?;
-        self.summary_between(start, end.max(start), schema).await
+        let split = schema.has_split_columns();
+        let open = self.open(split).await?;
+        let end = open.now.max(start);
+        let counts = self.count_span(start, end, &open, split).await?;
+        Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
     }
 
     /// The counters for created_at >= start AND created_at < end.
@@ -368,42 +317,32 @@ impl DiaryRecords {
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
         let split = schema.has_split_columns();
-        let counts = self.count_span(start, end, split).await?;
+        let open = self.open(split).await?;
+        let counts = self.count_span(start, end, &open, split).await?;
         Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
     }
 
     /// Buckets of `step` over the last `range`, aligned to `step`; the last one is still open.
     pub async fn series(&self, range: Window, step: Window, schema: &SchemaState) -> Result<RecordSeries, SourceError> {
-        let end = self.db_now().await?;
-        let (now, step_s) = (end.timestamp(), step.as_secs());
-        let first = floor_to(now - range.as_secs(), step_s);
         let split = schema.has_split_columns();
-        let mut buckets = Vec::new();
-        if step_s % HOUR == 0 {
-            let hours = self.buckets(&self.hours, first, floor_to(now, HOUR), now, split).await?;
-            let open = self.count_minutes(ts(floor_to(now, HOUR)), end, split).await?;
-            let mut t = first;
-            while t <= now {
-                let mut c = Counts::default();
-                for (_, v) in hours.range(t..t + step_s) {
-                    c += *v;
-                }
-                if (t..t + step_s).contains(&floor_to(now, HOUR)) {
-                    c += open;
-                }
-                buckets.push(RecordBucket { start: ts(t), end: ts(t + step_s), counts: c.publish(split) });
-                t += step_s;
-            }
-        } else {
-            let found = self.count_buckets(ts(first), end, step_s, split).await?;
-            let mut t = first;
-            while t <= now {
-                let c = found.get(&t).copied().unwrap_or_default();
-                buckets.push(RecordBucket { start: ts(t), end: ts(t + step_s), counts: c.publish(split) });
-                t += step_s;
-            }
+        let open = self.open(split).await?;
+        let (now, step_s, until) = (open.now.timestamp(), step.as_secs(), open.settled_until);
+        let first = floor_to(now - range.as_secs(), step_s);
+        // Steps are whole minutes, so every bucket is whole minutes of the rollup and of `open`.
+        if first < until {
+            self.fill(first, until, split, Some(FILL_BUDGET)).await?;
         }
-        Ok(RecordSeries { range_start: ts(first), range_end: end, step: step.to_string(), buckets })
+        let rollup = self.rollup();
+        let mut buckets = Vec::new();
+        let mut t = first;
+        while t <= now {
+            let end = t + step_s;
+            let mut c = if t < until { sum_of(&rollup, t, end.min(until))? } else { Counts::default() };
+            c += open.sum(t.max(until), end);
+            buckets.push(RecordBucket { start: ts(t), end: ts(end), counts: c.publish(split) });
+            t = end;
+        }
+        Ok(RecordSeries { range_start: ts(first), range_end: open.now, step: step.to_string(), buckets })
     }
 
     /// The newest records that copy `dose` into both parts: ids and times only.

@@ -83,7 +83,9 @@ pub async fn ask<T>(state: &AppState, source: Source, fut: impl Future<Output = 
     let started = Instant::now();
     // Boxed: the backend futures are large, and callers join several of them.
     let answer = super::error::within(source, state.settings.source_timeout(), Box::pin(fut)).await;
-    let ok = !matches!(&answer, Err(e) if e.system() == source && !matches!(e, SourceError::NotConfigured { .. }));
+    // Not configured, or still counting its history after a start: not a failing source.
+    let ok = !matches!(&answer, Err(e) if e.system() == source
+        && !matches!(e, SourceError::NotConfigured { .. } | SourceError::Counting { .. }));
     state.services.metrics.backend_query(source.key(), started.elapsed(), answer.is_ok());
     state.services.health.record(source, ok);
     answer

@@ -66,7 +66,11 @@ impl AppState {
                 .max_connections(8)
                 .acquire_timeout(timeout)
                 .connect_lazy(url.expose())
-                .map(|pool| DiaryRecords::new(pool, &settings.schema.table))
+                .map(|pool| {
+                    let diary = DiaryRecords::new(pool, &settings.schema.table);
+                    diary.start_upkeep();
+                    diary
+                })
                 .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
             None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
         };

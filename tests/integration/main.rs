@@ -13,6 +13,7 @@ mod launchdarkly;
 mod notify;
 mod pages;
 mod rbac;
+mod records;
 mod reports;
 mod rollback;
 mod rollback_recovery;

@@ -38,5 +38,8 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 /// The dashboard's own metrics, in Prometheus text format.
 async fn own_metrics(State(state): State<AppState>) -> impl IntoResponse {
     use crate::server::own_metrics::CONTENT_TYPE;
+    if let Ok(diary) = &state.diary {
+        state.services.metrics.records_rollup(diary.rollup_size());
+    }
     ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], state.services.metrics.render())
 }
