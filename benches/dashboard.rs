@@ -4,11 +4,14 @@
 //! 1. viewers: backend queries caused by 1 and by 100 viewers refreshing every 5 s
 //!    (the refresh-interval single-flight cache should make them equal).
 //! 2. records: the guide's naive queries against the dashboard's summary and 7-day hourly
-//!    series, at 1 M and 10 M rows of history_records (p50, p95, ratios).
+//!    series, at 1 M and 10 M rows of history_records by default (p50, p95, ratios); then, per
+//!    size, the time from a start (empty rollup) to the first answers, the rows a refresh reads
+//!    from the table, and what the rollup holds.
 //!
 //! Run with `scripts/bench` (or `cargo bench --features ssr --bench dashboard`; DATABASE_URL must
-//! name a PostgreSQL server where databases may be created). BENCH_VIEWER_SECS (default 60) and
-//! BENCH_ROWS (default "1000000,10000000") shorten a run.
+//! name a PostgreSQL server where databases may be created). BENCH_VIEWER_SECS (default 60)
+//! shortens a run; BENCH_ROWS (default "1000000,10000000") chooses the sizes, for example
+//! "1000000,10000000,100000000" (100 M rows: about 20 minutes to seed once, ~15 GB of disk).
 
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
@@ -75,8 +78,10 @@ struct RecordsResult {
     /// 7-day series, the background counting as it does in the dashboard.
     first_summary: f64,
     first_series: f64,
-    /// Rows a refresh reads from the table (the minutes not settled yet).
+    /// Rows a refresh reads from the table (the minutes not settled yet), and that statement's
+    /// p50/p95 alone: the part of a refresh that is not memory.
     open_rows: i64,
+    unsettled: (f64, f64),
     rollup: RollupSize,
 }
 
@@ -125,16 +130,25 @@ async fn bench_records(admin: &PgPool, rows: i64) -> RecordsResult {
         diary.series(week, hour, &schema).await.unwrap();
     })
     .await;
-    let open_rows: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM history_records
-          WHERE created_at >= to_timestamp(floor((extract(epoch FROM now()) - 120) / 60) * 60) AND created_at < now()",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let open_rows = diary.read_unsettled().await.unwrap();
+    let unsettled = timings(n, || async {
+        diary.read_unsettled().await.unwrap();
+    })
+    .await;
     let rollup = diary.rollup_size();
     upkeep.abort();
-    RecordsResult { rows, naive_summary, naive_series, summary, series, first_summary, first_series, open_rows, rollup }
+    RecordsResult {
+        rows,
+        naive_summary,
+        naive_series,
+        summary,
+        series,
+        first_summary,
+        first_series,
+        open_rows,
+        unsettled,
+        rollup,
+    }
 }
 
 /// `viewers` clients each fetch the overview's data every 5 s for `secs` seconds; returns the
@@ -251,11 +265,13 @@ async fn main() {
         // What the rollup holds for 90 days at one minute: every minute with rows, 91 days kept.
         let per_minute = r.rollup.bytes as f64 / (r.rollup.minutes.max(1)) as f64;
         println!(
-            "  {:>10} | {:>13.2} | {:>13.2} | {:>14} | {:>8} {:>6} {:>9} | {:>9} | {:>14.1}",
+            "  {:>10} | {:>13.2} | {:>13.2} | {:>12} {:>8.2} {:>8.2} | {:>8} {:>6} {:>9} | {:>9} | {:>14.1}",
             r.rows,
             r.first_summary,
             r.first_series,
             r.open_rows,
+            r.unsettled.0,
+            r.unsettled.1,
             r.rollup.minutes,
             r.rollup.hours,
             r.rollup.edge_rows,

@@ -66,6 +66,12 @@ struct MinuteRow {
 }
 
 impl DiaryRecords {
+    /// The one statement a refresh runs once the rollup holds its window (the benchmark times
+    /// it apart from the rest): how many rows it counted.
+    pub async fn read_unsettled(&self) -> Result<i64, SourceError> {
+        Ok(self.open(true, false).await?.minutes.values().map(|c| c.total).sum())
+    }
+
     /// Counters over [from, to) in one scan.
     pub(super) async fn count_between(
         &self,
@@ -107,21 +113,26 @@ impl DiaryRecords {
         Ok(rows.into_iter().filter_map(|r| Some((minute_of(r.minute?), r.counts))).collect())
     }
 
-    /// The database's clock and the counters per minute of the minutes not settled yet, in one
-    /// statement: what every refresh reads from the table.
-    pub(super) async fn open(&self, split: bool) -> Result<Open, SourceError> {
-        let zeros = "0::bigint AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
-                     0::bigint AS legacy_only, 0::bigint AS doubled, 0::bigint AS empty";
-        let sql = format!(
-            "WITH o AS (SELECT now() AS now,
-                    to_timestamp((floor((extract(epoch FROM now()) - $1) / 60) * 60)::float8) AS settled)
-             SELECT NULL::timestamp AS minute, o.now, {zeros} FROM o
-             UNION ALL
-             SELECT date_trunc('minute', created_at AT TIME ZONE 'UTC'), o.now, {}
-               FROM {}, o WHERE created_at >= o.settled AND created_at < o.now GROUP BY 1, 2",
-            counters_sql(split),
-            self.table
-        );
+    /// The database's clock and the counters of the minutes not settled yet, in one statement:
+    /// what every refresh reads from the table. `per_minute`: counters per minute (a series
+    /// whose buckets may end inside them); otherwise one sum, keyed by the first unsettled minute.
+    pub(super) async fn open(&self, split: bool, per_minute: bool) -> Result<Open, SourceError> {
+        let settled = "to_timestamp((floor((extract(epoch FROM now()) - $1) / 60) * 60)::float8)";
+        // The bounds are stable expressions of now(), not a join, so the index range is used.
+        let range = format!("FROM {} WHERE created_at >= {settled} AND created_at < now()", self.table);
+        let sql = if per_minute {
+            let zeros = "0::bigint AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
+                         0::bigint AS legacy_only, 0::bigint AS doubled, 0::bigint AS empty";
+            format!(
+                "SELECT NULL::timestamp AS minute, now() AS now, {zeros}
+                 UNION ALL
+                 SELECT date_trunc('minute', created_at AT TIME ZONE 'UTC'), now(), {} {range} GROUP BY 1",
+                counters_sql(split)
+            )
+        } else {
+            // An aggregate without GROUP BY: exactly one row, even without rows.
+            format!("SELECT NULL::timestamp AS minute, now() AS now, {} {range}", counters_sql(split))
+        };
         let rows: Vec<MinuteRow> = sqlx::query_as(&sql)
             .bind(SETTLE_SECS as f64)
             .fetch_all(&self.pool)
@@ -131,8 +142,13 @@ impl DiaryRecords {
             .first()
             .map(|r| r.now)
             .ok_or_else(|| SourceError::Malformed { system: SOURCE, detail: "the clock's row is missing".into() })?;
-        let minutes = rows.into_iter().filter_map(|r| Some((minute_of(r.minute?), r.counts))).collect();
-        Ok(Open { now, settled_until: floor_to(now.timestamp() - SETTLE_SECS, MINUTE), minutes })
+        let settled_until = floor_to(now.timestamp() - SETTLE_SECS, MINUTE);
+        let minutes = if per_minute {
+            rows.into_iter().filter_map(|r| Some((minute_of(r.minute?), r.counts))).collect()
+        } else {
+            rows.into_iter().map(|r| (settled_until, r.counts)).collect()
+        };
+        Ok(Open { now, settled_until, minutes })
     }
 
     /// The rows of one minute, each with the counters it adds to.
