@@ -11,6 +11,7 @@
 //! writes are picked up.
 
 mod queries;
+use queries::Grouping;
 mod rollup;
 mod upkeep;
 
@@ -290,7 +291,7 @@ impl DiaryRecords {
     /// The counters for the window ending now (created_at >= now() - window AND created_at < now()).
     pub async fn summary(&self, window: Window, schema: &SchemaState) -> Result<RecordSummary, SourceError> {
         let split = schema.has_split_columns();
-        let open = self.open(split, false).await?;
+        let open = self.open(split, Grouping::Sum).await?;
         let start = open.now - chrono::Duration::seconds(window.as_secs());
         let counts = self.count_span(start, open.now, &open, split).await?;
         Ok(RecordSummary { window_start: start, window_end: open.now, counts: counts.publish(split) })
@@ -303,7 +304,7 @@ impl DiaryRecords {
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
         let split = schema.has_split_columns();
-        let open = self.open(split, false).await?;
+        let open = self.open(split, Grouping::Sum).await?;
         let end = open.now.max(start);
         let counts = self.count_span(start, end, &open, split).await?;
         Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
@@ -317,7 +318,7 @@ impl DiaryRecords {
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
         let split = schema.has_split_columns();
-        let open = self.open(split, false).await?;
+        let open = self.open(split, Grouping::Sum).await?;
         let counts = self.count_span(start, end, &open, split).await?;
         Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
     }
@@ -325,7 +326,7 @@ impl DiaryRecords {
     /// Buckets of `step` over the last `range`, aligned to `step`; the last one is still open.
     pub async fn series(&self, range: Window, step: Window, schema: &SchemaState) -> Result<RecordSeries, SourceError> {
         let split = schema.has_split_columns();
-        let open = self.open(split, true).await?;
+        let open = self.open(split, Grouping::for_step(step.as_secs())).await?;
         let (now, step_s, until) = (open.now.timestamp(), step.as_secs(), open.settled_until);
         let first = floor_to(now - range.as_secs(), step_s);
         // Steps are whole minutes, so every bucket is whole minutes of the rollup and of `open`.

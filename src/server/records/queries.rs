@@ -57,6 +57,29 @@ fn minute_of(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp()
 }
 
+/// How `open` sums the unsettled minutes: the fewer groups, the cheaper the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grouping {
+    /// One sum, keyed by the first unsettled minute (a window ending now).
+    Sum,
+    /// Per minute (a series with steps shorter than the unsettled span).
+    PerMinute,
+    /// Two sums, cut at the last multiple of this many seconds if it falls inside, each keyed by
+    /// its first minute (a series whose step is at least the unsettled span: one cut at most).
+    SplitAt(i64),
+}
+
+impl Grouping {
+    /// The grouping a series with buckets of `step` seconds needs.
+    pub(super) fn for_step(step: i64) -> Grouping {
+        if step >= SETTLE_SECS + MINUTE {
+            Grouping::SplitAt(step)
+        } else {
+            Grouping::PerMinute
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct MinuteRow {
     minute: Option<NaiveDateTime>,
@@ -69,7 +92,7 @@ impl DiaryRecords {
     /// The one statement a refresh runs once the rollup holds its window (the benchmark times
     /// it apart from the rest): how many rows it counted.
     pub async fn read_unsettled(&self) -> Result<i64, SourceError> {
-        Ok(self.open(true, false).await?.minutes.values().map(|c| c.total).sum())
+        Ok(self.open(true, Grouping::Sum).await?.minutes.values().map(|c| c.total).sum())
     }
 
     /// Counters over [from, to) in one scan.
@@ -114,39 +137,43 @@ impl DiaryRecords {
     }
 
     /// The database's clock and the counters of the minutes not settled yet, in one statement:
-    /// what every refresh reads from the table. `per_minute`: counters per minute (a series
-    /// whose buckets may end inside them); otherwise one sum, keyed by the first unsettled minute.
-    pub(super) async fn open(&self, split: bool, per_minute: bool) -> Result<Open, SourceError> {
+    /// what every refresh reads from the table, summed as `grouping` says (see `Grouping`).
+    pub(super) async fn open(&self, split: bool, grouping: Grouping) -> Result<Open, SourceError> {
         let settled = "to_timestamp((floor((extract(epoch FROM now()) - $1) / 60) * 60)::float8)";
         // The bounds are stable expressions of now(), not a join, so the index range is used.
         let range = format!("FROM {} WHERE created_at >= {settled} AND created_at < now()", self.table);
-        let sql = if per_minute {
-            let zeros = "0::bigint AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
-                         0::bigint AS legacy_only, 0::bigint AS doubled, 0::bigint AS empty";
-            format!(
-                "SELECT NULL::timestamp AS minute, now() AS now, {zeros}
-                 UNION ALL
-                 SELECT date_trunc('minute', created_at AT TIME ZONE 'UTC'), now(), {} {range} GROUP BY 1",
-                counters_sql(split)
-            )
-        } else {
+        let counters = counters_sql(split);
+        let zeros = "0::bigint AS total, 0::bigint AS with_short, 0::bigint AS with_long, 0::bigint AS with_both,
+                     0::bigint AS legacy_only, 0::bigint AS doubled, 0::bigint AS empty";
+        let marker = format!("SELECT NULL::timestamp AS minute, now() AS now, {zeros} UNION ALL");
+        let (sql, step) = match grouping {
             // An aggregate without GROUP BY: exactly one row, even without rows.
-            format!("SELECT NULL::timestamp AS minute, now() AS now, {} {range}", counters_sql(split))
+            Grouping::Sum => (format!("SELECT NULL::timestamp AS minute, now() AS now, {counters} {range}"), 0),
+            Grouping::PerMinute => (
+                format!(
+                    "{marker} SELECT date_trunc('minute', created_at AT TIME ZONE 'UTC'), now(), {counters} {range} GROUP BY 1"
+                ),
+                0,
+            ),
+            Grouping::SplitAt(step) => {
+                let cut = format!("greatest(to_timestamp((floor(extract(epoch FROM now()) / $2) * $2)::float8), {settled})");
+                let key = format!("(CASE WHEN created_at >= {cut} THEN {cut} ELSE {settled} END) AT TIME ZONE 'UTC'");
+                (format!("{marker} SELECT {key}, now(), {counters} {range} GROUP BY 1"), step)
+            }
         };
-        let rows: Vec<MinuteRow> = sqlx::query_as(&sql)
-            .bind(SETTLE_SECS as f64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(SOURCE, &e))?;
+        let mut query = sqlx::query_as(&sql).bind(SETTLE_SECS as f64);
+        if step > 0 {
+            query = query.bind(step as f64);
+        }
+        let rows: Vec<MinuteRow> = query.fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;
         let now = rows
             .first()
             .map(|r| r.now)
             .ok_or_else(|| SourceError::Malformed { system: SOURCE, detail: "the clock's row is missing".into() })?;
         let settled_until = floor_to(now.timestamp() - SETTLE_SECS, MINUTE);
-        let minutes = if per_minute {
-            rows.into_iter().filter_map(|r| Some((minute_of(r.minute?), r.counts))).collect()
-        } else {
-            rows.into_iter().map(|r| (settled_until, r.counts)).collect()
+        let minutes = match grouping {
+            Grouping::Sum => rows.into_iter().map(|r| (settled_until, r.counts)).collect(),
+            _ => rows.into_iter().filter_map(|r| Some((minute_of(r.minute?), r.counts))).collect(),
         };
         Ok(Open { now, settled_until, minutes })
     }

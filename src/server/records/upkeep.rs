@@ -42,7 +42,7 @@ impl DiaryRecords {
     /// One round: warm (after a start), count what settled, and reconcile when due.
     async fn upkeep_round(&self, warm: bool, reconcile: bool) -> Result<(), SourceError> {
         let split = self.schema().await?.has_split_columns();
-        let until = self.open(split, false).await?.settled_until;
+        let until = self.open(split, super::Grouping::Sum).await?.settled_until;
         let started = Instant::now();
         let from = if warm { floor_to(until - WARM_SPAN, HOUR) } else { floor_to(until, HOUR) };
         self.fill(from, until, split, None).await?;
@@ -63,7 +63,7 @@ impl DiaryRecords {
     /// of the last 48 hours are counted.
     pub async fn recount_recent(&self) -> Result<(), SourceError> {
         let split = self.schema().await?.has_split_columns();
-        let until = self.open(split, false).await?.settled_until;
+        let until = self.open(split, super::Grouping::Sum).await?.settled_until;
         self.reconcile(until, split).await
     }
 
