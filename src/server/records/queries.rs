@@ -156,8 +156,9 @@ impl DiaryRecords {
                 0,
             ),
             Grouping::SplitAt(step) => {
-                let cut = format!("greatest(to_timestamp((floor(extract(epoch FROM now()) / $2) * $2)::float8), {settled})");
-                let key = format!("(CASE WHEN created_at >= {cut} THEN {cut} ELSE {settled} END) AT TIME ZONE 'UTC'");
+                // Scalar subqueries: computed once per statement, not once per row.
+                let cut = format!("(SELECT greatest(to_timestamp((floor(extract(epoch FROM now()) / $2) * $2)::float8), {settled}))");
+                let key = format!("(CASE WHEN created_at >= {cut} THEN {cut} ELSE (SELECT {settled}) END) AT TIME ZONE 'UTC'");
                 (format!("{marker} SELECT {key}, now(), {counters} {range} GROUP BY 1"), step)
             }
         };
