@@ -195,13 +195,18 @@ impl DiaryRecords {
     /// newest first, until none is left or `budget` is spent.
     async fn fill(&self, a: i64, b: i64, split: bool, budget: Option<Duration>) -> Result<(), SourceError> {
         let started = Instant::now();
+        let gaps = || {
+            let mut r = self.rollup();
+            r.schema_is(split);
+            r.gaps(a, b)
+        };
         loop {
+            // Nothing to count: no waiting for the background's turn (it may be recounting).
+            if gaps().is_empty() {
+                return Ok(());
+            }
             let _turn = self.filling.lock().await;
-            let gaps = {
-                let mut r = self.rollup();
-                r.schema_is(split);
-                r.gaps(a, b)
-            };
+            let gaps = gaps();
             let Some(&gap) = gaps.last() else { return Ok(()) };
             if let Some(budget) = budget.filter(|b| started.elapsed() >= *b) {
                 return Err(SourceError::Counting {
