@@ -195,6 +195,61 @@ async fn bench_viewers(admin: &PgPool, prom: &str, viewers: usize, secs: u64) ->
     (m.backend_queries("prometheus"), m.backend_queries("diary_database"), m.backend_queries("state_database"))
 }
 
+/// The records tables: against the guide's queries, then after a start and the rollup's size.
+fn print_records(results: &[RecordsResult]) {
+    println!(
+        "  {:>10} | {:>17} | {:>17} | {:>17} | {:>17} | {:>8} {:>8}",
+        "rows", "naive 24h p50/p95", "summary p50/p95", "naive 7d p50/p95", "series p50/p95", "sum ×", "series ×"
+    );
+    for r in results {
+        println!(
+            "  {:>10} | {:>8.1} {:>8.1} | {:>8.2} {:>8.2} | {:>8.1} {:>8.1} | {:>8.2} {:>8.2} | {:>8.1} {:>8.1}",
+            r.rows,
+            r.naive_summary.0,
+            r.naive_summary.1,
+            r.summary.0,
+            r.summary.1,
+            r.naive_series.0,
+            r.naive_series.1,
+            r.series.0,
+            r.series.1,
+            r.naive_summary.0 / r.summary.0,
+            r.naive_series.0 / r.series.0
+        );
+    }
+    println!("\n== records: after a start, and what the rollup holds");
+    println!(
+        "  {:>10} | {:>13} | {:>13} | {:>14} | {:>8} {:>6} {:>9} | {:>9} | {:>14}",
+        "rows",
+        "first 24h (s)",
+        "first 7d (s)",
+        "rows/refresh",
+        "minutes",
+        "hours",
+        "edge rows",
+        "bytes",
+        "90 d (MB est.)"
+    );
+    for r in results {
+        // What the rollup holds for 90 days at one minute: every minute with rows, 91 days kept.
+        let per_minute = r.rollup.bytes as f64 / (r.rollup.minutes.max(1)) as f64;
+        println!(
+            "  {:>10} | {:>13.2} | {:>13.2} | {:>12} {:>8.2} {:>8.2} | {:>8} {:>6} {:>9} | {:>9} | {:>14.1}",
+            r.rows,
+            r.first_summary,
+            r.first_series,
+            r.open_rows,
+            r.unsettled.0,
+            r.unsettled.1,
+            r.rollup.minutes,
+            r.rollup.hours,
+            r.rollup.edge_rows,
+            r.rollup.bytes,
+            per_minute * 91.0 * 1440.0 / 1e6
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -228,57 +283,7 @@ async fn main() {
     for r in rows {
         results.push(bench_records(&admin, r).await);
     }
-    println!(
-        "  {:>10} | {:>17} | {:>17} | {:>17} | {:>17} | {:>8} {:>8}",
-        "rows", "naive 24h p50/p95", "summary p50/p95", "naive 7d p50/p95", "series p50/p95", "sum ×", "series ×"
-    );
-    for r in &results {
-        println!(
-            "  {:>10} | {:>8.1} {:>8.1} | {:>8.2} {:>8.2} | {:>8.1} {:>8.1} | {:>8.2} {:>8.2} | {:>8.1} {:>8.1}",
-            r.rows,
-            r.naive_summary.0,
-            r.naive_summary.1,
-            r.summary.0,
-            r.summary.1,
-            r.naive_series.0,
-            r.naive_series.1,
-            r.series.0,
-            r.series.1,
-            r.naive_summary.0 / r.summary.0,
-            r.naive_series.0 / r.series.0
-        );
-    }
-    println!("\n== records: after a start, and what the rollup holds");
-    println!(
-        "  {:>10} | {:>13} | {:>13} | {:>14} | {:>8} {:>6} {:>9} | {:>9} | {:>14}",
-        "rows",
-        "first 24h (s)",
-        "first 7d (s)",
-        "rows/refresh",
-        "minutes",
-        "hours",
-        "edge rows",
-        "bytes",
-        "90 d (MB est.)"
-    );
-    for r in &results {
-        // What the rollup holds for 90 days at one minute: every minute with rows, 91 days kept.
-        let per_minute = r.rollup.bytes as f64 / (r.rollup.minutes.max(1)) as f64;
-        println!(
-            "  {:>10} | {:>13.2} | {:>13.2} | {:>12} {:>8.2} {:>8.2} | {:>8} {:>6} {:>9} | {:>9} | {:>14.1}",
-            r.rows,
-            r.first_summary,
-            r.first_series,
-            r.open_rows,
-            r.unsettled.0,
-            r.unsettled.1,
-            r.rollup.minutes,
-            r.rollup.hours,
-            r.rollup.edge_rows,
-            r.rollup.bytes,
-            per_minute * 91.0 * 1440.0 / 1e6
-        );
-    }
+    print_records(&results);
     if let (Some(small), Some(big)) = (results.first(), results.last()) {
         if big.rows > small.rows {
             println!(

@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use crate::api::records::{DoubledRecord, RecordBucket, RecordCounts, RecordSeries, RecordSummary};
 use crate::api::window::Window;
 pub use rollup::RollupSize;
-use rollup::{Counts, EdgeRow, Rollup, HOUR, MINUTE};
+use rollup::{floor_to, Counts, EdgeRow, Rollup, HOUR, MINUTE};
 
 use super::error::{from_sqlx, Source, SourceError};
 
@@ -66,14 +66,7 @@ struct Open {
 
 impl Open {
     fn sum(&self, from: i64, to: i64) -> Counts {
-        let mut c = Counts::default();
-        if to <= from {
-            return c;
-        }
-        for v in self.minutes.range(from..to).map(|(_, v)| v) {
-            c += *v;
-        }
-        c
+        rollup::sum_minutes(&self.minutes, from, to)
     }
 }
 
@@ -109,10 +102,6 @@ impl Counts {
 
 fn ts(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
-}
-
-fn floor_to(secs: i64, step: i64) -> i64 {
-    secs - secs.rem_euclid(step)
 }
 
 /// The first whole minute at or after `t`.
@@ -184,7 +173,7 @@ impl DiaryRecords {
 
     /// What the rollup holds now.
     pub fn rollup_size(&self) -> RollupSize {
-        self.rollup.lock().unwrap_or_else(|e| e.into_inner()).size()
+        self.rollup().size()
     }
 
     fn rollup(&self) -> std::sync::MutexGuard<'_, Rollup> {
@@ -206,15 +195,15 @@ impl DiaryRecords {
                 return Ok(());
             }
             let _turn = self.filling.lock().await;
-            let gaps = gaps();
-            let Some(&gap) = gaps.last() else { return Ok(()) };
+            let missing = gaps();
+            let Some(&gap) = missing.last() else { return Ok(()) };
             if let Some(budget) = budget.filter(|b| started.elapsed() >= *b) {
                 return Err(SourceError::Counting {
                     system: SOURCE,
                     detail: format!(
                         "{} hour(s) of history still to count after {} s (the first count after a start); \
                          the background goes on, and the next refresh shows the values",
-                        gaps.len(),
+                        missing.len(),
                         budget.as_secs()
                     ),
                 });
@@ -293,13 +282,22 @@ impl DiaryRecords {
         Ok(total)
     }
 
-    /// The counters for the window ending now (created_at >= now() - window AND created_at < now()).
-    pub async fn summary(&self, window: Window, schema: &SchemaState) -> Result<RecordSummary, SourceError> {
+    /// The counters over the span `span` makes of the database's clock.
+    async fn summary_over(
+        &self,
+        schema: &SchemaState,
+        span: impl FnOnce(DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<RecordSummary, SourceError> {
         let split = schema.has_split_columns();
         let open = self.open(split, Grouping::Sum).await?;
-        let start = open.now - chrono::Duration::seconds(window.as_secs());
-        let counts = self.count_span(start, open.now, &open, split).await?;
-        Ok(RecordSummary { window_start: start, window_end: open.now, counts: counts.publish(split) })
+        let (start, end) = span(open.now);
+        let counts = self.count_span(start, end, &open, split).await?;
+        Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
+    }
+
+    /// The counters for the window ending now (created_at >= now() - window AND created_at < now()).
+    pub async fn summary(&self, window: Window, schema: &SchemaState) -> Result<RecordSummary, SourceError> {
+        self.summary_over(schema, |now| (now - chrono::Duration::seconds(window.as_secs()), now)).await
     }
 
     /// The counters from `start` until now (the database's clock).
@@ -308,11 +306,7 @@ impl DiaryRecords {
         start: DateTime<Utc>,
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
-        let split = schema.has_split_columns();
-        let open = self.open(split, Grouping::Sum).await?;
-        let end = open.now.max(start);
-        let counts = self.count_span(start, end, &open, split).await?;
-        Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
+        self.summary_over(schema, |now| (start, now.max(start))).await
     }
 
     /// The counters for created_at >= start AND created_at < end.
@@ -322,10 +316,7 @@ impl DiaryRecords {
         end: DateTime<Utc>,
         schema: &SchemaState,
     ) -> Result<RecordSummary, SourceError> {
-        let split = schema.has_split_columns();
-        let open = self.open(split, Grouping::Sum).await?;
-        let counts = self.count_span(start, end, &open, split).await?;
-        Ok(RecordSummary { window_start: start, window_end: end, counts: counts.publish(split) })
+        self.summary_over(schema, |_| (start, end)).await
     }
 
     /// Buckets of `step` over the last `range`, aligned to `step`; the last one is still open.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rollout_dashboard::api::records::RecordCounts;
 use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::records::DiaryRecords;
+use rollout_dashboard::server::records::{DiaryRecords, SchemaState};
 use sqlx::PgPool;
 
 use crate::support::*;
@@ -51,12 +51,18 @@ async fn scattered_rows(pool: &PgPool) {
     .unwrap();
 }
 
-#[sqlx::test(migrations = false)]
-async fn windows_cut_anywhere_equal_a_direct_count(pool: PgPool) {
-    diary_schema(&pool).await;
-    scattered_rows(&pool).await;
+/// The diary schema with `scattered_rows`, and a rollup over it that holds nothing yet.
+async fn scattered_world(pool: &PgPool) -> (DiaryRecords, SchemaState) {
+    diary_schema(pool).await;
+    scattered_rows(pool).await;
     let diary = DiaryRecords::new(pool.clone(), "history_records");
     let schema = diary.schema().await.unwrap();
+    (diary, schema)
+}
+
+#[sqlx::test(migrations = false)]
+async fn windows_cut_anywhere_equal_a_direct_count(pool: PgPool) {
+    let (diary, schema) = scattered_world(&pool).await;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await.unwrap();
     // Edges inside minutes, on minutes, on hours, one microsecond apart, and inside one minute.
     let cuts = [
@@ -92,10 +98,7 @@ async fn windows_cut_anywhere_equal_a_direct_count(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn rows_in_flight_count_at_once_and_late_rows_after_the_recount(pool: PgPool) {
-    diary_schema(&pool).await;
-    scattered_rows(&pool).await;
-    let diary = DiaryRecords::new(pool.clone(), "history_records");
-    let schema = diary.schema().await.unwrap();
+    let (diary, schema) = scattered_world(&pool).await;
     let day: Window = "24h".parse().unwrap();
     let before = diary.summary(day, &schema).await.unwrap().counts;
     // Written with a time a minute back (a transaction that began then): not settled, counted now.
@@ -118,9 +121,7 @@ async fn rows_in_flight_count_at_once_and_late_rows_after_the_recount(pool: PgPo
 
 #[sqlx::test(migrations = false)]
 async fn the_background_counts_the_week_after_a_start(pool: PgPool) {
-    diary_schema(&pool).await;
-    scattered_rows(&pool).await;
-    let diary = DiaryRecords::new(pool.clone(), "history_records");
+    let (diary, _) = scattered_world(&pool).await;
     let upkeep = diary.start_upkeep();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while diary.rollup_size().hours < 7 * 24 - 1 {

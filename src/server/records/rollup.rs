@@ -100,8 +100,19 @@ pub struct Rollup {
     edges: BTreeMap<i64, (Vec<EdgeRow>, Instant)>,
 }
 
-fn floor_to(secs: i64, step: i64) -> i64 {
+pub fn floor_to(secs: i64, step: i64) -> i64 {
     secs - secs.rem_euclid(step)
+}
+
+/// The sum of the minutes of `minutes` in `[from, to)` (none when `to <= from`).
+pub fn sum_minutes(minutes: &BTreeMap<i64, Counts>, from: i64, to: i64) -> Counts {
+    let mut sum = Counts::default();
+    if to > from {
+        for c in minutes.range(from..to).map(|(_, c)| c) {
+            sum += *c;
+        }
+    }
+    sum
 }
 
 impl Rollup {
@@ -156,11 +167,7 @@ impl Rollup {
     fn mark(&mut self, hour: i64, to: i64) {
         self.filled.insert(hour, to);
         if to >= hour + HOUR {
-            let mut sum = Counts::default();
-            for c in self.minutes.range(hour..hour + HOUR).map(|(_, c)| c) {
-                sum += *c;
-            }
-            self.hours.insert(hour, sum);
+            self.hours.insert(hour, sum_minutes(&self.minutes, hour, hour + HOUR));
         }
     }
 
@@ -174,11 +181,7 @@ impl Rollup {
         while h < b {
             match self.hours.get(&h) {
                 Some(c) if a <= h && h + HOUR <= b => total += *c,
-                _ => {
-                    for c in self.minutes.range(a.max(h)..b.min(h + HOUR)).map(|(_, c)| c) {
-                        total += *c;
-                    }
-                }
+                _ => total += sum_minutes(&self.minutes, a.max(h), b.min(h + HOUR)),
             }
             h += HOUR;
         }

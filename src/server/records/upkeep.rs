@@ -41,8 +41,7 @@ impl DiaryRecords {
 
     /// One round: warm (after a start), count what settled, and reconcile when due.
     async fn upkeep_round(&self, warm: bool, reconcile: bool) -> Result<(), SourceError> {
-        let split = self.schema().await?.has_split_columns();
-        let until = self.open(split, super::Grouping::Sum).await?.settled_until;
+        let (split, until) = self.split_and_settled().await?;
         let started = Instant::now();
         let from = if warm { floor_to(until - WARM_SPAN, HOUR) } else { floor_to(until, HOUR) };
         self.fill(from, until, split, None).await?;
@@ -62,9 +61,14 @@ impl DiaryRecords {
     /// What the background does every `RECONCILE_EVERY`, now: late writes into settled minutes
     /// of the last 48 hours are counted.
     pub async fn recount_recent(&self) -> Result<(), SourceError> {
-        let split = self.schema().await?.has_split_columns();
-        let until = self.open(split, super::Grouping::Sum).await?.settled_until;
+        let (split, until) = self.split_and_settled().await?;
         self.reconcile(until, split).await
+    }
+
+    /// Whether the split columns exist, and the first minute not settled by the database's clock.
+    async fn split_and_settled(&self) -> Result<(bool, i64), SourceError> {
+        let split = self.schema().await?.has_split_columns();
+        Ok((split, self.open(split, super::Grouping::Sum).await?.settled_until))
     }
 
     /// Counts the last `RECONCILE_SPAN` again, hour by hour, replacing what the rollup held.
