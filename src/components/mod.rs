@@ -2,5 +2,6 @@
 
 pub mod live;
 pub mod panel;
+pub mod reread;
 pub mod time;
 pub mod user_box;

@@ -6,28 +6,38 @@ use leptos::prelude::*;
 use crate::api::auth::Role;
 use crate::api::autopilot::{AutopilotView, Evaluation, PlanAction, PlanState, PlanStep, PlanView, Verdict};
 use crate::components::panel::Panel;
+use crate::components::reread::{reread, ticks};
 use crate::components::time::{self, Shown};
 
-/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
-#[island(lazy)]
+/// The page, rendered on the server with the plan; the controls are the island below.
+#[component]
 pub fn AutopilotPage() -> impl IntoView {
-    let start = ServerAction::<StartAutopilot>::new();
-    let act = ServerAction::<ActOnAutopilot>::new();
-    let tick = RwSignal::new(0u64);
-    let data = Resource::new(move || (tick.get(), start.version().get(), act.version().get()), |_| get_autopilot());
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
-    });
+    let data = Resource::new(|| (), |_| get_autopilot());
     view! {
         <h1 class="page-title">"Autopilot"</h1>
         <Transition fallback=|| view! { <p class="loading">"Reading the plan…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(v) => view! { <Autopilot v start act/> }.into_any(),
+                    Ok(v) => view! { <AutopilotControls v/> }.into_any(),
                     Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+/// It starts from the plan the server rendered (its props) and reads it again every 2 seconds
+/// and after each action.
+#[island(lazy)]
+fn AutopilotControls(v: AutopilotView) -> impl IntoView {
+    let start = ServerAction::<StartAutopilot>::new();
+    let act = ServerAction::<ActOnAutopilot>::new();
+    let tick = ticks(2);
+    let shown = reread(v, move || (tick.get(), start.version().get(), act.version().get()), |_| get_autopilot());
+    move || match shown.get() {
+        Ok(v) => view! { <Autopilot v start act/> }.into_any(),
+        Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
     }
 }
 

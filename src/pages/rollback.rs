@@ -8,52 +8,62 @@ use crate::api::rollback::{
     DeployEntry, NewDeploy, RollbackPlan, RollbackView, RunAction, RunProgress, RunState, RunView, StartRollback,
 };
 use crate::components::panel::Panel;
+use crate::components::reread::{reread, ticks};
 use crate::components::time::{self, Shown};
 
-/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
-#[island(lazy)]
+/// The page, rendered on the server with the run and the plan; the controls are the island below.
+#[component]
 pub fn RollbackPage() -> impl IntoView {
+    let data =
+        Resource::new(|| (), |_| async { Ok::<_, ServerFnError>((get_progress().await?, get_rollback(false).await?)) });
+    view! {
+        <h1 class="page-title">"Guarded rollback"</h1>
+        <Transition fallback=|| view! { <p class="loading">"Reading the run…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok((p, v)) => view! { <RollbackControls p v/> }.into_any(),
+                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+/// It starts from the run and the plan the server rendered (its props), reads the run every
+/// second and after each action, and the plan again when what it depends on changes.
+#[island(lazy)]
+fn RollbackControls(p: RunProgress, v: RollbackView) -> impl IntoView {
     let start = ServerAction::<BeginRollback>::new();
     let act = ServerAction::<ActOnRun>::new();
     let deploy = ServerAction::<RecordDeploy>::new();
     let restore = RwSignal::new(false);
-    let tick = RwSignal::new(0u64);
+    let tick = ticks(1);
     // The run's id and state as last seen: the plan (its preconditions) is read again when it changes.
-    let run_key = RwSignal::new(None::<(i64, RunState)>);
-    let plan = Resource::new(
+    let run_key = RwSignal::new(p.run.as_ref().map(|r| (r.id, r.state)));
+    let progress = reread(p, move || (tick.get(), start.version().get(), act.version().get()), |_| get_progress());
+    let plan = reread(
+        v,
         move || (restore.get(), start.version().get(), act.version().get(), deploy.version().get(), run_key.get()),
         |(r, ..)| get_rollback(r),
     );
-    let progress = Resource::new(move || (tick.get(), start.version().get(), act.version().get()), |_| get_progress());
     Effect::new(move |_| {
-        if let Some(Ok(p)) = progress.get() {
-            let key = p.run.map(|r| (r.id, r.state));
+        if let Ok(p) = progress.read().as_ref() {
+            let key = p.run.as_ref().map(|r| (r.id, r.state));
             if run_key.get_untracked() != key {
                 run_key.set(key);
             }
         }
     });
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(1));
-    });
     view! {
-        <h1 class="page-title">"Guarded rollback"</h1>
-        <Transition fallback=|| view! { <p class="loading">"Reading the run…"</p> }>
-            {move || Suspend::new(async move {
-                match progress.await {
-                    Ok(p) => view! { <Progress p act/> }.into_any(),
-                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Transition>
-        <Transition fallback=|| view! { <p class="loading">"Checking the preconditions…"</p> }>
-            {move || Suspend::new(async move {
-                match plan.await {
-                    Ok(v) => view! { <Plan v restore start deploy/> }.into_any(),
-                    Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Transition>
+        {move || match progress.get() {
+            Ok(p) => view! { <Progress p act/> }.into_any(),
+            Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
+        }}
+        {move || match plan.get() {
+            Ok(v) => view! { <Plan v restore start deploy/> }.into_any(),
+            Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
+        }}
     }
 }
 

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::api::auth::Role;
 use crate::api::rollout::{ChangeDone, RolloutView};
 use crate::components::panel::{Panel, Value};
+use crate::components::reread::reread;
 
 const PRESETS: [i64; 5] = [5, 10, 25, 50, 100];
 
@@ -16,22 +17,34 @@ enum Pending {
     Kill { from: Option<u8> },
 }
 
-/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
-#[island(lazy)]
+/// The page, rendered on the server with the flag's values; the controls are the island below.
+#[component]
 pub fn RolloutPage() -> impl IntoView {
-    let set = ServerAction::<SetRollout>::new();
-    let kill = ServerAction::<KillRollout>::new();
-    let data = Resource::new(move || (set.version().get(), kill.version().get()), |_| get_rollout());
+    let data = Resource::new(|| (), |_| get_rollout());
     view! {
         <h1 class="page-title">"Rollout control"</h1>
         <Transition fallback=|| view! { <p class="loading">"Reading the flag…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(v) => view! { <Controls v set kill/> }.into_any(),
+                    Ok(v) => view! { <RolloutControls v/> }.into_any(),
                     Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+/// It starts from the values the server rendered (its props) and reads the flag again after
+/// every change it makes.
+#[island(lazy)]
+fn RolloutControls(v: RolloutView) -> impl IntoView {
+    let set = ServerAction::<SetRollout>::new();
+    let kill = ServerAction::<KillRollout>::new();
+    let shown = reread(v, move || (set.version().get(), kill.version().get()), |_| get_rollout());
+    move || match shown.get() {
+        Ok(v) => view! { <Controls v set kill/> }.into_any(),
+        Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
     }
 }
 
