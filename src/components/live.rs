@@ -19,9 +19,6 @@ mod client {
     use std::time::Duration;
 
     use leptos::prelude::{document, set_timeout};
-    use wasm_bindgen::JsCast;
-    use wasm_bindgen_futures::JsFuture;
-    use web_sys::{DomParser, Response, SupportedType};
 
     /// Seconds between refreshes when the region does not state them (it always should).
     const DEFAULT_SECS: u64 = 10;
@@ -60,21 +57,7 @@ mod client {
     }
 
     async fn refresh(region: &str) -> Result<(), String> {
-        let window = web_sys::window().ok_or("no window")?;
-        let href = window.location().href().map_err(|_| "no location")?;
-        let answer = JsFuture::from(window.fetch_with_str(&href)).await.map_err(|_| "The dashboard did not answer")?;
-        let resp: Response = answer.unchecked_into();
-        if !resp.ok() {
-            return Err(format!("The dashboard answered HTTP {}", resp.status()));
-        }
-        let body = resp.text().map_err(|_| "no body")?;
-        let html = JsFuture::from(body).await.map_err(|_| "The page was cut off")?.as_string().unwrap_or_default();
-        let parsed = DomParser::new()
-            .and_then(|p| p.parse_from_string(&html, SupportedType::TextHtml))
-            .map_err(|_| "The page could not be read")?;
-        let fresh = parsed.get_element_by_id(region).ok_or("The page came back without its values")?;
-        let current = document().get_element_by_id(region).ok_or("The region is gone")?;
-        current.replace_with_with_node_1(&fresh).map_err(|_| "The values could not be shown".to_string())
+        crate::components::client::swap(&crate::components::client::here(), &[region]).await
     }
 
     /// Now, as the pages write times: `2026-12-02 14:05:09 UTC`.

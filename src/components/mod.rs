@@ -1,5 +1,6 @@
 //! Reusable view pieces.
 
+pub mod client;
 pub mod live;
 pub mod panel;
 pub mod reread;

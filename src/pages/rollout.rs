@@ -4,9 +4,9 @@
 use leptos::prelude::*;
 
 use crate::api::auth::Role;
-use crate::api::rollout::{ChangeDone, RolloutView};
+use crate::api::rollout::{ChangeDone, KillSwitch, RolloutView, SetPercentage};
+use crate::components::client;
 use crate::components::panel::{Panel, Value};
-use crate::components::reread::reread;
 
 const PRESETS: [i64; 5] = [5, 10, 25, 50, 100];
 
@@ -26,25 +26,11 @@ pub fn RolloutPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Reading the flag…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(v) => view! { <RolloutControls v/> }.into_any(),
+                    Ok(v) => view! { <Rollout v/> }.into_any(),
                     Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Transition>
-    }
-}
-
-/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
-/// It starts from the values the server rendered (its props) and reads the flag again after
-/// every change it makes.
-#[island(lazy)]
-fn RolloutControls(v: RolloutView) -> impl IntoView {
-    let set = ServerAction::<SetRollout>::new();
-    let kill = ServerAction::<KillRollout>::new();
-    let shown = reread(v, move || (set.version().get(), kill.version().get()), |_| get_rollout());
-    move || match shown.get() {
-        Ok(v) => view! { <Controls v set kill/> }.into_any(),
-        Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
     }
 }
 
@@ -90,61 +76,30 @@ fn why_not(me: Option<&crate::api::auth::Identity>, state: &crate::api::rollout:
     }
 }
 
+/// The region a change redraws: the flag and its guards, with what the controls need to know
+/// of them as attributes (read again by the island after each change).
+const VALUES: &str = "rollout-values";
+
+/// The flag now, its guards and the controls (server-rendered; the controls' island hydrates).
 #[component]
-fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<KillRollout>) -> impl IntoView {
+fn Rollout(v: RolloutView) -> impl IntoView {
     let RolloutView { state, me, target } = v;
     let state = match state {
         Ok(s) => s,
         Err(e) => return view! { <p class="source-error" role="alert" data-testid="rollout-error">{e}</p> }.into_any(),
     };
     let why_not = why_not(me.as_ref(), &state);
-    let can_change = why_not.is_none();
-    let current = state.percentage;
-    let failing = state.guards.iter().any(|g| !g.passed);
-    let form = Form::new();
+    let facts = Facts {
+        current: state.percentage,
+        failing: state.guards.iter().any(|g| !g.passed),
+        version: state.version.clone().unwrap_or_default(),
+    };
     let target_via = format!("{} via {}", target, state.source);
-    let version = state.version.clone().unwrap_or_default();
-    let confirm = move || match form.pending.get_untracked() {
-        Some(Pending::Set { to, .. }) => {
-            set.dispatch(SetRollout {
-                percentage: to,
-                reason: form.reason.get_untracked(),
-                expected_version: version.clone(),
-                override_guards: form.override_on.get_untracked(),
-                override_reason: Some(form.override_reason.get_untracked()).filter(|r| !r.trim().is_empty()),
-            });
-            form.pending.set(None);
-        }
-        Some(Pending::Kill { .. }) => {
-            let reason = Some(form.kill_reason.get_untracked()).filter(|r| !r.trim().is_empty());
-            kill.dispatch(KillRollout { reason });
-            form.pending.set(None);
-        }
-        None => {}
-    };
-    let outcome = move || {
-        let last = set.value().get().or_else(|| kill.value().get());
-        last.map(|r| match r {
-            Ok(ChangeDone { unconfirmed: Some(why), before, after, audit_id, .. }) => view! {
-                <p class="source-error" role="alert" data-testid="rollout-result">
-                    {format!("{before} → {after} (audit entry #{audit_id}): {why}. Reload to see the flag.")}
-                </p>
-            }
-            .into_any(),
-            Ok(d) => view! {
-                <p class="ok-text" role="status" data-testid="rollout-result">
-                    {format!("Done: {} → {} (audit entry #{}).", d.before, d.after, d.audit_id)}
-                </p>
-            }
-            .into_any(),
-            Err(e) => view! { <p class="source-error" role="alert" data-testid="rollout-result">{e.to_string()}</p> }
-                .into_any(),
-        })
-    };
     view! {
-        <div class="panels">
+        <div class="panels" id=VALUES data-version=facts.version.clone()
+            data-percentage=facts.current.map(|p| p.to_string()).unwrap_or_default() data-failing=facts.failing.to_string()>
             <Panel title="Flag now" id="rollout-now" error=None>
-                <Value label="Rollout" testid="rollout-percentage" value=current.map(|p| format!("{p} %"))/>
+                <Value label="Rollout" testid="rollout-percentage" value=state.percentage.map(|p| format!("{p} %"))/>
                 <Value label="Stored value" testid="rollout-raw" value=state.raw.clone()/>
                 <Value label="Version" testid="rollout-version" value=state.version.clone()/>
                 <p class="detail">{target_via}</p>
@@ -159,34 +114,123 @@ fn Controls(v: RolloutView, set: ServerAction<SetRollout>, kill: ServerAction<Ki
                 </ul>
             </Panel>
         </div>
-        {outcome}
         {why_not.clone().map(|w| view! { <p class="disabled-reason" data-testid="controls-disabled">{w}</p> })}
+        <RolloutControls can_change=why_not.is_none() facts target/>
+    }
+    .into_any()
+}
+
+/// What the controls know of the flag: the percentage, whether a guard fails, and the version a
+/// change must name. From the server's rendering, and from the redrawn region after a change.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Facts {
+    current: Option<u8>,
+    failing: bool,
+    version: String,
+}
+
+impl Facts {
+    /// Read off the redrawn region's attributes.
+    #[cfg(feature = "hydrate")]
+    fn shown() -> Option<Facts> {
+        let region = document().get_element_by_id(VALUES)?;
+        Some(Facts {
+            current: region.get_attribute("data-percentage").and_then(|p| p.parse().ok()),
+            failing: region.get_attribute("data-failing").as_deref() == Some("true"),
+            version: region.get_attribute("data-version").unwrap_or_default(),
+        })
+    }
+    #[cfg(not(feature = "hydrate"))]
+    fn shown() -> Option<Facts> {
+        None
+    }
+}
+
+/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
+/// A change goes through the REST API; after it, the flag's region is redrawn by the server.
+#[island(lazy)]
+fn RolloutControls(can_change: bool, facts: Facts, target: String) -> impl IntoView {
+    let form = Form::new();
+    let facts = RwSignal::new(facts);
+    let outcome = RwSignal::new(None::<Result<ChangeDone, String>>);
+    let send = move |pending: Pending| {
+        form.pending.set(None);
+        let version = facts.get_untracked().version;
+        leptos::task::spawn_local(async move {
+            let done = match pending {
+                Pending::Set { to, .. } => {
+                    let body = SetPercentage {
+                        percentage: to,
+                        reason: form.reason.get_untracked(),
+                        expected_version: version,
+                        override_guards: form.override_on.get_untracked(),
+                        override_reason: Some(form.override_reason.get_untracked()).filter(|r| !r.trim().is_empty()),
+                    };
+                    client::post("/api/v1/rollout", &body).await
+                }
+                Pending::Kill { .. } => {
+                    let reason = Some(form.kill_reason.get_untracked()).filter(|r| !r.trim().is_empty());
+                    client::post("/api/v1/rollout/kill", &KillSwitch { reason }).await
+                }
+            };
+            if done.is_ok() {
+                // The flag and its guards as the server sees them now; the outcome says the rest.
+                if client::swap(&client::here(), &[VALUES]).await.is_ok() {
+                    if let Some(now) = Facts::shown() {
+                        facts.set(now);
+                    }
+                }
+            }
+            outcome.set(Some(done));
+        });
+    };
+    let shown_outcome = move || {
+        outcome.get().map(|r| match r {
+            Ok(ChangeDone { unconfirmed: Some(why), before, after, audit_id, .. }) => view! {
+                <p class="source-error" role="alert" data-testid="rollout-result">
+                    {format!("{before} → {after} (audit entry #{audit_id}): {why}. Reload to see the flag.")}
+                </p>
+            }
+            .into_any(),
+            Ok(d) => view! {
+                <p class="ok-text" role="status" data-testid="rollout-result">
+                    {format!("Done: {} → {} (audit entry #{}).", d.before, d.after, d.audit_id)}
+                </p>
+            }
+            .into_any(),
+            Err(e) => view! { <p class="source-error" role="alert" data-testid="rollout-result">{e}</p> }.into_any(),
+        })
+    };
+    view! {
+        {shown_outcome}
         <div class="panels">
-            <ChangePanel form can_change current failing/>
+            <ChangePanel form can_change facts/>
             <Panel title="Kill switch" id="rollout-kill" error=None class="kill">
                 <p>"Sets the flag to 0 % for every user at once. Always allowed for operators."</p>
                 <label class="field">"Reason (optional, recorded)"
                     <input type="text" disabled=!can_change data-testid="kill-reason" on:input=move |ev| form.kill_reason.set(event_target_value(&ev))/>
                 </label>
                 <button type="button" class="danger" disabled=!can_change data-testid="kill"
-                    on:click=move |_| form.pending.set(Some(Pending::Kill { from: current }))>"Kill switch: 0 % now"</button>
+                    on:click=move |_| form.pending.set(Some(Pending::Kill { from: facts.get_untracked().current }))>"Kill switch: 0 % now"</button>
             </Panel>
         </div>
-        <ConfirmDialog pending=form.pending target confirm/>
+        <ConfirmDialog pending=form.pending target confirm=move || if let Some(p) = form.pending.get_untracked() { send(p) }/>
     }
-    .into_any()
 }
 
 /// The percentage form: presets, a custom value, the reason, and the override when a guard fails.
 #[component]
-fn ChangePanel(form: Form, can_change: bool, current: Option<u8>, failing: bool) -> impl IntoView {
+fn ChangePanel(form: Form, can_change: bool, facts: RwSignal<Facts>) -> impl IntoView {
     let Form { chosen, custom, reason, override_on, override_reason, pending, .. } = form;
-    let is_increase = move || chosen.get().is_some_and(|c| current.is_none_or(|cur| c > i64::from(cur)));
+    let current = move || facts.read().current;
+    let is_increase = move || chosen.get().is_some_and(|c| current().is_none_or(|cur| c > i64::from(cur)));
     let ready = move || {
         can_change
             && chosen.get().is_some_and(|c| (0..=100).contains(&c))
             && !reason.get().trim().is_empty()
-            && (!failing || !is_increase() || (override_on.get() && !override_reason.get().trim().is_empty()))
+            && (!facts.read().failing
+                || !is_increase()
+                || (override_on.get() && !override_reason.get().trim().is_empty()))
     };
     view! {
         <Panel title="Change the percentage" id="rollout-change" error=None>
@@ -211,7 +255,7 @@ fn ChangePanel(form: Form, can_change: bool, current: Option<u8>, failing: bool)
                 <textarea disabled=!can_change data-testid="reason" prop:value=move || reason.get()
                     on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
             </label>
-            {failing.then(|| view! {
+            {move || facts.read().failing.then(|| view! {
                 <div class="override">
                     <label><input type="checkbox" disabled=!can_change data-testid="override"
                         on:change=move |ev| override_on.set(event_target_checked(&ev))/>
@@ -223,7 +267,7 @@ fn ChangePanel(form: Form, can_change: bool, current: Option<u8>, failing: bool)
                 </div>
             })}
             <button type="button" class="primary" data-testid="review-change" disabled=move || !ready()
-                on:click=move |_| pending.set(chosen.get().map(|to| Pending::Set { from: current, to }))>
+                on:click=move |_| pending.set(chosen.get().map(|to| Pending::Set { from: current(), to }))>
                 "Review the change…"
             </button>
         </Panel>
@@ -277,9 +321,7 @@ fn ConfirmDialog(
 // ---------------------------------------------------------------- server functions
 
 #[cfg(feature = "ssr")]
-use crate::api::rollout::SetPercentage;
-#[cfg(feature = "ssr")]
-use crate::server::fns::{caller, refused};
+use crate::server::fns::caller;
 
 #[server(endpoint = "rollout", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
@@ -289,25 +331,4 @@ pub async fn get_rollout() -> Result<RolloutView, ServerFnError> {
         me: caller.who().cloned(),
         target: state.flags.describe_target(),
     })
-}
-
-/// The same service call as `POST /api/v1/rollout`.
-#[server(endpoint = "rollout_set", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn set_rollout(
-    percentage: i64,
-    reason: String,
-    expected_version: String,
-    override_guards: bool,
-    override_reason: Option<String>,
-) -> Result<ChangeDone, ServerFnError> {
-    let (state, caller) = caller().await?;
-    let body = SetPercentage { percentage, reason, expected_version, override_guards, override_reason };
-    crate::server::rollout::set_percentage(&state, &caller, body).await.map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/rollout/kill`.
-#[server(endpoint = "rollout_kill", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn kill_rollout(reason: Option<String>) -> Result<ChangeDone, ServerFnError> {
-    let (state, caller) = caller().await?;
-    crate::server::rollout::kill(&state, &caller, reason).await.map_err(refused)
 }
