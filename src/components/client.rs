@@ -64,6 +64,17 @@ pub fn here() -> String {
     String::new()
 }
 
+/// Now, as the pages write times: `2026-12-02 14:05:09 UTC`.
+pub fn now_utc() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let iso: String = js_sys::Date::new_0().to_iso_string().into();
+        format!("{} {} UTC", iso.get(..10).unwrap_or(""), iso.get(11..19).unwrap_or(""))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    String::new()
+}
+
 #[cfg(feature = "hydrate")]
 mod browser {
     use leptos::prelude::document;

@@ -39,7 +39,7 @@ mod client {
                             None
                         }
                         Err(why) => {
-                            let since = failing_since.unwrap_or_else(now_utc);
+                            let since = failing_since.unwrap_or_else(crate::components::client::now_utc);
                             show(
                                 &region,
                                 Some(format!(
@@ -58,12 +58,6 @@ mod client {
 
     async fn refresh(region: &str) -> Result<(), String> {
         crate::components::client::swap(&crate::components::client::here(), &[region]).await
-    }
-
-    /// Now, as the pages write times: `2026-12-02 14:05:09 UTC`.
-    fn now_utc() -> String {
-        let iso: String = js_sys::Date::new_0().to_iso_string().into();
-        format!("{} {} UTC", iso.get(..10).unwrap_or(""), iso.get(11..19).unwrap_or(""))
     }
 
     fn show(region: &str, error: Option<String>) {

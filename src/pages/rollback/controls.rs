@@ -67,12 +67,13 @@ async fn redraw_plan(restore: bool, facts: RwSignal<PlanFacts>) {
 
 /// The run's region drawn again; the plan's too when the run changed (another run, or a state
 /// the preconditions depend on).
-async fn redraw_run(restore: bool, facts: RwSignal<PlanFacts>) {
+async fn redraw_run(restore: bool, facts: RwSignal<PlanFacts>) -> Result<(), String> {
     let before = run_key();
-    let _ = client::swap("/rollback?part=run", &[RUN_REGION]).await;
+    client::swap("/rollback?part=run", &[RUN_REGION]).await?;
     if run_key() != before {
         redraw_plan(restore, facts).await;
     }
+    Ok(())
 }
 
 fn run_key() -> Option<String> {
@@ -90,6 +91,8 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
     let restore = RwSignal::new(false);
     let act_error = RwSignal::new(None::<String>);
     let busy = StoredValue::new(false);
+    // Since when, and why, the run could not be read (its region then shows the last values).
+    let failing = RwSignal::new(None::<(String, String)>);
     // The run, every second (one reading at a time).
     Effect::new(move |_| {
         let _ = set_interval_with_handle(
@@ -99,7 +102,13 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
                 }
                 busy.set_value(true);
                 leptos::task::spawn_local(async move {
-                    redraw_run(restore.get_untracked(), facts).await;
+                    match redraw_run(restore.get_untracked(), facts).await {
+                        Ok(()) => failing.set(None),
+                        Err(why) if failing.with_untracked(Option::is_none) => {
+                            failing.set(Some((client::now_utc(), why)))
+                        }
+                        Err(_) => {}
+                    }
                     busy.set_value(false);
                 });
             },
@@ -118,10 +127,20 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
             let url = format!("/api/v1/rollback/{id}/{action}");
             let done = client::post::<_, serde::de::IgnoredAny>(&url, &RunActionBody { reason }).await;
             act_error.set(done.err());
-            redraw_run(restore.get_untracked(), facts).await;
+            let _ = redraw_run(restore.get_untracked(), facts).await;
         });
     };
+    let failing_line = move || {
+        failing.get().map(|(since, why)| {
+            view! {
+                <p class="live-error" role="alert" data-testid="live-error">
+                    {format!("{why}; the run below is as last read. Failing since {since}.")}
+                </p>
+            }
+        })
+    };
     view! {
+        {failing_line}
         <div on:click=move |ev| browser::run_button(&ev).map(|(a, id, r)| act(a, id, r)).unwrap_or_default()
             on:input=move |ev| browser::skip_typed(&ev)>
             {children()}
@@ -207,7 +226,7 @@ fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>
         leptos::task::spawn_local(async move {
             let done = client::post::<_, serde::de::IgnoredAny>("/api/v1/rollback", &body).await;
             error.set(done.err());
-            redraw_run(restore.get_untracked(), facts).await;
+            let _ = redraw_run(restore.get_untracked(), facts).await;
         });
     };
     let loss = move || facts.read().loss_rows.map(|l| l.to_string()).unwrap_or_else(|| "?".into());
