@@ -37,7 +37,7 @@ fn refusal(text: &str) -> String {
 }
 
 /// Reads the page at `url` and puts each of its elements with the ids `regions` in place of the
-/// shown one (an unchanged region is left alone, so what a person types into it stays).
+/// shown one (an unchanged region is left alone; a changed one keeps what was typed into it).
 pub async fn swap(url: &str, regions: &[&str]) -> Result<(), String> {
     #[cfg(feature = "hydrate")]
     {
@@ -80,7 +80,9 @@ mod browser {
     use leptos::prelude::document;
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
-    use web_sys::{DomParser, Headers, RequestInit, Response, SupportedType};
+    use web_sys::{
+        DomParser, Element, Event, EventInit, Headers, HtmlInputElement, RequestInit, Response, SupportedType,
+    };
 
     /// `GET url`, or `POST` with a JSON body: the status and the body.
     pub async fn fetch(url: &str, json: Option<&str>) -> Result<(u16, String), String> {
@@ -110,9 +112,37 @@ mod browser {
             let fresh = parsed.get_element_by_id(region).ok_or("The page came back without its values")?;
             let current = document().get_element_by_id(region).ok_or("The region is gone")?;
             if current.outer_html() != fresh.outer_html() {
+                let typed = typed_in(&current);
                 current.replace_with_with_node_1(&fresh).map_err(|_| "The values could not be shown")?;
+                retype(&typed);
             }
         }
         Ok(())
+    }
+
+    /// What a person has typed into the region's text fields (by id): a redrawn region keeps it.
+    fn typed_in(region: &Element) -> Vec<(String, String)> {
+        let Ok(fields) = region.query_selector_all("input[id]") else { return Vec::new() };
+        (0..fields.length())
+            .filter_map(|i| fields.item(i)?.dyn_into::<HtmlInputElement>().ok())
+            .filter(|f| f.type_() == "text" && !f.value().is_empty())
+            .map(|f| (f.id(), f.value()))
+            .collect()
+    }
+
+    /// The typed values put back, each announced with a bubbling `input` event so that the
+    /// page's listeners (a button enabled by a typed reason) see them as before.
+    fn retype(typed: &[(String, String)]) {
+        for (id, value) in typed {
+            let field = document().get_element_by_id(id).and_then(|f| f.dyn_into::<HtmlInputElement>().ok());
+            if let Some(field) = field.filter(|f| f.value().is_empty()) {
+                field.set_value(value);
+                let init = EventInit::new();
+                init.set_bubbles(true);
+                if let Ok(ev) = Event::new_with_event_init_dict("input", &init) {
+                    let _ = field.dispatch_event(&ev);
+                }
+            }
+        }
     }
 }

@@ -21,8 +21,9 @@ pub fn Panel(
     id: &'static str,
     /// The source's error sentence, if it failed.
     error: Option<String>,
-    /// Since when the source has been failing, as text.
-    #[prop(optional)]
+    /// Since when the source has been failing, as text (none for a source never read, such as
+    /// one not configured: the sentence then says nothing of a time).
+    #[prop(optional_no_strip)]
     since: Option<String>,
     #[prop(optional, into)] class: String,
     /// When the values shown were read from their source.

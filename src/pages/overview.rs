@@ -89,13 +89,13 @@ fn OverviewBody(o: Overview) -> impl IntoView {
         <div class="panels">
             <RecordsPanel o=o.clone() since=since("diary_database")/>
             <SafetyPanel o=o.clone() since=since("diary_database")/>
-            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since(&s.flag.source).unwrap_or_default() updated=now>
+            <Panel title="Feature flag" id="flag" error=s.flag.error.clone() since=since(&s.flag.source) updated=now>
                 <Value label="Rollout" testid="flag-percentage" value=s.flag.percentage.map(|p| format!("{p} %"))/>
                 <Value label="Stored value" testid="flag-raw" value=s.flag.raw.clone()/>
                 <p class="detail">{format!("{} via {}", s.flag.key, s.flag.source)}
                     {s.flag.version.clone().map(|v| format!(", {} {v}", s.flag.version_field))}</p>
             </Panel>
-            <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus").unwrap_or_default() updated=now>
+            <Panel title="Usage now (Prometheus)" id="metrics" error=s.metrics.error.clone() since=since("prometheus") updated=now>
                 <Value label="Split doses" testid="split-rate" value=fmt_rate(s.metrics.split_per_s)/>
                 <Value label="Legacy doses" testid="legacy-rate" value=fmt_rate(s.metrics.legacy_per_s)/>
             </Panel>
@@ -179,7 +179,7 @@ fn RecordsPanel(o: Overview, since: Option<String>) -> impl IntoView {
             .into_any()
         }
         Err(e) => view! {
-            <Panel title id="records" error=Some(e) since=since.unwrap_or_default()><p>"No counts."</p></Panel>
+            <Panel title id="records" error=Some(e) since=since><p>"No counts."</p></Panel>
         }
         .into_any(),
     }
@@ -196,7 +196,7 @@ fn SafetyPanel(o: Overview, since: Option<String>) -> impl IntoView {
         None => "",
     };
     view! {
-        <Panel title="Safety: doubled doses" id="safety" error=error since=since.unwrap_or_default() class=class>
+        <Panel title="Safety: doubled doses" id="safety" error=error since=since class=class>
             {match doubled {
                 Some(0) => view! { <p class="ok-text" data-testid="safety-status">{format!("No doubled record in the last {}.", o.window)}</p> }.into_any(),
                 Some(n) => view! { <p class="bad-text" data-testid="safety-status">{format!("{n} record(s) in the last {} copy dose into both insulin_short and insulin_long.", o.window)}</p> }.into_any(),
@@ -227,7 +227,7 @@ fn SchemaWriterPanel(o: Overview, kube_since: Option<String>, db_since: Option<S
     };
     let since = if schema.error.is_some() { db_since } else { kube_since };
     view! {
-        <Panel title="Schema and writers" id="schema" error=error since=since.unwrap_or_default() updated=o.status.generated_at>
+        <Panel title="Schema and writers" id="schema" error=error since=since updated=o.status.generated_at>
             <Value label="insulin_short" testid="schema-short" value=fmt_bool(schema.insulin_short)/>
             <Value label="insulin_long" testid="schema-long" value=fmt_bool(schema.insulin_long)/>
             <Value label="Alembic revision" testid="schema-revision" value=schema.alembic_revision.clone()/>
@@ -261,7 +261,7 @@ fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
                 </ul>
             </Panel>
         }.into_any(),
-        Err(e) => view! { <Panel title="Rollout alerts" id="alerts" error=Some(e) since=since.unwrap_or_default()><p>"Alerts unknown."</p></Panel> }.into_any(),
+        Err(e) => view! { <Panel title="Rollout alerts" id="alerts" error=Some(e) since=since><p>"Alerts unknown."</p></Panel> }.into_any(),
     }
 }
 

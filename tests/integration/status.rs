@@ -113,6 +113,8 @@ async fn without_optional_sources_the_dashboard_still_answers(pool: PgPool) {
     let html = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
     assert!(html.contains("Prometheus is not configured: set PROMETHEUS_URL"), "{html}");
     assert!(html.contains(r#"data-testid="metrics-error""#));
+    // A source never read has no "since": the sentence does not end in an empty time.
+    assert!(!html.contains("Failing since"), "{html}");
 }
 
 #[sqlx::test(migrations = false)]
