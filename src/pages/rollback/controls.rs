@@ -130,6 +130,7 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
             let _ = redraw_run(restore.get_untracked(), facts).await;
         });
     };
+    let planned = Memo::new(move |_| facts.read().planned);
     let failing_line = move || {
         failing.get().map(|(since, why)| {
             view! {
@@ -146,7 +147,9 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
             {children()}
         </div>
         {move || act_error.get().map(|e| view! { <p class="source-error" role="alert" data-testid="act-error">{e}</p> })}
-        {move || facts.read().planned.then(|| view! {
+        // The forms are drawn again only when a plan appears or goes, not at every change of
+        // its facts: a redraw would drop what was typed and the deploy form's answer.
+        {move || planned.get().then(|| view! {
             <div class="panels">
                 <DeployForm operator revision=revision.clone() facts restore/>
                 <StartForm operator facts restore/>
