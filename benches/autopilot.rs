@@ -126,6 +126,9 @@ async fn round_cost(admin: &sqlx::PgPool, rows: i64, prom: &str, kubeconfig: &st
             pause_reason: None,
             dismissed: vec![],
             guard_override: None,
+            start_percentage: Some(10),
+            lower_confirmed: None,
+            doubled_at_start: vec![],
         };
         let round = timed(20, || async {
             let found = checks::evaluate(&state, &plan, Some(10), chrono::Utc::now()).await;
@@ -212,6 +215,7 @@ async fn main() {
             reason: format!("bench run {run}"),
             steps: Some(vec![PlanStep { percentage: 10, bake_secs: 86400, legacy_ceiling: None }]),
             override_guards_reason: Some("the bench's own doubled records from earlier runs".into()),
+            confirm_lower: None,
         };
         Service::new(&state).start(&ana, body).await.expect("start");
         let deadline = Instant::now() + Duration::from_secs(interval * 4 + 30);

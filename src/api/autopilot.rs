@@ -65,6 +65,10 @@ pub struct StartPlan {
     /// guard pauses the plan. A rollback in progress always pauses it.
     #[serde(default)]
     pub override_guards_reason: Option<String>,
+    /// A first step below the flag's percentage lowers it: refused unless this says exactly
+    /// `lower from <now> % to <first> %` (a typed confirmation, audited with the start).
+    #[serde(default)]
+    pub confirm_lower: Option<String>,
 }
 
 /// `POST /api/v1/autopilot/{action}`.

@@ -226,6 +226,7 @@ fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> im
     let steps = RwSignal::new(typed.join(", "));
     let reason = RwSignal::new(String::new());
     let override_reason = RwSignal::new(String::new());
+    let confirm_lower = RwSignal::new(String::new());
     view! {
         <Panel title="Start a plan" id="autopilot-start" error=None>
             <label class="field">"Steps: percentage and bake time, e.g. 5 24h, 10 24h, 100 24h"
@@ -237,12 +238,16 @@ fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> im
             <label class="field">"Optional: let the autopilot's writes pass rollout guards that fail now, because… (recorded with every write; checks still act)"
                 <input type="text" data-testid="plan-override" prop:value=move || override_reason.get() on:input=move |ev| override_reason.set(event_target_value(&ev))/>
             </label>
+            <label class="field">"Only if the first step is below the flag's percentage now: type lower from <now> % to <first> % (recorded)"
+                <input type="text" data-testid="plan-confirm-lower" prop:value=move || confirm_lower.get() on:input=move |ev| confirm_lower.set(event_target_value(&ev))/>
+            </label>
             <button type="button" class="primary" data-testid="plan-start" disabled=move || reason.get().trim().is_empty()
                 on:click=move |_| {
                     start.dispatch(StartAutopilot {
                         steps: steps.get_untracked(),
                         reason: reason.get_untracked(),
                         override_guards_reason: override_reason.get_untracked(),
+                        confirm_lower: confirm_lower.get_untracked(),
                     });
                 }>
                 "Start the plan"
@@ -268,6 +273,7 @@ pub async fn start_autopilot(
     steps: String,
     reason: String,
     override_guards_reason: String,
+    confirm_lower: String,
 ) -> Result<AutopilotView, ServerFnError> {
     let (state, caller) = caller().await?;
     let svc = crate::server::autopilot::Service::new(&state);
@@ -276,6 +282,7 @@ pub async fn start_autopilot(
             reason,
             steps: Some(s),
             override_guards_reason: Some(override_guards_reason).filter(|r| !r.trim().is_empty()),
+            confirm_lower: Some(confirm_lower).filter(|r| !r.trim().is_empty()),
         },
         Err(e) => {
             return svc

@@ -77,6 +77,10 @@ impl Category {
 /// A `dose` copied into both parts: the defect the guide forbids.
 pub const DOUBLED: &str = "dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose";
 
+/// A record written through the split path (either part set): the sample-ratio test's split
+/// users are those with one in the window; the others wrote legacy records only.
+pub const SPLIT_WRITE: &str = "(insulin_short IS NOT NULL OR insulin_long IS NOT NULL)";
+
 /// The category of one row (what the SQL predicates say, for the worked examples and the tests).
 pub fn classify(dose: Option<f64>, short: Option<f64>, long: Option<f64>) -> Category {
     match (dose, short, long) {

@@ -19,6 +19,7 @@ pub mod flag_history;
 pub mod flags;
 pub mod fns;
 pub mod http;
+pub mod kill_requests;
 pub mod notify;
 pub mod overview;
 pub mod own_metrics;

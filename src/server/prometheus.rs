@@ -202,6 +202,12 @@ impl Prometheus {
         self.get("/api/v1/query", &[("query", query.to_string())], parse_instant).await
     }
 
+    /// Runs an instant query at an explicit time (one clock: the caller's, not Prometheus's).
+    pub async fn instant_at(&self, query: &str, at: chrono::DateTime<chrono::Utc>) -> Result<Vec<Sample>, SourceError> {
+        let time = format!("{:.3}", at.timestamp_millis() as f64 / 1000.0);
+        self.get("/api/v1/query", &[("query", query.to_string()), ("time", time)], parse_instant).await
+    }
+
     /// Runs a range query; `step` is raised so that no series exceeds Prometheus's point limit.
     pub async fn range(&self, query: &str, start: f64, end: f64, step: f64) -> Result<Vec<RangeSeries>, SourceError> {
         let step = step.max((end - start) / (MAX_POINTS - 1) as f64).max(1.0);
@@ -221,23 +227,31 @@ impl Prometheus {
 
     /// A query expected to give exactly one number (e.g. a `sum(...)`). No series means no data.
     pub async fn scalar(&self, query: &str) -> Result<f64, SourceError> {
-        let samples = self.instant(query).await?;
-        match samples.as_slice() {
-            [one] if one.value.is_finite() => Ok(one.value),
-            // NaN (0/0, no samples in the rate window) and ±Inf are not numbers a panel can show.
-            [one] => Err(SourceError::Missing {
-                system: SOURCE,
-                detail: format!("Prometheus answered {} for `{query}`: no usable data in its window", one.value),
-            }),
-            [] => Err(SourceError::Missing {
-                system: SOURCE,
-                detail: format!("Prometheus has no samples for `{query}` (is the metric being scraped?)"),
-            }),
-            many => Err(SourceError::Malformed {
-                system: SOURCE,
-                detail: format!("`{query}` gave {} series; expected one (wrap it in sum())", many.len()),
-            }),
-        }
+        one_number(query, self.instant(query).await?)
+    }
+
+    /// `scalar` at an explicit time.
+    pub async fn scalar_at(&self, query: &str, at: chrono::DateTime<chrono::Utc>) -> Result<f64, SourceError> {
+        one_number(query, self.instant_at(query, at).await?)
+    }
+}
+
+fn one_number(query: &str, samples: Vec<Sample>) -> Result<f64, SourceError> {
+    match samples.as_slice() {
+        [one] if one.value.is_finite() => Ok(one.value),
+        // NaN (0/0, no samples in the rate window) and ±Inf are not numbers a panel can show.
+        [one] => Err(SourceError::Missing {
+            system: SOURCE,
+            detail: format!("Prometheus answered {} for `{query}`: no usable data in its window", one.value),
+        }),
+        [] => Err(SourceError::Missing {
+            system: SOURCE,
+            detail: format!("Prometheus has no samples for `{query}` (is the metric being scraped?)"),
+        }),
+        many => Err(SourceError::Malformed {
+            system: SOURCE,
+            detail: format!("`{query}` gave {} series; expected one (wrap it in sum())", many.len()),
+        }),
     }
 }
 

@@ -356,4 +356,40 @@ impl DiaryRecords {
             sqlx::query_as(&sql).bind(limit).fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;
         Ok(rows.into_iter().map(|(id, created_at)| DoubledRecord { id, created_at }).collect())
     }
+
+    /// The ids of every record in the table that copies `dose` into both parts (at most `limit`;
+    /// None when there are more). Read through the partial index the README recommends.
+    pub async fn doubled_ids(&self, limit: i64) -> Result<Option<Vec<i64>>, SourceError> {
+        let sql = format!("SELECT id FROM {} WHERE {} ORDER BY id LIMIT $1", self.table, super::categories::DOUBLED);
+        let ids: Vec<i64> =
+            sqlx::query_scalar(&sql).bind(limit + 1).fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;
+        Ok((ids.len() as i64 <= limit).then_some(ids))
+    }
+
+    /// Records in the whole table that copy `dose` into both parts and are not among `known`,
+    /// however they got there (inserted, committed late, with an old `created_at`, or made by an
+    /// UPDATE): their count and the newest few ids.
+    pub async fn doubled_beyond(&self, known: &[i64]) -> Result<(i64, Vec<i64>), SourceError> {
+        let sql = format!(
+            "SELECT count(*) OVER (), id FROM {} WHERE {} AND NOT (id = ANY($1)) ORDER BY id DESC LIMIT 5",
+            self.table,
+            super::categories::DOUBLED
+        );
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as(&sql).bind(known).fetch_all(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))?;
+        Ok((rows.first().map_or(0, |r| r.0), rows.into_iter().map(|r| r.1).collect()))
+    }
+
+    /// Distinct users who wrote between `from` and `to` (the database's clock), as (split, legacy
+    /// only): a user with any split record in the window is a split user.
+    pub async fn users_by_path(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(i64, i64), SourceError> {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE split), count(*) FILTER (WHERE NOT split)
+               FROM (SELECT user_id, bool_or({}) AS split FROM {}
+                      WHERE created_at >= $1 AND created_at < $2 GROUP BY user_id) users",
+            super::categories::SPLIT_WRITE,
+            self.table
+        );
+        sqlx::query_as(&sql).bind(from).bind(to).fetch_one(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))
+    }
 }

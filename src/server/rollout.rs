@@ -180,6 +180,9 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
         if b.expected_version.trim().is_empty() {
             return Err(ApiError::BadRequest("expected_version is required (the version you saw)".into()));
         }
+        if p.get() > 0 {
+            refuse_while_a_kill_is_pending(state).await?;
+        }
         let now = current(state).await?;
         let increase = now.percentage.is_none_or(|cur| p.get() > cur);
         let overridden = if increase { guards_overridden(&now.guards, &b)? } else { None };
@@ -199,6 +202,25 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
     }
     .await;
     audited(state, caller, "flag.set", reason, result).await
+}
+
+/// Nothing raises the flag while a kill has not landed: it is retried until it does.
+async fn refuse_while_a_kill_is_pending(state: &AppState) -> Result<(), ApiError> {
+    let pending = super::kill_requests::pending(&state.state_db).await?;
+    if let Some(k) = pending.first() {
+        return Err(ApiError::Conflict {
+            code: "kill_pending",
+            message: format!(
+                "a kill asked by {} at {} has not landed yet ({}); it is retried every round, and nothing \
+                 raises the flag until it lands",
+                k.actor,
+                k.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                k.last_error.as_deref().unwrap_or("not tried yet")
+            ),
+            details: None,
+        });
+    }
+    Ok(())
 }
 
 /// An increase while a guard fails: refused, unless the operator overrides with a reason, which
@@ -227,6 +249,11 @@ fn guards_overridden(guards: &[Check], b: &SetPercentage) -> Result<Option<Strin
 }
 
 /// `POST /api/v1/rollout/kill`: the flag to 0 % at once. Always allowed for operators.
+///
+/// The kill is asked for (`kill_requests`) and ends any active autopilot plan in the same
+/// transition, before the flag is written: whatever a round or a Promote was about to write, it
+/// writes nothing after this (`autopilot::decide`, invariant 1). A write that fails leaves the
+/// kill pending: retried every round, told to every receiver, shown in red until it lands.
 pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> Result<ChangeDone, ApiError> {
     let reason = reason.as_deref().map(|r| check_reason(r, "the reason", false));
     let (reason, reason_error) = match reason {
@@ -239,33 +266,74 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         if let Some(e) = reason_error {
             return Err(e);
         }
-        // The kill switch does not make the operator race anyone: it reads the version itself,
-        // and retries once if the flag moved in between.
         journal_intent(state, caller, "flag.kill", reason.clone())?;
-        let mut last = None;
-        for _ in 0..2 {
-            let reading = state.flags.read().await?;
-            let version = reading.version.unwrap_or_default();
-            let comment = change_comment(caller, reason.as_deref().unwrap_or("kill switch"));
-            match state.flags.write(&version, Percentage::OFF, &comment).await {
-                Ok(c) => {
-                    return Ok(ChangeDone {
-                        before: c.before,
-                        after: c.after,
-                        version: c.version,
-                        audit_id: 0,
-                        overridden: None,
-                        unconfirmed: None,
-                    })
-                }
-                Err(FlagWriteError::Conflict(m)) => last = Some(m),
-                Err(e) => return unconfirmed_or(e, None),
-            }
+        let db = &state.state_db;
+        let request = super::kill_requests::ask(db, caller.name(), reason.as_deref()).await;
+        if let Err(e) = &request {
+            tracing::error!("the kill request cannot be kept ({e}); the flag is written anyway");
         }
-        Err(ApiError::Conflict { code: "version_conflict", message: last.unwrap_or_default(), details: None })
+        end_plan(state, caller, reason.as_deref()).await;
+        let written = write_kill(state, caller, reason.as_deref().unwrap_or("kill switch")).await;
+        let kept = match &written {
+            Ok(_) => super::kill_requests::landed(db).await.map(|_| ()),
+            Err(e) => super::kill_requests::attempt_failed(db, &e.to_string()).await,
+        };
+        if let Err(e) = kept {
+            tracing::error!("the kill's request cannot be updated: {e}");
+        }
+        written
     }
     .await;
     audited(state, caller, "flag.kill", reason, result).await
+}
+
+/// Ends the active autopilot plan because the rollout is being killed (the autopilot's own kill
+/// is `autopilot.kill`; anyone else's ends it as `autopilot.end`, naming who).
+async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) {
+    let by_autopilot = caller.name() == "autopilot";
+    let why = match (by_autopilot, reason) {
+        (true, Some(r)) => r.to_string(),
+        (_, Some(r)) => format!("the rollout was killed by {}: {r}", caller.name()),
+        (_, None) => format!("the rollout was killed by {}", caller.name()),
+    };
+    let action = if by_autopilot { "autopilot.kill" } else { "autopilot.end" };
+    let ended = super::autopilot::store::end_for_kill(&state.state_db, |_| {
+        super::audit::NewEntry::new(caller.name(), caller.role(), action, "")
+            .request(Some(caller.request_id()))
+            .outcome(crate::api::audit::Outcome::Done, Some(why.clone()))
+    })
+    .await;
+    match ended {
+        Ok(Some(id)) => tracing::warn!(plan = id, "the autopilot plan ended with the kill"),
+        Ok(None) => {}
+        Err(e) => tracing::error!("the active plan could not be ended with the kill ({e}); its next round ends it"),
+    }
+}
+
+/// The kill switch's write: the flag to 0 % on the version it reads itself (the kill does not
+/// make anyone race), once more if the flag moved in between.
+pub(super) async fn write_kill(state: &AppState, caller: &Caller, reason: &str) -> Result<ChangeDone, ApiError> {
+    let mut last = None;
+    for _ in 0..2 {
+        let reading = state.flags.read().await?;
+        let version = reading.version.unwrap_or_default();
+        let comment = change_comment(caller, reason);
+        match state.flags.write(&version, Percentage::OFF, &comment).await {
+            Ok(c) => {
+                return Ok(ChangeDone {
+                    before: c.before,
+                    after: c.after,
+                    version: c.version,
+                    audit_id: 0,
+                    overridden: None,
+                    unconfirmed: None,
+                })
+            }
+            Err(FlagWriteError::Conflict(m)) => last = Some(m),
+            Err(e) => return unconfirmed_or(e, None),
+        }
+    }
+    Err(ApiError::Conflict { code: "version_conflict", message: last.unwrap_or_default(), details: None })
 }
 
 /// The note a flag store keeps with the change (LaunchDarkly's audit log shows it).

@@ -4,14 +4,15 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::api::autopilot::{CheckAction, Evaluation, PlanStep, Verdict};
+use crate::api::autopilot::{Evaluation, Verdict};
 
 use super::super::categories::DOUBLED;
 use super::super::error::{Source, SourceError};
 use super::super::service::{self, ask};
 use super::super::state::AppState;
+use super::decide::action_of;
 use super::plan::legacy_ceiling;
-use super::stats::sample_ratio_p_value;
+use super::stats::srm_look;
 use super::store::Plan;
 
 /// Every built-in check, by the name settings and the API use.
@@ -60,7 +61,7 @@ impl Found {
 /// Evaluates every check for `plan` at `now`. `percentage`: what the flag holds now.
 pub async fn evaluate(state: &AppState, plan: &Plan, percentage: Option<u8>, now: DateTime<Utc>) -> Vec<Evaluation> {
     let (doubled, ratio, legacy, alerts, schema) = tokio::join!(
-        doubled_doses(state, plan.created_at),
+        doubled_doses(state, plan),
         sample_ratio(state, plan, percentage, now),
         legacy_share(state, plan, now),
         firing_alerts(state),
@@ -85,11 +86,7 @@ pub async fn evaluate(state: &AppState, plan: &Plan, percentage: Option<u8>, now
             sample: f.sample,
             query: f.query,
             detail: f.detail,
-            action: if plan.dismissed.iter().any(|d| d == name) {
-                CheckAction::DryRun
-            } else {
-                action.unwrap_or_else(|| settings.action(name))
-            },
+            action: action_of(name, action.unwrap_or_else(|| settings.action(name)), &plan.dismissed),
             acted: false,
         })
         .collect()
@@ -121,120 +118,178 @@ async fn custom_check(state: &AppState, plan: &Plan, c: &super::custom::CustomCh
     Found { verdict, value, threshold: c.condition.clone(), sample: None, query: c.query.clone(), detail }
 }
 
-/// Any record written since the plan started that copies `dose` into both parts fails at once.
-/// Counted like the records panels: settled hours and minutes from the rollup, only the open
-/// minutes from the table, so a round's cost does not grow with the table or the plan's length.
-/// A record committed more than `SETTLE_SECS` after its `created_at` is found at the rollup's
-/// next recount (records.rs).
-async fn doubled_doses(state: &AppState, since: DateTime<Utc>) -> Found {
-    let threshold = "= 0 records";
+/// Any record in the whole table that copies `dose` into both parts and did not when the plan
+/// started fails at once, however it got there: inserted, committed late, written with an old
+/// `created_at`, or made by an UPDATE of an existing row. Read through a partial index on the
+/// doubled predicate (README), so a round costs the doubled rows, not the table.
+async fn doubled_doses(state: &AppState, plan: &Plan) -> Found {
+    let threshold = "= 0 new records";
     let table = &state.settings.schema.table;
-    let shown = |end: Option<DateTime<Utc>>| {
-        let until = end.map(|e| format!(" AND created_at < '{}'", e.to_rfc3339())).unwrap_or_default();
-        format!(
-            "SELECT count(*) FROM {table} WHERE created_at >= '{}'{until} AND {DOUBLED} \
-             -- from the counted hours and minutes; the open minutes read from the table",
-            since.to_rfc3339()
-        )
-    };
+    let known = plan.doubled_at_start.len();
+    let query = format!(
+        "SELECT count(*) FROM {table} WHERE {DOUBLED} AND NOT (id = ANY(<the {known} ids doubled when the plan started>))"
+    );
     let answer = ask(state, Source::DiaryDatabase, async {
         let (diary, schema) = service::diary_and_schema(state).await?;
         if !schema.has_split_columns() {
             return Ok(None);
         }
-        let summary = diary.summary_since(since, &schema).await?;
-        Ok(Some((summary.counts.doubled.unwrap_or_default(), summary.window_end)))
+        diary.doubled_beyond(&plan.doubled_at_start).await.map(Some)
     })
     .await;
     match answer {
-        Ok(Some((n, end))) => Found {
+        Ok(Some((n, newest))) => Found {
             verdict: if n == 0 { Verdict::Pass } else { Verdict::Fail },
             value: Some(n as f64),
             threshold: threshold.into(),
             sample: Some(n),
-            query: shown(Some(end)),
+            query,
             detail: if n == 0 {
-                "no record since the plan started copies dose into both parts".into()
+                "no record copies dose into both parts beyond those known when the plan started".into()
             } else {
-                format!("{n} record(s) since the plan started copy dose into both insulin_short and insulin_long")
+                let ids: Vec<String> = newest.iter().map(|i| format!("#{i}")).collect();
+                format!(
+                    "{n} record(s) copy dose into both insulin_short and insulin_long since the plan started (newest {})",
+                    ids.join(", ")
+                )
             },
         },
-        Ok(None) => Found::inconclusive(threshold, shown(None), "the split columns do not exist"),
-        Err(e) => Found::inconclusive(threshold, shown(None), e),
+        Ok(None) => Found::inconclusive(threshold, query, "the split columns do not exist"),
+        Err(e) => Found::inconclusive(threshold, query, e),
     }
 }
 
-/// Writes counted over the window from Prometheus: rate × seconds.
-async fn writes(state: &AppState, window_secs: i64) -> Result<((f64, f64), String), SourceError> {
+/// Writes counted over the window ending at `at` from Prometheus: rate × seconds.
+async fn writes(state: &AppState, window_secs: i64, at: DateTime<Utc>) -> Result<((f64, f64), String), SourceError> {
     let m = &state.settings.metrics;
     let w = format!("{window_secs}s");
     let (split_q, legacy_q) = (m.split_rate(&w), m.legacy_rate(&w));
-    let shown = format!("({split_q}) * {window_secs}  and  ({legacy_q}) * {window_secs}");
+    let shown = format!("({split_q}) * {window_secs}  and  ({legacy_q}) * {window_secs}  at {}", at.to_rfc3339());
     let prom = state.prometheus.as_ref().map_err(Clone::clone)?;
     let (split, legacy) = ask(state, Source::Prometheus, async {
-        let (s, l) = tokio::join!(prom.scalar(&split_q), prom.scalar(&legacy_q));
+        let (s, l) = tokio::join!(prom.scalar_at(&split_q, at), prom.scalar_at(&legacy_q, at));
         Ok((s?, l?))
     })
     .await?;
     Ok(((split * window_secs as f64, legacy * window_secs as f64), shown))
 }
 
-/// The split share of writes since the step began (after a grace period) against the flag's
-/// percentage: a one-sample chi-square test. Catches writers that never read the new value.
+/// Do users split as the flag says? The unit is the **user** (the flag buckets users, not
+/// writes): distinct users writing since the step began (after a grace period), split or legacy
+/// only, from the diary. An anytime-valid sequential test (`stats::srm_look`) keeps the false
+/// alarm rate per step at `sample_ratio_alpha` although it looks every round; a gap under
+/// `sample_ratio_floor_points` never fails. At 0 % or 100 % every user is on one path: the
+/// legacy share decides. Catches writers that never read the new value.
 async fn sample_ratio(state: &AppState, plan: &Plan, percentage: Option<u8>, now: DateTime<Utc>) -> Found {
     let a = &state.settings.autopilot;
-    let threshold = format!("p-value ≥ {} with ≥ {} writes", a.sample_ratio_alpha, a.min_writes);
+    let threshold = format!(
+        "Bayes factor < {:.0} (α = {} per step, anytime-valid) or a gap under {} points, with ≥ {} users",
+        1.0 / a.sample_ratio_alpha,
+        a.sample_ratio_alpha,
+        a.sample_ratio_floor_points,
+        a.min_users
+    );
     let Some(started) = plan.step_started_at else { return Found::not_yet(threshold) };
     let Some(p) = percentage else {
         return Found::inconclusive(threshold, "", "the flag's percentage cannot be read");
     };
+    if p == 0 || p == 100 {
+        return Found {
+            detail: format!("at {p} % every user is on one path: the legacy share decides"),
+            ..Found::not_yet(threshold)
+        };
+    }
     let from = started + chrono::Duration::seconds(a.sample_ratio_grace_secs as i64);
-    let window = (now - from).num_seconds().min(plan.current().map_or(i64::MAX, |s| s.bake_secs as i64));
-    if window < 30 {
+    if (now - from).num_seconds() < 30 {
         return Found::inconclusive(threshold, "", "the step is in its grace period (writers read the new value)");
     }
-    match writes(state, window).await {
-        Err(e) => Found::inconclusive(threshold, "", e),
-        Ok(((split, legacy), query)) => {
-            let total = split + legacy;
-            if total < a.min_writes as f64 {
-                return Found {
-                    sample: Some(total.round() as i64),
-                    ..Found::inconclusive(threshold, query, format!("{total:.0} writes, fewer than {}", a.min_writes))
-                };
-            }
-            let p_value = sample_ratio_p_value(split, total, f64::from(p) / 100.0);
-            let passed = p_value >= a.sample_ratio_alpha;
-            Found {
-                verdict: if passed { Verdict::Pass } else { Verdict::Fail },
-                value: Some(p_value),
-                threshold,
-                sample: Some(total.round() as i64),
-                query,
-                detail: format!(
-                    "{:.1} % of {total:.0} writes were split over the last {window} s, the flag says {p} %{}",
-                    100.0 * split / total,
-                    if passed { "" } else { ": writers do not follow the flag" }
-                ),
-            }
-        }
+    let table = &state.settings.schema.table;
+    let query = format!(
+        "SELECT count(*) FILTER (WHERE split), count(*) FILTER (WHERE NOT split) FROM (SELECT user_id, \
+         bool_or({}) AS split FROM {table} WHERE created_at >= '{}' AND created_at < '{}' GROUP BY user_id) users",
+        super::super::categories::SPLIT_WRITE,
+        from.to_rfc3339(),
+        now.to_rfc3339()
+    );
+    let users = ask(state, Source::DiaryDatabase, async {
+        let diary = state.diary.as_ref().map_err(Clone::clone)?;
+        diary.users_by_path(from, now).await
+    })
+    .await;
+    let (split, legacy) = match users {
+        Err(e) => return Found::inconclusive(threshold, query, e),
+        Ok((s, l)) => (s.max(0) as u64, l.max(0) as u64),
+    };
+    let n = split + legacy;
+    if n < a.min_users {
+        return Found {
+            sample: Some(n as i64),
+            ..Found::inconclusive(threshold, query, format!("{n} users wrote, fewer than {}", a.min_users))
+        };
+    }
+    let look = srm_look(
+        split,
+        legacy,
+        f64::from(p) / 100.0,
+        a.sample_ratio_alpha,
+        a.sample_ratio_concentration,
+        a.sample_ratio_floor_points,
+    );
+    Found {
+        verdict: if look.mismatch { Verdict::Fail } else { Verdict::Pass },
+        value: Some(look.log_bayes_factor.exp().min(1e12)),
+        threshold,
+        sample: Some(n as i64),
+        query,
+        detail: format!(
+            "{:.1} % of {n} users wrote split since the step began, the flag says {p} % (gap {:+.1} points, Bayes factor {:.3}){}",
+            100.0 * split as f64 / n as f64,
+            look.gap_points,
+            look.log_bayes_factor.exp(),
+            if look.mismatch { ": writers do not follow the flag" } else { "" }
+        ),
     }
 }
 
-/// The legacy share now against the step's ceiling; 24 hours after the flag reached 100 %, the
-/// guide's target (`adoption.legacy_share_target`) as well.
+/// The legacy share against the step's ceiling, measured only over writes made after the step's
+/// write was read back plus `legacy_grace_secs` (never over the previous step's writes), over
+/// the last 5 minutes at most, with at least `legacy_min_writes`. At 100 %, once the flag has
+/// held it for `watch_secs`, the guide's target over that whole window ("stays below").
 async fn legacy_share(state: &AppState, plan: &Plan, now: DateTime<Utc>) -> Found {
+    let a = &state.settings.autopilot;
     let (Some(step), Some(started)) = (plan.current(), plan.step_started_at) else {
         return Found::not_yet("the step's ceiling");
     };
-    let ceiling = step_ceiling(state, step, now - started);
-    let threshold = format!("≤ {ceiling:.3}");
-    match writes(state, 300).await {
+    let held = (now - started).num_seconds();
+    let watching = step.percentage == 100 && held >= a.watch_secs as i64;
+    let ceiling = if watching {
+        legacy_ceiling(step, a.legacy_margin).min(state.settings.adoption.legacy_share_target)
+    } else {
+        legacy_ceiling(step, a.legacy_margin)
+    };
+    let threshold = format!("≤ {ceiling:.3} with ≥ {} writes", a.legacy_min_writes);
+    let measured = held - a.legacy_grace_secs as i64;
+    if measured < 30 {
+        return Found::inconclusive(
+            threshold,
+            "",
+            format!("the step is in its propagation grace ({} s): writers read the new value", a.legacy_grace_secs),
+        );
+    }
+    let window = if watching { a.watch_secs as i64 } else { measured.min(300) };
+    match writes(state, window, now).await {
         Err(e) => Found::inconclusive(threshold, "", e),
         Ok(((split, legacy), query)) => {
             let total = split + legacy;
-            if total < 1.0 {
-                return Found::inconclusive(threshold, query, "no writes in the last 5 minutes");
+            if total < a.legacy_min_writes as f64 {
+                return Found {
+                    sample: Some(total.round() as i64),
+                    ..Found::inconclusive(
+                        threshold,
+                        query,
+                        format!("{total:.0} writes in the last {window} s, fewer than {}", a.legacy_min_writes),
+                    )
+                };
             }
             let share = legacy / total;
             Found {
@@ -243,19 +298,13 @@ async fn legacy_share(state: &AppState, plan: &Plan, now: DateTime<Utc>) -> Foun
                 threshold,
                 sample: Some(total.round() as i64),
                 query,
-                detail: format!("the legacy share over the last 5 minutes is {:.1} %", share * 100.0),
+                detail: format!(
+                    "the legacy share over the last {window} s is {:.1} %{}",
+                    share * 100.0,
+                    if watching { " (the guide's target, held at 100 %)" } else { "" }
+                ),
             }
         }
-    }
-}
-
-/// The step's ceiling: its own, or the guide's target once it has held 100 % for 24 hours.
-fn step_ceiling(state: &AppState, step: &PlanStep, held: chrono::Duration) -> f64 {
-    let ceiling = legacy_ceiling(step, state.settings.autopilot.legacy_margin);
-    if step.percentage == 100 && held >= chrono::Duration::hours(24) {
-        ceiling.min(state.settings.adoption.legacy_share_target)
-    } else {
-        ceiling
     }
 }
 

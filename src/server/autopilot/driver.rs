@@ -1,13 +1,14 @@
-//! The autopilot's driver. Every replica runs the loop; a round runs only under the plan's
+//! The autopilot's driver: it gathers what a round sees, asks `decide` what to do, and does
+//! it; it decides nothing itself. Every replica runs the loop; a round runs only under the plan's
 //! advisory lock (the rollback executor's `with_run_lock`, with the autopilot's own class), so
 //! exactly one replica evaluates and acts at a time. A step's flag write is announced first
 //! (`pending_step`): a driver killed between the write and its bookkeeping leaves the next one
 //! to finish the advance by reading the flag, never by writing it twice.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::api::audit::Outcome;
-use crate::api::autopilot::{CheckAction, PlanState, Verdict};
+use crate::api::autopilot::{Evaluation, PlanState, Verdict};
 use crate::api::rollout::SetPercentage;
 
 use super::super::audit::NewEntry;
@@ -16,6 +17,7 @@ use super::super::error::SourceError;
 use super::super::rollback::with_run_lock;
 use super::super::state::AppState;
 use super::checks;
+use super::decide::{decide, Budgets, CheckSeen, Decision, FlagSeen, Observation};
 use super::store::{self, Plan, LOCK_CLASS};
 
 /// The autopilot acting, as the audit trail and the flag store's comments name it.
@@ -27,9 +29,13 @@ fn note(action: &str) -> NewEntry {
     NewEntry::new("autopilot", "system", action, "")
 }
 
-/// Runs a round every interval, for as long as the process lives.
+/// Runs a round every interval, for as long as the process lives: first the pending kills'
+/// retry (whatever any plan is doing), then the active plan's round.
 pub async fn drive_forever(state: AppState) {
     loop {
+        if let Err(e) = super::super::kill_requests::retry(&state).await {
+            tracing::warn!("pending kills: {e}");
+        }
         if let Err(e) = tick(&state).await {
             tracing::warn!("autopilot round: {e}");
         }
@@ -53,83 +59,216 @@ pub async fn with_plan_lock<T>(
 /// One round for the active plan, unless another replica is running one.
 pub async fn tick(state: &AppState) -> Result<(), SourceError> {
     let Some(id) = store::active_id(&state.state_db).await? else { return Ok(()) };
-    with_run_lock(state, LOCK_CLASS, id, round(state, id)).await.map(|_| ())
+    with_run_lock(state, LOCK_CLASS, id, round(state, id, None)).await.map(|_| ())
 }
 
-async fn round(state: &AppState, id: i64) -> Result<(), SourceError> {
-    let db = &state.state_db;
-    let Some(plan) = store::load(db, id).await? else { return Ok(()) };
-    if !matches!(plan.state, PlanState::Running | PlanState::Paused) {
-        return Ok(());
+/// A person's Promote: a round that may skip the rest of the bake time, under the plan's lock.
+/// `Err(sentence)` when it is refused (or a round is under way).
+pub async fn promote(state: &AppState, id: i64, why: String) -> Result<Result<(), String>, SourceError> {
+    match with_run_lock(state, LOCK_CLASS, id, round(state, id, Some(why))).await? {
+        None => Ok(Err("an evaluation round is under way; try again in a moment".into())),
+        Some(Decision::Refuse { why }) => Ok(Err(why)),
+        Some(_) => Ok(Ok(())),
     }
-    let now = Utc::now();
-    let percentage = state.flags.read().await.ok().and_then(|r| r.parsed).and_then(Result::ok).map(|p| p.get());
-    if let Some(next) = plan.pending_step {
-        // A driver died between a step's flag write and its bookkeeping.
-        let target = plan.steps.get(next as usize).map(|s| s.percentage);
-        if percentage.is_some() && percentage == target {
+}
+
+/// Reads the flag, then evaluates every check (so that a step is written only on the version
+/// read before the checks), decides, records, and executes the decision.
+async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Decision, SourceError> {
+    let db = &state.state_db;
+    let Some(plan) = store::load(db, id).await? else { return Ok(Decision::Idle) };
+    if !matches!(plan.state, PlanState::Running | PlanState::Paused) {
+        return Ok(Decision::Idle);
+    }
+    let now = store::now(db).await?;
+    let flag = match state.flags.read().await {
+        Ok(r) => FlagSeen::Read {
+            percentage: r.parsed.and_then(Result::ok).map(|p| p.get()),
+            version: r.version.unwrap_or_default(),
+        },
+        Err(e) => FlagSeen::Unreadable(e.to_string()),
+    };
+    let percentage = match &flag {
+        FlagSeen::Read { percentage, .. } => *percentage,
+        FlagSeen::Unreadable(_) => None,
+    };
+    let mut evaluations = checks::evaluate(state, &plan, percentage, now).await;
+    let streaks = store::inconclusive_streaks(db, id, plan.current_step).await?;
+    let rollback = super::super::rollback::store::active_run(db)
+        .await?
+        .map(|(run, run_state)| format!("rollback run #{run} is {run_state}"));
+    let kill_pending = !super::super::kill_requests::pending(db).await?.is_empty();
+    let a = &state.settings.autopilot;
+    let obs = Observation {
+        now,
+        flag,
+        checks: evaluations.iter().map(|e| seen(e, &streaks, now)).collect(),
+        rollback,
+        kill_pending,
+        dismissed: plan.dismissed.clone(),
+        promote,
+    };
+    let budgets = Budgets { inconclusive_secs: a.inconclusive_secs as i64, blind_rounds: a.blind_rounds };
+    let decided = decide(&plan.facts(), &obs, budgets);
+    for e in evaluations.iter_mut() {
+        e.acted = decided.acted.contains(&e.check);
+    }
+    newly_failing(state, &plan, &evaluations, &decided).await?;
+    store::record_evaluations(db, id, &evaluations).await?;
+    if decided.drop_pending {
+        store::drop_pending(db, id).await?;
+    }
+    execute(state, &plan, decided.decision.clone(), now).await?;
+    Ok(decided.decision)
+}
+
+/// What `decide` reads of one evaluation: its verdict, and its unbroken inconclusive run.
+fn seen(e: &Evaluation, streaks: &[(String, DateTime<Utc>, i64)], now: DateTime<Utc>) -> CheckSeen {
+    let before = streaks.iter().find(|s| s.0 == e.check);
+    let (since, rounds) = match (e.verdict, before) {
+        (Verdict::Inconclusive, Some((_, since, n))) => (Some(*since), *n as u32 + 1),
+        (Verdict::Inconclusive, None) => (Some(now), 1),
+        _ => (None, 0),
+    };
+    CheckSeen {
+        check: e.check.clone(),
+        verdict: e.verdict,
+        configured: e.action,
+        detail: e.detail.clone(),
+        inconclusive_since: since,
+        inconclusive_rounds: rounds,
+    }
+}
+
+/// Does what was decided, each change conditional on what the round saw.
+async fn execute(state: &AppState, plan: &Plan, decision: Decision, now: DateTime<Utc>) -> Result<(), SourceError> {
+    let db = &state.state_db;
+    match decision {
+        Decision::Idle | Decision::Refuse { .. } => Ok(()),
+        Decision::Hold { clean, .. } => {
+            if let (Some(clean), PlanState::Running) = (clean, plan.state) {
+                store::set_clean(db, plan.id, clean).await?;
+            }
+            Ok(())
+        }
+        Decision::FinishStep { next, version } => {
+            let target = plan.steps.get(next as usize).map(|s| s.percentage);
             let n = note("autopilot.step")
                 .values(None, target.map(|p| format!("{p} %")))
                 .outcome(Outcome::Done, Some(format!("step {} reached (the flag already read it)", next + 1)));
-            store::finish_step(db, id, next, n).await?;
-            return Ok(());
+            store::finish_step(db, plan.id, next, Some(&version), n).await?;
+            Ok(())
         }
-        store::drop_pending(db, id).await?;
-    }
-    if let (Some(expected), Some(now_at)) = (plan.current().map(|s| s.percentage), percentage) {
-        if now_at != expected {
-            return changed_elsewhere(state, &plan, expected, now_at).await;
+        Decision::Kill { why } => kill(state, plan, &why).await,
+        Decision::EndKilled { why } => {
+            let who = who_changed_the_flag(state).await;
+            let why = format!("{why}, {who}");
+            let n = note("autopilot.end").outcome(Outcome::Done, Some(why.clone()));
+            store::end_active(db, plan.id, PlanState::Killed, &why, n).await?;
+            Ok(())
+        }
+        Decision::Pause { why, critical } => {
+            let why = if why.starts_with("the flag was changed") {
+                format!("{why}, {}", who_changed_the_flag(state).await)
+            } else {
+                why
+            };
+            if critical {
+                let n = note("autopilot.check_blind")
+                    .values(None, Some("doubled_doses".into()))
+                    .reason(Some(format!("plan #{}: {why}", plan.id)))
+                    .outcome(Outcome::Done, Some("the plan pauses; kill-class checks keep running".into()));
+                super::super::audit::record(db, &n).await?;
+            }
+            pause(state, plan, &why).await
+        }
+        Decision::Done { why } => {
+            let n = note("autopilot.done").outcome(Outcome::Done, Some(why.clone()));
+            store::transition(db, plan.id, PlanState::Running, PlanState::Done, None, n).await?;
+            Ok(())
+        }
+        Decision::Step { next, percentage, expected_version, why } => {
+            step(state, plan, next, percentage, expected_version, &why, now).await
         }
     }
-    let mut evaluations = checks::evaluate(state, &plan, percentage, now).await;
-    newly_failing(state, &plan, &evaluations).await?;
-    if plan.state != PlanState::Running {
-        return store::record_evaluations(db, id, &evaluations).await;
+}
+
+/// The next step's write: announced (`begin_step`), then written on the version the round read
+/// while the plan's row is held (`store::write_step`), and finished in that transaction.
+async fn step(
+    state: &AppState,
+    plan: &Plan,
+    next: i32,
+    percentage: u8,
+    expected_version: String,
+    why: &str,
+    _now: DateTime<Utc>,
+) -> Result<(), SourceError> {
+    let db = &state.state_db;
+    if !store::begin_step(db, plan.id, plan.current_step, next).await? {
+        return Ok(());
     }
-    let acting = |e: &crate::api::autopilot::Evaluation, action| e.verdict == Verdict::Fail && e.action == action;
-    for action in [CheckAction::Kill, CheckAction::Pause] {
-        let failed: Vec<String> = evaluations
-            .iter_mut()
-            .filter(|e| acting(e, action))
-            .map(|e| {
-                e.acted = true;
-                format!("{} failed: {} ({} {}, value {})", e.check, e.detail, "threshold", e.threshold, shown(e.value))
-            })
-            .collect();
-        if failed.is_empty() {
-            continue;
+    let caller = autopilot(plan.id);
+    let body = SetPercentage {
+        percentage: i64::from(percentage),
+        reason: format!(
+            "autopilot plan #{}, step {} of {}: {} ({why})",
+            plan.id,
+            next + 1,
+            plan.steps.len(),
+            plan.reason
+        ),
+        expected_version,
+        override_guards: plan.guard_override.is_some(),
+        override_reason: plan.guard_override.as_ref().map(|g| format!("autopilot plan #{}: {g}", plan.id)),
+    };
+    let steps = plan.steps.len();
+    let plan_reason = plan.reason.clone();
+    let written = store::write_step(db, plan.id, next, async {
+        match super::super::rollout::set_percentage(state, &caller, body).await {
+            Ok(done) => store::StepWrite::Done(
+                note("autopilot.step")
+                    .values(Some(done.before), Some(done.after))
+                    .reason(Some(plan_reason))
+                    .outcome(Outcome::Done, Some(format!("step {} of {steps}: {why}", next + 1))),
+                done.version,
+            ),
+            Err(e) => store::StepWrite::Failed(e),
         }
-        store::record_evaluations(db, id, &evaluations).await?;
-        let why = failed.join("; ");
-        return match action {
-            CheckAction::Kill => kill(state, &plan, &why).await,
-            _ => pause(state, &plan, &why).await,
-        };
+    })
+    .await?;
+    match written {
+        Some(Ok(())) => Ok(()),
+        None => {
+            // A kill (or a person's pause or abort) took the plan meanwhile: nothing was written.
+            store::drop_pending(db, plan.id).await?;
+            Ok(())
+        }
+        Some(Err(e)) => {
+            store::drop_pending(db, plan.id).await?;
+            pause(state, plan, &format!("the flag could not be set to step {} ({percentage} %): {e}", next + 1)).await
+        }
     }
-    store::record_evaluations(db, id, &evaluations).await?;
-    let clean = evaluations.iter().all(|e| e.verdict == Verdict::Pass || e.action == CheckAction::DryRun);
-    let clean_since = store::set_clean(db, id, clean).await?;
-    if clean && baked(&plan, clean_since, now) {
-        return next_step(state, &plan, "every check passed for the whole bake time").await;
-    }
-    Ok(())
 }
 
 /// Audits `autopilot.check_failing` (an event receivers are told of) for each check that has just
-/// started failing and that no pause or kill of this round will tell of: a dry run, or any check
-/// of a paused plan. Dismissed checks are not news.
+/// started failing and that this round's decision does not act on (a dry run, a check of a
+/// paused plan). Dismissed checks are not news.
 async fn newly_failing(
     state: &AppState,
     plan: &Plan,
-    evaluations: &[crate::api::autopilot::Evaluation],
+    evaluations: &[Evaluation],
+    decided: &super::decide::Round,
 ) -> Result<(), SourceError> {
     let db = &state.state_db;
     let before = store::latest_of(&store::evaluations(db, plan.id, 2 * evaluations.len() as i64).await?);
-    let acts =
-        |e: &crate::api::autopilot::Evaluation| plan.state == PlanState::Running && e.action != CheckAction::DryRun;
     for e in evaluations {
         let was_failing = before.iter().any(|b| b.check == e.check && b.verdict == Verdict::Fail);
-        if e.verdict != Verdict::Fail || was_failing || acts(e) || plan.dismissed.contains(&e.check) {
+        if e.verdict != Verdict::Fail
+            || was_failing
+            || decided.acted.contains(&e.check)
+            || plan.dismissed.contains(&e.check)
+        {
             continue;
         }
         let n = note("autopilot.check_failing")
@@ -151,100 +290,29 @@ fn shown(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "none".into())
 }
 
-/// Whether the current step has baked: started, and clean, for its whole bake time (the first
-/// step is due as soon as a round is clean).
-fn baked(plan: &Plan, clean_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    let Some(step) = plan.current() else { return clean_since.is_some() };
-    let bake = Duration::seconds(step.bake_secs as i64);
-    match (plan.step_started_at, clean_since) {
-        (Some(started), Some(clean)) => now - started >= bake && now - clean >= bake,
-        _ => false,
-    }
-}
-
-/// Moves on: the next step's flag write, or the end of the plan after the last step.
-pub(super) async fn next_step(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceError> {
-    let next = plan.current_step + 1;
-    let db = &state.state_db;
-    let Some(step) = plan.steps.get(next as usize) else {
-        let n = note("autopilot.done").outcome(Outcome::Done, Some(why.to_string()));
-        store::transition(db, plan.id, plan.state, PlanState::Done, None, n).await?;
-        return Ok(());
-    };
-    if let Some((run, run_state)) = super::super::rollback::store::active_run(db).await? {
-        return pause(state, plan, &format!("rollback run #{run} is {run_state}: the rollout waits for it")).await;
-    }
-    if !store::begin_step(db, plan.id, plan.current_step, next).await? {
-        return Ok(());
-    }
-    let caller = autopilot(plan.id);
-    let version = state.flags.read().await?.version.unwrap_or_default();
-    let body = SetPercentage {
-        percentage: i64::from(step.percentage),
-        reason: format!(
-            "autopilot plan #{}, step {} of {}: {} ({why})",
-            plan.id,
-            next + 1,
-            plan.steps.len(),
-            plan.reason
-        ),
-        expected_version: version,
-        override_guards: plan.guard_override.is_some(),
-        override_reason: plan.guard_override.as_ref().map(|g| format!("autopilot plan #{}: {g}", plan.id)),
-    };
-    match super::super::rollout::set_percentage(state, &caller, body).await {
-        Ok(done) => {
-            let n = note("autopilot.step")
-                .values(Some(done.before), Some(done.after))
-                .reason(Some(plan.reason.clone()))
-                .outcome(Outcome::Done, Some(format!("step {} of {}: {why}", next + 1, plan.steps.len())));
-            store::finish_step(db, plan.id, next, n).await?;
-        }
-        Err(e) => {
-            store::drop_pending(db, plan.id).await?;
-            pause(state, plan, &format!("the flag could not be set to step {} ({} %): {e}", next + 1, step.percentage))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 async fn pause(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceError> {
     let n = note("autopilot.pause").outcome(Outcome::Done, Some(why.to_string()));
     store::transition(&state.state_db, plan.id, PlanState::Running, PlanState::Paused, Some(why), n).await?;
     Ok(())
 }
 
-/// A check that kills: the flag to 0 % through the kill switch, and the plan ends.
+/// A check that kills: the flag to 0 % through the kill switch, which ends the plan (as
+/// `autopilot.kill`) before it writes. A write that fails leaves the kill pending: every round
+/// retries it (`kill_requests::retry`) and the failure is told to every receiver.
 async fn kill(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceError> {
     let caller = autopilot(plan.id);
-    match super::super::rollout::kill(state, &caller, Some(format!("autopilot plan #{}: {why}", plan.id))).await {
-        Ok(_) => {
-            let n = note("autopilot.kill").outcome(Outcome::Done, Some(why.to_string()));
-            store::transition(&state.state_db, plan.id, plan.state, PlanState::Killed, Some(why), n).await?;
-        }
-        // The plan keeps running, so the next round tries the kill again.
-        Err(e) => tracing::error!(plan = plan.id, "the autopilot could not kill the rollout: {e}"),
+    let reason = format!("autopilot plan #{}: {why}", plan.id);
+    if let Err(e) = super::super::rollout::kill(state, &caller, Some(reason)).await {
+        tracing::error!(plan = plan.id, "the autopilot could not kill the rollout: {e}; it is retried every round");
     }
     Ok(())
 }
 
-/// The flag holds something else than the plan's step: someone or something changed it. A kill
-/// (0 %) ends the plan; any other change pauses it. Either way, who did it is said.
-async fn changed_elsewhere(state: &AppState, plan: &Plan, expected: u8, now_at: u8) -> Result<(), SourceError> {
-    let by = super::super::audit::last_flag_change(&state.state_db).await.ok().flatten();
-    let who = match by {
+/// Who made the flag's last change, as the audit trail names them.
+async fn who_changed_the_flag(state: &AppState) -> String {
+    match super::super::audit::last_flag_change(&state.state_db).await.ok().flatten() {
         Some((actor, action)) if action == "flag.external_change" => format!("outside the dashboard ({actor})"),
         Some((actor, _)) => format!("by {actor}"),
         None => "by someone the audit trail does not name".into(),
-    };
-    let why = format!("the flag was changed to {now_at} % instead of the plan's {expected} %, {who}");
-    let (to, action) =
-        if now_at == 0 { (PlanState::Killed, "autopilot.end") } else { (PlanState::Paused, "autopilot.pause") };
-    if to == PlanState::Paused && plan.state == PlanState::Paused {
-        return Ok(());
     }
-    let n = note(action).outcome(Outcome::Done, Some(why.clone()));
-    store::transition(&state.state_db, plan.id, plan.state, to, Some(&why), n).await?;
-    Ok(())
 }

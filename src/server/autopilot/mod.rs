@@ -15,6 +15,7 @@
 
 pub mod checks;
 pub mod custom;
+pub mod decide;
 pub mod driver;
 pub mod plan;
 pub mod stats;
@@ -23,7 +24,7 @@ pub mod store;
 use chrono::Utc;
 
 use crate::api::audit::Outcome;
-use crate::api::autopilot::{AutopilotView, PlanAction, PlanActionBody, PlanState, StartPlan};
+use crate::api::autopilot::{AutopilotView, PlanAction, PlanActionBody, PlanState, PlanStep, StartPlan};
 
 use super::caller::Caller;
 use super::error::ApiError;
@@ -109,19 +110,34 @@ impl<'a> Service<'a> {
             .map(|r| check_reason(r, "override_guards_reason", false))
             .transpose()?
             .flatten();
+        let db = &self.state.state_db;
+        let reading = self.state.flags.read().await?;
+        let start_percentage = reading.parsed.and_then(Result::ok).map(|p| p.get());
+        let lower_confirmed = lowering(start_percentage, &steps, body.confirm_lower.as_deref())?;
+        let doubled_at_start = self.doubled_now().await?;
         let shown: Vec<String> = steps.iter().map(|s| format!("{} % {} s", s.percentage, s.bake_secs)).collect();
-        let detail = guard_override.as_ref().map(|g| format!("failed guards overridden for the plan: {g}"));
+        let detail = [
+            guard_override.as_ref().map(|g| format!("failed guards overridden for the plan: {g}")),
+            lower_confirmed.clone().map(|c| format!("the first step lowers the flag, confirmed: {c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        let detail = (!detail.is_empty()).then(|| detail.join("; "));
         let n = caller
             .entry("autopilot.start", "")
             .values(None, Some(shown.join(", ")))
             .reason(Some(reason.clone()))
             .outcome(Outcome::Done, detail);
-        let db = &self.state.state_db;
         let new = store::NewPlan {
             actor: &me.user,
             reason: &reason,
             steps: &steps,
             guard_override: guard_override.as_deref(),
+            start_percentage,
+            lower_confirmed: lower_confirmed.as_deref(),
+            doubled_at_start: &doubled_at_start,
+            flag_version: reading.version.as_deref(),
         };
         let Some(_) = store::create(db, new, n).await? else {
             let id = store::active_id(db).await?.unwrap_or_default();
@@ -186,6 +202,12 @@ impl<'a> Service<'a> {
                 if !names.contains(&check) {
                     return Err(ApiError::BadRequest(format!("check must be one of {}", names.join(", "))));
                 }
+                if decide::is_kill_class(&check) {
+                    return Err(ApiError::BadRequest(format!(
+                        "{check} cannot be dismissed: a doubled dose or a missing split column harms patients' \
+                         records, so it kills in every state; fix the cause, or kill or abort the plan"
+                    )));
+                }
                 let n = entry("autopilot.dismiss").values(None, Some(check.clone()));
                 store::dismiss(db, id, plan.current_step, &check, n).await?
             }
@@ -204,31 +226,47 @@ impl<'a> Service<'a> {
 
     /// Skips the rest of the bake time: the next step now, through the driver's own path and
     /// under its lock (so no round runs at the same time).
+    /// A round that may skip the rest of the bake time, decided like any round (`decide`: a
+    /// failing check, a kill, a flag changed elsewhere refuse it) and under the plan's lock.
     async fn promote(&self, caller: &Caller, plan: &store::Plan, reason: &str) -> Result<bool, ApiError> {
         if plan.state != PlanState::Running {
             return Err(conflict(format!("plan #{} is {}; resume it before promoting", plan.id, plan.state)));
         }
-        self.flag_matches(plan).await?;
         let why = format!("promoted by {}: {reason}", caller.name());
-        let done = driver::with_plan_lock(self.state, plan.id, driver::next_step(self.state, plan, &why)).await?;
-        if done.is_none() {
-            return Err(conflict("an evaluation round is under way; try again in a moment".into()));
-        }
+        driver::promote(self.state, plan.id, why).await?.map_err(conflict)?;
         Ok(true)
     }
 
-    /// Resuming or promoting needs the flag where the plan left it.
+    /// Resuming needs the flag where the plan left it.
     async fn flag_matches(&self, plan: &store::Plan) -> Result<(), ApiError> {
-        let Some(step) = plan.current() else { return Ok(()) };
+        let Some(expected) = plan.facts().expected() else { return Ok(()) };
         let now = self.state.flags.read().await?.parsed.and_then(Result::ok).map(|p| p.get());
-        if now != Some(step.percentage) {
+        if now != Some(expected) {
             return Err(conflict(format!(
-                "the flag holds {} but the plan's step is {} %: set it back on /rollout, or abort the plan",
+                "the flag holds {} but the plan expects {expected} %: set it back on /rollout, or abort the plan",
                 now.map(|p| format!("{p} %")).unwrap_or_else(|| "an unknown value".into()),
-                step.percentage
             )));
         }
         Ok(())
+    }
+
+    /// The ids of the records doubled now (the doubled-dose check's baseline). A plan does not
+    /// start while the diary cannot be read: its medical check would have nothing to compare.
+    async fn doubled_now(&self) -> Result<Vec<i64>, ApiError> {
+        let read = super::service::ask(self.state, super::error::Source::DiaryDatabase, async {
+            let (diary, schema) = super::service::diary_and_schema(self.state).await?;
+            if !schema.has_split_columns() {
+                return Ok(Some(Vec::new()));
+            }
+            diary.doubled_ids(MAX_DOUBLED_AT_START).await
+        })
+        .await?;
+        read.ok_or_else(|| {
+            conflict(format!(
+                "more than {MAX_DOUBLED_AT_START} records already copy dose into both parts: repair them before a plan \
+                 starts (GET /api/v1/records/doubled lists them)"
+            ))
+        })
     }
 
     /// Runs a round soon rather than at the next interval.
@@ -250,6 +288,30 @@ impl<'a> Service<'a> {
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
         super::audit::refusal_recorded(&self.state.state_db, caller, action, "autopilot", result).await
+    }
+}
+
+/// Most doubled records a plan may start with (its check compares the table with them).
+const MAX_DOUBLED_AT_START: i64 = 10_000;
+
+/// A first step below the flag's percentage: refused unless `confirm` says exactly
+/// `lower from <now> % to <first> %`; the confirmation, when needed and right.
+fn lowering(now: Option<u8>, steps: &[PlanStep], confirm: Option<&str>) -> Result<Option<String>, ApiError> {
+    let (Some(now), Some(first)) = (now, steps.first().map(|s| s.percentage)) else { return Ok(None) };
+    if first >= now {
+        return Ok(None);
+    }
+    let expected = format!("lower from {now} % to {first} %");
+    match confirm.map(str::trim) {
+        Some(c) if c == expected => Ok(Some(expected)),
+        _ => Err(ApiError::Conflict {
+            code: "would_lower",
+            message: format!(
+                "the flag is at {now} % and the plan's first step is {first} %: the plan would lower it. Start from \
+                 {now} % or more, or type confirm_lower \"{expected}\""
+            ),
+            details: None,
+        }),
     }
 }
 

@@ -37,9 +37,33 @@ pub struct Plan {
     pub pause_reason: Option<String>,
     pub dismissed: Vec<String>,
     pub guard_override: Option<String>,
+    /// The flag's percentage when the plan started.
+    pub start_percentage: Option<u8>,
+    /// The starter's typed confirmation that the first step lowers the flag.
+    pub lower_confirmed: Option<String>,
+    /// The records doubled when the plan started (the doubled-dose check fails on any other).
+    pub doubled_at_start: Vec<i64>,
+    /// The flag's version as the plan last knew it.
+    pub flag_version: Option<String>,
 }
 
 impl Plan {
+    /// What `decide` reads.
+    pub fn facts(&self) -> super::decide::PlanFacts {
+        super::decide::PlanFacts {
+            id: self.id,
+            state: self.state,
+            steps: self.steps.clone(),
+            current_step: self.current_step,
+            pending_step: self.pending_step,
+            step_started_at: self.step_started_at,
+            clean_since: self.clean_since,
+            start_percentage: self.start_percentage,
+            lower_confirmed: self.lower_confirmed.is_some(),
+            flag_version: self.flag_version.clone(),
+        }
+    }
+
     pub fn current(&self) -> Option<&PlanStep> {
         usize::try_from(self.current_step).ok().and_then(|i| self.steps.get(i))
     }
@@ -72,44 +96,54 @@ impl Plan {
     }
 }
 
-type PlanRow = (
-    i64,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    serde_json::Value,
-    i32,
-    Option<DateTime<Utc>>,
-    Option<i32>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    serde_json::Value,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct PlanRow {
+    id: i64,
+    state: String,
+    actor: String,
+    reason: String,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    steps: serde_json::Value,
+    current_step: i32,
+    step_started_at: Option<DateTime<Utc>>,
+    pending_step: Option<i32>,
+    clean_since: Option<DateTime<Utc>>,
+    pause_reason: Option<String>,
+    dismissed: serde_json::Value,
+    guard_override: Option<String>,
+    start_percentage: Option<i32>,
+    lower_confirmed: Option<String>,
+    doubled_at_start: Vec<i64>,
+    flag_version: Option<String>,
+}
 
 const COLUMNS: &str = "id, state, actor, reason, created_at, finished_at, steps, current_step, step_started_at, \
-                       pending_step, clean_since, pause_reason, dismissed, guard_override";
+                       pending_step, clean_since, pause_reason, dismissed, guard_override, start_percentage, \
+                       lower_confirmed, doubled_at_start, flag_version";
 
 fn plan(r: PlanRow) -> Result<Plan, SourceError> {
-    let id = r.0;
+    let id = r.id;
     Ok(Plan {
         id,
-        state: PlanState::parse(&r.1)
-            .ok_or_else(|| malformed(format!("plan #{id} has the unknown state {:?}", r.1)))?,
-        actor: r.2,
-        reason: r.3,
-        created_at: r.4,
-        finished_at: r.5,
-        steps: serde_json::from_value(r.6).map_err(|e| malformed(format!("plan #{id}'s steps: {e}")))?,
-        current_step: r.7,
-        step_started_at: r.8,
-        pending_step: r.9,
-        clean_since: r.10,
-        pause_reason: r.11,
-        dismissed: serde_json::from_value(r.12).unwrap_or_default(),
-        guard_override: r.13,
+        state: PlanState::parse(&r.state)
+            .ok_or_else(|| malformed(format!("plan #{id} has the unknown state {:?}", r.state)))?,
+        actor: r.actor,
+        reason: r.reason,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+        steps: serde_json::from_value(r.steps).map_err(|e| malformed(format!("plan #{id}'s steps: {e}")))?,
+        current_step: r.current_step,
+        step_started_at: r.step_started_at,
+        pending_step: r.pending_step,
+        clean_since: r.clean_since,
+        pause_reason: r.pause_reason,
+        dismissed: serde_json::from_value(r.dismissed).unwrap_or_default(),
+        guard_override: r.guard_override,
+        start_percentage: r.start_percentage.and_then(|p| u8::try_from(p).ok()),
+        lower_confirmed: r.lower_confirmed,
+        doubled_at_start: r.doubled_at_start,
+        flag_version: r.flag_version,
     })
 }
 
@@ -140,19 +174,30 @@ pub struct NewPlan<'a> {
     pub reason: &'a str,
     pub steps: &'a [PlanStep],
     pub guard_override: Option<&'a str>,
+    pub start_percentage: Option<u8>,
+    pub lower_confirmed: Option<&'a str>,
+    pub doubled_at_start: &'a [i64],
+    pub flag_version: Option<&'a str>,
 }
 
 /// A new running plan, unless one is active (None then: the partial unique index said no).
 pub async fn create(db: &PgPool, new: NewPlan<'_>, n: NewEntry) -> Result<Option<i64>, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO autopilot_plans (actor, reason, state, steps, guard_override) VALUES ($1, $2, 'running', $3, $4)
+        "INSERT INTO autopilot_plans
+           (actor, reason, state, steps, guard_override, start_percentage, lower_confirmed, doubled_at_start,
+            flag_version)
+         VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8)
          ON CONFLICT (active) WHERE active DO NOTHING RETURNING id",
     )
     .bind(new.actor)
     .bind(new.reason)
     .bind(serde_json::to_value(new.steps).unwrap_or_default())
     .bind(new.guard_override)
+    .bind(new.start_percentage.map(i32::from))
+    .bind(new.lower_confirmed)
+    .bind(new.doubled_at_start)
+    .bind(new.flag_version)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -214,16 +259,134 @@ pub async fn begin_step(db: &PgPool, id: i64, current: i32, next: i32) -> Result
     Ok(r.rows_affected() == 1)
 }
 
-/// The flag reads step `next`'s percentage: the step begins its bake now.
-pub async fn finish_step(db: &PgPool, id: i64, next: i32, n: NewEntry) -> Result<bool, SourceError> {
-    let update = sqlx::query(
-        "UPDATE autopilot_plans SET current_step = $2, pending_step = NULL, step_started_at = now(),
-                clean_since = NULL, dismissed = '[]'::jsonb, updated_at = now()
-          WHERE id = $1 AND pending_step = $2",
+const FINISH_STEP: &str = "UPDATE autopilot_plans SET current_step = $2, pending_step = NULL, step_started_at = now(),
+        clean_since = NULL, dismissed = '[]'::jsonb, updated_at = now(), flag_version = $3
+  WHERE id = $1 AND pending_step = $2 AND active";
+
+/// The flag reads step `next`'s percentage: the step begins its bake now (only for an active
+/// plan: a kill that ended it stays the last word).
+pub async fn finish_step(
+    db: &PgPool,
+    id: i64,
+    next: i32,
+    version: Option<&str>,
+    n: NewEntry,
+) -> Result<bool, SourceError> {
+    update_with_note(db, id, sqlx::query(FINISH_STEP).bind(id).bind(next).bind(version), n).await
+}
+
+/// What a step's flag write gave: its audit entry once done, or why it did not happen.
+pub enum StepWrite<E> {
+    /// Written: the audit entry and the version the write left (None: not read back).
+    Done(NewEntry, Option<String>),
+    Failed(E),
+}
+
+/// Writes step `next` (announced by `begin_step`) while holding the plan's row, and finishes
+/// it in the same transaction. A kill ends the plan with an UPDATE of that row, so it waits
+/// for a step write under way and never lands between the write and its bookkeeping: after the
+/// kill's transition no step is written (None: the plan is no longer running at step
+/// `next - 1`, nothing was written).
+pub async fn write_step<E>(
+    db: &PgPool,
+    id: i64,
+    next: i32,
+    write: impl std::future::Future<Output = StepWrite<E>>,
+) -> Result<Option<Result<(), E>>, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM autopilot_plans WHERE id = $1 AND state = 'running' AND pending_step = $2 FOR UPDATE",
     )
     .bind(id)
-    .bind(next);
+    .bind(next)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if held.is_none() {
+        return Ok(None);
+    }
+    match write.await {
+        StepWrite::Done(n, version) => {
+            sqlx::query(FINISH_STEP).bind(id).bind(next).bind(version).execute(&mut *tx).await.map_err(db_err)?;
+            note(&mut tx, id, n).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(Some(Ok(())))
+        }
+        StepWrite::Failed(e) => Ok(Some(Err(e))),
+    }
+}
+
+/// Ends the active plan, if any, because the rollout is being killed (`rollout::kill`): in
+/// every active state, waiting at most a few seconds for a step write under way. Returns the
+/// plan's id when one ended.
+pub async fn end_for_kill(db: &PgPool, n: impl Fn(i64) -> NewEntry) -> Result<Option<i64>, SourceError> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await.map_err(db_err)?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE autopilot_plans SET state = 'killed', finished_at = now(), updated_at = now(), clean_since = NULL,
+                pending_step = NULL, pause_reason = $1
+          WHERE active RETURNING id",
+    )
+    .bind("the rollout was killed")
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if let Some(id) = id {
+        let entry = n(id);
+        if let Some(why) = &entry.outcome_detail {
+            sqlx::query("UPDATE autopilot_plans SET pause_reason = $2 WHERE id = $1")
+                .bind(id)
+                .bind(why)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        note(&mut tx, id, entry).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(id)
+}
+
+/// Ends plan `id` as `to` (killed or done) from whatever active state it is in.
+pub async fn end_active(db: &PgPool, id: i64, to: PlanState, why: &str, n: NewEntry) -> Result<bool, SourceError> {
+    let update = sqlx::query(
+        "UPDATE autopilot_plans SET state = $2, pause_reason = $3, updated_at = now(), clean_since = NULL,
+                pending_step = NULL, finished_at = now()
+          WHERE id = $1 AND active",
+    )
+    .bind(id)
+    .bind(to.as_str())
+    .bind(why);
     update_with_note(db, id, update, n).await
+}
+
+/// Each check's unbroken run of inconclusive verdicts in step `step`, up to the last round:
+/// (check, since, rounds).
+pub async fn inconclusive_streaks(
+    db: &PgPool,
+    plan_id: i64,
+    step: i32,
+) -> Result<Vec<(String, DateTime<Utc>, i64)>, SourceError> {
+    sqlx::query_as(
+        "WITH last AS (
+           SELECT check_name, max(at) FILTER (WHERE verdict <> 'inconclusive') AS conclusive
+             FROM autopilot_evaluations WHERE plan_id = $1 AND step = $2 GROUP BY check_name)
+         SELECT e.check_name, min(e.at), count(*)
+           FROM autopilot_evaluations e JOIN last l USING (check_name)
+          WHERE e.plan_id = $1 AND e.step = $2 AND e.verdict = 'inconclusive'
+            AND (l.conclusive IS NULL OR e.at > l.conclusive)
+          GROUP BY e.check_name",
+    )
+    .bind(plan_id)
+    .bind(step)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)
+}
+
+/// The state database's clock: plan times, bakes and windows are all read from it.
+pub async fn now(db: &PgPool) -> Result<DateTime<Utc>, SourceError> {
+    sqlx::query_scalar("SELECT now()").fetch_one(db).await.map_err(db_err)
 }
 
 /// The write of the pending step did not happen: forget it.

@@ -95,8 +95,12 @@ pub struct ReceiverSettings {
 }
 
 impl ReceiverSettings {
-    /// Whether this receiver wants `event` (an audit action) at `severity`.
+    /// Whether this receiver wants `event` (an audit action) at `severity`. A kill that could
+    /// not be written goes to every receiver, whatever its filters: somebody must act now.
     pub fn wants(&self, event: &str, severity: Severity) -> bool {
+        if event == "flag.kill_failed" {
+            return true;
+        }
         severity >= self.min_severity
             && (self.events.is_empty()
                 || self.events.iter().any(|p| match p.strip_suffix('*') {

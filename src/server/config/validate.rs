@@ -121,13 +121,29 @@ fn autopilot(s: &Settings) -> Result<(), ConfigError> {
     if !(0.0..=1.0).contains(&a.legacy_margin) {
         return Err(invalid("autopilot.legacy_margin must be a fraction between 0 and 1"));
     }
+    if !(a.sample_ratio_concentration > 0.0 && a.sample_ratio_concentration.is_finite()) {
+        return Err(invalid("autopilot.sample_ratio_concentration must be a positive number"));
+    }
+    if !(0.0..=50.0).contains(&a.sample_ratio_floor_points) {
+        return Err(invalid("autopilot.sample_ratio_floor_points must be from 0 to 50 points"));
+    }
+    if a.blind_rounds == 0 {
+        return Err(invalid("autopilot.blind_rounds must be at least 1"));
+    }
     super::super::autopilot::custom::check_settings(&a.custom, &super::super::autopilot::checks::NAMES)
         .map_err(|e| invalid(format!("autopilot.custom: {e}")))?;
-    for name in a.actions.keys() {
+    for (name, action) in &a.actions {
         if !super::super::autopilot::checks::NAMES.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "autopilot.actions names {name:?}, which is not a check ({})",
                 super::super::autopilot::checks::NAMES.join(", ")
+            )));
+        }
+        if super::super::autopilot::decide::is_kill_class(name) && *action != crate::api::autopilot::CheckAction::Kill {
+            return Err(invalid(format!(
+                "autopilot.actions: {name} always kills (a doubled dose or a missing split column harms patients' \
+                 records); it cannot be set to {}",
+                action.as_str()
             )));
         }
     }

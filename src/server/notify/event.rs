@@ -11,12 +11,14 @@ use super::super::rollback::AWAITING_APPROVAL;
 pub const EVENTS: &[(&str, Severity)] = &[
     ("flag.set", Severity::Info),
     ("flag.kill", Severity::Critical),
+    ("flag.kill_retry", Severity::Critical),
     ("flag.external_change", Severity::Warning),
     ("autopilot.start", Severity::Info),
     ("autopilot.step", Severity::Info),
     ("autopilot.pause", Severity::Warning),
     ("autopilot.resume", Severity::Info),
     ("autopilot.check_failing", Severity::Warning),
+    ("autopilot.check_blind", Severity::Critical),
     ("autopilot.dismiss", Severity::Warning),
     ("autopilot.kill", Severity::Critical),
     ("autopilot.end", Severity::Warning),
@@ -56,7 +58,7 @@ impl Event {
     pub fn of(entry: &AuditEntry) -> Option<Event> {
         let &(action, mut severity) = EVENTS.iter().find(|(a, _)| *a == entry.action)?;
         // Failures are events only where the failure is the news.
-        let failure_is_news = matches!(action, "rollback.stopped" | "rollback.interrupted");
+        let failure_is_news = matches!(action, "rollback.stopped" | "rollback.interrupted" | "flag.kill");
         match entry.outcome {
             Outcome::Done => {}
             Outcome::Failed if failure_is_news => {}
@@ -66,6 +68,10 @@ impl Event {
         if action == "rollback.start" && entry.outcome_detail.as_deref() == Some(AWAITING_APPROVAL) {
             name = "rollback.needs_approval".into();
             severity = Severity::Critical;
+        }
+        // A kill that could not be written: the loudest news there is.
+        if action == "flag.kill" && entry.outcome == Outcome::Failed {
+            name = "flag.kill_failed".into();
         }
         let title = title(&name, entry);
         Some(Event { name, severity, title, entry: entry.clone() })
@@ -92,6 +98,11 @@ fn title(name: &str, e: &AuditEntry) -> String {
     match name {
         "flag.set" => format!("Rollout changed {before} → {after} % by {}", e.actor),
         "flag.kill" => format!("Kill switch: rollout {before} → 0 % by {}", e.actor),
+        "flag.kill_failed" => {
+            format!("KILL FAILED: the rollout is still up; {} asked for 0 % and it could not be written", e.actor)
+        }
+        "flag.kill_retry" => format!("A pending kill landed: the rollout is at 0 % ({})", e.actor),
+        "autopilot.check_blind" => format!("Autopilot's {after} check is blind: no doubled dose can be seen"),
         "flag.external_change" => format!("Flag changed outside the dashboard: {before} → {after}"),
         "autopilot.step" => format!("Autopilot stepped the rollout to {after}"),
         "autopilot.kill" => "Autopilot killed the rollout".into(),

@@ -1,0 +1,348 @@
+//! The autopilot's judgement: what one round (or a person's Promote) does, decided from what it
+//! saw, with no I/O. The driver (`driver.rs`) gathers an [`Observation`], calls [`decide`] and
+//! executes the [`Decision`]; it decides nothing itself.
+//!
+//! The invariants, each enforced in one place:
+//!
+//! 1. **A kill is final.** Once the flag reads 0 % by anyone's hand after the plan started (a
+//!    person, the alert hook, a check, kubectl), nothing automatic raises it: a flag that no
+//!    longer holds the plan's percentage and reads 0 ends the plan (here), a step is written only
+//!    on the flag version this round read (`Decision::Step::expected_version`, a conditional
+//!    write), a kill ends the active plan in the same transition that asks for it
+//!    (`rollout::kill`), and the step's bookkeeping holds only for an active plan (`store`).
+//! 2. **Kill-class checks never sleep.** A failing check whose action is `kill` (always
+//!    `doubled_doses` and `schema`: [`action_of`] is the one place that says what a check does)
+//!    kills in every active state: running, paused, with a step pending, after a change made
+//!    elsewhere, during a Promote. Nothing dismisses them or sets them to a dry run.
+//! 3. **Nothing automatic lowers or jumps the flag.** A write only goes to the plan's next step,
+//!    which is above the percentage the round read, unless the first step lowers the flag and the
+//!    starter confirmed exactly that.
+//! 4. **A kill that has not landed blocks every raise.** While a kill is pending (its write
+//!    failed), the round decides the kill again and never a step.
+//!
+//! `tests` below checks these over generated histories (rounds whose writes race a person's
+//! kill, Promote, pause, resume, dismiss, kubectl, failing writes and restarts).
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::api::autopilot::{CheckAction, PlanState, PlanStep, Verdict};
+
+/// Checks that kill whatever the settings or a dismissal say: a doubled dose and a missing split
+/// column harm patients' records, so the autopilot never stops looking for them.
+pub const KILL_CLASS: [&str; 2] = ["doubled_doses", "schema"];
+
+/// Whether `check` is one of the checks nobody may dismiss or set to a dry run.
+pub fn is_kill_class(check: &str) -> bool {
+    KILL_CLASS.contains(&check)
+}
+
+/// What a failing `check` does: kill for the kill class whatever else is said; otherwise a
+/// dismissal for this step makes it a dry run, and else the settings' word (`configured`).
+pub fn action_of(check: &str, configured: CheckAction, dismissed: &[String]) -> CheckAction {
+    if is_kill_class(check) {
+        return CheckAction::Kill;
+    }
+    if dismissed.iter().any(|d| d == check) {
+        return CheckAction::DryRun;
+    }
+    configured
+}
+
+/// The part of a plan a decision reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanFacts {
+    pub id: i64,
+    pub state: PlanState,
+    pub steps: Vec<PlanStep>,
+    /// -1 before the first step's write.
+    pub current_step: i32,
+    pub pending_step: Option<i32>,
+    pub step_started_at: Option<DateTime<Utc>>,
+    pub clean_since: Option<DateTime<Utc>>,
+    /// The flag's percentage when the plan started (None: it could not be read then).
+    pub start_percentage: Option<u8>,
+    /// The starter confirmed that the first step lowers the flag.
+    pub lower_confirmed: bool,
+    /// The flag's version as the plan last knew it (its start, its own writes; None: unknown).
+    pub flag_version: Option<String>,
+}
+
+impl PlanFacts {
+    pub fn current(&self) -> Option<&PlanStep> {
+        usize::try_from(self.current_step).ok().and_then(|i| self.steps.get(i))
+    }
+
+    /// The percentage the flag should hold now: the current step's, or the one it started from.
+    pub fn expected(&self) -> Option<u8> {
+        self.current().map(|s| s.percentage).or(self.start_percentage)
+    }
+}
+
+/// The flag as the round read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlagSeen {
+    /// The flag store did not answer (the sentence says why).
+    Unreadable(String),
+    /// Read: its percentage (None: a value in an unknown format) and its version.
+    Read { percentage: Option<u8>, version: String },
+}
+
+/// One check's verdict this round, with its history in the step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSeen {
+    pub check: String,
+    pub verdict: Verdict,
+    /// The configured action (the dismissals and the kill class are applied by [`action_of`]).
+    pub configured: CheckAction,
+    pub detail: String,
+    /// Since when the check has been inconclusive without a break in this step (None: it is
+    /// conclusive this round), and for how many rounds.
+    pub inconclusive_since: Option<DateTime<Utc>>,
+    pub inconclusive_rounds: u32,
+}
+
+/// What a round saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub now: DateTime<Utc>,
+    pub flag: FlagSeen,
+    pub checks: Vec<CheckSeen>,
+    /// A rollback run in progress (its description): the rollout waits for it.
+    pub rollback: Option<String>,
+    /// A kill was asked for and its write has not landed yet.
+    pub kill_pending: bool,
+    /// Checks dismissed for this step.
+    pub dismissed: Vec<String>,
+    /// A person's Promote (skip the rest of the bake time), with their sentence.
+    pub promote: Option<String>,
+}
+
+/// How long a check may stay inconclusive, and how blind the doubled-dose check may be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budgets {
+    /// A check inconclusive for longer than this (and at least the step's bake time) pauses.
+    pub inconclusive_secs: i64,
+    /// Rounds in a row `doubled_doses` may be blind before the plan pauses, critically.
+    pub blind_rounds: u32,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets { inconclusive_secs: 3600, blind_rounds: 4 }
+    }
+}
+
+/// What the round does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The plan is not active: nothing.
+    Idle,
+    /// The flag to 0 % through the kill switch; the plan ends killed.
+    Kill { why: String },
+    /// The flag already reads 0 % by another hand: the plan ends killed, nothing is written.
+    EndKilled { why: String },
+    /// The pending step's write landed (the flag reads it, at `version`): its bookkeeping only.
+    FinishStep { next: i32, version: String },
+    /// The plan holds until a person acts. `critical`: the medical check is blind.
+    Pause { why: String, critical: bool },
+    /// The next step's write, conditional on the version this round read.
+    Step { next: i32, percentage: u8, expected_version: String, why: String },
+    /// The last step has baked.
+    Done { why: String },
+    /// Nothing moves; `clean`: whether the clean streak goes on (None: leave it).
+    Hold { clean: Option<bool>, why: String },
+    /// A Promote refused, with the sentence the person reads.
+    Refuse { why: String },
+}
+
+/// The round's decision, the checks it acts on, and whether a stale pending step is forgotten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    pub decision: Decision,
+    /// Checks whose failure this decision acts on (their evaluation is marked `acted`).
+    pub acted: Vec<String>,
+    /// The pending step's write did not land: forget it before anything else.
+    pub drop_pending: bool,
+}
+
+fn round(decision: Decision) -> Round {
+    Round { decision, acted: Vec::new(), drop_pending: false }
+}
+
+fn failed_text(c: &CheckSeen) -> String {
+    format!("{} failed: {}", c.check, c.detail)
+}
+
+/// Decides one round for `plan`. Pure: the same plan and observation give the same decision.
+pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
+    if !matches!(plan.state, PlanState::Running | PlanState::Paused) {
+        return round(match &obs.promote {
+            Some(_) => Decision::Refuse { why: format!("plan #{} is {}: nothing to promote", plan.id, plan.state) },
+            None => Decision::Idle,
+        });
+    }
+    let flag_at = match &obs.flag {
+        FlagSeen::Read { percentage, .. } => *percentage,
+        FlagSeen::Unreadable(_) => None,
+    };
+    // Invariant 2: a failing kill-class check kills in every active state.
+    let killing: Vec<&CheckSeen> = obs
+        .checks
+        .iter()
+        .filter(|c| {
+            c.verdict == Verdict::Fail && action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::Kill
+        })
+        .collect();
+    if !killing.is_empty() {
+        let why = killing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
+        let acted = killing.iter().map(|c| c.check.clone()).collect();
+        let decision = if flag_at == Some(0) && !obs.kill_pending {
+            Decision::EndKilled { why: format!("{why} (the flag already reads 0 %)") }
+        } else {
+            Decision::Kill { why }
+        };
+        return Round { decision, acted, drop_pending: false };
+    }
+    // Invariant 4: a kill that has not landed is asked again; the plan does not go on.
+    if obs.kill_pending {
+        return round(Decision::Kill { why: "a kill was asked for and the flag does not read 0 % yet".into() });
+    }
+    let (percentage, version) = match &obs.flag {
+        FlagSeen::Unreadable(e) => {
+            return round(match &obs.promote {
+                Some(_) => Decision::Refuse { why: format!("the flag cannot be read ({e}): nothing is promoted") },
+                None => Decision::Hold { clean: Some(false), why: format!("the flag cannot be read: {e}") },
+            })
+        }
+        FlagSeen::Read { percentage: None, .. } => {
+            let why = "the flag holds a value in an unknown format: the autopilot does not write over it".to_string();
+            return round(pause_or_refuse(plan, obs, why, false));
+        }
+        FlagSeen::Read { percentage: Some(p), version } => (*p, version.clone()),
+    };
+    let mut drop_pending = false;
+    if let Some(next) = plan.pending_step {
+        if plan.steps.get(next as usize).map(|s| s.percentage) == Some(percentage) {
+            return round(Decision::FinishStep { next, version });
+        }
+        drop_pending = true;
+    }
+    let with_drop = |decision| Round { decision, acted: Vec::new(), drop_pending };
+    // Invariant 1: the flag moved away from the plan; at 0 % that is a kill, and it is final.
+    // A flag at 0 % on a version the plan did not write was written by somebody else since: a
+    // kill too, even when 0 % is what the plan holds (a plan that started from 0 %).
+    let rewritten = plan.flag_version.as_ref().is_some_and(|v| *v != version);
+    if percentage == 0 && rewritten {
+        let why = "the flag was written at 0 % since the plan last saw it".to_string();
+        return with_drop(Decision::EndKilled { why });
+    }
+    if let Some(expected) = plan.expected() {
+        if percentage != expected {
+            let why = format!("the flag was changed to {percentage} % instead of the plan's {expected} %");
+            if percentage == 0 {
+                return with_drop(Decision::EndKilled { why });
+            }
+            return with_drop(pause_or_refuse(plan, obs, why, false));
+        }
+    }
+    if plan.state == PlanState::Paused {
+        return with_drop(match &obs.promote {
+            Some(_) => Decision::Refuse { why: format!("plan #{} is paused; resume it before promoting", plan.id) },
+            None => Decision::Hold { clean: None, why: "paused: kill-class checks are still evaluated".into() },
+        });
+    }
+    // Running: checks that pause.
+    let pausing: Vec<&CheckSeen> = obs
+        .checks
+        .iter()
+        .filter(|c| {
+            c.verdict == Verdict::Fail && action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::Pause
+        })
+        .collect();
+    if !pausing.is_empty() {
+        let why = pausing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
+        let acted = pausing.iter().map(|c| c.check.clone()).collect();
+        let decision = match &obs.promote {
+            Some(_) => Decision::Refuse { why: format!("a check fails, so nothing is promoted: {why}") },
+            None => Decision::Pause { why, critical: false },
+        };
+        return Round { decision, acted, drop_pending };
+    }
+    // Budgets: a blind medical check is critical; any other inconclusive for too long pauses.
+    let bake = plan.current().map_or(0, |s| s.bake_secs as i64);
+    for c in obs.checks.iter().filter(|c| c.verdict == Verdict::Inconclusive) {
+        if action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::DryRun {
+            continue;
+        }
+        if c.check == "doubled_doses" && c.inconclusive_rounds > budgets.blind_rounds {
+            let why = format!(
+                "doubled_doses has been blind for {} rounds ({}): no doubled dose can be seen",
+                c.inconclusive_rounds, c.detail
+            );
+            return with_drop(pause_or_refuse(plan, obs, why, true));
+        }
+        let limit = budgets.inconclusive_secs.max(bake);
+        if let Some(since) = c.inconclusive_since {
+            if plan.current_step >= 0 && obs.now - since > Duration::seconds(limit) {
+                let why = format!(
+                    "{} has been inconclusive since {} (longer than {limit} s): {}",
+                    c.check,
+                    since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    c.detail
+                );
+                return with_drop(pause_or_refuse(plan, obs, why, false));
+            }
+        }
+    }
+    let clean = obs.checks.iter().all(|c| {
+        c.verdict == Verdict::Pass || action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::DryRun
+    });
+    let due = obs.promote.is_some() || (clean && baked(plan, obs.now));
+    if !due {
+        let why = if clean { "baking".to_string() } else { "a check is not conclusive yet".to_string() };
+        return with_drop(Decision::Hold { clean: Some(clean), why });
+    }
+    let why = obs.promote.clone().unwrap_or_else(|| "every check passed for the whole bake time".into());
+    let next = plan.current_step + 1;
+    let Some(step) = plan.steps.get(next as usize) else {
+        return with_drop(Decision::Done { why });
+    };
+    if let Some(run) = &obs.rollback {
+        return with_drop(pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), false));
+    }
+    // Invariant 3: never down, unless the starter confirmed that the first step lowers the flag.
+    if step.percentage < percentage && !(plan.current_step < 0 && plan.lower_confirmed) {
+        let why = format!(
+            "step {} ({} %) would lower the flag from {percentage} %: start a plan whose first step is at least \
+             {percentage} %, or confirm the lowering at the start",
+            next + 1,
+            step.percentage
+        );
+        return with_drop(pause_or_refuse(plan, obs, why, false));
+    }
+    with_drop(Decision::Step { next, percentage: step.percentage, expected_version: version, why })
+}
+
+fn pause_or_refuse(plan: &PlanFacts, obs: &Observation, why: String, critical: bool) -> Decision {
+    match (&obs.promote, plan.state) {
+        (Some(_), _) => Decision::Refuse { why },
+        (None, PlanState::Running) => Decision::Pause { why, critical },
+        (None, _) => Decision::Hold { clean: None, why },
+    }
+}
+
+/// Whether the current step has baked: started, and clean, for its whole bake time (the first
+/// step is due as soon as a round is clean).
+fn baked(plan: &PlanFacts, now: DateTime<Utc>) -> bool {
+    let Some(step) = plan.current() else { return true };
+    let bake = Duration::seconds(step.bake_secs as i64);
+    // The clean streak starts at this round when it was broken before.
+    let clean = plan.clean_since.unwrap_or(now);
+    match plan.step_started_at {
+        Some(started) => now - started >= bake && now - clean >= bake,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
