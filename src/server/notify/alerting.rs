@@ -78,6 +78,24 @@ pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError>
             ));
         }
     }
+    // A kill that has not landed holds until it does.
+    if let Some(k) = super::super::kill_requests::pending(db).await?.first() {
+        out.push(
+            Condition::new(
+                "RolloutKillFailing",
+                Severity::Critical,
+                format!("A kill asked by {} has not landed: the rollout is still up", k.actor),
+                format!(
+                    "Asked at {}; {} attempt(s), retried every round; last error: {}. Set the flag to 0 by hand if \
+                     this lasts.",
+                    k.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    k.attempts,
+                    k.last_error.as_deref().unwrap_or("none yet")
+                ),
+            )
+            .label("kill", k.id),
+        );
+    }
     if let Some(plan) = plans::latest(db).await? {
         if plan.state == PlanState::Paused {
             let why = plan.pause_reason.clone().unwrap_or_default();
