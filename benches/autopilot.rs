@@ -129,6 +129,7 @@ async fn round_cost(admin: &sqlx::PgPool, rows: i64, prom: &str, kubeconfig: &st
             start_percentage: Some(10),
             lower_confirmed: None,
             doubled_at_start: vec![],
+            flag_version: None,
         };
         let round = timed(20, || async {
             let found = checks::evaluate(&state, &plan, Some(10), chrono::Utc::now()).await;

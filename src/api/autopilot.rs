@@ -175,4 +175,7 @@ pub struct AutopilotView {
     /// Each check with measured values, drawn from `history`.
     #[serde(default)]
     pub charts: Vec<CheckChart>,
+    /// Kills whose write has not landed (the first thing the page shows).
+    #[serde(default)]
+    pub pending_kills: Vec<super::rollout::PendingKill>,
 }

@@ -40,6 +40,9 @@ pub struct Overview {
     pub alerts: Result<Vec<Alert>, String>,
     pub adoption: Result<AdoptionSummary, String>,
     pub charts: Vec<ChartView>,
+    /// Kills whose write has not landed (a red line above everything).
+    #[serde(default)]
+    pub pending_kills: Vec<super::rollout::PendingKill>,
 }
 
 pub const RANGES: [&str; 5] = ["1h", "6h", "24h", "7d", "30d"];

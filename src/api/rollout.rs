@@ -64,3 +64,30 @@ pub struct RolloutView {
     /// Where the flag lives, for the confirmation dialog.
     pub target: String,
 }
+
+/// A kill asked for whose write has not landed: retried every round until it does, and shown in
+/// red on the overview and the autopilot page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingKill {
+    pub id: i64,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub last_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+}
+
+impl PendingKill {
+    /// The red line pages show.
+    pub fn sentence(&self) -> String {
+        format!(
+            "KILL NOT LANDED: {} asked for 0 % at {} UTC and the flag could not be written ({} attempt(s); last error: {}). \
+             It is retried every round and nothing raises the flag until it lands; set it to 0 by hand if this lasts.",
+            self.actor,
+            self.requested_at.format("%Y-%m-%d %H:%M:%S"),
+            self.attempts,
+            self.last_error.as_deref().unwrap_or("none yet")
+        )
+    }
+}

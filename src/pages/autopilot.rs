@@ -54,6 +54,7 @@ fn Autopilot(
         e.map(|e| view! { <p class="source-error" role="alert" data-testid="autopilot-error">{e.to_string()}</p> })
     };
     view! {
+        {v.pending_kills.first().map(|k| view! { <p class="source-error kill-failing" role="alert" data-testid="kill-failing">{k.sentence()}</p> })}
         {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
         {error}
         {v.plan.clone().map(|p| {

@@ -80,6 +80,7 @@ fn OverviewBody(o: Overview) -> impl IntoView {
     let s = o.status.clone();
     let updated = format!("{} UTC", time::utc(now, Shown::DateSeconds));
     view! {
+        {o.pending_kills.first().map(|k| view! { <p class="source-error kill-failing" role="alert" data-testid="kill-failing">{k.sentence()}</p> })}
         <p class="updated">"Updated " <time data-testid="generated-at" datetime=time::machine(now)>{updated}</time>
             {format!(" · refreshes every {} s · environment {}", s.refresh_interval_secs, s.environment)}</p>
         <Headline o=o.clone()/>

@@ -6,7 +6,6 @@
 //! (`flag.kill_failed`); its landing is one too (`flag.kill_retry`).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::api::audit::Outcome;
@@ -19,17 +18,7 @@ fn db_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::StateDatabase, &e)
 }
 
-/// A kill that has not landed.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct PendingKill {
-    pub id: i64,
-    pub requested_at: DateTime<Utc>,
-    pub actor: String,
-    pub reason: Option<String>,
-    pub attempts: i32,
-    pub last_attempt_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-}
+pub use crate::api::rollout::PendingKill;
 
 /// Records that `actor` asks for a kill (before its write is tried).
 pub async fn ask(db: &PgPool, actor: &str, reason: Option<&str>) -> Result<i64, SourceError> {
@@ -65,14 +54,14 @@ pub async fn attempt_failed(db: &PgPool, error: &str) -> Result<(), SourceError>
 
 /// Every kill that has not landed, oldest first.
 pub async fn pending(db: &PgPool) -> Result<Vec<PendingKill>, SourceError> {
-    let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, i32, Option<DateTime<Utc>>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT id, requested_at, actor, reason, attempts, last_attempt_at, last_error
+    type Row = (i64, DateTime<Utc>, String, Option<String>, i32, Option<DateTime<Utc>>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, requested_at, actor, reason, attempts, last_attempt_at, last_error
                FROM kill_requests WHERE landed_at IS NULL ORDER BY id",
-        )
-        .fetch_all(db)
-        .await
-        .map_err(db_err)?;
+    )
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
     Ok(rows
         .into_iter()
         .map(|r| PendingKill {

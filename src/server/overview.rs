@@ -93,6 +93,9 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
             .map(|a| AdoptionSummary { current_share: a.current_share, target: a.target, check: a.check })
             .map_err(|e| e.to_string()),
         charts: vec![usage, share, records],
+        // A kill that has not landed is said above everything (none shown when the state
+        // database cannot be read: the status panels say that).
+        pending_kills: super::kill_requests::pending(&state.state_db).await.unwrap_or_default(),
     })
 }
 

@@ -227,10 +227,12 @@ async fn step(
     let written = store::write_step(db, plan.id, next, async {
         match super::super::rollout::set_percentage(state, &caller, body).await {
             Ok(done) => store::StepWrite::Done(
-                note("autopilot.step")
-                    .values(Some(done.before), Some(done.after))
-                    .reason(Some(plan_reason))
-                    .outcome(Outcome::Done, Some(format!("step {} of {steps}: {why}", next + 1))),
+                Box::new(
+                    note("autopilot.step")
+                        .values(Some(done.before), Some(done.after))
+                        .reason(Some(plan_reason))
+                        .outcome(Outcome::Done, Some(format!("step {} of {steps}: {why}", next + 1))),
+                ),
                 done.version,
             ),
             Err(e) => store::StepWrite::Failed(e),

@@ -90,6 +90,7 @@ impl<'a> Service<'a> {
             interval_secs,
             me: caller.who().cloned(),
             charts,
+            pending_kills: super::kill_requests::pending(db).await?,
         })
     }
 

@@ -278,7 +278,7 @@ pub async fn finish_step(
 /// What a step's flag write gave: its audit entry once done, or why it did not happen.
 pub enum StepWrite<E> {
     /// Written: the audit entry and the version the write left (None: not read back).
-    Done(NewEntry, Option<String>),
+    Done(Box<NewEntry>, Option<String>),
     Failed(E),
 }
 
@@ -308,7 +308,7 @@ pub async fn write_step<E>(
     match write.await {
         StepWrite::Done(n, version) => {
             sqlx::query(FINISH_STEP).bind(id).bind(next).bind(version).execute(&mut *tx).await.map_err(db_err)?;
-            note(&mut tx, id, n).await?;
+            note(&mut tx, id, *n).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(Some(Ok(())))
         }
