@@ -235,19 +235,34 @@ async fn sample_ratio(state: &AppState, plan: &Plan, percentage: Option<u8>, now
         a.sample_ratio_concentration,
         a.sample_ratio_floor_points,
     );
+    let window = (now - from).num_seconds();
+    let early = look.mismatch && window < a.sample_ratio_min_window_secs as i64;
+    let share = 100.0 * split as f64 / n as f64;
+    let measured = format!(
+        "{share:.1} % of {n} users wrote split over the last {window} s of the step, the flag says {p} % (gap {:+.1} \
+         points, Bayes factor {:.3})",
+        look.gap_points,
+        look.log_bayes_factor.exp()
+    );
     Found {
-        verdict: if look.mismatch { Verdict::Fail } else { Verdict::Pass },
+        verdict: match (look.mismatch, early) {
+            (true, false) => Verdict::Fail,
+            (true, true) => Verdict::Inconclusive,
+            (false, _) => Verdict::Pass,
+        },
         value: Some(look.log_bayes_factor.exp().min(1e12)),
         threshold,
         sample: Some(n as i64),
         query,
-        detail: format!(
-            "{:.1} % of {n} users wrote split since the step began, the flag says {p} % (gap {:+.1} points, Bayes factor {:.3}){}",
-            100.0 * split as f64 / n as f64,
-            look.gap_points,
-            look.log_bayes_factor.exp(),
-            if look.mismatch { ": writers do not follow the flag" } else { "" }
-        ),
+        detail: match (look.mismatch, early) {
+            (true, false) => format!("{measured}: writers do not follow the flag"),
+            (true, true) => format!(
+                "{measured}: judged once the window holds {} s (early in a step the users seen are those who write \
+                 most often)",
+                a.sample_ratio_min_window_secs
+            ),
+            (false, _) => measured,
+        },
     }
 }
 

@@ -333,6 +333,10 @@ pub struct AutopilotSettings {
     /// A gap between the split share of users and the flag's percentage smaller than this many
     /// points never fails, however sure the test is.
     pub sample_ratio_floor_points: f64,
+    /// A mismatch fails only once the window holds this many seconds of users: early in a step
+    /// the users seen are those who write most often, and the split path may change how often
+    /// people write (long doses now logged), which alone shifts the share seen for a few hours.
+    pub sample_ratio_min_window_secs: u64,
     /// Writers need a moment to read a new flag value: the sample-ratio window starts this long
     /// after the step did.
     pub sample_ratio_grace_secs: u64,
@@ -370,6 +374,7 @@ impl Default for AutopilotSettings {
             sample_ratio_alpha: 0.001,
             sample_ratio_concentration: 100.0,
             sample_ratio_floor_points: 2.0,
+            sample_ratio_min_window_secs: 12 * 3600,
             sample_ratio_grace_secs: 60,
             legacy_margin: 0.10,
             legacy_grace_secs: 60,
