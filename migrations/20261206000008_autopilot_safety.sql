@@ -11,9 +11,7 @@ ALTER TABLE autopilot_plans
     ADD COLUMN lower_confirmed  text,
     -- The ids of the records that copied dose into both parts when the plan started (the whole
     -- table): the doubled-dose check fails on any other.
-    ADD COLUMN doubled_at_start bigint[] NOT NULL DEFAULT '{}',
-    -- When the last step reached 100 %: the guide's target is then judged over a sustained window.
-    ADD COLUMN watch_since      timestamptz;
+    ADD COLUMN doubled_at_start bigint[] NOT NULL DEFAULT '{}';
 
 -- Kills asked for (by a person, the alert hook, a check) until the flag reads 0 %. A kill whose
 -- write fails stays here and is retried every round; while one is pending nothing raises the flag.

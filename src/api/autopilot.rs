@@ -41,6 +41,10 @@ state_names! {
     }
 }
 
+/// Checks that kill whatever the settings or a dismissal say: a doubled dose and a missing split
+/// column harm patients' records, so the autopilot never stops looking for them.
+pub const KILL_CLASS: [&str; 2] = ["doubled_doses", "schema"];
+
 /// One step of a plan: the flag's percentage and how long every check must pass before the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +156,10 @@ pub struct PlanView {
     pub pause_reason: Option<String>,
     pub dismissed: Vec<String>,
     pub guard_override: Option<String>,
+    /// At a last step of 100 %, held for less than the watch: the guide's target is still being
+    /// judged, so the plan is not done.
+    #[serde(default)]
+    pub watching: bool,
 }
 
 /// A check's recent evaluations drawn on the server (an SVG with hover titles).

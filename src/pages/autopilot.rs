@@ -58,7 +58,13 @@ fn Autopilot(
         {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
         {error}
         {v.plan.clone().map(|p| {
-            let checks: Vec<String> = v.latest.iter().map(|e| e.check.clone()).collect();
+            // The medical checks cannot be dismissed: they are not offered.
+            let checks: Vec<String> = v
+                .latest
+                .iter()
+                .map(|e| e.check.clone())
+                .filter(|c| !crate::api::autopilot::KILL_CLASS.contains(&c.as_str()))
+                .collect();
             view! { <PlanPanel p operator act checks/> }
         })}
         <Checks latest=v.latest.clone() interval=v.interval_secs/>
@@ -107,6 +113,7 @@ fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>, che
     view! {
         <Panel title="Plan" id="autopilot-plan" error=None>
             <p data-testid="plan-state" class=format!("run-state run-{state}")>{format!("Plan #{}: {state}", p.id)}</p>
+            {p.watching.then(|| view! { <p class="warning" data-testid="plan-watching">"Watching at 100 %: the guide's legacy-share target is judged over the watch window before the plan is done."</p> })}
             <p class="detail">{format!("Started by {}: {}", p.actor, p.reason)}</p>
             {p.guard_override.clone().map(|g| view! { <p class="detail">{format!("Failed guards overridden for this plan: {g}")}</p> })}
             {p.pause_reason.clone().map(|r| view! { <p class="disabled-reason" data-testid="plan-why">{r}</p> })}

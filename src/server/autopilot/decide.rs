@@ -27,9 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::api::autopilot::{CheckAction, PlanState, PlanStep, Verdict};
 
-/// Checks that kill whatever the settings or a dismissal say: a doubled dose and a missing split
-/// column harm patients' records, so the autopilot never stops looking for them.
-pub const KILL_CLASS: [&str; 2] = ["doubled_doses", "schema"];
+pub use crate::api::autopilot::KILL_CLASS;
 
 /// Whether `check` is one of the checks nobody may dismiss or set to a dry run.
 pub fn is_kill_class(check: &str) -> bool {
@@ -124,11 +122,13 @@ pub struct Budgets {
     pub inconclusive_secs: i64,
     /// Rounds in a row `doubled_doses` may be blind before the plan pauses, critically.
     pub blind_rounds: u32,
+    /// At 100 %, the plan watches this long (the guide's target judged over it) before it is done.
+    pub watch_secs: i64,
 }
 
 impl Default for Budgets {
     fn default() -> Self {
-        Budgets { inconclusive_secs: 3600, blind_rounds: 4 }
+        Budgets { inconclusive_secs: 3600, blind_rounds: 4, watch_secs: 86_400 }
     }
 }
 
@@ -305,6 +305,17 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
     let why = obs.promote.clone().unwrap_or_else(|| "every check passed for the whole bake time".into());
     let next = plan.current_step + 1;
     let Some(step) = plan.steps.get(next as usize) else {
+        if let (Some(last), Some(started)) = (plan.current(), plan.step_started_at) {
+            let held = (obs.now - started).num_seconds();
+            if last.percentage == 100 && held < budgets.watch_secs && obs.promote.is_none() {
+                let why = format!(
+                    "watching: the flag has held 100 % for {held} s; the guide's legacy-share target is judged over \
+                     {} s before the plan is done",
+                    budgets.watch_secs
+                );
+                return with_drop(Decision::Hold { clean: Some(clean), why });
+            }
+        }
         return with_drop(Decision::Done { why });
     };
     if let Some(run) = &obs.rollback {
@@ -342,6 +353,17 @@ fn baked(plan: &PlanFacts, now: DateTime<Utc>) -> bool {
         Some(started) => now - started >= bake && now - clean >= bake,
         None => false,
     }
+}
+
+/// Whether the plan is in its watch state: at a last step of 100 %, held for less than the watch.
+pub fn watching(plan: &PlanFacts, now: DateTime<Utc>, watch_secs: i64) -> bool {
+    let last = plan.current_step >= 0 && plan.current_step as usize + 1 == plan.steps.len();
+    let at_100 = plan.current().is_some_and(|s| s.percentage == 100);
+    let held = plan.step_started_at.map(|s| (now - s).num_seconds());
+    matches!(plan.state, PlanState::Running | PlanState::Paused)
+        && last
+        && at_100
+        && held.is_some_and(|h| h < watch_secs)
 }
 
 #[cfg(test)]

@@ -108,7 +108,11 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
         dismissed: plan.dismissed.clone(),
         promote,
     };
-    let budgets = Budgets { inconclusive_secs: a.inconclusive_secs as i64, blind_rounds: a.blind_rounds };
+    let budgets = Budgets {
+        inconclusive_secs: a.inconclusive_secs as i64,
+        blind_rounds: a.blind_rounds,
+        watch_secs: a.watch_secs as i64,
+    };
     let decided = decide(&plan.facts(), &obs, budgets);
     for e in evaluations.iter_mut() {
         e.acted = decided.acted.contains(&e.check);

@@ -83,7 +83,7 @@ impl<'a> Service<'a> {
             })
             .collect();
         Ok(AutopilotView {
-            plan: plan.map(|p| p.view(Utc::now())),
+            plan: plan.map(|p| p.view(Utc::now(), a.watch_secs as i64)),
             latest,
             history,
             defaults: a.steps.clone(),

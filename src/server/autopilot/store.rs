@@ -68,7 +68,7 @@ impl Plan {
         usize::try_from(self.current_step).ok().and_then(|i| self.steps.get(i))
     }
 
-    pub fn view(&self, now: DateTime<Utc>) -> PlanView {
+    pub fn view(&self, now: DateTime<Utc>, watch_secs: i64) -> PlanView {
         let next_due = match (self.state, self.current(), self.step_started_at) {
             (PlanState::Running, Some(s), Some(started)) if (self.current_step as usize) + 1 < self.steps.len() => {
                 let from = self.clean_since.unwrap_or(now).max(started);
@@ -92,6 +92,7 @@ impl Plan {
             pause_reason: self.pause_reason.clone(),
             dismissed: self.dismissed.clone(),
             guard_override: self.guard_override.clone(),
+            watching: super::decide::watching(&self.facts(), now, watch_secs),
         }
     }
 }

@@ -458,3 +458,19 @@ fn the_model_catches_a_step_written_on_a_fresh_version() {
     }
     assert!(w.execute(r, &obs).unwrap_err().contains("after a kill"));
 }
+
+#[test]
+fn at_100_percent_the_plan_watches_before_it_is_done() {
+    let mut w = World::new(50, vec![step(100, 60)], false);
+    w.plan.current_step = 0;
+    w.flag = 100;
+    w.plan.step_started_at = Some(w.now - Duration::seconds(3600));
+    w.plan.clean_since = Some(w.now - Duration::seconds(3600));
+    let obs = w.observe([Verdict::Pass; 5], true, false);
+    let r = decide(&w.plan, &obs, Budgets::default());
+    assert!(matches!(&r.decision, Decision::Hold { why, .. } if why.starts_with("watching")), "{r:?}");
+    assert!(watching(&w.plan, w.now, 86_400));
+    w.plan.step_started_at = Some(w.now - Duration::seconds(86_400));
+    let r = decide(&w.plan, &obs, Budgets::default());
+    assert!(matches!(r.decision, Decision::Done { .. }), "{r:?}");
+}
