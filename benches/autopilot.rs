@@ -10,6 +10,12 @@
 //!    seeds), for a plan started 24 hours and 7 days earlier, against the doubled-dose count
 //!    straight from the table (the guide's way) measured in the same run.
 //!
+//! 4. Issue 30: the same doubled record in each plan state (running, paused by a person, paused
+//!    because the flag was changed elsewhere), BENCH_AUTOPILOT_RUNS times each, in intervals.
+//! 5. Issue 30: a person's kill racing a round's step write and a colleague's Promote, 100 races
+//!    each (BENCH_AUTOPILOT_RACES) at random offsets: the flag must end at 0 % every time, with no
+//!    automatic write after the kill.
+//!
 //! Run with `scripts/bench autopilot` (or `cargo bench --features ssr --bench autopilot` with
 //! DATABASE_URL naming a PostgreSQL server where databases may be created).
 
@@ -24,7 +30,7 @@ use std::time::{Duration, Instant};
 use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::api::auth::{Identity, Role};
 use rollout_dashboard::api::autopilot::PlanState;
-use rollout_dashboard::api::autopilot::{PlanStep, StartPlan};
+use rollout_dashboard::api::autopilot::{PlanAction, PlanActionBody, PlanStep, StartPlan};
 use rollout_dashboard::server::autopilot::store::Plan;
 use rollout_dashboard::server::autopilot::{checks, drive_forever, stats::sample_ratio_p_value, Service};
 use rollout_dashboard::server::caller::Caller;
@@ -145,6 +151,91 @@ async fn round_cost(admin: &sqlx::PgPool, rows: i64, prom: &str, kubeconfig: &st
     out
 }
 
+/// A person's kill at a random moment of a round that writes the next step, and of a colleague's
+/// Promote: the flag ends at 0 % and no automatic write follows the kill.
+async fn kill_race_figures(
+    state: &rollout_dashboard::server::state::AppState,
+    pool: &sqlx::PgPool,
+    sim: &SimulatorHarness,
+    ana: &Caller,
+    rng: &mut Rng,
+) {
+    use rollout_dashboard::server::autopilot::{driver, store};
+    let races: usize = std::env::var("BENCH_AUTOPILOT_RACES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
+    let cy = Caller::new(Some(Identity { user: "cy".into(), role: Role::Operator, via: "bench".into() }), "bench");
+    for racer in ["a round's step write", "a colleague's Promote"] {
+        let (mut at_zero, mut late_writes, mut stepped_first) = (0, 0, 0);
+        for race in 0..races {
+            let body = StartPlan {
+                reason: format!("bench race {race}"),
+                steps: Some(vec![
+                    PlanStep { percentage: 10, bake_secs: 5, legacy_ceiling: None },
+                    PlanStep { percentage: 60, bake_secs: 3600, legacy_ceiling: None },
+                ]),
+                override_guards_reason: Some("the bench's own doubled records".into()),
+                confirm_lower: None,
+            };
+            // The driver loop is running too: wait for a plan slot and the first step.
+            let mut started = Service::new(state).start(ana, body.clone()).await;
+            while started.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                started = Service::new(state).start(ana, body.clone()).await;
+            }
+            let id = store::active_id(pool).await.unwrap().unwrap();
+            while flag() != "10" {
+                let _ = driver::tick(state).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The step has baked (as if its hour had passed).
+            sqlx::query(
+                "UPDATE autopilot_plans SET step_started_at = now() - interval '1 hour',
+                        clean_since = now() - interval '1 hour' WHERE id = $1",
+            )
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+            let delay = Duration::from_secs_f64(rng.uniform() * 0.25);
+            let racing = async {
+                if racer.starts_with("a round") {
+                    let _ = driver::tick(state).await;
+                } else {
+                    let body = PlanActionBody { reason: Some("bench: promote".into()), check: None };
+                    let _ = Service::new(state).act(&cy, PlanAction::Promote, body).await;
+                }
+            };
+            let kill = async {
+                tokio::time::sleep(delay).await;
+                rollout_dashboard::server::rollout::kill(state, ana, Some("bench: the race".into())).await.unwrap()
+            };
+            let (_, killed) = tokio::join!(racing, kill);
+            for _ in 0..3 {
+                let _ = driver::tick(state).await;
+            }
+            if flag() == "0" {
+                at_zero += 1;
+            }
+            if killed.before == "60" {
+                stepped_first += 1;
+            }
+            let late: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM audit_log WHERE action = 'flag.set' AND outcome = 'done' AND actor = 'autopilot'
+                   AND id > $1",
+            )
+            .bind(killed.audit_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            late_writes += late;
+        }
+        println!(
+            "\na kill racing {racer}, {races} races (kill 0 to 250 ms into it): the flag at 0 % after {at_zero}; \
+             automatic writes after the kill {late_writes}; the step landed before the kill in {stepped_first}"
+        );
+    }
+}
+
 async fn round_cost_figures(admin: &sqlx::PgPool) {
     let rows: Vec<i64> = std::env::var("BENCH_ROWS")
         .unwrap_or_else(|_| "1000000,10000000".into())
@@ -209,54 +300,78 @@ async fn main() {
     let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
     let ana = Caller::new(Some(Identity { user: "ana".into(), role: Role::Operator, via: "bench".into() }), "bench");
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let mut seconds = Vec::new();
-    println!("\nfrom the first doubled record to the flag at 0 % (driver interval {interval} s), {runs} runs:");
-    for run in 1..=runs {
-        let body = StartPlan {
-            reason: format!("bench run {run}"),
-            steps: Some(vec![PlanStep { percentage: 10, bake_secs: 86400, legacy_ceiling: None }]),
-            override_guards_reason: Some("the bench's own doubled records from earlier runs".into()),
-            confirm_lower: None,
-        };
-        Service::new(&state).start(&ana, body).await.expect("start");
-        let deadline = Instant::now() + Duration::from_secs(interval * 4 + 30);
-        while flag() != "10" {
-            assert!(Instant::now() < deadline, "run {run}: the first step was not written");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // A random moment of the driver's cycle.
-        tokio::time::sleep(Duration::from_secs_f64(rng.uniform() * interval as f64)).await;
-        sqlx::query("INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long) VALUES (9, now(), 4, 4, 4)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let t0 = Instant::now();
-        while flag() != "0" {
-            assert!(t0.elapsed() < Duration::from_secs(interval * 4 + 30), "run {run}: no kill");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let s = t0.elapsed().as_secs_f64();
-        println!("  run {run:>2}: {s:>6.2} s");
-        seconds.push(s);
-        // The plan's end is written just after the flag's: wait for it before the next start.
-        while rollout_dashboard::server::autopilot::store::active_id(&pool).await.unwrap().is_some() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    seconds.sort_by(f64::total_cmp);
-    if seconds.is_empty() {
-        println!("  (BENCH_AUTOPILOT_RUNS=0: no runs)");
-    } else {
+    for plan_state in ["running", "paused", "changed elsewhere"] {
         println!(
-            "  min {:.2} s, p50 {:.2} s, p90 {:.2} s, max {:.2} s; two intervals: {} s; the max is {:.2} intervals",
-            seconds[0],
-            percentile(&seconds, 0.5),
-            percentile(&seconds, 0.9),
-            seconds[seconds.len() - 1],
-            2 * interval,
-            seconds[seconds.len() - 1] / interval as f64
+            "\nfrom the first doubled record to the flag at 0 %, plan {plan_state} (driver interval {interval} s), {runs} runs:"
         );
+        let mut seconds = Vec::new();
+        for run in 1..=runs {
+            let body = StartPlan {
+                reason: format!("bench run {run}"),
+                steps: Some(vec![PlanStep { percentage: 10, bake_secs: 86400, legacy_ceiling: None }]),
+                override_guards_reason: Some("the bench's own doubled records from earlier runs".into()),
+                confirm_lower: None,
+            };
+            Service::new(&state).start(&ana, body).await.expect("start");
+            let deadline = Instant::now() + Duration::from_secs(interval * 4 + 30);
+            while flag() != "10" {
+                assert!(Instant::now() < deadline, "run {run}: the first step was not written");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let id = rollout_dashboard::server::autopilot::store::active_id(&pool).await.unwrap().unwrap();
+            let paused = || async {
+                rollout_dashboard::server::autopilot::store::load(&pool, id).await.unwrap().unwrap().state
+                    == PlanState::Paused
+            };
+            match plan_state {
+                "paused" => {
+                    let body = PlanActionBody { reason: Some("bench: a person holds the plan".into()), check: None };
+                    Service::new(&state).act(&ana, PlanAction::Pause, body).await.expect("pause");
+                }
+                "changed elsewhere" => {
+                    sim.cluster
+                        .write_configmap(None, [("insulin_dose_split".to_string(), "15".to_string())].into())
+                        .unwrap();
+                    let deadline = Instant::now() + Duration::from_secs(interval * 4 + 30);
+                    while !paused().await {
+                        assert!(Instant::now() < deadline, "run {run}: the change elsewhere did not pause the plan");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                _ => {}
+            }
+            // A random moment of the driver's cycle.
+            tokio::time::sleep(Duration::from_secs_f64(rng.uniform() * interval as f64)).await;
+            sqlx::query("INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long) VALUES (9, now(), 4, 4, 4)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let t0 = Instant::now();
+            while flag() != "0" {
+                assert!(t0.elapsed() < Duration::from_secs(interval * 4 + 30), "run {run}: no kill");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let s = t0.elapsed().as_secs_f64();
+            seconds.push(s);
+            // The plan's end is written before the flag's: it is over now.
+            assert!(rollout_dashboard::server::autopilot::store::active_id(&pool).await.unwrap().is_none());
+        }
+        seconds.sort_by(f64::total_cmp);
+        if seconds.is_empty() {
+            println!("  (BENCH_AUTOPILOT_RUNS=0: no runs)");
+        } else {
+            println!(
+                "  min {:.2} s, p50 {:.2} s, p90 {:.2} s, max {:.2} s; two intervals: {} s; the max is {:.2} intervals",
+                seconds[0],
+                percentile(&seconds, 0.5),
+                percentile(&seconds, 0.9),
+                seconds[seconds.len() - 1],
+                2 * interval,
+                seconds[seconds.len() - 1] / interval as f64
+            );
+        }
     }
+    kill_race_figures(&state, &pool, &sim, &ana, &mut rng).await;
     drop(pool);
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await.unwrap();
     round_cost_figures(&admin).await;

@@ -281,7 +281,8 @@ pub async fn start_autopilot(
     steps: String,
     reason: String,
     override_guards_reason: String,
-    confirm_lower: String,
+    // Older pages and scripts send no such field: absent means no confirmation.
+    #[server(default)] confirm_lower: String,
 ) -> Result<AutopilotView, ServerFnError> {
     let (state, caller) = caller().await?;
     let svc = crate::server::autopilot::Service::new(&state);
