@@ -108,7 +108,7 @@ pub async fn refusal_recorded<T>(
 /// `flag.external_change`): (actor, action).
 pub async fn last_flag_change(db: &PgPool) -> Result<Option<(String, String)>, SourceError> {
     sqlx::query_as(
-        "SELECT actor, action FROM audit_log WHERE action IN ('flag.set', 'flag.kill', 'flag.external_change')
+        "SELECT actor, action FROM audit_log WHERE action IN ('flag.set', 'flag.kill', 'flag.kill_retry', 'flag.external_change')
             AND outcome = 'done' ORDER BY id DESC LIMIT 1",
     )
     .fetch_optional(db)

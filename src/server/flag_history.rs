@@ -33,7 +33,7 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
          ) o
          LEFT JOIN LATERAL (
             SELECT actor, reason FROM audit_log a
-             WHERE a.outcome = 'done' AND a.action IN ('flag.set', 'flag.kill') AND a.value_after = o.raw_value
+             WHERE a.outcome = 'done' AND a.action IN ('flag.set', 'flag.kill', 'flag.kill_retry') AND a.value_after = o.raw_value
                AND a.at <= o.observed_at + interval '5 seconds' AND a.at >= o.observed_at - interval '10 minutes'
              ORDER BY a.id DESC LIMIT 1
          ) a ON true
@@ -121,7 +121,7 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     // written: the text, or "N %" where the store's text is a description) of this percentage.
     let percent = percentage.map(|p| format!("{p} %"));
     let ours: Result<bool, _> = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action IN ('flag.set', 'flag.kill')
+        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action IN ('flag.set', 'flag.kill', 'flag.kill_retry')
                           AND at >= now() - interval '10 minutes'
                           AND (value_after IS NOT DISTINCT FROM $1
                                OR (outcome_detail LIKE $2 AND value_after IS NOT DISTINCT FROM $3)))",

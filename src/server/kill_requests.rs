@@ -20,8 +20,12 @@ fn db_err(e: sqlx::Error) -> SourceError {
 
 pub use crate::api::rollout::PendingKill;
 
-/// Records that `actor` asks for a kill (before its write is tried).
+/// Records that `actor` asks for a kill (before its write is tried); a kill already pending is
+/// the same request (the audit trail keeps each attempt).
 pub async fn ask(db: &PgPool, actor: &str, reason: Option<&str>) -> Result<i64, SourceError> {
+    if let Some(k) = pending(db).await?.first() {
+        return Ok(k.id);
+    }
     sqlx::query_scalar("INSERT INTO kill_requests (actor, reason) VALUES ($1, $2) RETURNING id")
         .bind(actor)
         .bind(reason)

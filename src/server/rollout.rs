@@ -180,12 +180,13 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
         if b.expected_version.trim().is_empty() {
             return Err(ApiError::BadRequest("expected_version is required (the version you saw)".into()));
         }
-        if p.get() > 0 {
-            refuse_while_a_kill_is_pending(state).await?;
-        }
         let now = current(state).await?;
         let increase = now.percentage.is_none_or(|cur| p.get() > cur);
         let overridden = if increase { guards_overridden(&now.guards, &b)? } else { None };
+        // Last before the write (the guards above take a while): a kill asked meanwhile wins.
+        if p.get() > 0 {
+            refuse_while_a_kill_is_pending(state).await?;
+        }
         let comment = change_comment(caller, b.reason.trim());
         journal_intent(state, caller, "flag.set", Some(b.reason.trim().to_string()))?;
         match state.flags.write(b.expected_version.trim(), p, &comment).await {
@@ -273,7 +274,13 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
             tracing::error!("the kill request cannot be kept ({e}); the flag is written anyway");
         }
         end_plan(state, caller, reason.as_deref()).await;
-        let written = write_kill(state, caller, reason.as_deref().unwrap_or("kill switch")).await;
+        // Whatever stops the write (a conflict twice over, a value it cannot write), the kill
+        // failed: it is a failure, told to everyone, never a mere refusal.
+        let written =
+            write_kill(state, caller, reason.as_deref().unwrap_or("kill switch")).await.map_err(|e| match e {
+                ApiError::Unavailable(_) | ApiError::Failed(_) => e,
+                other => ApiError::Failed(format!("the kill could not be written: {other}")),
+            });
         let kept = match &written {
             Ok(_) => super::kill_requests::landed(db).await.map(|_| ()),
             Err(e) => super::kill_requests::attempt_failed(db, &e.to_string()).await,

@@ -65,11 +65,17 @@ pub async fn tick(state: &AppState) -> Result<(), SourceError> {
 /// A person's Promote: a round that may skip the rest of the bake time, under the plan's lock.
 /// `Err(sentence)` when it is refused (or a round is under way).
 pub async fn promote(state: &AppState, id: i64, why: String) -> Result<Result<(), String>, SourceError> {
-    match with_run_lock(state, LOCK_CLASS, id, round(state, id, Some(why))).await? {
-        None => Ok(Err("an evaluation round is under way; try again in a moment".into())),
-        Some(Decision::Refuse { why }) => Ok(Err(why)),
-        Some(_) => Ok(Ok(())),
-    }
+    Ok(match with_run_lock(state, LOCK_CLASS, id, round(state, id, Some(why))).await? {
+        None => Err("an evaluation round is under way; try again in a moment".into()),
+        Some(Decision::Step { .. } | Decision::Done { .. }) => Ok(()),
+        Some(Decision::Refuse { why }) => Err(why),
+        Some(Decision::Kill { why }) => Err(format!("nothing was promoted: the round killed the rollout ({why})")),
+        Some(Decision::EndKilled { why }) => Err(format!("nothing was promoted: the plan ended ({why})")),
+        Some(Decision::Pause { why, .. }) => Err(format!("nothing was promoted: the plan paused ({why})")),
+        Some(Decision::FinishStep { .. }) => Err("a step's write was being finished; look again and promote".into()),
+        Some(Decision::Hold { why, .. }) => Err(format!("nothing was promoted: {why}")),
+        Some(Decision::Idle) => Err("the plan is not active".into()),
+    })
 }
 
 /// Reads the flag, then evaluates every check (so that a step is written only on the version
@@ -117,12 +123,19 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
     for e in evaluations.iter_mut() {
         e.acted = decided.acted.contains(&e.check);
     }
+    // A kill goes first: no bookkeeping error may stand between a failing medical check and it.
+    let killing = matches!(decided.decision, Decision::Kill { .. });
+    if killing {
+        execute(state, &plan, decided.decision.clone(), now).await?;
+    }
     newly_failing(state, &plan, &evaluations, &decided).await?;
     store::record_evaluations(db, id, &evaluations).await?;
     if decided.drop_pending {
         store::drop_pending(db, id).await?;
     }
-    execute(state, &plan, decided.decision.clone(), now).await?;
+    if !killing {
+        execute(state, &plan, decided.decision.clone(), now).await?;
+    }
     Ok(decided.decision)
 }
 
@@ -151,7 +164,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision, now: DateTim
         Decision::Idle | Decision::Refuse { .. } => Ok(()),
         Decision::Hold { clean, .. } => {
             if let (Some(clean), PlanState::Running) = (clean, plan.state) {
-                store::set_clean(db, plan.id, clean).await?;
+                store::set_clean(db, plan.id, plan.current_step, clean).await?;
             }
             Ok(())
         }

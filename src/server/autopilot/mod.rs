@@ -112,6 +112,12 @@ impl<'a> Service<'a> {
             .transpose()?
             .flatten();
         let db = &self.state.state_db;
+        if let Some(k) = super::kill_requests::pending(db).await?.first() {
+            return Err(conflict(format!(
+                "a kill asked by {} has not landed yet: no plan starts until it does",
+                k.actor
+            )));
+        }
         let reading = self.state.flags.read().await?;
         let start_percentage = reading.parsed.and_then(Result::ok).map(|p| p.get());
         let lower_confirmed = lowering(start_percentage, &steps, body.confirm_lower.as_deref())?;

@@ -401,15 +401,18 @@ pub async fn drop_pending(db: &PgPool, id: i64) -> Result<(), SourceError> {
 }
 
 /// After a round: every check passed (the clean streak goes on, or starts now) or not (it ends).
-pub async fn set_clean(db: &PgPool, id: i64, clean: bool) -> Result<Option<DateTime<Utc>>, SourceError> {
+/// Only for a plan still running at the step the round saw: a pause meanwhile ended the streak.
+pub async fn set_clean(db: &PgPool, id: i64, step: i32, clean: bool) -> Result<Option<DateTime<Utc>>, SourceError> {
     sqlx::query_scalar(
         "UPDATE autopilot_plans SET clean_since = CASE WHEN $2 THEN coalesce(clean_since, now()) ELSE NULL END
-          WHERE id = $1 RETURNING clean_since",
+          WHERE id = $1 AND state = 'running' AND current_step = $3 RETURNING clean_since",
     )
     .bind(id)
     .bind(clean)
-    .fetch_one(db)
+    .bind(step)
+    .fetch_optional(db)
     .await
+    .map(Option::flatten)
     .map_err(db_err)
 }
 

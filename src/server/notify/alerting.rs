@@ -69,7 +69,7 @@ pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError>
     let db = &state.state_db;
     let mut out = Vec::new();
     if let Some(change) = audit::last_flag_change(db).await? {
-        if change.1 == "flag.kill" {
+        if change.1 == "flag.kill" || change.1 == "flag.kill_retry" {
             out.push(Condition::new(
                 "RolloutKilled",
                 Severity::Critical,

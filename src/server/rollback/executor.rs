@@ -30,24 +30,39 @@ pub async fn with_run_lock<T>(
     id: i64,
     f: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<Option<T>, SourceError> {
-    let mut conn = state.state_db.acquire().await.map_err(db_err)?;
+    let mut held = Held(Some(state.state_db.acquire().await.map_err(db_err)?));
+    let conn = held.0.as_mut().expect("just acquired");
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
         .bind(class)
         .bind(id as i32)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut **conn)
         .await
         .map_err(db_err)?;
     if !got {
         return Ok(None);
     }
     let result = f.await;
+    let conn = held.0.as_mut().expect("held until here");
     let unlocked =
-        sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(id as i32).execute(&mut *conn).await;
-    if unlocked.is_err() {
-        // Never hand a connection that may still hold the lock back to the pool.
-        conn.detach();
+        sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(id as i32).execute(&mut **conn).await;
+    if unlocked.is_ok() {
+        // Unlocked: the connection goes back to the pool.
+        drop(held.0.take());
     }
     result.map(Some)
+}
+
+/// The connection holding an advisory lock. Dropped while it may still hold it (the unlock
+/// failed, or the future was dropped mid-run: a client that went away during a Promote), it is
+/// closed instead of returned to the pool, and closing the session releases the lock.
+struct Held(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Drives run `id` step by step, if no other executor does.

@@ -321,6 +321,9 @@ fn check_decision(plan: &PlanFacts, obs: &Observation, r: &Round) -> Result<(), 
         return Err(format!("a kill is pending and the decision was {:?}", r.decision));
     }
     if let Decision::Step { percentage, .. } = &r.decision {
+        if obs.checks.iter().any(|c| is_kill_class(&c.check) && c.verdict != Verdict::Pass) {
+            return Err("a step decided while a kill-class check did not pass".into());
+        }
         let FlagSeen::Read { percentage: Some(now), .. } = &obs.flag else {
             return Err("a step decided without reading the flag".into());
         };
