@@ -55,7 +55,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn sample_ratio_figures() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    println!("sample-ratio test (chi-square, alpha 0.001), simulated windows:");
+    println!("the old sample-ratio test on writes (chi-square, alpha 0.001, one look), for comparison:");
     for p in [0.05, 0.5] {
         let n = 2000;
         let alarms = (0..1000)
@@ -353,8 +353,12 @@ async fn main() {
             }
             let s = t0.elapsed().as_secs_f64();
             seconds.push(s);
-            // The plan's end is written before the flag's: it is over now.
+            // The plan's end is written before the flag's: it is over now. The kill's request is
+            // marked landed just after the flag's write answers: wait for that before the next start.
             assert!(rollout_dashboard::server::autopilot::store::active_id(&pool).await.unwrap().is_none());
+            while !rollout_dashboard::server::kill_requests::pending(&pool).await.unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         seconds.sort_by(f64::total_cmp);
         if seconds.is_empty() {
