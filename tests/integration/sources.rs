@@ -114,8 +114,13 @@ async fn window_boundaries_include_the_start_and_exclude_the_end(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn hourly_series_from_the_cache_equal_a_naive_group_by(pool: PgPool) {
     diary_schema(&pool).await;
-    let opts =
-        diary_writer::seed::SeedOptions { days: 7.0, ahead_days: 0.0, rows: 20_000, doubled_every: 499, users: 500 };
+    let opts = diary_writer::seed::SeedOptions {
+        days: 7.0,
+        rows: 20_000,
+        doubled_every: 499,
+        users: 500,
+        ..Default::default()
+    };
     diary_writer::seed::seed(&pool, &opts).await.unwrap();
     let diary = DiaryRecords::new(pool.clone(), "history_records");
     let schema = diary.schema().await.unwrap();

@@ -37,6 +37,9 @@ enum Command {
         rows: i64,
         #[arg(long, default_value_t = 4_999)]
         doubled_every: i64,
+        /// The faulty client was fixed this many days ago: no doubled row since (0: never fixed).
+        #[arg(long, default_value_t = 0.0)]
+        doubled_until_days_ago: f64,
         #[arg(long)]
         force: bool,
     },
@@ -126,14 +129,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     match cli.command {
-        Command::Seed { days, rows, doubled_every, force } => {
+        Command::Seed { days, rows, doubled_every, doubled_until_days_ago, force } => {
             let pool = pool.ok_or("seed needs DATABASE_URL")?;
             let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(&pool).await?;
             if existing > 0 && !force {
                 println!("history_records already holds {existing} rows; not seeding (use --force to add more)");
                 return Ok(());
             }
-            let opts = seed::SeedOptions { days, rows, doubled_every, ..Default::default() };
+            let opts = seed::SeedOptions { days, rows, doubled_every, doubled_until_days_ago, ..Default::default() };
             let n = seed::seed(&pool, &opts).await?;
             println!("seeded {n} rows over {days} days");
         }

@@ -24,11 +24,21 @@ pub struct SeedOptions {
     /// One split row in `doubled_every` is written as the forbidden copy.
     pub doubled_every: i64,
     pub users: i64,
+    /// The faulty client was fixed this many days before now: no doubled row after that (0: it
+    /// never was).
+    pub doubled_until_days_ago: f64,
 }
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        SeedOptions { days: 14.0, ahead_days: 0.0, rows: 120_000, doubled_every: 4_999, users: 5_000 }
+        SeedOptions {
+            days: 14.0,
+            ahead_days: 0.0,
+            rows: 120_000,
+            doubled_every: 4_999,
+            users: 5_000,
+            doubled_until_days_ago: 0.0,
+        }
     }
 }
 
@@ -68,7 +78,8 @@ WITH g AS (
 ), c AS (
     SELECT p.*,
            CASE WHEN n % 5003 = 0 THEN 'empty'                      -- a note without any dose
-                WHEN pct > 0 AND n % $3::bigint = 0 THEN 'doubled'  -- the copy the guide forbids
+                WHEN pct > 0 AND n % $3::bigint = 0                 -- the copy the guide forbids
+                     AND created_at < $11::timestamptz - make_interval(secs => $15::float8 * 86400) THEN 'doubled'
                 WHEN user_id % 100 >= pct THEN 'legacy'             -- client sends the single dose
                 ELSE 'split' END AS category,
            round((2 + (n % 17) * 0.5)::numeric, 1) AS short_units,
@@ -104,6 +115,7 @@ SELECT user_id, created_at,
             .bind(first)
             .bind(opts.ahead_days)
             .bind(CHUNK)
+            .bind(opts.doubled_until_days_ago)
             .execute(pool)
             .await?;
         inserted += done.rows_affected();
