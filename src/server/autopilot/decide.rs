@@ -294,6 +294,19 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             }
         }
     }
+    // A Promote skips the bake, never the medical checks: they must pass in this very round.
+    if obs.promote.is_some() {
+        let blind: Vec<&str> = obs
+            .checks
+            .iter()
+            .filter(|c| is_kill_class(&c.check) && c.verdict != Verdict::Pass)
+            .map(|c| c.check.as_str())
+            .collect();
+        if !blind.is_empty() {
+            let why = format!("{} cannot be judged now, so nothing is promoted", blind.join(" and "));
+            return with_drop(Decision::Refuse { why });
+        }
+    }
     let clean = obs.checks.iter().all(|c| {
         c.verdict == Verdict::Pass || action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::DryRun
     });

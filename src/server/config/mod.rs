@@ -231,7 +231,8 @@ mod tests {
     #[test]
     fn the_demo_and_end2end_settings_are_valid() {
         let demo = Settings::from_toml(include_str!("../../../demo/settings.toml")).unwrap();
-        assert_eq!(demo.autopilot.steps.len(), 4, "the demo's compressed schedule");
+        assert_eq!(demo.autopilot.steps.len(), 3, "the demo's compressed schedule");
+        assert_eq!(demo.autopilot.steps[0].percentage, 25, "from the demo flag's 25 %: a plan never lowers it unasked");
         assert_eq!(demo.autopilot.interval_secs, Some(5));
         Settings::from_toml(include_str!("../../../end2end/fixtures/settings.toml")).unwrap();
     }
