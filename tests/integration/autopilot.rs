@@ -13,11 +13,12 @@ use sqlx::PgPool;
 use crate::rollout::{audit_rows, call, flag_value, As, ControlWorld, SECRET};
 use crate::support::*;
 
-/// The control world with a one-second autopilot. The synthetic Prometheus history does not
-/// follow the flag (constant 1.9 split and 0.07 legacy writes per second) and the diary holds no
-/// users' traffic, so the sample-ratio check runs as a dry run here (its test is in
-/// `autopilot::stats`); the legacy share is judged for real, with no propagation grace (the
-/// emulated cluster's writers read the flag at once) over at least 30 s of writes.
+/// The control world with a one-second autopilot, every check run for real. The simulator's
+/// writer replicas write 10 entries a second each into the diary, split or legacy by the flag,
+/// per user (the sample ratio counts them, with a 1 s grace and a 5 s window: the emulated
+/// writers read a new flag value at once). The synthetic Prometheus history does not follow the
+/// flag (constant 1.9 split and 0.07 legacy writes per second): the legacy share is judged on
+/// it, with no propagation grace, over at least 30 s of writes.
 async fn autopilot_world(pool: PgPool, flag: &str) -> ControlWorld {
     autopilot_world_with(pool, flag, "").await
 }
@@ -27,9 +28,10 @@ async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> ControlWo
     diary_schema(&pool).await;
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start(flag, 3, None).await;
+    sim.spawn_writer(pool.clone(), 10.0);
     let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
                     viewer_groups = [\"analytics\"]\n[autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n\
-                    [autopilot.actions]\nsample_ratio = \"dry_run\"\n";
+                    sample_ratio_grace_secs = 1\nsample_ratio_min_window_secs = 5\n";
     let settings = format!("{settings}{more}");
     let state = dashboard_state_vars(
         &pool,
@@ -122,6 +124,14 @@ async fn the_autopilot_steps_forward_while_checks_pass_and_kills_on_a_doubled_do
     assert!(doubled["query"].as_str().unwrap().contains("insulin_short = dose"), "the SQL as run: {doubled}");
     let schema = latest.iter().find(|e| e["check"] == "schema").unwrap();
     assert_eq!(schema["verdict"], "pass");
+    // The step advanced on real verdicts: users counted from the writers' rows, a real share.
+    let history = view["history"].as_array().unwrap();
+    let ratio = history.iter().find(|e| e["check"] == "sample_ratio" && e["verdict"] == "pass" && e["step"] == 0);
+    let ratio = ratio.unwrap_or_else(|| panic!("the sample ratio passed on users at step 1: {view}"));
+    assert!(ratio["sample"].as_i64().unwrap() >= 100, "{ratio}");
+    assert_eq!(ratio["action"], "pause", "not a dry run: {ratio}");
+    let legacy = history.iter().find(|e| e["check"] == "legacy_share" && e["verdict"] == "pass" && e["step"] == 0);
+    assert!(legacy.is_some(), "the legacy share passed at step 1: {view}");
     // The flag writes went through the person's path, as the autopilot.
     let rows = audit_rows(&w).await;
     let sets: Vec<&(String, String, String, Option<String>)> =
@@ -297,6 +307,8 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
     let sim = SimulatorHarness::start("0", 3, None).await;
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("settings.toml");
+    // What is proven here is one plan carried across replicas and a SIGKILL, each step written
+    // once; this world has no writers, so no users for the sample ratio to count: a dry run.
     std::fs::write(
         &settings,
         "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
