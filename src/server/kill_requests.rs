@@ -80,11 +80,21 @@ pub async fn pending(db: &PgPool) -> Result<Vec<PendingKill>, SourceError> {
         .collect())
 }
 
-/// Tries the pending kills again: the flag at 0 % already (by anyone) lands them; otherwise one
-/// write of 0 % through the kill switch's own write, as the actor `kill-retry`. Its landing is
-/// audited (`flag.kill_retry`, a critical event); its failures update the request, whose first
-/// failure was already told to everyone.
+/// The advisory-lock class of the retry, so that one replica at a time retries ("KILL").
+const LOCK_CLASS: i32 = 0x4b49_4c4c;
+
+/// Tries the pending kills again, one replica at a time: one write of 0 % through the kill
+/// switch's own write, as the actor `kill-retry`. Its landing is audited (`flag.kill_retry`, a
+/// critical event); its failures update the request, whose first failure was already told to
+/// everyone.
 pub async fn retry(state: &AppState) -> Result<(), SourceError> {
+    if pending(&state.state_db).await?.is_empty() {
+        return Ok(());
+    }
+    super::rollback::with_run_lock(state, LOCK_CLASS, 0, retry_locked(state)).await.map(|_| ())
+}
+
+async fn retry_locked(state: &AppState) -> Result<(), SourceError> {
     let db = &state.state_db;
     let waiting = pending(db).await?;
     let Some(first) = waiting.first() else { return Ok(()) };
