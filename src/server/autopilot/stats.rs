@@ -226,7 +226,8 @@ mod tests {
             seed ^= seed << 17;
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
-        let plans = 500;
+        // 500 plans in every test run; AUTOPILOT_SIM_PLANS=10000 for the README's figure (minutes).
+        let plans: usize = std::env::var("AUTOPILOT_SIM_PLANS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
         let plan_rate = |rng: &mut dyn FnMut() -> f64, lift: f64| {
             let paused =
                 (0..plans).filter(|_| [0.05, 0.10, 0.25, 0.50].iter().any(|&p| step_alarms(rng, p, lift, 0.0))).count();
@@ -235,11 +236,12 @@ mod tests {
         let healthy = plan_rate(&mut rng, 1.0);
         let busier_split = plan_rate(&mut rng, 1.3);
         // 20 % of the users bucketed at 25 % stuck on legacy: 20 % of users split, 5 points.
-        let caught = (0..plans).filter(|_| step_alarms(&mut rng, 0.25, 1.0, 0.2)).count() as f64 / plans as f64;
+        let steps = plans.min(1000);
+        let caught = (0..steps).filter(|_| step_alarms(&mut rng, 0.25, 1.0, 0.2)).count() as f64 / steps as f64;
         println!(
             "sample ratio on users, 5,000 users, a look every 15 min, {plans} plans of 4 partial 24 h steps: false \
              pauses per plan {:.1} % (same write rates), {:.1} % (split users write 1.3 times as often); a 5-point \
-             stale writer at 25 % caught within the step in {:.1} % of {plans} steps",
+             stale writer at 25 % caught within the step in {:.1} % of {steps} steps",
             100.0 * healthy,
             100.0 * busier_split,
             100.0 * caught
