@@ -304,12 +304,8 @@ async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) {
         (_, None) => format!("the rollout was killed by {}", caller.name()),
     };
     let action = if by_autopilot { "autopilot.kill" } else { "autopilot.end" };
-    let ended = super::autopilot::store::end_for_kill(&state.state_db, |_| {
-        super::audit::NewEntry::new(caller.name(), caller.role(), action, "")
-            .request(Some(caller.request_id()))
-            .outcome(crate::api::audit::Outcome::Done, Some(why.clone()))
-    })
-    .await;
+    let n = caller.entry(action, "").outcome(crate::api::audit::Outcome::Done, Some(why.clone()));
+    let ended = super::autopilot::store::end_for_kill(&state.state_db, &why, n).await;
     match ended {
         Ok(Some(id)) => tracing::warn!(plan = id, "the autopilot plan ended with the kill"),
         Ok(None) => {}

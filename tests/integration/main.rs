@@ -9,6 +9,7 @@ mod support;
 mod alerting;
 mod auth;
 mod autopilot;
+mod autopilot_safety;
 mod launchdarkly;
 mod notify;
 mod pages;

@@ -143,8 +143,8 @@ pub enum Decision {
     EndKilled { why: String },
     /// The pending step's write landed (the flag reads it, at `version`): its bookkeeping only.
     FinishStep { next: i32, version: String },
-    /// The plan holds until a person acts. `critical`: the medical check is blind.
-    Pause { why: String, critical: bool },
+    /// The plan holds until a person acts.
+    Pause { why: String, kind: PauseKind },
     /// The next step's write, conditional on the version this round read.
     Step { next: i32, percentage: u8, expected_version: String, why: String },
     /// The last step has baked.
@@ -153,6 +153,17 @@ pub enum Decision {
     Hold { clean: Option<bool>, why: String },
     /// A Promote refused, with the sentence the person reads.
     Refuse { why: String },
+}
+
+/// Why a plan pauses, as far as the driver must tell it apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseKind {
+    /// A check failed, stayed inconclusive too long, or the plan cannot go on as it is.
+    Check,
+    /// The medical check is blind: a critical event besides the pause.
+    Blind,
+    /// The flag holds something else than the plan: the audit trail names who changed it.
+    FlagChanged,
 }
 
 /// The round's decision, the checks it acts on, and whether a stale pending step is forgotten.
@@ -167,6 +178,14 @@ pub struct Round {
 
 fn round(decision: Decision) -> Round {
     Round { decision, acted: Vec::new(), drop_pending: false }
+}
+
+/// The checks failing this round whose failure does `action`.
+fn failing(obs: &Observation, action: CheckAction) -> Vec<&CheckSeen> {
+    obs.checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail && action_of(&c.check, c.configured, &obs.dismissed) == action)
+        .collect()
 }
 
 fn failed_text(c: &CheckSeen) -> String {
@@ -186,13 +205,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
         FlagSeen::Unreadable(_) => None,
     };
     // Invariant 2: a failing kill-class check kills in every active state.
-    let killing: Vec<&CheckSeen> = obs
-        .checks
-        .iter()
-        .filter(|c| {
-            c.verdict == Verdict::Fail && action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::Kill
-        })
-        .collect();
+    let killing = failing(obs, CheckAction::Kill);
     if !killing.is_empty() {
         let why = killing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
         let acted = killing.iter().map(|c| c.check.clone()).collect();
@@ -216,7 +229,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
         }
         FlagSeen::Read { percentage: None, .. } => {
             let why = "the flag holds a value in an unknown format: the autopilot does not write over it".to_string();
-            return round(pause_or_refuse(plan, obs, why, false));
+            return round(pause_or_refuse(plan, obs, why, PauseKind::Check));
         }
         FlagSeen::Read { percentage: Some(p), version } => (*p, version.clone()),
     };
@@ -242,7 +255,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             if percentage == 0 {
                 return with_drop(Decision::EndKilled { why });
             }
-            return with_drop(pause_or_refuse(plan, obs, why, false));
+            return with_drop(pause_or_refuse(plan, obs, why, PauseKind::FlagChanged));
         }
     }
     if plan.state == PlanState::Paused {
@@ -252,19 +265,13 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
         });
     }
     // Running: checks that pause.
-    let pausing: Vec<&CheckSeen> = obs
-        .checks
-        .iter()
-        .filter(|c| {
-            c.verdict == Verdict::Fail && action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::Pause
-        })
-        .collect();
+    let pausing = failing(obs, CheckAction::Pause);
     if !pausing.is_empty() {
         let why = pausing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
         let acted = pausing.iter().map(|c| c.check.clone()).collect();
         let decision = match &obs.promote {
             Some(_) => Decision::Refuse { why: format!("a check fails, so nothing is promoted: {why}") },
-            None => Decision::Pause { why, critical: false },
+            None => Decision::Pause { why, kind: PauseKind::Check },
         };
         return Round { decision, acted, drop_pending };
     }
@@ -279,7 +286,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
                 "doubled_doses has been blind for {} rounds ({}): no doubled dose can be seen",
                 c.inconclusive_rounds, c.detail
             );
-            return with_drop(pause_or_refuse(plan, obs, why, true));
+            return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Blind));
         }
         let limit = budgets.inconclusive_secs.max(bake);
         if let Some(since) = c.inconclusive_since {
@@ -290,7 +297,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
                     since.format("%Y-%m-%d %H:%M:%S UTC"),
                     c.detail
                 );
-                return with_drop(pause_or_refuse(plan, obs, why, false));
+                return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Check));
             }
         }
     }
@@ -332,7 +339,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
         return with_drop(Decision::Done { why });
     };
     if let Some(run) = &obs.rollback {
-        return with_drop(pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), false));
+        return with_drop(pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), PauseKind::Check));
     }
     // Invariant 3: never down, unless the starter confirmed that the first step lowers the flag.
     if step.percentage < percentage && !(plan.current_step < 0 && plan.lower_confirmed) {
@@ -342,15 +349,15 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             next + 1,
             step.percentage
         );
-        return with_drop(pause_or_refuse(plan, obs, why, false));
+        return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Check));
     }
     with_drop(Decision::Step { next, percentage: step.percentage, expected_version: version, why })
 }
 
-fn pause_or_refuse(plan: &PlanFacts, obs: &Observation, why: String, critical: bool) -> Decision {
+fn pause_or_refuse(plan: &PlanFacts, obs: &Observation, why: String, kind: PauseKind) -> Decision {
     match (&obs.promote, plan.state) {
         (Some(_), _) => Decision::Refuse { why },
-        (None, PlanState::Running) => Decision::Pause { why, critical },
+        (None, PlanState::Running) => Decision::Pause { why, kind },
         (None, _) => Decision::Hold { clean: None, why },
     }
 }

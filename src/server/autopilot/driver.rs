@@ -17,7 +17,7 @@ use super::super::error::SourceError;
 use super::super::rollback::with_run_lock;
 use super::super::state::AppState;
 use super::checks;
-use super::decide::{decide, Budgets, CheckSeen, Decision, FlagSeen, Observation};
+use super::decide::{decide, Budgets, CheckSeen, Decision, FlagSeen, Observation, PauseKind};
 use super::store::{self, Plan, LOCK_CLASS};
 
 /// The autopilot acting, as the audit trail and the flag store's comments name it.
@@ -126,7 +126,7 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
     // A kill goes first: no bookkeeping error may stand between a failing medical check and it.
     let killing = matches!(decided.decision, Decision::Kill { .. });
     if killing {
-        execute(state, &plan, decided.decision.clone(), now).await?;
+        execute(state, &plan, decided.decision.clone()).await?;
     }
     newly_failing(state, &plan, &evaluations, &decided).await?;
     store::record_evaluations(db, id, &evaluations).await?;
@@ -134,7 +134,7 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
         store::drop_pending(db, id).await?;
     }
     if !killing {
-        execute(state, &plan, decided.decision.clone(), now).await?;
+        execute(state, &plan, decided.decision.clone()).await?;
     }
     Ok(decided.decision)
 }
@@ -158,7 +158,7 @@ fn seen(e: &Evaluation, streaks: &[(String, DateTime<Utc>, i64)], now: DateTime<
 }
 
 /// Does what was decided, each change conditional on what the round saw.
-async fn execute(state: &AppState, plan: &Plan, decision: Decision, now: DateTime<Utc>) -> Result<(), SourceError> {
+async fn execute(state: &AppState, plan: &Plan, decision: Decision) -> Result<(), SourceError> {
     let db = &state.state_db;
     match decision {
         Decision::Idle | Decision::Refuse { .. } => Ok(()),
@@ -184,13 +184,12 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision, now: DateTim
             store::end_active(db, plan.id, PlanState::Killed, &why, n).await?;
             Ok(())
         }
-        Decision::Pause { why, critical } => {
-            let why = if why.starts_with("the flag was changed") {
-                format!("{why}, {}", who_changed_the_flag(state).await)
-            } else {
-                why
+        Decision::Pause { why, kind } => {
+            let why = match kind {
+                PauseKind::FlagChanged => format!("{why}, {}", who_changed_the_flag(state).await),
+                _ => why,
             };
-            if critical {
+            if kind == PauseKind::Blind {
                 let n = note("autopilot.check_blind")
                     .values(None, Some("doubled_doses".into()))
                     .reason(Some(format!("plan #{}: {why}", plan.id)))
@@ -205,7 +204,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision, now: DateTim
             Ok(())
         }
         Decision::Step { next, percentage, expected_version, why } => {
-            step(state, plan, next, percentage, expected_version, &why, now).await
+            step(state, plan, next, percentage, expected_version, &why).await
         }
     }
 }
@@ -219,7 +218,6 @@ async fn step(
     percentage: u8,
     expected_version: String,
     why: &str,
-    _now: DateTime<Utc>,
 ) -> Result<(), SourceError> {
     let db = &state.state_db;
     if !store::begin_step(db, plan.id, plan.current_step, next).await? {

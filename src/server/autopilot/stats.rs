@@ -110,6 +110,16 @@ pub fn srm_look(split: u64, legacy: u64, p: f64, alpha: f64, concentration: f64,
 mod tests {
     use super::*;
 
+    /// A fixed-seed generator of uniform numbers in [0, 1): the same numbers every run.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
     #[test]
     fn erfc_matches_known_values() {
         for (x, want) in
@@ -139,13 +149,7 @@ mod tests {
     /// generator: about one expected at p < 0.001.
     #[test]
     fn healthy_windows_rarely_alarm() {
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut uniform = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = xorshift(0x9E37_79B9_7F4A_7C15);
         for p in [0.05, 0.5] {
             let mut alarms = 0;
             for _ in 0..1000 {
@@ -219,13 +223,7 @@ mod tests {
     /// times as often, and the power against writers stuck on the legacy path for 5 points.
     #[test]
     fn user_level_sequential_test_false_alarms_and_power_by_simulation() {
-        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rng = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = xorshift(0x2545_F491_4F6C_DD1D);
         // 500 plans in every test run; AUTOPILOT_SIM_PLANS=10000 for the README's figure (minutes).
         let plans: usize = std::env::var("AUTOPILOT_SIM_PLANS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
         let plan_rate = |rng: &mut dyn FnMut() -> f64, lift: f64| {

@@ -4,10 +4,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::api::autopilot::{CheckAction, Evaluation, PlanState, PlanStep, PlanView, Verdict};
+use crate::api::autopilot::{PlanState, PlanStep, PlanView};
 
 use super::super::audit::{self, NewEntry};
 use super::super::error::{from_sqlx, Source, SourceError};
+
+mod evaluations;
+
+pub use evaluations::{check_history, evaluations, inconclusive_streaks, latest_of, record_evaluations};
 
 /// The advisory-lock class of autopilot rounds (the rollback's runs have their own).
 pub const LOCK_CLASS: i32 = 0x4155_544f; // "AUTO"
@@ -320,7 +324,7 @@ pub async fn write_step<E>(
 /// Ends the active plan, if any, because the rollout is being killed (`rollout::kill`): in
 /// every active state, waiting at most a few seconds for a step write under way. Returns the
 /// plan's id when one ended.
-pub async fn end_for_kill(db: &PgPool, n: impl Fn(i64) -> NewEntry) -> Result<Option<i64>, SourceError> {
+pub async fn end_for_kill(db: &PgPool, why: &str, n: NewEntry) -> Result<Option<i64>, SourceError> {
     let mut tx = db.begin().await.map_err(db_err)?;
     sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await.map_err(db_err)?;
     let id: Option<i64> = sqlx::query_scalar(
@@ -328,21 +332,12 @@ pub async fn end_for_kill(db: &PgPool, n: impl Fn(i64) -> NewEntry) -> Result<Op
                 pending_step = NULL, pause_reason = $1
           WHERE active RETURNING id",
     )
-    .bind("the rollout was killed")
+    .bind(why)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;
     if let Some(id) = id {
-        let entry = n(id);
-        if let Some(why) = &entry.outcome_detail {
-            sqlx::query("UPDATE autopilot_plans SET pause_reason = $2 WHERE id = $1")
-                .bind(id)
-                .bind(why)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        note(&mut tx, id, entry).await?;
+        note(&mut tx, id, n).await?;
     }
     tx.commit().await.map_err(db_err)?;
     Ok(id)
@@ -359,30 +354,6 @@ pub async fn end_active(db: &PgPool, id: i64, to: PlanState, why: &str, n: NewEn
     .bind(to.as_str())
     .bind(why);
     update_with_note(db, id, update, n).await
-}
-
-/// Each check's unbroken run of inconclusive verdicts in step `step`, up to the last round:
-/// (check, since, rounds).
-pub async fn inconclusive_streaks(
-    db: &PgPool,
-    plan_id: i64,
-    step: i32,
-) -> Result<Vec<(String, DateTime<Utc>, i64)>, SourceError> {
-    sqlx::query_as(
-        "WITH last AS (
-           SELECT check_name, max(at) FILTER (WHERE verdict <> 'inconclusive') AS conclusive
-             FROM autopilot_evaluations WHERE plan_id = $1 AND step = $2 GROUP BY check_name)
-         SELECT e.check_name, min(e.at), count(*)
-           FROM autopilot_evaluations e JOIN last l USING (check_name)
-          WHERE e.plan_id = $1 AND e.step = $2 AND e.verdict = 'inconclusive'
-            AND (l.conclusive IS NULL OR e.at > l.conclusive)
-          GROUP BY e.check_name",
-    )
-    .bind(plan_id)
-    .bind(step)
-    .fetch_all(db)
-    .await
-    .map_err(db_err)
 }
 
 /// The state database's clock: plan times, bakes and windows are all read from it.
@@ -426,96 +397,4 @@ pub async fn dismiss(db: &PgPool, id: i64, step: i32, check: &str, n: NewEntry) 
     .bind(step)
     .bind(check);
     update_with_note(db, id, update, n).await
-}
-
-pub async fn record_evaluations(db: &PgPool, plan_id: i64, evaluations: &[Evaluation]) -> Result<(), SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    for e in evaluations {
-        sqlx::query(
-            "INSERT INTO autopilot_evaluations
-               (plan_id, at, step, check_name, verdict, value, threshold, sample, query, detail, action, acted)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(plan_id)
-        .bind(e.at)
-        .bind(e.step)
-        .bind(&e.check)
-        .bind(e.verdict.as_str())
-        .bind(e.value)
-        .bind(&e.threshold)
-        .bind(e.sample)
-        .bind(&e.query)
-        .bind(&e.detail)
-        .bind(e.action.as_str())
-        .bind(e.acted)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    }
-    tx.commit().await.map_err(db_err)
-}
-
-type EvaluationRow =
-    (String, DateTime<Utc>, i32, String, Option<f64>, String, Option<i64>, String, String, String, bool);
-
-fn evaluation(r: EvaluationRow) -> Evaluation {
-    Evaluation {
-        check: r.0,
-        at: r.1,
-        step: r.2,
-        verdict: Verdict::parse(&r.3).unwrap_or(Verdict::Inconclusive),
-        value: r.4,
-        threshold: r.5,
-        sample: r.6,
-        query: r.7,
-        detail: r.8,
-        action: CheckAction::parse(&r.9).unwrap_or(CheckAction::Pause),
-        acted: r.10,
-    }
-}
-
-/// The plan's newest `limit` evaluations, newest first.
-pub async fn evaluations(db: &PgPool, plan_id: i64, limit: i64) -> Result<Vec<Evaluation>, SourceError> {
-    let rows: Vec<EvaluationRow> = sqlx::query_as(
-        "SELECT check_name, at, step, verdict, value, threshold, sample, query, detail, action, acted
-           FROM autopilot_evaluations WHERE plan_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-    )
-    .bind(plan_id)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-    .map_err(db_err)?;
-    Ok(rows.into_iter().map(evaluation).collect())
-}
-
-/// Each check's newest verdict, by check name, from a newest-first history (every round
-/// evaluates every check, so recent history holds each one).
-pub fn latest_of(history: &[Evaluation]) -> Vec<Evaluation> {
-    let mut latest: Vec<Evaluation> = Vec::new();
-    for e in history {
-        if !latest.iter().any(|l| l.check == e.check) {
-            latest.push(e.clone());
-        }
-    }
-    latest.sort_by(|a, b| a.check.cmp(&b.check));
-    latest
-}
-
-/// A check's earlier measurements in a step, newest first: (value, detail).
-pub async fn check_history(
-    db: &PgPool,
-    plan_id: i64,
-    step: i32,
-    check: &str,
-) -> Result<Vec<(Option<f64>, String)>, SourceError> {
-    sqlx::query_as(
-        "SELECT value, detail FROM autopilot_evaluations WHERE plan_id = $1 AND step = $2 AND check_name = $3
-          ORDER BY at DESC, id DESC",
-    )
-    .bind(plan_id)
-    .bind(step)
-    .bind(check)
-    .fetch_all(db)
-    .await
-    .map_err(db_err)
 }

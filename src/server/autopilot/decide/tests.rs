@@ -437,12 +437,15 @@ fn a_check_inconclusive_past_its_budget_pauses_and_a_blind_medical_check_is_crit
     obs.checks[1].inconclusive_since = Some(w.now - Duration::seconds(3700));
     obs.checks[1].inconclusive_rounds = 240;
     let r = decide(&w.plan, &obs, Budgets::default());
-    assert!(matches!(&r.decision, Decision::Pause { why, critical: false } if why.contains("sample_ratio")), "{r:?}");
+    assert!(
+        matches!(&r.decision, Decision::Pause { why, kind: PauseKind::Check } if why.contains("sample_ratio")),
+        "{r:?}"
+    );
     let mut obs = w.observe([Verdict::Pass; 5], true, false);
     obs.checks[0].verdict = Verdict::Inconclusive;
     obs.checks[0].inconclusive_rounds = 5;
     let r = decide(&w.plan, &obs, Budgets::default());
-    assert!(matches!(&r.decision, Decision::Pause { critical: true, .. }), "{r:?}");
+    assert!(matches!(&r.decision, Decision::Pause { kind: PauseKind::Blind, .. }), "{r:?}");
 }
 
 /// Without the version check (a fresh read at write time, as before issue 30) the model finds
