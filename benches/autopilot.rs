@@ -175,6 +175,7 @@ async fn kill_race_figures(
                 ]),
                 override_guards_reason: Some("the bench's own doubled records".into()),
                 confirm_lower: None,
+                ..Default::default()
             };
             // The driver loop is running too: wait for a plan slot and the first step.
             let mut started = Service::new(state).start(ana, body.clone()).await;
@@ -311,6 +312,7 @@ async fn main() {
                 steps: Some(vec![PlanStep { percentage: 10, bake_secs: 86400, legacy_ceiling: None }]),
                 override_guards_reason: Some("the bench's own doubled records from earlier runs".into()),
                 confirm_lower: None,
+                ..Default::default()
             };
             Service::new(&state).start(&ana, body).await.expect("start");
             let deadline = Instant::now() + Duration::from_secs(interval * 4 + 30);

@@ -64,6 +64,10 @@ pub struct StartPlan {
     pub reason: String,
     #[serde(default)]
     pub steps: Option<Vec<PlanStep>>,
+    /// The steps as people type them (`5 24h, 10 24h, 100 24h`), instead of `steps`: read by
+    /// the server, so a mistyped step is refused and audited like any other bad start.
+    #[serde(default)]
+    pub steps_text: Option<String>,
     /// Lets the autopilot's flag writes pass rollout guards that fail (a doubled record in the
     /// last 24 h, a firing alert), with this reason in every audit entry. Without it a failed
     /// guard pauses the plan. A rollback in progress always pauses it.

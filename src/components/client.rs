@@ -81,7 +81,8 @@ mod browser {
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{
-        DomParser, Element, Event, EventInit, Headers, HtmlInputElement, RequestInit, Response, SupportedType,
+        DomParser, Element, Event, EventInit, Headers, HtmlInputElement, HtmlSelectElement, RequestInit, Response,
+        SupportedType,
     };
 
     /// `GET url`, or `POST` with a JSON body: the status and the body.
@@ -120,22 +121,36 @@ mod browser {
         Ok(())
     }
 
-    /// What a person has typed into the region's text fields (by id): a redrawn region keeps it.
+    /// What a person has typed into the region's text fields and chosen in its selects (by id):
+    /// a redrawn region keeps it.
     fn typed_in(region: &Element) -> Vec<(String, String)> {
-        let Ok(fields) = region.query_selector_all("input[id]") else { return Vec::new() };
+        let Ok(fields) = region.query_selector_all("input[id], select[id]") else { return Vec::new() };
         (0..fields.length())
-            .filter_map(|i| fields.item(i)?.dyn_into::<HtmlInputElement>().ok())
-            .filter(|f| f.type_() == "text" && !f.value().is_empty())
-            .map(|f| (f.id(), f.value()))
+            .filter_map(|i| {
+                let field = fields.item(i)?;
+                if let Some(f) = field.dyn_ref::<HtmlInputElement>() {
+                    (f.type_() == "text" && !f.value().is_empty()).then(|| (f.id(), f.value()))
+                } else {
+                    let s = field.dyn_ref::<HtmlSelectElement>()?;
+                    (!s.value().is_empty()).then(|| (s.id(), s.value()))
+                }
+            })
             .collect()
     }
 
-    /// The typed values put back, each announced with a bubbling `input` event so that the
-    /// page's listeners (a button enabled by a typed reason) see them as before.
+    /// The typed values put back, each text announced with a bubbling `input` event so that the
+    /// page's listeners (a button enabled by a typed reason) see them as before; a choice is
+    /// kept when the redrawn select still offers it.
     fn retype(typed: &[(String, String)]) {
         for (id, value) in typed {
-            let field = document().get_element_by_id(id).and_then(|f| f.dyn_into::<HtmlInputElement>().ok());
-            if let Some(field) = field.filter(|f| f.value().is_empty()) {
+            let Some(field) = document().get_element_by_id(id) else { continue };
+            if let Some(select) = field.dyn_ref::<HtmlSelectElement>() {
+                if select.value().is_empty() {
+                    select.set_value(value);
+                }
+                continue;
+            }
+            if let Some(field) = field.dyn_ref::<HtmlInputElement>().filter(|f| f.value().is_empty()) {
                 field.set_value(value);
                 let init = EventInit::new();
                 init.set_bubbles(true);

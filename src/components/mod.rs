@@ -3,6 +3,5 @@
 pub mod client;
 pub mod live;
 pub mod panel;
-pub mod reread;
 pub mod time;
 pub mod user_box;

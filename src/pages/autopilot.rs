@@ -1,15 +1,30 @@
 //! The autopilot: the plan's steps with where it stands and when the next step is due, every
 //! check with its verdict, value, threshold, sample and query, and what operators may do.
 
+//! The autopilot: the plan's steps with where it stands and when the next step is due, every
+//! check with its verdict, value, threshold, sample and query, and what operators may do.
+//!
+//! Everything shown is rendered on the server, in one region the controls' island
+//! (`controls.rs`) has the server draw again every 2 seconds and after each action; the actions
+//! go through the REST API, the same door as `curl`. First in the region: a kill that has not
+//! landed, then a plan watching at 100 %.
+
 use leptos::prelude::*;
 
 use crate::api::auth::Role;
 use crate::api::autopilot::{AutopilotView, Evaluation, PlanAction, PlanState, PlanStep, PlanView, Verdict};
 use crate::components::panel::Panel;
-use crate::components::reread::{reread, ticks};
 use crate::components::time::{self, Shown};
 
-/// The page, rendered on the server with the plan; the controls are the island below.
+mod controls;
+
+use controls::AutopilotControls;
+
+/// The region drawn again by the island, with whether a plan is active as an attribute (the
+/// start form is offered only when none is).
+pub const REGION: &str = "autopilot-region";
+
+/// The page, rendered on the server with the plan; the controls are the island around it.
 #[component]
 pub fn AutopilotPage() -> impl IntoView {
     let data = Resource::new(|| (), |_| get_autopilot());
@@ -18,7 +33,7 @@ pub fn AutopilotPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Reading the plan…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(v) => view! { <AutopilotControls v/> }.into_any(),
+                    Ok(v) => view! { <Autopilot v/> }.into_any(),
                     Err(e) => view! { <p class="source-error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
@@ -26,53 +41,48 @@ pub fn AutopilotPage() -> impl IntoView {
     }
 }
 
-/// An island, lazy: its code is a wasm chunk of its own, loaded only where this page is shown.
-/// It starts from the plan the server rendered (its props) and reads it again every 2 seconds
-/// and after each action.
-#[island(lazy)]
-fn AutopilotControls(v: AutopilotView) -> impl IntoView {
-    let start = ServerAction::<StartAutopilot>::new();
-    let act = ServerAction::<ActOnAutopilot>::new();
-    let tick = ticks(2);
-    let shown = reread(v, move || (tick.get(), start.version().get(), act.version().get()), |_| get_autopilot());
-    move || match shown.get() {
-        Ok(v) => view! { <Autopilot v start act/> }.into_any(),
-        Err(e) => view! { <p class="source-error" role="alert">{e}</p> }.into_any(),
-    }
+fn is_active(v: &AutopilotView) -> bool {
+    v.plan.as_ref().is_some_and(|p| matches!(p.state, PlanState::Running | PlanState::Paused))
 }
 
 #[component]
-fn Autopilot(
-    v: AutopilotView,
-    start: ServerAction<StartAutopilot>,
-    act: ServerAction<ActOnAutopilot>,
-) -> impl IntoView {
+fn Autopilot(v: AutopilotView) -> impl IntoView {
     let operator = v.me.as_ref().is_some_and(|m| m.role == Role::Operator);
-    let active = v.plan.as_ref().is_some_and(|p| matches!(p.state, PlanState::Running | PlanState::Paused));
-    let error = move || {
-        let e = act.value().get().and_then(|r| r.err()).or_else(|| start.value().get().and_then(|r| r.err()));
-        e.map(|e| view! { <p class="source-error" role="alert" data-testid="autopilot-error">{e.to_string()}</p> })
-    };
+    let active = is_active(&v);
+    let defaults = v.defaults.iter().map(typed_step).collect::<Vec<_>>().join(", ");
     view! {
-        {v.pending_kills.first().map(|k| view! { <p class="source-error kill-failing" role="alert" data-testid="kill-failing">{k.sentence()}</p> })}
-        {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
-        {error}
-        {v.plan.clone().map(|p| {
-            // The medical checks cannot be dismissed: they are not offered.
-            let checks: Vec<String> = v
-                .latest
-                .iter()
-                .map(|e| e.check.clone())
-                .filter(|c| !crate::api::autopilot::KILL_CLASS.contains(&c.as_str()))
-                .collect();
-            view! { <PlanPanel p operator act checks/> }
-        })}
-        <Checks latest=v.latest.clone() interval=v.interval_secs/>
-        <History history=v.history.clone()/>
-        <CheckCharts charts=v.charts.clone()/>
-        {(operator && !active).then(|| view! { <StartForm defaults=v.defaults.clone() start/> })}
+        <AutopilotControls operator active defaults>
+            <Region v/>
+        </AutopilotControls>
         <p class="detail">"The autopilot never runs the schema downgrade: dropping the split columns loses data. "
             <a href="/rollback">"The guided rollback"</a>" is for a person to start."</p>
+    }
+}
+
+/// What the autopilot does and sees now: drawn on the server, for the first load and each redraw.
+#[component]
+fn Region(v: AutopilotView) -> impl IntoView {
+    let operator = v.me.as_ref().is_some_and(|m| m.role == Role::Operator);
+    let watching = v.plan.as_ref().is_some_and(|p| p.watching);
+    view! {
+        <div id=REGION data-active=is_active(&v).to_string()>
+            {v.pending_kills.iter().map(|k| view! { <p class="source-error kill-failing" role="alert" data-testid="kill-failing">{k.sentence()}</p> }).collect_view()}
+            {watching.then(|| view! { <p class="warning" data-testid="plan-watching">"Watching at 100 %: the guide's legacy-share target is judged over the watch window before the plan is done."</p> })}
+            {(!operator).then(|| view! { <p class="disabled-reason" data-testid="autopilot-disabled">"Sign in as an operator to steer the autopilot."</p> })}
+            {v.plan.clone().map(|p| {
+                // The medical checks cannot be dismissed: they are not offered.
+                let checks: Vec<String> = v
+                    .latest
+                    .iter()
+                    .map(|e| e.check.clone())
+                    .filter(|c| !crate::api::autopilot::KILL_CLASS.contains(&c.as_str()))
+                    .collect();
+                view! { <PlanPanel p operator checks/> }
+            })}
+            <Checks latest=v.latest.clone() interval=v.interval_secs/>
+            <History history=v.history.clone()/>
+            <CheckCharts charts=v.charts.clone()/>
+        </div>
     }
 }
 
@@ -96,24 +106,19 @@ fn percent_and_bake(s: &PlanStep) -> String {
     format!("{} % for {}", s.percentage, bake(s.bake_secs, [" s", " min", " h", " d"]))
 }
 
+/// The plan and, for an operator, its buttons: their clicks are heard by the island, which reads
+/// the reason and the chosen check from the fields by id (`autopilot-reason`, `autopilot-check`).
 #[component]
-fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>, checks: Vec<String>) -> impl IntoView {
-    let reason = RwSignal::new(String::new());
-    let check = RwSignal::new(String::new());
+fn PlanPanel(p: PlanView, operator: bool, checks: Vec<String>) -> impl IntoView {
     let state = p.state;
-    let button = move |action: PlanAction, label: &'static str, class: &'static str| {
+    let button = |action: PlanAction, label: &'static str, class: &'static str| {
         view! {
-            <button type="button" class=class data-testid=format!("autopilot-{}", action.as_str()) on:click=move |_| {
-                let r = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
-                let c = Some(check.get_untracked()).filter(|c| !c.is_empty());
-                act.dispatch(ActOnAutopilot { action, reason: r, check: c });
-            }>{label}</button>
+            <button type="button" class=class data-plan-action=action.as_str() data-testid=format!("autopilot-{}", action.as_str())>{label}</button>
         }
     };
     view! {
         <Panel title="Plan" id="autopilot-plan" error=None>
             <p data-testid="plan-state" class=format!("run-state run-{state}")>{format!("Plan #{}: {state}", p.id)}</p>
-            {p.watching.then(|| view! { <p class="warning" data-testid="plan-watching">"Watching at 100 %: the guide's legacy-share target is judged over the watch window before the plan is done."</p> })}
             <p class="detail">{format!("Started by {}: {}", p.actor, p.reason)}</p>
             {p.guard_override.clone().map(|g| view! { <p class="detail">{format!("Failed guards overridden for this plan: {g}")}</p> })}
             {p.pause_reason.clone().map(|r| view! { <p class="disabled-reason" data-testid="plan-why">{r}</p> })}
@@ -140,13 +145,13 @@ fn PlanPanel(p: PlanView, operator: bool, act: ServerAction<ActOnAutopilot>, che
             {(operator && matches!(state, PlanState::Running | PlanState::Paused)).then(|| view! {
                 <div class="run-actions">
                     <label class="field">"Reason (required to promote or dismiss; recorded)"
-                        <input type="text" data-testid="autopilot-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                        <input type="text" id="autopilot-reason" data-testid="autopilot-reason"/>
                     </label>
                     {(state == PlanState::Running).then(|| button(PlanAction::Pause, "Pause", ""))}
                     {(state == PlanState::Paused).then(|| button(PlanAction::Resume, "Resume", "primary"))}
                     {(state == PlanState::Running).then(|| button(PlanAction::Promote, "Promote now", ""))}
                     <label class="field">"Dismiss a failing check for this step"
-                        <select data-testid="autopilot-check" on:change=move |ev| check.set(event_target_value(&ev))>
+                        <select id="autopilot-check" data-testid="autopilot-check">
                             <option value="">"(choose a check)"</option>
                             {checks.clone().into_iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view()}
                         </select>
@@ -228,42 +233,6 @@ fn CheckCharts(charts: Vec<crate::api::autopilot::CheckChart>) -> impl IntoView 
     })
 }
 
-#[component]
-fn StartForm(defaults: Vec<PlanStep>, start: ServerAction<StartAutopilot>) -> impl IntoView {
-    let typed: Vec<String> = defaults.iter().map(typed_step).collect();
-    let steps = RwSignal::new(typed.join(", "));
-    let reason = RwSignal::new(String::new());
-    let override_reason = RwSignal::new(String::new());
-    let confirm_lower = RwSignal::new(String::new());
-    view! {
-        <Panel title="Start a plan" id="autopilot-start" error=None>
-            <label class="field">"Steps: percentage and bake time, e.g. 5 24h, 10 24h, 100 24h"
-                <input type="text" data-testid="plan-steps" prop:value=move || steps.get() on:input=move |ev| steps.set(event_target_value(&ev))/>
-            </label>
-            <label class="field">"Reason (required, recorded)"
-                <textarea data-testid="plan-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
-            </label>
-            <label class="field">"Optional: let the autopilot's writes pass rollout guards that fail now, because… (recorded with every write; checks still act)"
-                <input type="text" data-testid="plan-override" prop:value=move || override_reason.get() on:input=move |ev| override_reason.set(event_target_value(&ev))/>
-            </label>
-            <label class="field">"Only if the first step is below the flag's percentage now: type lower from <now> % to <first> % (recorded)"
-                <input type="text" data-testid="plan-confirm-lower" prop:value=move || confirm_lower.get() on:input=move |ev| confirm_lower.set(event_target_value(&ev))/>
-            </label>
-            <button type="button" class="primary" data-testid="plan-start" disabled=move || reason.get().trim().is_empty()
-                on:click=move |_| {
-                    start.dispatch(StartAutopilot {
-                        steps: steps.get_untracked(),
-                        reason: reason.get_untracked(),
-                        override_guards_reason: override_reason.get_untracked(),
-                        confirm_lower: confirm_lower.get_untracked(),
-                    });
-                }>
-                "Start the plan"
-            </button>
-        </Panel>
-    }
-}
-
 // ---------------------------------------------------------------- server functions
 
 #[cfg(feature = "ssr")]
@@ -273,44 +242,4 @@ use crate::server::fns::{caller, refused};
 pub async fn get_autopilot() -> Result<AutopilotView, ServerFnError> {
     let (state, caller) = caller().await?;
     crate::server::autopilot::Service::new(&state).view(&caller).await.map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/autopilot`, the steps as typed.
-#[server(endpoint = "autopilot_start", input = leptos::server_fn::codec::PostUrl, output = crate::api::codec::JsonText)]
-pub async fn start_autopilot(
-    steps: String,
-    reason: String,
-    override_guards_reason: String,
-    // Older pages and scripts send no such field: absent means no confirmation.
-    #[server(default)] confirm_lower: String,
-) -> Result<AutopilotView, ServerFnError> {
-    let (state, caller) = caller().await?;
-    let svc = crate::server::autopilot::Service::new(&state);
-    let body = match crate::server::autopilot::plan::parse_steps(&steps) {
-        Ok(s) => crate::api::autopilot::StartPlan {
-            reason,
-            steps: Some(s),
-            override_guards_reason: Some(override_guards_reason).filter(|r| !r.trim().is_empty()),
-            confirm_lower: Some(confirm_lower).filter(|r| !r.trim().is_empty()),
-        },
-        Err(e) => {
-            return svc
-                .refuse(&caller, "autopilot.start", crate::server::error::ApiError::BadRequest(format!("steps: {e}")))
-                .await
-                .map_err(refused)
-        }
-    };
-    svc.start(&caller, body).await.map_err(refused)
-}
-
-/// The same service call as `POST /api/v1/autopilot/{action}`.
-#[server(endpoint = "autopilot_act", input = leptos::server_fn::codec::Json, output = crate::api::codec::JsonText)]
-pub async fn act_on_autopilot(
-    action: PlanAction,
-    reason: Option<String>,
-    check: Option<String>,
-) -> Result<AutopilotView, ServerFnError> {
-    let (state, caller) = caller().await?;
-    let body = crate::api::autopilot::PlanActionBody { reason, check };
-    crate::server::autopilot::Service::new(&state).act(&caller, action, body).await.map_err(refused)
 }

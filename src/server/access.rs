@@ -72,8 +72,6 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("rollback_progress", Access::Anyone),
     ("reports", Access::Anyone),
     ("autopilot", Access::Anyone),
-    ("autopilot_start", Access::Operator),
-    ("autopilot_act", Access::Operator),
     ("notifications", Access::Anyone),
 ];
 
@@ -163,9 +161,10 @@ mod tests {
         assert!(is_listed("GET", "/api/v1/reports/{file}", "/api/v1/reports/usage.png"));
         assert!(!is_listed("DELETE", "/api/v1/rollout", "/api/v1/rollout"));
         assert!(!is_listed("POST", "/api/v1/rollback/{id}", "/api/v1/rollback/3"));
-        assert!(is_listed("POST", "/api/autopilot_start", "/api/autopilot_start"));
-        // Removed with the REST door for the rollout's forms: no longer answered.
+        assert!(is_listed("GET", "/api/autopilot", "/api/autopilot"));
+        // Removed with the REST door for the rollout's and the autopilot's forms: no longer answered.
         assert!(!is_listed("POST", "/api/rollout_set", "/api/rollout_set"));
+        assert!(!is_listed("POST", "/api/autopilot_start", "/api/autopilot_start"));
     }
 }
 

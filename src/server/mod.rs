@@ -25,6 +25,7 @@ pub mod overview;
 pub mod own_metrics;
 pub mod prometheus;
 pub mod records;
+pub mod redact;
 pub mod reports;
 pub mod rollback;
 pub mod rollout;

@@ -167,7 +167,7 @@ impl Prometheus {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: e.without_url().to_string() })?;
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: super::redact::outside_error(e) })?;
         Ok(Prometheus { http, base: base.trim_end_matches('/').to_string() })
     }
 
@@ -185,10 +185,12 @@ impl Prometheus {
             .query(params)
             .send()
             .await
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: super::redact::outside_error(e) })?;
         let status = resp.status();
-        let body =
-            resp.bytes().await.map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: super::redact::outside_error(e) })?;
         match parse(&body) {
             Err(SourceError::Malformed { .. }) if !status.is_success() => {
                 Err(SourceError::Rejected { system: SOURCE, detail: format!("HTTP {status}") })
@@ -252,20 +254,6 @@ fn one_number(query: &str, samples: Vec<Sample>) -> Result<f64, SourceError> {
             system: SOURCE,
             detail: format!("`{query}` gave {} series; expected one (wrap it in sum())", many.len()),
         }),
-    }
-}
-
-/// reqwest's message without the URL, which may carry credentials.
-pub(super) fn reqwest_detail(e: reqwest::Error) -> String {
-    let timeout = e.is_timeout();
-    let connect = e.is_connect();
-    let e = e.without_url();
-    if timeout {
-        "the request timed out".into()
-    } else if connect {
-        "connection refused or failed".into()
-    } else {
-        e.to_string()
     }
 }
 

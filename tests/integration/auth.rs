@@ -193,48 +193,7 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
             "status" | "me" | "audit" | "rollout" | "rollback_progress" | "notifications" => {
                 ("GET", format!("/api/{name}"), None, "")
             }
-            "rollout_set" => (
-                "POST",
-                "/api/rollout_set".into(),
-                Some("percentage=10&reason=r&expected_version=x&override_guards=false".into()),
-                "application/x-www-form-urlencoded",
-            ),
-            "rollout_kill" => {
-                ("POST", "/api/rollout_kill".into(), Some(String::new()), "application/x-www-form-urlencoded")
-            }
-            "rollback_start" => (
-                "POST",
-                "/api/rollback_start".into(),
-                Some(
-                    r#"{"body": {"reason": "r", "confirm_environment": "x", "acknowledge_data_loss_rows": 0}}"#.into(),
-                ),
-                "application/json",
-            ),
-            "rollback_act" => (
-                "POST",
-                "/api/rollback_act".into(),
-                Some(r#"{"id": 1, "action": "retry", "reason": null}"#.into()),
-                "application/json",
-            ),
-            "deploy_record" => (
-                "POST",
-                "/api/deploy_record".into(),
-                Some(r#"{"body": {"revision": "b", "previous_revision": "a"}}"#.into()),
-                "application/json",
-            ),
             "autopilot" => ("GET", "/api/autopilot".into(), None, "application/json"),
-            "autopilot_start" => (
-                "POST",
-                "/api/autopilot_start".into(),
-                Some("steps=5+1h&reason=&override_guards_reason=".into()),
-                "application/x-www-form-urlencoded",
-            ),
-            "autopilot_act" => (
-                "POST",
-                "/api/autopilot_act".into(),
-                Some(r#"{"action": "pause", "reason": null, "check": null}"#.into()),
-                "application/json",
-            ),
             other => panic!("no request written for server function {other}"),
         }
     };

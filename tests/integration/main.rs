@@ -19,5 +19,6 @@ mod reports;
 mod rollback;
 mod rollback_recovery;
 mod rollout;
+mod secrets;
 mod sources;
 mod status;

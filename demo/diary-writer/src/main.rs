@@ -86,6 +86,10 @@ enum Command {
         /// New entries per second per ready replica (0 writes nothing).
         #[arg(long, default_value_t = 0.04)]
         rate_per_replica: f64,
+        /// Entries per visit on the split path: 1.3 means three split visits in ten also log
+        /// the basal dose as an entry of its own (the treatment changes writes per user).
+        #[arg(long, default_value_t = 1.3)]
+        split_write_lift: f64,
         /// Seconds a new replica needs to become ready.
         #[arg(long, default_value_t = 2.0)]
         ready_delay_secs: f64,
@@ -162,6 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             deployment,
             replicas,
             rate_per_replica,
+            split_write_lift,
             ready_delay_secs,
             state_file,
             token,
@@ -215,7 +220,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 receivers: Arc::new(diary_writer::receivers_api::StandIns::new(grafana_token)),
             };
             if let Some(p) = pool {
-                tokio::spawn(writer::run(world.clone(), p, rate_per_replica));
+                tokio::spawn(writer::run(
+                    world.clone(),
+                    p,
+                    writer::Traffic { per_replica_per_s: rate_per_replica, split_lift: split_write_lift },
+                ));
             }
             let listener = tokio::net::TcpListener::bind(listen).await?;
             println!("diary-writer simulator listening on http://{}", listener.local_addr()?);

@@ -2,6 +2,11 @@
 //! diary entries arrive at a steady rate per replica. A user inside the flag's rollout
 //! percentage writes split parts; everyone else writes the legacy single dose. After a schema
 //! downgrade (split columns gone) every client falls back to the legacy dose.
+//!
+//! Traffic as patients make it, not a constant stream: users are skewed (a few heavy writers,
+//! many light ones: `user_of`), and the split path changes how much a user writes (the long,
+//! basal dose gets logged as an entry of its own: `Traffic::split_lift`). Checks that count
+//! events instead of users, or expect equal write rates on both paths, fail on it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,9 +72,52 @@ pub fn entry_with_fault(n: u64, percentage: u32, split_schema: bool, doubled_per
     e
 }
 
+/// The simulated users.
+pub const USERS: u64 = 5000;
+
+/// A well-mixed 64-bit hash of `n` (splitmix64's finaliser).
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The user of the `n`-th entry: a uniform draw squared picks a rank, so the heaviest user
+/// writes about 1.4 % of all entries (70 times the average) and the lighter half each about
+/// 0.6 times the average. Ranks are spread over ids (7919 is prime to 5000) so that heaviness
+/// has nothing to do with the flag's bucket (`user_id % 100`).
+pub fn user_of(n: u64) -> i64 {
+    let u = (mix(n) >> 11) as f64 / (1u64 << 53) as f64;
+    let rank = ((u * u * USERS as f64) as u64).min(USERS - 1);
+    1 + (rank.wrapping_mul(7919) % USERS) as i64
+}
+
+/// How the simulated clients write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Traffic {
+    /// New entries per second per ready replica (visits: one entry each on the legacy path).
+    pub per_replica_per_s: f64,
+    /// Entries per visit on the split path (1.3: three visits in ten also log the basal dose
+    /// as an entry of its own). Events per user differ between the paths; users do not.
+    pub split_lift: f64,
+}
+
+impl Traffic {
+    pub fn new(per_replica_per_s: f64) -> Traffic {
+        Traffic { per_replica_per_s, split_lift: 1.3 }
+    }
+
+    /// Whether the split visit `n` also logs the basal dose as an entry of its own.
+    fn basal_entry(&self, n: u64) -> bool {
+        let extra = (self.split_lift - 1.0).clamp(0.0, 1.0);
+        (mix(n ^ 0xBA5A_1000) % 10_000) as f64 / 10_000.0 < extra
+    }
+}
+
 /// The `n`-th simulated entry, given the rollout percentage and whether the split columns exist.
 pub fn entry(n: u64, percentage: u32, split_schema: bool) -> Entry {
-    let user_id = 1 + (n.wrapping_mul(7919) % 5000) as i64;
+    let user_id = user_of(n);
     let short = 2.0 + (n % 17) as f64 * 0.5;
     let long = 8.0 + (n % 11) as f64;
     if !split_schema || (user_id % 100) as u32 >= percentage {
@@ -117,9 +165,10 @@ pub async fn insert(world: &World, pool: &PgPool, e: Entry, note: Option<&str>) 
     Ok(id)
 }
 
-/// Runs forever: every tick, each ready replica writes `per_replica_per_s * tick` entries on average.
-pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
-    let per_replica_per_s = per_replica_per_s.max(0.0);
+/// Runs forever: every tick, each ready replica writes `per_replica_per_s * tick` visits on
+/// average (a split visit may add the basal entry: `Traffic::split_lift`).
+pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
+    let per_replica_per_s = traffic.per_replica_per_s.max(0.0);
     let tick = Duration::from_millis(250);
     let mut owed = 0.0f64;
     let mut legacy_owed = 0.0f64;
@@ -156,9 +205,17 @@ pub async fn run(world: World, pool: PgPool, per_replica_per_s: f64) {
             owed -= 1.0;
             n += 1;
             let e = entry_with_fault(n, pct, split_schema, world.cluster.doubled_percent());
-            if let Err(e) = insert(&world, &pool, e, None).await {
-                tracing::warn!(error = %e, "diary-writer could not insert an entry");
-                break;
+            let split = e.insulin_short.is_some() || e.insulin_long.is_some();
+            let basal = (split && e.dose.is_none() && traffic.basal_entry(n)).then_some(Entry {
+                insulin_short: None,
+                insulin_long: Some(8.0 + (n % 11) as f64),
+                ..e
+            });
+            for e in std::iter::once(e).chain(basal) {
+                if let Err(e) = insert(&world, &pool, e, None).await {
+                    tracing::warn!(error = %e, "diary-writer could not insert an entry");
+                    break;
+                }
             }
         }
     }
@@ -178,6 +235,35 @@ mod tests {
         assert!((50..=150).contains(&some), "{some} of 1000 at 10 %");
         // Legacy writers cannot double anything.
         assert!((0..1000).map(|n| entry_with_fault(n, 0, true, 100)).all(|e| !doubled(&e)));
+    }
+
+    #[test]
+    fn users_are_skewed_but_buckets_are_not() {
+        let mut per_user = std::collections::HashMap::<i64, u64>::new();
+        let draws = 200_000u64;
+        for n in 0..draws {
+            *per_user.entry(user_of(n)).or_default() += 1;
+        }
+        let mut counts: Vec<u64> = per_user.values().copied().collect();
+        counts.sort_unstable();
+        let average = draws as f64 / USERS as f64;
+        let heaviest = *counts.last().unwrap() as f64;
+        assert!(heaviest > 40.0 * average, "the heaviest user writes {heaviest} against {average} on average");
+        let median = counts[counts.len() / 2] as f64;
+        assert!(median < 0.9 * average, "most users are light: median {median} against {average}");
+        // The heavy users are spread over the buckets: the 25 % bucket holds about 25 % of writes.
+        let in_bucket: u64 = per_user.iter().filter(|(u, _)| *u % 100 < 25).map(|(_, c)| c).sum();
+        let share = in_bucket as f64 / draws as f64;
+        assert!((0.20..0.30).contains(&share), "the 25 % bucket writes {share}");
+    }
+
+    #[test]
+    fn split_visits_log_the_basal_dose_at_the_lift() {
+        let t = Traffic::new(1.0);
+        let extra = (0..100_000).filter(|n| t.basal_entry(*n)).count() as f64 / 100_000.0;
+        assert!((0.28..0.32).contains(&extra), "{extra}");
+        let none = Traffic { split_lift: 1.0, ..t };
+        assert!((0..10_000).all(|n| !none.basal_entry(n)));
     }
 
     #[test]

@@ -103,7 +103,12 @@ impl<'a> Service<'a> {
     async fn try_start(&self, caller: &Caller, body: StartPlan) -> Result<AutopilotView, ApiError> {
         let me = operator(caller)?;
         let reason = check_reason(&body.reason, "a reason", true)?.unwrap_or_default();
-        let steps = body.steps.unwrap_or_else(|| self.state.settings.autopilot.steps.clone());
+        let steps = match (body.steps, body.steps_text) {
+            (Some(_), Some(_)) => return Err(ApiError::BadRequest("give steps or steps_text, not both".into())),
+            (None, Some(text)) => plan::parse_steps(&text).map_err(|e| ApiError::BadRequest(format!("steps: {e}")))?,
+            (Some(steps), None) => steps,
+            (None, None) => self.state.settings.autopilot.steps.clone(),
+        };
         plan::check_steps(&steps).map_err(ApiError::BadRequest)?;
         let guard_override = body
             .override_guards_reason

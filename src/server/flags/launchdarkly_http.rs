@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::super::config::{Secret, Settings};
 use super::super::error::SourceError;
-use super::super::prometheus::reqwest_detail;
+use super::super::redact::outside_error;
 use super::launchdarkly_api::{Flag, Reading, SOURCE};
 
 /// The API version every request asks for (`LD-API-Version`).
@@ -61,7 +61,7 @@ impl LaunchDarkly {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+            .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: outside_error(e) })?;
         let ld = &settings.flag.launchdarkly;
         Ok(LaunchDarkly {
             http,
@@ -100,7 +100,7 @@ impl LaunchDarkly {
             let resp = attempt
                 .send()
                 .await
-                .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+                .map_err(|e| SourceError::Unreachable { system: SOURCE, detail: outside_error(e) })?;
             if resp.status().as_u16() != 429 {
                 return read(resp).await;
             }
@@ -194,8 +194,7 @@ fn clashes_with_pending(body: &[u8]) -> bool {
 
 async fn read(resp: reqwest::Response) -> Result<(reqwest::StatusCode, Vec<u8>), SourceError> {
     let status = resp.status();
-    let body =
-        resp.bytes().await.map_err(|e| SourceError::Unreachable { system: SOURCE, detail: reqwest_detail(e) })?;
+    let body = resp.bytes().await.map_err(|e| SourceError::Unreachable { system: SOURCE, detail: outside_error(e) })?;
     Ok((status, body.to_vec()))
 }
 

@@ -63,7 +63,7 @@ impl Receiver {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout())
             .build()
-            .map_err(|e| format!("receiver {}: {e}", settings.name))?;
+            .map_err(|e| format!("receiver {}: {}", settings.name, crate::server::redact::outside_error(e)))?;
         Ok(Receiver { settings: settings.clone(), url, secret, client })
     }
 
@@ -207,7 +207,7 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            let what = if e.is_timeout() { "no answer in time".to_string() } else { format!("cannot reach it: {e}") };
+            let what = format!("cannot reach it: {}", crate::server::redact::outside_error(e));
             return Answer::Failed { status: None, detail: what, retry_after: None };
         }
     };
@@ -219,7 +219,9 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let text = resp.text().await.unwrap_or_default();
-    let detail = format!("HTTP {status} in {} ms: {}", started.elapsed().as_millis(), clip(text.trim(), 200));
+    // What the receiver answered may echo the URL it was called on (its secret).
+    let said = crate::server::redact::without_urls(text.trim());
+    let detail = format!("HTTP {status} in {} ms: {}", started.elapsed().as_millis(), clip(&said, 200));
     match status {
         200..=299 => {
             let annotation_id = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["id"].as_i64());

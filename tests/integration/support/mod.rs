@@ -212,7 +212,11 @@ impl SimulatorHarness {
     /// Starts the writer replicas' loop: each ready replica writes `per_replica_per_s` entries
     /// a second into the diary, split or legacy by the flag (until the test ends).
     pub fn spawn_writer(&self, pool: sqlx::PgPool, per_replica_per_s: f64) {
-        tokio::spawn(diary_writer::writer::run(self.world.clone(), pool, per_replica_per_s));
+        tokio::spawn(diary_writer::writer::run(
+            self.world.clone(),
+            pool,
+            diary_writer::writer::Traffic::new(per_replica_per_s),
+        ));
     }
 
     pub fn set_fault(&self, fault: Fault) {

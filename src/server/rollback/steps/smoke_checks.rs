@@ -40,7 +40,7 @@ impl RollbackStep for SmokeChecks {
             let http = reqwest::Client::builder()
                 .timeout(state.settings.source_timeout())
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(crate::server::redact::outside_error)?;
             let base = api.trim_end_matches('/');
             if cx.memory.smoke_entry_id.is_none() {
                 let body = serde_json::json!({"user_id": 0, "dose": 1.0, "note": format!("rollback run #{} smoke check", run.id)});
@@ -49,7 +49,7 @@ impl RollbackStep for SmokeChecks {
                     .json(&body)
                     .send()
                     .await
-                    .map_err(|e| format!("POST {base}/v1/diary: {}", e.without_url()))?;
+                    .map_err(|e| format!("POST {base}/v1/diary: {}", crate::server::redact::outside_error(e)))?;
                 let status = resp.status();
                 let created: serde_json::Value = resp.json().await.unwrap_or_default();
                 if status.as_u16() != 201 {
@@ -65,7 +65,7 @@ impl RollbackStep for SmokeChecks {
                 .get(format!("{base}/v1/diary/{id}"))
                 .send()
                 .await
-                .map_err(|e| format!("GET {base}/v1/diary/{id}: {}", e.without_url()))?;
+                .map_err(|e| format!("GET {base}/v1/diary/{id}: {}", crate::server::redact::outside_error(e)))?;
             let status = resp.status();
             let entry: serde_json::Value = resp.json().await.unwrap_or_default();
             if !status.is_success() || entry["dose"].as_f64() != Some(1.0) {
