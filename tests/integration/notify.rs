@@ -251,3 +251,58 @@ async fn a_matching_alert_kills_the_rollout_once_and_bad_calls_are_refused_and_a
     );
     assert!(rows[6].4.as_deref().unwrap().contains("already acted"), "{:?}", rows[6]);
 }
+
+/// Issue 31: a call Alertmanager gives up on while Kubernetes hangs, a claim left by an attempt
+/// whose process died, and the dashboard's own alerts.
+#[sqlx::test(migrations = false)]
+async fn the_hook_never_loses_a_kill_to_a_cut_off_call_or_a_dead_attempt(pool: PgPool) {
+    use diary_writer::cluster::Fault as ClusterFault;
+    let w = notify_world(pool).await;
+    w.sim.set_fault(ClusterFault::Hang);
+    // Alertmanager's timeout: the call is dropped after 1 s, mid-action.
+    let alert = payload("LegacyDoseSurge", "cut1");
+    let cut = tokio::time::timeout(Duration::from_secs(1), hook(&w, Some(HOOK_TOKEN), &alert));
+    assert!(cut.await.is_err(), "the call was cut off");
+    w.sim.set_fault(ClusterFault::None);
+    // Alertmanager resends: once the cut-off attempt has finished (its kill failed and gave its
+    // claim back), a resend acts; the flag reaches 0 %.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut answers = Vec::new();
+    while flag_value(&w) != "0" {
+        assert!(std::time::Instant::now() < deadline, "the kill was lost: {answers:?}");
+        answers.push(hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "cut1")).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (done, _): (bool, i32) =
+        sqlx::query_as("SELECT done, 0 FROM alert_hook_actions WHERE fingerprint = 'cut1' AND action = 'kill'")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert!(done, "the claim is done once the kill landed");
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "cut1")).await;
+    assert_eq!((status, ans["repeated"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{ans}");
+
+    // A claim whose attempt died 10 minutes ago, not done: a resend takes it over and acts.
+    // One claimed a moment ago is still that attempt's: repeated.
+    sqlx::query(
+        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action, done, claimed_at) VALUES
+           ('dead1', '2026-12-03T10:00:00Z', 'kill', false, now() - interval '10 minutes'),
+           ('busy1', '2026-12-03T10:00:00Z', 'kill', false, now())",
+    )
+    .execute(&w.pool)
+    .await
+    .unwrap();
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "dead1")).await;
+    assert_eq!((status, ans["acted"][0].as_str()), (StatusCode::OK, Some("LegacyDoseSurge (dead1): kill")), "{ans}");
+    let (_, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "busy1")).await;
+    assert_eq!(ans["repeated"].as_array().map(Vec::len), Some(1), "{ans}");
+
+    // The dashboard's own alert (RolloutKillFailing, say) matching a kill rule: never acted on.
+    let own = payload("LegacyDoseSurge", "own1")
+        .replace(r#""severity":"page""#, r#""severity":"page","source":"rollout-dashboard""#);
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &own).await;
+    assert_eq!(
+        (status, ans["ignored"].as_u64(), ans["acted"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1), Some(0))
+    );
+}

@@ -66,19 +66,18 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
         format!("{dead}/services/T000/B000/SLACKSECRET3"),
         format!("{dead}/grafana-GRAFANASECRET4"),
     ];
-    let settings = format!(
+    let settings =
         "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
          viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 1\n\
          [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl_env = \"TEST_WEBHOOK_URL\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\
-         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl_env = \"TEST_GRAFANA_URL\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\n"
-    );
+         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl_env = \"TEST_GRAFANA_URL\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\n";
     let state = dashboard_state_vars(
         &pool,
         Some(url_of(&pool)),
         Some(&prom.url),
         Some(&sim.kubeconfig),
-        Some(&settings),
+        Some(settings),
         &[
             ("ROLLOUT_PROXY_SECRET", SECRET),
             ("TEST_WEBHOOK_URL", &secrets[0]),

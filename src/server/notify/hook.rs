@@ -1,7 +1,17 @@
 //! `POST /api/v1/hooks/alertmanager`: Alertmanager's webhook (payload version 4) as an order. A
 //! firing alert whose labels match a rule of `hooks.alertmanager.rules` trips the kill switch or
 //! pauses the autopilot, through the same paths as a person, as the actor `alertmanager`. Each
-//! alert acts once (by fingerprint and start time), however often Alertmanager repeats it.
+//! alert acts once (by fingerprint and start time), however often Alertmanager repeats it, and
+//! a kill is never lost to that rule:
+//! - a delivery's work runs in a task of its own, so a caller that gives up mid-action
+//!   (Alertmanager's timeout while Kubernetes is slow) does not cancel it half way;
+//! - the claim is a lease until the action is done (`store::claim`): a claim left by a process
+//!   that died while acting is taken over by a resend once the lease has run out;
+//! - a failed action gives its claim back, so the next delivery acts;
+//! - with the state database down a kill is claimed in this process and still acts (a kill twice
+//!   over is harmless, a kill lost is not); its audit entry waits in the journal.
+//!
+//! The dashboard's own alerts (label `source="rollout-dashboard"`) are never acted on.
 
 use std::collections::BTreeMap;
 
@@ -78,15 +88,27 @@ fn matches(rule: &AlertRule, labels: &BTreeMap<String, String>) -> bool {
     rule.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Handles one delivery (already authorized and parsed). The refusals of a bad token or body
-/// are recorded by the caller of this (`refuse`).
+/// The label the dashboard's own alerts carry (`alerting.rs`): the hook never acts on them.
+const OWN_ALERTS: (&str, &str) = ("source", "rollout-dashboard");
+
+/// Handles one delivery (already authorized and parsed), in a task of its own that finishes
+/// whether or not the caller waits for the answer. The refusals of a bad token or body are
+/// recorded by the caller of this (`refuse`).
 pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<HookAnswer, ApiError> {
     if p.version != "4" {
         return Err(ApiError::BadRequest(format!("payload version {:?}: this hook reads version 4", p.version)));
     }
+    let (state, request_id) = (state.clone(), request_id.to_string());
+    tokio::spawn(async move { deliver(&state, &request_id, &p).await })
+        .await
+        .map_err(|e| ApiError::Failed(format!("the hook's work stopped: {e}")))?
+}
+
+async fn deliver(state: &AppState, request_id: &str, p: &Payload) -> Result<HookAnswer, ApiError> {
     let caller = alert_caller(request_id);
     let mut answer = HookAnswer { acted: vec![], repeated: vec![], ignored: 0 };
     for alert in &p.alerts {
+        let own = alert.labels.get(OWN_ALERTS.0).is_some_and(|v| v == OWN_ALERTS.1);
         let actions: Vec<HookAction> = state
             .settings
             .hooks
@@ -96,14 +118,15 @@ pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<H
             .filter(|r| matches(r, &alert.labels))
             .map(|r| r.action)
             .collect();
-        if alert.status != "firing" || actions.is_empty() {
+        if own || alert.status != "firing" || actions.is_empty() {
             answer.ignored += 1;
             continue;
         }
         let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| "(no alertname)".into());
         for action in actions {
             let label = format!("{name} ({}): {}", alert.fingerprint, action.as_str());
-            if !store::first_time(&state.state_db, &alert.fingerprint, alert.starts_at, action.as_str()).await? {
+            let claim = claim(state, alert, action).await?;
+            if claim == Claim::Repeated {
                 record(state, &caller, alert, &name, action, Outcome::Refused, "already acted on: a repeated delivery")
                     .await;
                 answer.repeated.push(label);
@@ -111,12 +134,13 @@ pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<H
             }
             match act(state, &caller, alert, &name, action).await {
                 Ok(done) => {
+                    claim.settle(state, alert, action, true).await;
                     record(state, &caller, alert, &name, action, Outcome::Done, &done).await;
                     answer.acted.push(label);
                 }
                 Err(e) => {
-                    // Not done: a later delivery of the same alert may try again.
-                    store::forget(&state.state_db, &alert.fingerprint, alert.starts_at, action.as_str()).await?;
+                    // Not done: a later delivery of the same alert tries again.
+                    claim.settle(state, alert, action, false).await;
                     record(state, &caller, alert, &name, action, Outcome::Failed, &e.to_string()).await;
                     return Err(e);
                 }
@@ -124,6 +148,64 @@ pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<H
         }
     }
     Ok(answer)
+}
+
+/// Whose an alert's action is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// This attempt's, in the state database (a lease until done).
+    Stored,
+    /// This attempt's, held in this process: the state database did not answer.
+    InProcess,
+    /// An earlier attempt's: done, or still within its lease.
+    Repeated,
+}
+
+/// How long a claim not yet done holds off resends: longer than any action takes.
+fn lease(state: &AppState) -> std::time::Duration {
+    (state.settings.source_timeout() * 6).max(std::time::Duration::from_secs(60))
+}
+
+fn claim_key(alert: &Alert, action: HookAction) -> String {
+    format!("{}|{}|{}", alert.fingerprint, alert.starts_at.to_rfc3339(), action.as_str())
+}
+
+async fn claim(state: &AppState, alert: &Alert, action: HookAction) -> Result<Claim, ApiError> {
+    let (db, fp, at) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at);
+    match store::claim(db, fp, at, action.as_str(), lease(state)).await {
+        Ok(true) => Ok(Claim::Stored),
+        Ok(false) => Ok(Claim::Repeated),
+        Err(e) if action == HookAction::Kill => {
+            tracing::error!(
+                fingerprint = fp,
+                "the hook cannot store its claim ({e}); the kill acts on a claim held here"
+            );
+            let fresh =
+                state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner()).insert(claim_key(alert, action));
+            Ok(if fresh { Claim::InProcess } else { Claim::Repeated })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Claim {
+    /// The action done (the claim kept for good) or failed (the claim given back). A done claim
+    /// that cannot be marked runs out its lease, and a resend kills again: harmless.
+    async fn settle(self, state: &AppState, alert: &Alert, action: HookAction, done: bool) {
+        let (db, fp, at, a) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at, action.as_str());
+        let kept = match (self, done) {
+            (Claim::Stored, true) => store::claim_done(db, fp, at, a).await,
+            (Claim::Stored, false) => store::forget(db, fp, at, a).await,
+            (Claim::InProcess, false) => {
+                state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner()).remove(&claim_key(alert, action));
+                Ok(())
+            }
+            (Claim::InProcess, true) | (Claim::Repeated, _) => Ok(()),
+        };
+        if let Err(e) = kept {
+            tracing::error!(fingerprint = fp, "the hook's claim cannot be settled ({e}); its lease runs out instead");
+        }
+    }
 }
 
 fn why(alert: &Alert, name: &str) -> String {
@@ -171,8 +253,14 @@ async fn record(
         .values(None, Some(format!("{name}: {}", action.as_str())))
         .reason(Some(format!("labels {{{}}}, firing since {}", labels.join(", "), alert.starts_at)))
         .outcome(outcome, Some(detail.to_string()));
-    if let Err(e) = audit::record(&state.state_db, &entry).await {
-        tracing::error!(fingerprint = alert.fingerprint, "cannot record an alert's action in the audit trail: {e}");
+    let recorded = audit::record(&state.state_db, &entry).await;
+    // Recorded, or journaled for the state database to take when it answers again.
+    state.journal.settle(&entry, recorded.is_ok());
+    if let Err(e) = recorded {
+        tracing::error!(
+            fingerprint = alert.fingerprint,
+            "the audit trail cannot take an alert's action now ({e}); the journal holds it"
+        );
     }
 }
 

@@ -189,25 +189,48 @@ pub async fn close_region(db: &PgPool, receiver: &str, run_id: i64) -> Result<()
     Ok(())
 }
 
-/// The hook: whether this alert (fingerprint and start) already led to `action`; records it if
-/// not. True when it is new (the caller acts).
-pub async fn first_time(
+/// Claims an alert's action for this attempt: true when no attempt claimed it before, or when
+/// an earlier attempt's claim is not done and older than `lease` (that attempt was cut off or
+/// its process died: this one takes over). A done claim is never taken again.
+pub async fn claim(
     db: &PgPool,
     fingerprint: &str,
     starts_at: DateTime<Utc>,
     action: &str,
+    lease: std::time::Duration,
 ) -> Result<bool, SourceError> {
-    let n = sqlx::query(
-        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    let taken: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action) VALUES ($1, $2, $3)
+         ON CONFLICT (fingerprint, starts_at, action) DO UPDATE SET claimed_at = now()
+          WHERE NOT alert_hook_actions.done
+            AND alert_hook_actions.claimed_at < now() - make_interval(secs => $4)
+         RETURNING 1",
     )
     .bind(fingerprint)
     .bind(starts_at)
     .bind(action)
-    .execute(db)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(db)
     .await
-    .map_err(db_err)?
-    .rows_affected();
-    Ok(n == 1)
+    .map_err(db_err)?;
+    Ok(taken.is_some())
+}
+
+/// The claimed action is done: no later delivery of the alert acts again.
+pub async fn claim_done(
+    db: &PgPool,
+    fingerprint: &str,
+    starts_at: DateTime<Utc>,
+    action: &str,
+) -> Result<(), SourceError> {
+    sqlx::query("UPDATE alert_hook_actions SET done = true WHERE fingerprint = $1 AND starts_at = $2 AND action = $3")
+        .bind(fingerprint)
+        .bind(starts_at)
+        .bind(action)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// Forgets that an alert acted (its action failed, so a later delivery may try again).
