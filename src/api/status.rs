@@ -18,6 +18,10 @@ pub struct StatusReport {
     /// (`prometheus`, `diary_database`, `state_database`, `kubernetes`).
     #[serde(default)]
     pub failing_since: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// What works less well now and why, in sentences (empty: nothing). The state database down
+    /// is one: kills still work and are journaled, the rest waits for it.
+    #[serde(default)]
+    pub degraded: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

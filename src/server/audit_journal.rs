@@ -29,8 +29,13 @@ enum Line {
     Intent { boot: String, at: DateTime<Utc>, entry: NewEntry },
     /// The entry as it should be recorded (the database could not take it).
     Outcome { at: DateTime<Utc>, entry: NewEntry },
-    /// `audit_log` holds the entry with this request id.
-    Recorded { request_id: String },
+    /// `audit_log` holds the entry with this request id and action (lines written before the
+    /// action was named stand for every entry of the request).
+    Recorded {
+        request_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,15 @@ pub struct Replayed {
     pub interrupted: usize,
     /// Entries the database already held.
     pub already_there: usize,
+}
+
+/// Between a request id and an action in a journal key.
+const SEP: char = '\u{1f}';
+
+/// An entry's key in the journal: its request id and action, as `audit::record_once` tells
+/// entries apart.
+fn key(entry: &NewEntry) -> String {
+    format!("{}{SEP}{}", entry.request_id.as_deref().unwrap_or_default(), entry.action)
 }
 
 pub struct AuditJournal {
@@ -97,7 +111,7 @@ impl AuditJournal {
     /// Journals that `entry` is about to be acted on. A change that cannot be journaled must not
     /// be made: nothing would record it if the dashboard died half-way.
     pub fn intent(&self, entry: &NewEntry) -> Result<(), JournalError> {
-        let id = entry.request_id.clone().unwrap_or_default();
+        let id = key(entry);
         // Open before it is written, so that no compaction can empty the journal in between.
         self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
         let written = self.append(&Line::Intent { boot: self.boot.clone(), at: Utc::now(), entry: entry.clone() });
@@ -110,13 +124,15 @@ impl AuditJournal {
     /// After the attempt to record `entry` in `audit_log`: marks it recorded, or journals it
     /// whole for replay. Returns false only when the entry is in neither place.
     pub fn settle(&self, entry: &NewEntry, in_database: bool) -> bool {
-        let id = entry.request_id.clone().unwrap_or_default();
-        let had_intent = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let had_intent = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&key(entry));
         let line = if in_database {
             if !had_intent {
                 return true;
             }
-            Line::Recorded { request_id: id }
+            Line::Recorded {
+                request_id: entry.request_id.clone().unwrap_or_default(),
+                action: Some(entry.action.clone()),
+            }
         } else {
             Line::Outcome { at: Utc::now(), entry: entry.clone() }
         };
@@ -153,27 +169,30 @@ impl AuditJournal {
     }
 
     /// What replay must record: whole entries, and intents of earlier processes that never got an
-    /// outcome (true: interrupted), keyed by request id, in journal order.
+    /// outcome (true: interrupted), keyed by request id and action (one request may make
+    /// several entries: the hook's kill and its alert), in journal order.
     fn pending(&self, lines: &[Line]) -> Vec<(DateTime<Utc>, NewEntry, bool)> {
         let mut recorded = HashSet::new();
         let mut todo: BTreeMap<String, (usize, DateTime<Utc>, NewEntry, bool)> = BTreeMap::new();
         for (n, line) in lines.iter().enumerate() {
             match line {
                 Line::Intent { boot, at, entry } if *boot != self.boot => {
-                    let id = entry.request_id.clone().unwrap_or_default();
-                    todo.entry(id).or_insert((n, *at, entry.clone(), true));
+                    todo.entry(key(entry)).or_insert((n, *at, entry.clone(), true));
                 }
                 Line::Intent { .. } => {}
                 Line::Outcome { at, entry } => {
-                    let id = entry.request_id.clone().unwrap_or_default();
-                    todo.insert(id, (n, *at, entry.clone(), false));
+                    todo.insert(key(entry), (n, *at, entry.clone(), false));
                 }
-                Line::Recorded { request_id } => {
-                    recorded.insert(request_id.clone());
+                Line::Recorded { request_id, action } => {
+                    recorded.insert(match action {
+                        Some(a) => format!("{request_id}{SEP}{a}"),
+                        None => request_id.clone(),
+                    });
                 }
             }
         }
-        let mut out: Vec<_> = todo.into_iter().filter(|(id, _)| !recorded.contains(id)).map(|(_, v)| v).collect();
+        let done = |k: &String| recorded.contains(k) || recorded.contains(k.split(SEP).next().unwrap_or_default());
+        let mut out: Vec<_> = todo.into_iter().filter(|(k, _)| !done(k)).map(|(_, v)| v).collect();
         out.sort_by_key(|v| v.0);
         out.into_iter().map(|(_, at, e, interrupted)| (at, e, interrupted)).collect()
     }
@@ -199,8 +218,11 @@ impl AuditJournal {
             } else {
                 done.already_there += 1;
             }
-            let id = entry.request_id.clone().unwrap_or_default();
-            if let Err(e) = self.append(&Line::Recorded { request_id: id }) {
+            let recorded = Line::Recorded {
+                request_id: entry.request_id.clone().unwrap_or_default(),
+                action: Some(entry.action.clone()),
+            };
+            if let Err(e) = self.append(&recorded) {
                 tracing::error!("{e}");
             }
         }
@@ -294,6 +316,30 @@ mod tests {
         let todo: Vec<(String, bool)> =
             after.pending(&after.read()).into_iter().map(|(_, e, i)| (e.request_id.unwrap(), i)).collect();
         assert_eq!(todo, vec![("r1".to_string(), true), ("r3".to_string(), false)]);
+    }
+
+    #[test]
+    fn one_request_may_journal_several_entries() {
+        // The alert hook's delivery: the kill and the alert's own entry, one request id.
+        let dir = tempfile::tempdir().unwrap();
+        let j = AuditJournal::new(dir.path().join("j.jsonl"));
+        let alert = NewEntry { action: "hook.alert".into(), ..entry("r1") };
+        j.intent(&entry("r1")).unwrap();
+        assert!(j.settle(&entry("r1"), false));
+        assert!(j.settle(&alert, false));
+        let todo: Vec<String> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
+        assert_eq!(todo, ["flag.kill", "hook.alert"]);
+        // Recorded one by one; a line from before actions were named stands for the whole request.
+        j.append(&Line::Recorded { request_id: "r1".into(), action: Some("flag.kill".into()) }).unwrap();
+        let todo: Vec<String> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
+        assert_eq!(todo, ["hook.alert"]);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&j.path)
+            .unwrap()
+            .write_all(b"{\"kind\":\"recorded\",\"request_id\":\"r1\"}\n")
+            .unwrap();
+        assert!(j.pending(&j.read()).is_empty());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Who is asking. Two modes:
 //! - `local`: users in a file with argon2 password hashes, a login form, a session cookie
-//!   (HttpOnly, SameSite=Strict, Secure over https); login attempts are rate-limited.
+//!   (HttpOnly, SameSite=Strict, Secure over https); login attempts are rate-limited. The
+//!   cookie is signed (`signed.rs`): the sessions table decides while the state database
+//!   answers (sign-out, expiry); while it does not, the signature, the expiry in the cookie and
+//!   the users file do, so that on-call can still kill during an outage.
 //! - `proxy`: identity and groups from an authenticating proxy's headers (oauth2-proxy's
 //!   `X-Forwarded-User`, `-Email`, `-Groups`), trusted only with the shared secret header or from
 //!   configured addresses; groups map to roles.
@@ -34,6 +37,8 @@ const PROXY_SECRET: &str = "x-proxy-secret";
 /// Every header `proxy` mode reads: together with the cookie, what tells viewers apart.
 pub const PROXY_HEADERS: [&str; 4] = [FORWARDED_USER, FORWARDED_EMAIL, FORWARDED_GROUPS, PROXY_SECRET];
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(600);
+/// How long a request waits for the sessions table before the signed cookie decides.
+const SESSION_LOOKUP: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +84,11 @@ pub struct Auth {
     /// The origin state-changing requests must come from.
     pub origin: String,
     pub secure_cookies: bool,
+    /// Signs and checks session cookies.
+    signer: signed::Signer,
 }
+
+mod signed;
 
 /// An argon2id hash of `password`, for the users file.
 pub fn hash_password(password: &str) -> String {
@@ -117,7 +126,22 @@ impl Auth {
             proxy_secret,
             users,
             failures: Mutex::new(HashMap::new()),
+            signer: signed::Signer::random(),
         })
+    }
+
+    /// Session cookies signed with `key` (`ROLLOUT_SESSION_KEY`, shared by every replica); without
+    /// one, with this process's own random key, which the log says once.
+    pub fn with_session_key(mut self, key: Option<&Secret>) -> Auth {
+        match key {
+            Some(k) => self.signer = signed::Signer::new(k.expose().as_bytes()),
+            None if self.settings.mode == AuthMode::Local => tracing::warn!(
+                "ROLLOUT_SESSION_KEY is not set: while the state database is down, a session is recognised only by \
+                 the replica that opened it (set the same key on every replica)"
+            ),
+            None => {}
+        }
+        self
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -130,17 +154,29 @@ impl Auth {
             AuthMode::Proxy => self.proxy_identity(headers, peer),
             AuthMode::Local => {
                 let token = cookie(headers, SESSION_COOKIE)?;
-                let row: Option<(String, String)> = sqlx::query_as(
+                let query = sqlx::query_as::<_, (String, String)>(
                     "SELECT username, role FROM sessions WHERE token_sha256 = $1 AND expires_at > now()",
                 )
                 .bind(sha256_hex(&token))
-                .fetch_optional(db)
-                .await
-                .ok()?;
-                let (user, role) = row?;
-                Some(Identity { user, role: Role::parse(&role)?, via: "local".into() })
+                .fetch_optional(db);
+                match tokio::time::timeout(SESSION_LOOKUP, query).await {
+                    Ok(Ok(row)) => {
+                        let (user, role) = row?;
+                        Some(Identity { user, role: Role::parse(&role)?, via: "local".into() })
+                    }
+                    // The state database does not answer: the signed cookie and the users file decide.
+                    Ok(Err(_)) | Err(_) => self.signed_identity(&token),
+                }
             }
         }
+    }
+
+    /// Who a signed session cookie names, if its signature is ours, it has not expired, and the
+    /// users file still gives that user that role.
+    fn signed_identity(&self, token: &str) -> Option<Identity> {
+        let s = self.signer.check(token, chrono::Utc::now().timestamp())?;
+        let (role, _) = self.users.get(&s.user).filter(|(role, _)| *role == s.role)?;
+        Some(Identity { user: s.user, role: *role, via: "local".into() })
     }
 
     fn proxy_identity(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
@@ -210,9 +246,8 @@ impl Auth {
             self.failed(&keys);
             return Err(LoginError::Wrong);
         };
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expires = chrono::Utc::now().timestamp() + i64::try_from(self.settings.session_hours).unwrap_or(12) * 3600;
+        let token = self.signer.sign(user, *role, expires);
         sqlx::query(
             "INSERT INTO sessions (token_sha256, username, role, expires_at)
              VALUES ($1, $2, $3, now() + make_interval(hours => $4))",

@@ -114,7 +114,7 @@ async fn audited(
         }
         Err(e) => entry.refusal(e),
     };
-    let recorded = audit::record(&state.state_db, &entry).await;
+    let recorded = bounded(KILL_BOOKKEEPING, audit::record(&state.state_db, &entry)).await;
     // Recorded, or journaled for the state database to take when it answers again.
     state.journal.settle(&entry, recorded.is_ok());
     match (recorded, result) {
@@ -269,11 +269,21 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         }
         journal_intent(state, caller, "flag.kill", reason.clone())?;
         let db = &state.state_db;
-        let request = super::kill_requests::ask(db, caller.name(), reason.as_deref()).await;
+        // The state database's part (the pending request, the plan's end) is bounded: with the
+        // database down or hanging the flag is still written, within seconds.
+        let (request, ()) = tokio::join!(
+            bounded(KILL_BOOKKEEPING, super::kill_requests::ask(db, caller.name(), reason.as_deref())),
+            async {
+                // The plan's row may be held by a step write (up to its 5 s lock timeout).
+                if tokio::time::timeout(KILL_BOOKKEEPING * 3, end_plan(state, caller, reason.as_deref())).await.is_err()
+                {
+                    tracing::error!("the active plan could not be ended with the kill in time; its next round ends it");
+                }
+            }
+        );
         if let Err(e) = &request {
             tracing::error!("the kill request cannot be kept ({e}); the flag is written anyway");
         }
-        end_plan(state, caller, reason.as_deref()).await;
         // Whatever stops the write (a conflict twice over, a value it cannot write), the kill
         // failed: it is a failure, told to everyone, never a mere refusal.
         let written =
@@ -282,8 +292,8 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
                 other => ApiError::Failed(format!("the kill could not be written: {other}")),
             });
         let kept = match &written {
-            Ok(_) => super::kill_requests::landed(db).await.map(|_| ()),
-            Err(e) => super::kill_requests::attempt_failed(db, &e.to_string()).await,
+            Ok(_) => bounded(KILL_BOOKKEEPING, super::kill_requests::landed(db)).await.map(|_| ()),
+            Err(e) => bounded(KILL_BOOKKEEPING, super::kill_requests::attempt_failed(db, &e.to_string())).await,
         };
         if let Err(e) = kept {
             tracing::error!("the kill's request cannot be updated: {e}");
@@ -292,6 +302,18 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
     }
     .await;
     audited(state, caller, "flag.kill", reason, result).await
+}
+
+/// How long the kill waits for each of the state database's parts before it goes on without.
+const KILL_BOOKKEEPING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `fut`, or a state-database timeout after `limit`.
+async fn bounded<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, super::error::SourceError>>,
+) -> Result<T, super::error::SourceError> {
+    let timeout = super::error::SourceError::Timeout { system: super::error::Source::StateDatabase, after: limit };
+    tokio::time::timeout(limit, fut).await.unwrap_or(Err(timeout))
 }
 
 /// Ends the active autopilot plan because the rollout is being killed (the autopilot's own kill

@@ -15,7 +15,7 @@ use super::state::AppState;
 
 pub async fn collect(state: &AppState) -> StatusReport {
     let s = &state.settings;
-    let (flag, schema_and_records, writer, metrics) = tokio::join!(
+    let (flag, schema_and_records, writer, metrics, state_db) = tokio::join!(
         ask(state, state.flags.source(), state.flags.read()),
         ask(state, Source::DiaryDatabase, schema_and_records(state)),
         ask(state, Source::Kubernetes, async {
@@ -27,7 +27,23 @@ pub async fn collect(state: &AppState) -> StatusReport {
             let (split, legacy) = tokio::join!(prom.scalar(&split_q), prom.scalar(&legacy_q));
             Ok((split?, legacy?))
         }),
+        ask(state, Source::StateDatabase, async {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&state.state_db)
+                .await
+                .map_err(|e| super::error::from_sqlx(Source::StateDatabase, &e))
+        }),
     );
+    let degraded = state_db
+        .err()
+        .map(|e| {
+            format!(
+                "{e}: the kill switch and the alert hook still kill (their audit entries wait in the journal); \
+                 signing in, the audit trail, the autopilot, the rollback and notifications wait for it"
+            )
+        })
+        .into_iter()
+        .collect();
     let (schema, records) = match schema_and_records {
         Ok((schema, records)) => (Ok(schema), records),
         Err(e) => (Err(e.clone()), Err(e)),
@@ -45,6 +61,7 @@ pub async fn collect(state: &AppState) -> StatusReport {
         generated_at: Utc::now(),
         refresh_interval_secs: s.refresh_interval_secs,
         failing_since: Default::default(),
+        degraded,
     }
 }
 

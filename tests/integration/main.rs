@@ -12,6 +12,7 @@ mod autopilot;
 mod autopilot_safety;
 mod launchdarkly;
 mod notify;
+mod outage;
 mod pages;
 mod rbac;
 mod records;

@@ -60,6 +60,10 @@ pub struct Config {
     pub kube: KubeAccess,
     /// Proxy auth mode: the shared secret the proxy sends as `X-Proxy-Secret`.
     pub proxy_secret: Option<Secret>,
+    /// Local auth mode: the key that signs session cookies (`ROLLOUT_SESSION_KEY`), the same on
+    /// every replica, so that a signed-in operator stays signed in while the state database is
+    /// down. Unset: a key of this process's own (sessions then survive an outage only here).
+    pub session_key: Option<Secret>,
     /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
     pub launchdarkly_token: Option<Secret>,
     /// The secrets the settings name by environment variable (receivers' URLs, keys and
@@ -189,6 +193,7 @@ impl Config {
             prometheus_url: var("PROMETHEUS_URL").map(|u| Secret::new(u.trim_end_matches('/'))),
             kube,
             proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
+            session_key: var("ROLLOUT_SESSION_KEY").map(Secret::new),
             launchdarkly_token: var("LAUNCHDARKLY_API_TOKEN").map(Secret::new),
             settings,
             settings_file,

@@ -311,8 +311,19 @@ pub async fn dashboard_state_vars(
     settings_toml: Option<&str>,
     extra: &[(&str, &str)],
 ) -> AppState {
+    dashboard_state_at(url_of(state_db), diary_url, prometheus, kubeconfig, settings_toml, extra).await
+}
+
+/// Like `dashboard_state_vars`, with the state database's URL given (through a `PgProxy`, say).
+pub async fn dashboard_state_at(
+    state_url: String,
+    diary_url: Option<String>,
+    prometheus: Option<&str>,
+    kubeconfig: Option<&Path>,
+    settings_toml: Option<&str>,
+    extra: &[(&str, &str)],
+) -> AppState {
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let state_url = url_of(state_db);
     let settings_file = settings_toml.map(|t| {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), t).unwrap();
