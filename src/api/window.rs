@@ -37,7 +37,23 @@ impl Window {
     pub fn as_secs(self) -> i64 {
         i64::from(self.minutes) * 60
     }
+
+    /// The smallest of the `SNAPS` that covers this window (90 days at most). Every window a
+    /// client sends is snapped at the edge, so that arbitrary values (`?range=4321m`) cannot
+    /// multiply the cached answers and the queries behind them: at most `SNAPS.len()` keys.
+    pub fn snapped(self) -> Window {
+        SNAPS
+            .iter()
+            .map(|m| Window { minutes: *m })
+            .find(|w| w.minutes >= self.minutes)
+            .unwrap_or(Window { minutes: MAX_MINUTES })
+    }
 }
+
+/// The windows answered, in minutes: 1m, 5m, 15m, 30m, 1h, 2h, 6h, 12h, 24h, 2d, 7d, 14d, 30d,
+/// 60d, 90d (the pages offer a few of them).
+pub const SNAPS: [u32; 15] =
+    [1, 5, 15, 30, 60, 120, 360, 720, 1440, 2 * 1440, 7 * 1440, 14 * 1440, 30 * 1440, 60 * 1440, 90 * 1440];
 
 impl FromStr for Window {
     type Err = BadWindow;
@@ -60,6 +76,24 @@ impl FromStr for Window {
             _ => None,
         }
         .ok_or_else(bad)
+    }
+}
+
+#[cfg(test)]
+mod snapping {
+    use super::*;
+
+    #[test]
+    fn every_window_snaps_up_to_one_of_fifteen() {
+        let w = |s: &str| s.parse::<Window>().unwrap().snapped().to_string();
+        assert_eq!(
+            [w("1m"), w("3m"), w("24h"), w("25h"), w("4321m"), w("90d"), w("89d")],
+            ["1m", "5m", "1d", "2d", "7d", "90d", "90d"]
+        );
+        let keys: std::collections::HashSet<Window> =
+            (1..=MAX_MINUTES).map(|m| Window { minutes: m }.snapped()).collect();
+        assert_eq!(keys.len(), SNAPS.len());
+        assert!((1..=MAX_MINUTES).all(|m| Window { minutes: m }.snapped().minutes >= m));
     }
 }
 

@@ -243,7 +243,12 @@ pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnEr
     let (state, caller) = caller().await?;
     let me = caller.who().cloned();
     let svc = crate::server::rollback::Service::new(&state);
-    let plan = svc.plan(restore_data).await.map_err(|e| e.to_string());
+    // The survey counts the diary's rows and runs the backup-status program: not for anyone
+    // who can reach the page.
+    let plan = match &me {
+        Some(_) => svc.plan(restore_data).await.map_err(|e| e.to_string()),
+        None => Err("Sign in to see the rollback plan and its preconditions.".to_string()),
+    };
     let run = svc.latest_run().await.map_err(refused)?;
     let deploys = svc.deploys(20).await.map_err(refused)?;
     Ok(RollbackView { me, plan, run, deploys })

@@ -37,7 +37,8 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("GET", "/api/v1/audit.csv", "/api/v1/audit.csv", Access::Anyone),
     ("GET", "/api/v1/rollback", "/api/v1/rollback", Access::Anyone),
     ("POST", "/api/v1/rollback", "/api/v1/rollback", Access::Operator),
-    ("POST", "/api/v1/rollback/plan", "/api/v1/rollback/plan", Access::Anyone),
+    // The plan's survey counts the diary's rows and runs the backup-status program: signed in.
+    ("POST", "/api/v1/rollback/plan", "/api/v1/rollback/plan", Access::SignedIn),
     ("GET", "/api/v1/rollback/{id}", "/api/v1/rollback/1", Access::Anyone),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/retry", Access::Operator),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/skip", Access::Operator),

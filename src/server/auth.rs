@@ -61,6 +61,15 @@ pub enum AuthSetupError {
     Unreadable(String, String),
     #[error("the users file is not valid: {0}")]
     Invalid(String),
+    #[error(
+        "listening on {0} (every address) needs auth.public_origin, the address browsers use (https://rollout.example.org): \
+         without it every change from a browser through an ingress is refused as cross-origin"
+    )]
+    NoPublicOrigin(SocketAddr),
+    #[error(
+        "auth.mode = \"proxy\" needs ROLLOUT_PROXY_SECRET or auth.trusted_proxies: without either nobody is trusted"
+    )]
+    UntrustedProxy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -86,6 +95,8 @@ pub struct Auth {
     pub secure_cookies: bool,
     /// Signs and checks session cookies.
     signer: signed::Signer,
+    /// Turns at checking a password (Argon2), off the async workers.
+    hashing: tokio::sync::Semaphore,
 }
 
 mod signed;
@@ -115,6 +126,12 @@ impl Auth {
             (AuthMode::Local, Some(path)) => read_users(path)?,
             _ => HashMap::new(),
         };
+        if site_addr.ip().is_unspecified() && settings.public_origin.is_none() {
+            return Err(AuthSetupError::NoPublicOrigin(site_addr));
+        }
+        if settings.mode == AuthMode::Proxy && proxy_secret.is_none() && settings.trusted_proxies.is_empty() {
+            return Err(AuthSetupError::UntrustedProxy);
+        }
         let origin = settings.public_origin.clone().unwrap_or_else(|| format!("http://{site_addr}"));
         let mut pad = [0u8; 16];
         OsRng.fill_bytes(&mut pad);
@@ -127,6 +144,7 @@ impl Auth {
             users,
             failures: Mutex::new(HashMap::new()),
             signer: signed::Signer::random(),
+            hashing: tokio::sync::Semaphore::new(2),
         })
     }
 
@@ -149,7 +167,13 @@ impl Auth {
     }
 
     /// The identity a request carries, if any.
-    pub async fn identify(&self, db: &PgPool, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
+    pub async fn identify(
+        &self,
+        db: &PgPool,
+        breaker: &super::breaker::Breaker,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Option<Identity> {
         match self.settings.mode {
             AuthMode::Proxy => self.proxy_identity(headers, peer),
             AuthMode::Local => {
@@ -159,13 +183,15 @@ impl Auth {
                 )
                 .bind(sha256_hex(&token))
                 .fetch_optional(db);
-                match tokio::time::timeout(SESSION_LOOKUP, query).await {
-                    Ok(Ok(row)) => {
+                let query =
+                    async { query.await.map_err(|e| super::error::from_sqlx(super::error::Source::StateDatabase, &e)) };
+                match breaker.call(SESSION_LOOKUP, query).await {
+                    Ok(row) => {
                         let (user, role) = row?;
                         Some(Identity { user, role: Role::parse(&role)?, via: "local".into() })
                     }
                     // The state database does not answer: the signed cookie and the users file decide.
-                    Ok(Err(_)) | Err(_) => self.signed_identity(&token),
+                    Err(_) => self.signed_identity(&token),
                 }
             }
         }
@@ -239,9 +265,18 @@ impl Auth {
             return Err(LoginError::TooMany);
         }
         let known = self.users.get(user);
-        let hash = known.map(|(_, h)| h.as_str()).unwrap_or(&self.dummy_hash);
-        let ok =
-            PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        let hash = known.map(|(_, h)| h.clone()).unwrap_or_else(|| self.dummy_hash.clone());
+        // Argon2 is slow on purpose (tens of ms, 19 MiB): off the async workers, two at a time.
+        let ok = {
+            let _turn = self.hashing.acquire().await.map_err(|_| LoginError::Unavailable("shutting down".into()))?;
+            let password = password.to_string();
+            tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash)
+                    .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            })
+            .await
+            .unwrap_or(false)
+        };
         let Some((role, _)) = known.filter(|_| ok) else {
             self.failed(&keys);
             return Err(LoginError::Wrong);
@@ -363,6 +398,18 @@ mod tests {
         post.insert("origin", "http://127.0.0.1:3000".parse().unwrap());
         assert!(auth.same_origin(&Method::POST, &post));
         assert!(auth.same_origin(&Method::GET, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_setup_that_would_refuse_every_browser_or_trust_nobody_does_not_start() {
+        let every: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert_eq!(Auth::new(&AuthSettings::default(), None, every).err(), Some(AuthSetupError::NoPublicOrigin(every)));
+        let with_origin =
+            AuthSettings { public_origin: Some("https://rollout.example.org".into()), ..Default::default() };
+        assert!(Auth::new(&with_origin, None, every).is_ok());
+        let proxy = AuthSettings { mode: AuthMode::Proxy, ..with_origin };
+        assert_eq!(Auth::new(&proxy, None, every).err(), Some(AuthSetupError::UntrustedProxy));
+        assert!(Auth::new(&proxy, Some(Secret::new("s")), every).is_ok());
     }
 
     #[test]

@@ -26,8 +26,10 @@ pub fn records_step(range: Window) -> Window {
 }
 
 pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Overview, String> {
-    let range_w: Window = range.parse().map_err(|e: crate::api::window::BadWindow| format!("range: {e}"))?;
-    let window_w: Window = window.parse().map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
+    let range_w: Window =
+        range.parse().map(Window::snapped).map_err(|e: crate::api::window::BadWindow| format!("range: {e}"))?;
+    let window_w: Window =
+        window.parse().map(Window::snapped).map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
     let step = records_step(range_w);
     // Each boxed, so that the joined future stays small wherever it is polled.
     let (status, summary, doubled, alerts, adoption, series, history, events) = tokio::join!(

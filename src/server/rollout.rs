@@ -114,7 +114,7 @@ async fn audited(
         }
         Err(e) => entry.refusal(e),
     };
-    let recorded = bounded(KILL_BOOKKEEPING, audit::record(&state.state_db, &entry)).await;
+    let recorded = bounded(state, KILL_BOOKKEEPING, audit::record(&state.state_db, &entry)).await;
     // Recorded, or journaled for the state database to take when it answers again.
     state.journal.settle(&entry, recorded.is_ok());
     match (recorded, result) {
@@ -272,7 +272,7 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         // The state database's part (the pending request, the plan's end) is bounded: with the
         // database down or hanging the flag is still written, within seconds.
         let (request, ()) = tokio::join!(
-            bounded(KILL_BOOKKEEPING, super::kill_requests::ask(db, caller.name(), reason.as_deref())),
+            bounded(state, KILL_BOOKKEEPING, super::kill_requests::ask(db, caller.name(), reason.as_deref())),
             async {
                 // The plan's row may be held by a step write (up to its 5 s lock timeout).
                 if tokio::time::timeout(KILL_BOOKKEEPING * 3, end_plan(state, caller, reason.as_deref())).await.is_err()
@@ -292,8 +292,8 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
                 other => ApiError::Failed(format!("the kill could not be written: {other}")),
             });
         let kept = match &written {
-            Ok(_) => bounded(KILL_BOOKKEEPING, super::kill_requests::landed(db)).await.map(|_| ()),
-            Err(e) => bounded(KILL_BOOKKEEPING, super::kill_requests::attempt_failed(db, &e.to_string())).await,
+            Ok(_) => bounded(state, KILL_BOOKKEEPING, super::kill_requests::landed(db)).await.map(|_| ()),
+            Err(e) => bounded(state, KILL_BOOKKEEPING, super::kill_requests::attempt_failed(db, &e.to_string())).await,
         };
         if let Err(e) = kept {
             tracing::error!("the kill's request cannot be updated: {e}");
@@ -307,13 +307,13 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
 /// How long the kill waits for each of the state database's parts before it goes on without.
 const KILL_BOOKKEEPING: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// `fut`, or a state-database timeout after `limit`.
+/// `fut` on the state database, through the kill path's breaker.
 async fn bounded<T>(
+    state: &AppState,
     limit: std::time::Duration,
     fut: impl std::future::Future<Output = Result<T, super::error::SourceError>>,
 ) -> Result<T, super::error::SourceError> {
-    let timeout = super::error::SourceError::Timeout { system: super::error::Source::StateDatabase, after: limit };
-    tokio::time::timeout(limit, fut).await.unwrap_or(Err(timeout))
+    state.services.state_db.call(limit, fut).await
 }
 
 /// Ends the active autopilot plan because the rollout is being killed (the autopilot's own kill

@@ -48,6 +48,10 @@ impl Health {
 pub struct Services {
     pub metrics: Arc<OwnMetrics>,
     pub health: Health,
+    /// The state database on the kill path (`breaker.rs`).
+    pub state_db: super::breaker::Breaker,
+    /// Turns at drawing a report image (two at once), off the async workers.
+    pub render: tokio::sync::Semaphore,
     status: SingleFlight<StatusReport>,
     summary: SingleFlight<Answer<RecordSummary>>,
     series: SingleFlight<Answer<RecordSeries>>,
@@ -72,6 +76,8 @@ impl Services {
             flag_history: SingleFlight::new("flag_history", refresh, m()),
             autopilot_events: SingleFlight::new("autopilot_events", refresh, m()),
             health: Health::default(),
+            state_db: super::breaker::Breaker::new(Duration::from_secs(5)),
+            render: tokio::sync::Semaphore::new(2),
             metrics,
         }
     }

@@ -42,7 +42,7 @@ pub fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
 
 /// Who sent a request (nobody, when it carries no valid identity).
 pub async fn identify(state: &AppState, parts: &Parts) -> Option<Identity> {
-    state.auth.identify(&state.state_db, &parts.headers, peer(&parts.extensions)).await
+    state.auth.identify(&state.state_db, &state.services.state_db, &parts.headers, peer(&parts.extensions)).await
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -143,8 +143,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 /// A window parameter, `default` when absent.
+/// A window parameter, snapped up to one of `window::SNAPS` (the answer is for that window).
 pub fn window_param(name: &str, value: Option<&str>, default: &str) -> Result<Window, ApiError> {
-    value.unwrap_or(default).parse::<Window>().map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
+    value
+        .unwrap_or(default)
+        .parse::<Window>()
+        .map(Window::snapped)
+        .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
 }
 
 /// `limit`: a whole number from 1 to `max`, `default` when absent.
@@ -159,12 +164,15 @@ pub fn limit_param(value: Option<&str>, default: i64, max: i64) -> Result<i64, A
     }
 }
 
-/// A pixel size from 200 to 4000, `default` when absent.
+/// The largest image side served: a 2400 × 2400 PNG is 17 MB of pixels while it is drawn.
+pub const MAX_PIXELS: u32 = 2400;
+
+/// A pixel size from 200 to `MAX_PIXELS`, `default` when absent.
 pub fn size_param(name: &str, value: Option<&str>, default: u32) -> Result<u32, ApiError> {
     match value {
         None => Ok(default),
-        Some(v) => v.parse::<u32>().ok().filter(|n| (200..=4000).contains(n)).ok_or_else(|| {
-            ApiError::BadRequest(format!("{name}: {v:?} is not a whole number of pixels from 200 to 4000"))
+        Some(v) => v.parse::<u32>().ok().filter(|n| (200..=MAX_PIXELS).contains(n)).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name}: {v:?} is not a whole number of pixels from 200 to {MAX_PIXELS}"))
         }),
     }
 }

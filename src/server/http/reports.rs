@@ -38,11 +38,19 @@ async fn report_file(
     );
     let report = build(&state, kind, range).await?;
     let disposition = format!("attachment; filename=\"{}-{range}.{ext}\"", kind.slug());
-    let (content_type, body): (&str, Vec<u8>) = match ext {
-        "svg" => ("image/svg+xml", charts::draw_svg(&report.chart, size).svg.into_bytes()),
-        "png" => ("image/png", charts::draw_png(&report.chart, size).map_err(ApiError::Failed)?),
-        _ => ("text/csv; charset=utf-8", charts::to_csv(&report.chart).into_bytes()),
-    };
+    // Drawn off the async workers, a few at a time (`Services::render`): a burst of large PNGs
+    // waits its turn instead of taking the process's memory and the workers the probes need.
+    let _turn = state.services.render.acquire().await.map_err(|_| ApiError::Failed("the renderer is closed".into()))?;
+    let (format, chart) = (ext.to_string(), report.chart);
+    let drawn = tokio::task::spawn_blocking(move || -> Result<(&'static str, Vec<u8>), ApiError> {
+        Ok(match format.as_str() {
+            "svg" => ("image/svg+xml", charts::draw_svg(&chart, size).svg.into_bytes()),
+            "png" => ("image/png", charts::draw_png(&chart, size).map_err(ApiError::Failed)?),
+            _ => ("text/csv; charset=utf-8", charts::to_csv(&chart).into_bytes()),
+        })
+    });
+    let (content_type, body) =
+        drawn.await.map_err(|e| ApiError::Failed(format!("drawing the report stopped: {e}")))??;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, content_type.to_string()),

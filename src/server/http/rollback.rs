@@ -23,7 +23,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deploys", get(deploys).post(record_deploy))
 }
 
-async fn plan(State(state): State<AppState>, Body(b): Body<PlanRequest>) -> Result<Json<RollbackPlan>, ApiError> {
+async fn plan(
+    State(state): State<AppState>,
+    _who: super::extract::SignedIn,
+    Body(b): Body<PlanRequest>,
+) -> Result<Json<RollbackPlan>, ApiError> {
     Ok(Json(Rollback::new(&state).plan_request(b).await?))
 }
 

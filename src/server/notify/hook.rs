@@ -172,7 +172,8 @@ fn claim_key(alert: &Alert, action: HookAction) -> String {
 
 async fn claim(state: &AppState, alert: &Alert, action: HookAction) -> Result<Claim, ApiError> {
     let (db, fp, at) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at);
-    match store::claim(db, fp, at, action.as_str(), lease(state)).await {
+    let stored = store::claim(db, fp, at, action.as_str(), lease(state));
+    match state.services.state_db.call(state.settings.source_timeout(), stored).await {
         Ok(true) => Ok(Claim::Stored),
         Ok(false) => Ok(Claim::Repeated),
         Err(e) if action == HookAction::Kill => {
@@ -253,7 +254,8 @@ async fn record(
         .values(None, Some(format!("{name}: {}", action.as_str())))
         .reason(Some(format!("labels {{{}}}, firing since {}", labels.join(", "), alert.starts_at)))
         .outcome(outcome, Some(detail.to_string()));
-    let recorded = audit::record(&state.state_db, &entry).await;
+    let recorded =
+        state.services.state_db.call(state.settings.source_timeout(), audit::record(&state.state_db, &entry)).await;
     // Recorded, or journaled for the state database to take when it answers again.
     state.journal.settle(&entry, recorded.is_ok());
     if let Err(e) = recorded {

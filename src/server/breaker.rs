@@ -1,0 +1,89 @@
+//! A breaker in front of the state database on the kill path. With the database down, every
+//! call waits out the pool's acquire timeout (sqlx retries the connection until then): a kill
+//! that makes five such calls took 10 s in the proof. After a call fails for want of the
+//! database, the breaker is open for a few seconds and the kill path's calls fail at once
+//! (the session from its signed cookie, the audit entry into the journal, the hook's claim held
+//! in the process); the first call after that tries again, and a success closes it.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::error::{Source, SourceError};
+
+pub struct Breaker {
+    open_until: Mutex<Option<Instant>>,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    pub fn new(cooldown: Duration) -> Breaker {
+        Breaker { open_until: Mutex::new(None), cooldown }
+    }
+
+    /// Whether calls are skipped now.
+    pub fn is_open(&self) -> bool {
+        self.open_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
+    }
+
+    fn set(&self, open: bool) {
+        *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) = open.then(|| Instant::now() + self.cooldown);
+    }
+
+    /// `fut` within `limit`, unless the breaker is open. An unreachable or silent database
+    /// opens it; any answer (an error of the query's own included) closes it.
+    pub async fn call<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        if self.is_open() {
+            return Err(SourceError::Unreachable {
+                system: Source::StateDatabase,
+                detail: "it failed moments ago; not asked again yet".into(),
+            });
+        }
+        let answer = tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(SourceError::Timeout { system: Source::StateDatabase, after: limit }));
+        let down = matches!(&answer, Err(SourceError::Unreachable { .. } | SourceError::Timeout { .. }));
+        self.set(down);
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_after_an_outage_closed_by_an_answer() {
+        let b = Breaker::new(Duration::from_millis(200));
+        let down =
+            || async { Err::<(), _>(SourceError::Unreachable { system: Source::StateDatabase, detail: "x".into() }) };
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let up = || async {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, SourceError>(1)
+        };
+        assert!(b.call(Duration::from_secs(1), down()).await.is_err());
+        assert!(b.is_open());
+        assert!(b.call(Duration::from_secs(1), up()).await.is_err(), "skipped while open");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(b.call(Duration::from_secs(1), up()).await.unwrap(), 1);
+        assert!(!b.is_open());
+        // A silent database opens it too; a query's own error (a refusal) does not.
+        let silent = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, SourceError>(())
+        };
+        assert!(matches!(b.call(Duration::from_millis(50), silent()).await, Err(SourceError::Timeout { .. })));
+        assert!(b.is_open());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let refused =
+            || async { Err::<(), _>(SourceError::Rejected { system: Source::StateDatabase, detail: "x".into() }) };
+        assert!(b.call(Duration::from_secs(1), refused()).await.is_err());
+        assert!(!b.is_open());
+    }
+}
