@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 
+import proof_abuse
 import proof_load
 import proof_notify
 
@@ -653,6 +654,8 @@ def main():
             run_soak(soak_minutes)
         if mode in ("faults", "all"):
             run_faults()
+        if mode in ("abuse", "all"):
+            proof_abuse.run(sys.modules[__name__])
         check_secrets()
     finally:
         stop_world()

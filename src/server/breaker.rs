@@ -3,7 +3,8 @@
 //! that makes five such calls took 10 s in the proof. After a call fails for want of the
 //! database, the breaker is open for a few seconds and the kill path's calls fail at once
 //! (the session from its signed cookie, the audit entry into the journal, the hook's claim held
-//! in the process); the first call after that tries again, and a success closes it.
+//! in the process); the first call after that tries again, for at most half a second while the
+//! last failure is recent, and an answer closes it.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -12,22 +13,32 @@ use std::time::{Duration, Instant};
 use super::error::{Source, SourceError};
 
 pub struct Breaker {
-    open_until: Mutex<Option<Instant>>,
+    /// When a call last found the database down (cleared by an answer).
+    failed_at: Mutex<Option<Instant>>,
     cooldown: Duration,
 }
 
+/// A call made within this long of a failure is a probe: it waits at most `PROBE`, not the
+/// pool's timeout (a database that answers at all answers a probe in milliseconds).
+const SUSPECT: Duration = Duration::from_secs(60);
+const PROBE: Duration = Duration::from_millis(500);
+
 impl Breaker {
     pub fn new(cooldown: Duration) -> Breaker {
-        Breaker { open_until: Mutex::new(None), cooldown }
+        Breaker { failed_at: Mutex::new(None), cooldown }
+    }
+
+    fn since_failure(&self) -> Option<Duration> {
+        self.failed_at.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed())
     }
 
     /// Whether calls are skipped now.
     pub fn is_open(&self) -> bool {
-        self.open_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t)
+        self.since_failure().is_some_and(|d| d < self.cooldown)
     }
 
-    fn set(&self, open: bool) {
-        *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) = open.then(|| Instant::now() + self.cooldown);
+    fn set(&self, down: bool) {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = down.then(Instant::now);
     }
 
     /// `fut` within `limit`, unless the breaker is open. An unreachable or silent database
@@ -43,6 +54,7 @@ impl Breaker {
                 detail: "it failed moments ago; not asked again yet".into(),
             });
         }
+        let limit = if self.since_failure().is_some_and(|d| d < SUSPECT) { limit.min(PROBE) } else { limit };
         let answer = tokio::time::timeout(limit, fut)
             .await
             .unwrap_or(Err(SourceError::Timeout { system: Source::StateDatabase, after: limit }));

@@ -271,18 +271,16 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         let db = &state.state_db;
         // The state database's part (the pending request, the plan's end) is bounded: with the
         // database down or hanging the flag is still written, within seconds.
-        let (request, ()) = tokio::join!(
+        let (request, ended) = tokio::join!(
             bounded(state, KILL_BOOKKEEPING, super::kill_requests::ask(db, caller.name(), reason.as_deref())),
-            async {
-                // The plan's row may be held by a step write (up to its 5 s lock timeout).
-                if tokio::time::timeout(KILL_BOOKKEEPING * 3, end_plan(state, caller, reason.as_deref())).await.is_err()
-                {
-                    tracing::error!("the active plan could not be ended with the kill in time; its next round ends it");
-                }
-            }
+            // The plan's row may be held by a step write (up to its 5 s lock timeout).
+            bounded(state, KILL_BOOKKEEPING * 3, end_plan(state, caller, reason.as_deref())),
         );
         if let Err(e) = &request {
             tracing::error!("the kill request cannot be kept ({e}); the flag is written anyway");
+        }
+        if let Err(e) = ended {
+            tracing::error!("the active plan could not be ended with the kill ({e}); its next round ends it");
         }
         // Whatever stops the write (a conflict twice over, a value it cannot write), the kill
         // failed: it is a failure, told to everyone, never a mere refusal.
@@ -318,7 +316,7 @@ async fn bounded<T>(
 
 /// Ends the active autopilot plan because the rollout is being killed (the autopilot's own kill
 /// is `autopilot.kill`; anyone else's ends it as `autopilot.end`, naming who).
-async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) {
+async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) -> Result<(), super::error::SourceError> {
     let by_autopilot = caller.name() == "autopilot";
     let why = match (by_autopilot, reason) {
         (true, Some(r)) => r.to_string(),
@@ -327,12 +325,10 @@ async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) {
     };
     let action = if by_autopilot { "autopilot.kill" } else { "autopilot.end" };
     let n = caller.entry(action, "").outcome(crate::api::audit::Outcome::Done, Some(why.clone()));
-    let ended = super::autopilot::store::end_for_kill(&state.state_db, &why, n).await;
-    match ended {
-        Ok(Some(id)) => tracing::warn!(plan = id, "the autopilot plan ended with the kill"),
-        Ok(None) => {}
-        Err(e) => tracing::error!("the active plan could not be ended with the kill ({e}); its next round ends it"),
+    if let Some(id) = super::autopilot::store::end_for_kill(&state.state_db, &why, n).await? {
+        tracing::warn!(plan = id, "the autopilot plan ended with the kill");
     }
+    Ok(())
 }
 
 /// The kill switch's write: the flag to 0 % on the version it reads itself (the kill does not
