@@ -34,10 +34,15 @@ pub fn app(state: AppState) -> Router {
         let state = fn_state.clone();
         async move { leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req).await }
     };
-    Router::new()
-        .merge(http::router())
+    // The pages and the server functions (all reads) take turns with the read-only API
+    // (`http::read_turns`); the probes and every change do not wait behind them.
+    let page_routes = Router::new()
         .route("/api/{fn_name}", axum::routing::get(server_fn.clone()).post(server_fn))
         .leptos_routes_with_context(&state, routes, render_context.clone(), move || shell(leptos_options.clone()))
+        .layer(http::read_turns());
+    Router::new()
+        .merge(http::router())
+        .merge(page_routes)
         // Only what the access table lists is served (static files and the not-found page are
         // not routes and pass on).
         .route_layer(axum::middleware::from_fn(access::enforce))

@@ -70,6 +70,8 @@ pub enum AuthSetupError {
         "auth.mode = \"proxy\" needs ROLLOUT_PROXY_SECRET or auth.trusted_proxies: without either nobody is trusted"
     )]
     UntrustedProxy,
+    #[error("ROLLOUT_SESSION_KEY is too weak: give at least 32 random characters (openssl rand -hex 32)")]
+    WeakSessionKey,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +99,9 @@ pub struct Auth {
     signer: signed::Signer,
     /// Turns at checking a password (Argon2), off the async workers.
     hashing: tokio::sync::Semaphore,
+    /// Sessions signed out through this process (SHA-256 of the cookie): never recognised by
+    /// their signature, whatever the state database says.
+    signed_out: Mutex<std::collections::HashSet<String>>,
 }
 
 mod signed;
@@ -145,13 +150,17 @@ impl Auth {
             failures: Mutex::new(HashMap::new()),
             signer: signed::Signer::random(),
             hashing: tokio::sync::Semaphore::new(2),
+            signed_out: Mutex::default(),
         })
     }
 
-    /// Session cookies signed with `key` (`ROLLOUT_SESSION_KEY`, shared by every replica); without
-    /// one, with this process's own random key, which the log says once.
-    pub fn with_session_key(mut self, key: Option<&Secret>) -> Auth {
+    /// Session cookies signed with `key` (`ROLLOUT_SESSION_KEY`, shared by every replica, at
+    /// least 32 characters); without one, with this process's own random key, which the log says.
+    pub fn with_session_key(mut self, key: Option<&Secret>) -> Result<Auth, AuthSetupError> {
         match key {
+            Some(k) if k.expose().len() < 32 || k.expose().contains("CHANGE-ME") => {
+                return Err(AuthSetupError::WeakSessionKey)
+            }
             Some(k) => self.signer = signed::Signer::new(k.expose().as_bytes()),
             None if self.settings.mode == AuthMode::Local => tracing::warn!(
                 "ROLLOUT_SESSION_KEY is not set: while the state database is down, a session is recognised only by \
@@ -159,7 +168,7 @@ impl Auth {
             ),
             None => {}
         }
-        self
+        Ok(self)
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -188,7 +197,11 @@ impl Auth {
                 match breaker.call(SESSION_LOOKUP, query).await {
                     Ok(row) => {
                         let (user, role) = row?;
-                        Some(Identity { user, role: Role::parse(&role)?, via: "local".into() })
+                        let role = Role::parse(&role)?;
+                        // The users file has the last word: a user removed or demoted since
+                        // signing in is not who the session says.
+                        self.users.get(&user).filter(|(r, _)| *r == role)?;
+                        Some(Identity { user, role, via: "local".into() })
                     }
                     // The state database does not answer: the signed cookie and the users file decide.
                     Err(_) => self.signed_identity(&token),
@@ -200,6 +213,9 @@ impl Auth {
     /// Who a signed session cookie names, if its signature is ours, it has not expired, and the
     /// users file still gives that user that role.
     fn signed_identity(&self, token: &str) -> Option<Identity> {
+        if self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).contains(&sha256_hex(token)) {
+            return None;
+        }
         let s = self.signer.check(token, chrono::Utc::now().timestamp())?;
         let (role, _) = self.users.get(&s.user).filter(|(role, _)| *role == s.role)?;
         Some(Identity { user: s.user, role: *role, via: "local".into() })
@@ -299,8 +315,9 @@ impl Auth {
 
     pub async fn logout(&self, db: &PgPool, headers: &HeaderMap) {
         if let Some(token) = cookie(headers, SESSION_COOKIE) {
-            let _ =
-                sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(sha256_hex(&token)).execute(db).await;
+            let hash = sha256_hex(&token);
+            self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.clone());
+            let _ = sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(hash).execute(db).await;
         }
     }
 
@@ -410,6 +427,12 @@ mod tests {
         let proxy = AuthSettings { mode: AuthMode::Proxy, ..with_origin };
         assert_eq!(Auth::new(&proxy, None, every).err(), Some(AuthSetupError::UntrustedProxy));
         assert!(Auth::new(&proxy, Some(Secret::new("s")), every).is_ok());
+        let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let auth = || Auth::new(&AuthSettings::default(), None, local).unwrap();
+        for weak in ["short", "CHANGE-ME", "CHANGE-ME-CHANGE-ME-CHANGE-ME-CHANGE-ME"] {
+            assert_eq!(auth().with_session_key(Some(&Secret::new(weak))).err(), Some(AuthSetupError::WeakSessionKey));
+        }
+        assert!(auth().with_session_key(Some(&Secret::new("0123456789abcdef0123456789abcdef"))).is_ok());
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl AppState {
         let diary_database_url = config.diary_database_url.clone();
         let timeout = settings.source_timeout();
         let auth = super::auth::Auth::new(&settings.auth, config.proxy_secret.clone(), leptos_options.site_addr)
-            .map(|a| a.with_session_key(config.session_key.as_ref()))
+            .and_then(|a| a.with_session_key(config.session_key.as_ref()))
             .map_err(|e| StartError::Auth(e.to_string()))?;
         let state_db = PgPoolOptions::new()
             .max_connections(8)

@@ -283,7 +283,8 @@ async fn the_hook_never_loses_a_kill_to_a_cut_off_call_or_a_dead_attempt(pool: P
     assert_eq!((status, ans["repeated"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{ans}");
 
     // A claim whose attempt died 10 minutes ago, not done: a resend takes it over and acts.
-    // One claimed a moment ago is still that attempt's: repeated.
+    // One claimed a moment ago is still that attempt's: 503, so that Alertmanager sends again
+    // (that attempt may yet fail), never "repeated".
     sqlx::query(
         "INSERT INTO alert_hook_actions (fingerprint, starts_at, action, done, claimed_at) VALUES
            ('dead1', '2026-12-03T10:00:00Z', 'kill', false, now() - interval '10 minutes'),
@@ -294,8 +295,9 @@ async fn the_hook_never_loses_a_kill_to_a_cut_off_call_or_a_dead_attempt(pool: P
     .unwrap();
     let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "dead1")).await;
     assert_eq!((status, ans["acted"][0].as_str()), (StatusCode::OK, Some("LegacyDoseSurge (dead1): kill")), "{ans}");
-    let (_, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "busy1")).await;
-    assert_eq!(ans["repeated"].as_array().map(Vec::len), Some(1), "{ans}");
+    let (status, ans) = hook(&w, Some(HOOK_TOKEN), &payload("LegacyDoseSurge", "busy1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ans}");
+    assert!(ans["error"].as_str().unwrap().contains("still acting"), "{ans}");
 
     // The dashboard's own alert (RolloutKillFailing, say) matching a kill rule: never acted on.
     let own = payload("LegacyDoseSurge", "own1")

@@ -51,7 +51,10 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
         Some(&prom.url),
         Some(&sim.kubeconfig),
         Some(&settings),
-        &[("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN), ("ROLLOUT_SESSION_KEY", "outage-test-session-key")],
+        &[
+            ("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN),
+            ("ROLLOUT_SESSION_KEY", "outage-test-session-key-0123456789abcdef"),
+        ],
     )
     .await;
     state.spawn_pollers();
@@ -59,6 +62,10 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
     let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
     let signed_in = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    // A second session, signed out before the outage: its signature must not bring it back.
+    let second = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;
+    let signed_out = second.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    post_form(&app, "/auth/logout", "", ORIGIN, Some(&signed_out)).await;
 
     proxy.cut();
     // The dashboard stays in its Service, and says what is degraded.
@@ -89,6 +96,16 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
     assert_eq!(flag(), "0");
     let browser_kill = started.elapsed();
     assert!(browser_kill < Duration::from_secs(10), "the kill took {browser_kill:?}");
+    let (status, _) = send(
+        &app,
+        Request::post("/api/v1/rollout/kill")
+            .header("origin", ORIGIN)
+            .header("cookie", &signed_out)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a session signed out before the outage stays signed out");
     // A viewer's cookie does not become an operator's, and a forged one is nobody.
     let forged = cookie.replace("operator", "viewer");
     let (status, _) = send(
@@ -131,7 +148,7 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
         .fetch_all(&pool)
         .await
         .unwrap();
-        if rows.len() >= 5 || Instant::now() > deadline {
+        if rows.len() >= 6 || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -146,7 +163,8 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
             ("alertmanager", "hook.alert", "done"),
             ("alertmanager", "hook.alert", "refused"),
             ("ana", "flag.kill", "done"),
-            // The forged cookie's attempt, refused and recorded like any other.
+            // The signed-out and the forged cookies' attempts, refused and recorded like any other.
+            ("anonymous", "flag.kill", "refused"),
             ("anonymous", "flag.kill", "refused"),
         ],
         "{rows:?}"

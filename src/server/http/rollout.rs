@@ -37,7 +37,10 @@ async fn kill(
     body: Result<Body<KillSwitch>, ApiError>,
 ) -> Result<Json<ChangeDone>, ApiError> {
     match body {
-        Ok(Body(b)) => rollout::kill(&state, &caller, b.reason).await,
+        // In a task of its own: a browser or an ingress that gives up mid-kill does not cancel it.
+        Ok(Body(b)) => tokio::spawn(async move { rollout::kill(&state, &caller, b.reason).await })
+            .await
+            .map_err(|e| ApiError::Failed(format!("the kill's work stopped: {e}")))?,
         Err(e) => rollout::refuse(&state, &caller, "flag.kill", e).await,
     }
     .map(Json)

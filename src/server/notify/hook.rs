@@ -7,7 +7,9 @@
 //!   (Alertmanager's timeout while Kubernetes is slow) does not cancel it half way;
 //! - the claim is a lease until the action is done (`store::claim`): a claim left by a process
 //!   that died while acting is taken over by a resend once the lease has run out;
-//! - a failed action gives its claim back, so the next delivery acts;
+//! - a failed action gives its claim back, so the next delivery acts; a delivery that finds an
+//!   earlier attempt still acting is answered 503 (never "repeated"), so Alertmanager sends again;
+//! - kills go first in a delivery, and one action's failure does not stop the others;
 //! - with the state database down a kill is claimed in this process and still acts (a kill twice
 //!   over is harmless, a kill lost is not); its audit entry waits in the journal.
 //!
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::super::audit::{self, NewEntry};
 use super::super::caller::Caller;
 use super::super::config::{AlertRule, HookAction};
-use super::super::error::ApiError;
+use super::super::error::{ApiError, Source, SourceError};
 use super::super::state::AppState;
 use super::store;
 use crate::api::audit::Outcome;
@@ -105,8 +107,8 @@ pub async fn receive(state: &AppState, request_id: &str, p: Payload) -> Result<H
 }
 
 async fn deliver(state: &AppState, request_id: &str, p: &Payload) -> Result<HookAnswer, ApiError> {
-    let caller = alert_caller(request_id);
     let mut answer = HookAnswer { acted: vec![], repeated: vec![], ignored: 0 };
+    let mut todo: Vec<(&Alert, HookAction)> = Vec::new();
     for alert in &p.alerts {
         let own = alert.labels.get(OWN_ALERTS.0).is_some_and(|v| v == OWN_ALERTS.1);
         let actions: Vec<HookAction> = state
@@ -122,32 +124,62 @@ async fn deliver(state: &AppState, request_id: &str, p: &Payload) -> Result<Hook
             answer.ignored += 1;
             continue;
         }
+        todo.extend(actions.into_iter().map(|a| (alert, a)));
+    }
+    // Kills first: nothing else in the delivery (a pause that cannot be claimed while the state
+    // database is down, say) may stand in a kill's way.
+    todo.sort_by_key(|(_, a)| *a != HookAction::Kill);
+    // Every action is tried; the first failure is the answer (Alertmanager then sends again).
+    let mut first_error = None;
+    for (alert, action) in todo {
+        // One request id per alert and action: the audit journal tells entries apart by it.
+        let caller = alert_caller(&format!("{request_id}/{}/{}", alert.fingerprint, action.as_str()));
         let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| "(no alertname)".into());
-        for action in actions {
-            let label = format!("{name} ({}): {}", alert.fingerprint, action.as_str());
-            let claim = claim(state, alert, action).await?;
-            if claim == Claim::Repeated {
+        let label = format!("{name} ({}): {}", alert.fingerprint, action.as_str());
+        let claim = match claim(state, alert, action).await {
+            Ok(c) => c,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        match claim {
+            Claim::Repeated => {
                 record(state, &caller, alert, &name, action, Outcome::Refused, "already acted on: a repeated delivery")
                     .await;
                 answer.repeated.push(label);
                 continue;
             }
-            match act(state, &caller, alert, &name, action).await {
-                Ok(done) => {
-                    claim.settle(state, alert, action, true).await;
-                    record(state, &caller, alert, &name, action, Outcome::Done, &done).await;
-                    answer.acted.push(label);
-                }
-                Err(e) => {
-                    // Not done: a later delivery of the same alert tries again.
-                    claim.settle(state, alert, action, false).await;
-                    record(state, &caller, alert, &name, action, Outcome::Failed, &e.to_string()).await;
-                    return Err(e);
-                }
+            Claim::Held => {
+                // Not "repeated": the earlier attempt may yet fail, and Alertmanager must send again.
+                let why = "an earlier delivery is still acting on this alert: send it again";
+                record(state, &caller, alert, &name, action, Outcome::Refused, why).await;
+                first_error.get_or_insert(ApiError::Unavailable(SourceError::Missing {
+                    system: Source::StateDatabase,
+                    detail: format!("{label}: {why}"),
+                }));
+                continue;
+            }
+            Claim::Stored | Claim::InProcess => {}
+        }
+        match act(state, &caller, alert, &name, action).await {
+            Ok(done) => {
+                claim.settle(state, alert, action, true).await;
+                record(state, &caller, alert, &name, action, Outcome::Done, &done).await;
+                answer.acted.push(label);
+            }
+            Err(e) => {
+                // Not done: a later delivery of the same alert tries again.
+                claim.settle(state, alert, action, false).await;
+                record(state, &caller, alert, &name, action, Outcome::Failed, &e.to_string()).await;
+                first_error.get_or_insert(e);
             }
         }
     }
-    Ok(answer)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(answer),
+    }
 }
 
 /// Whose an alert's action is.
@@ -157,8 +189,10 @@ enum Claim {
     Stored,
     /// This attempt's, held in this process: the state database did not answer.
     InProcess,
-    /// An earlier attempt's: done, or still within its lease.
+    /// An earlier attempt's, done: a repeated delivery.
     Repeated,
+    /// An earlier attempt's, still acting: this delivery must be sent again.
+    Held,
 }
 
 /// How long a claim not yet done holds off resends: longer than any action takes.
@@ -174,16 +208,23 @@ async fn claim(state: &AppState, alert: &Alert, action: HookAction) -> Result<Cl
     let (db, fp, at) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at);
     let stored = store::claim(db, fp, at, action.as_str(), lease(state));
     match state.services.state_db.call(state.settings.source_timeout(), stored).await {
-        Ok(true) => Ok(Claim::Stored),
-        Ok(false) => Ok(Claim::Repeated),
+        Ok(store::Claimed::Taken) => Ok(Claim::Stored),
+        Ok(store::Claimed::Done) => Ok(Claim::Repeated),
+        Ok(store::Claimed::Held) => Ok(Claim::Held),
         Err(e) if action == HookAction::Kill => {
             tracing::error!(
                 fingerprint = fp,
                 "the hook cannot store its claim ({e}); the kill acts on a claim held here"
             );
-            let fresh =
-                state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner()).insert(claim_key(alert, action));
-            Ok(if fresh { Claim::InProcess } else { Claim::Repeated })
+            let mut held = state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(match held.get(&claim_key(alert, action)) {
+                None => {
+                    held.insert(claim_key(alert, action), false);
+                    Claim::InProcess
+                }
+                Some(true) => Claim::Repeated,
+                Some(false) => Claim::Held,
+            })
         }
         Err(e) => Err(e.into()),
     }
@@ -197,11 +238,16 @@ impl Claim {
         let kept = match (self, done) {
             (Claim::Stored, true) => store::claim_done(db, fp, at, a).await,
             (Claim::Stored, false) => store::forget(db, fp, at, a).await,
-            (Claim::InProcess, false) => {
-                state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner()).remove(&claim_key(alert, action));
+            (Claim::InProcess, _) => {
+                let mut held = state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner());
+                if done {
+                    held.insert(claim_key(alert, action), true);
+                } else {
+                    held.remove(&claim_key(alert, action));
+                }
                 Ok(())
             }
-            (Claim::InProcess, true) | (Claim::Repeated, _) => Ok(()),
+            (Claim::Repeated | Claim::Held, _) => Ok(()),
         };
         if let Err(e) = kept {
             tracing::error!(fingerprint = fp, "the hook's claim cannot be settled ({e}); its lease runs out instead");

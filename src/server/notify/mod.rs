@@ -32,7 +32,8 @@ pub struct Receivers {
     pub unusable: Vec<(ReceiverSettings, String)>,
     pub hook_token: Option<Secret>,
     /// The hook's kill claims made while the state database did not answer (`hook.rs`).
-    pub outage_claims: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// By key, whether done.
+    pub outage_claims: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl Receivers {

@@ -189,7 +189,18 @@ pub async fn close_region(db: &PgPool, receiver: &str, run_id: i64) -> Result<()
     Ok(())
 }
 
-/// Claims an alert's action for this attempt: true when no attempt claimed it before, or when
+/// Whose an alert's action is, as the claim found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This attempt's now.
+    Taken,
+    /// An earlier attempt's, done.
+    Done,
+    /// An earlier attempt's, still acting (within its lease).
+    Held,
+}
+
+/// Claims an alert's action for this attempt: taken when no attempt claimed it before, or when
 /// an earlier attempt's claim is not done and older than `lease` (that attempt was cut off or
 /// its process died: this one takes over). A done claim is never taken again.
 pub async fn claim(
@@ -198,7 +209,7 @@ pub async fn claim(
     starts_at: DateTime<Utc>,
     action: &str,
     lease: std::time::Duration,
-) -> Result<bool, SourceError> {
+) -> Result<Claimed, SourceError> {
     let taken: Option<i32> = sqlx::query_scalar(
         "INSERT INTO alert_hook_actions (fingerprint, starts_at, action) VALUES ($1, $2, $3)
          ON CONFLICT (fingerprint, starts_at, action) DO UPDATE SET claimed_at = now()
@@ -213,7 +224,19 @@ pub async fn claim(
     .fetch_optional(db)
     .await
     .map_err(db_err)?;
-    Ok(taken.is_some())
+    if taken.is_some() {
+        return Ok(Claimed::Taken);
+    }
+    let done: Option<bool> = sqlx::query_scalar(
+        "SELECT done FROM alert_hook_actions WHERE fingerprint = $1 AND starts_at = $2 AND action = $3",
+    )
+    .bind(fingerprint)
+    .bind(starts_at)
+    .bind(action)
+    .fetch_optional(db)
+    .await
+    .map_err(db_err)?;
+    Ok(if done.unwrap_or(false) { Claimed::Done } else { Claimed::Held })
 }
 
 /// The claimed action is done: no later delivery of the alert acts again.
