@@ -45,12 +45,16 @@ impl Health {
     }
 }
 
+/// The report pixels drawn at once, in thousands: 6 megapixels, about 17 MB of RGB.
+pub const RENDER_KILOPIXELS: u32 = 6000;
+
 pub struct Services {
     pub metrics: Arc<OwnMetrics>,
     pub health: Health,
     /// The state database on the kill path (`breaker.rs`).
     pub state_db: super::breaker::Breaker,
-    /// Turns at drawing a report image (two at once), off the async workers.
+    /// Pixels being drawn, in thousands (`RENDER_KILOPIXELS` at most), off the async workers: a
+    /// 2400 × 2400 PNG takes nearly all of it, a default-sized chart a twentieth.
     pub render: tokio::sync::Semaphore,
     status: SingleFlight<StatusReport>,
     summary: SingleFlight<Answer<RecordSummary>>,
@@ -77,7 +81,7 @@ impl Services {
             autopilot_events: SingleFlight::new("autopilot_events", refresh, m()),
             health: Health::default(),
             state_db: super::breaker::Breaker::new(Duration::from_secs(5)),
-            render: tokio::sync::Semaphore::new(2),
+            render: tokio::sync::Semaphore::new(RENDER_KILOPIXELS as usize),
             metrics,
         }
     }

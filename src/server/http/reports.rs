@@ -38,9 +38,15 @@ async fn report_file(
     );
     let report = build(&state, kind, range).await?;
     let disposition = format!("attachment; filename=\"{}-{range}.{ext}\"", kind.slug());
-    // Drawn off the async workers, a few at a time (`Services::render`): a burst of large PNGs
-    // waits its turn instead of taking the process's memory and the workers the probes need.
-    let _turn = state.services.render.acquire().await.map_err(|_| ApiError::Failed("the renderer is closed".into()))?;
+    // Drawn off the async workers, within a budget of pixels (`Services::render`): a burst of
+    // large PNGs waits its turn instead of taking the process's memory and the probes' workers.
+    let kilopixels = (size.0 * size.1).div_ceil(1000).min(crate::server::service::RENDER_KILOPIXELS);
+    let _turn = state
+        .services
+        .render
+        .acquire_many(kilopixels)
+        .await
+        .map_err(|_| ApiError::Failed("the renderer is closed".into()))?;
     let (format, chart) = (ext.to_string(), report.chart);
     let drawn = tokio::task::spawn_blocking(move || -> Result<(&'static str, Vec<u8>), ApiError> {
         Ok(match format.as_str() {
