@@ -44,6 +44,18 @@ pub struct AppState {
 /// sqlx migrations of the state database, embedded at build time.
 pub static STATE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// No statement on the state database runs longer than this (a runaway query cannot hold a
+/// connection the kill path needs).
+const STATE_STATEMENT_TIMEOUT: &str = "30s";
+/// Nor on the diary database (its counts over the whole table, at the rollback, stay well under).
+const DIARY_STATEMENT_TIMEOUT: &str = "120s";
+
+/// The connection options of `url`, every session with `statement_timeout`.
+fn bounded_statements(url: &str, timeout: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    use std::str::FromStr;
+    Ok(sqlx::postgres::PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout)]))
+}
+
 impl AppState {
     /// Connects everything. Only the state database is required: it is migrated here, and the
     /// dashboard refuses to start without it (it is where the audit trail lives).
@@ -55,18 +67,17 @@ impl AppState {
         let auth = super::auth::Auth::new(&settings.auth, config.proxy_secret.clone(), leptos_options.site_addr)
             .and_then(|a| a.with_session_key(config.session_key.as_ref()))
             .map_err(|e| StartError::Auth(e.to_string()))?;
-        let state_db = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(timeout)
-            .connect_lazy(config.state_database_url.expose())
-            .map_err(|e| StartError::StateDatabase(e.to_string()))?;
+        let state_db = PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(
+            bounded_statements(config.state_database_url.expose(), STATE_STATEMENT_TIMEOUT)
+                .map_err(|e| StartError::StateDatabase(e.to_string()))?,
+        );
         migrate_with_retry(&state_db).await?;
 
         let diary = match &config.diary_database_url {
-            Some(url) => PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(timeout)
-                .connect_lazy(url.expose())
+            Some(url) => bounded_statements(url.expose(), DIARY_STATEMENT_TIMEOUT)
+                .map(|options| {
+                    PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(options)
+                })
                 .map(|pool| {
                     let diary = DiaryRecords::new(pool, &settings.schema.table);
                     diary.start_upkeep();

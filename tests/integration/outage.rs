@@ -67,6 +67,10 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
     let signed_out = second.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     post_form(&app, "/auth/logout", "", ORIGIN, Some(&signed_out)).await;
 
+    // No statement holds a state-database connection for long.
+    let limit: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&state.state_db).await.unwrap();
+    assert_eq!(limit, "30s");
+
     proxy.cut();
     // The dashboard stays in its Service, and says what is degraded.
     let (status, ready) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;

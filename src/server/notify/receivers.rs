@@ -60,8 +60,11 @@ impl Receiver {
             (None, None) => return Err(format!("receiver {}: no url", settings.name)),
         };
         let secret = settings.secret_env.as_deref().map(read).transpose()?;
+        // No redirects: a receiver that moved answers 3xx, which is shown, never followed to
+        // wherever it points (with the event and its signature).
         let client = reqwest::Client::builder()
             .timeout(settings.timeout())
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("receiver {}: {}", settings.name, crate::server::redact::outside_error(e)))?;
         Ok(Receiver { settings: settings.clone(), url, secret, client })
@@ -152,6 +155,27 @@ pub fn webhook_body(event: &Event, origin: &Origin) -> Value {
     })
 }
 
+/// The most of a receiver's answer read: enough for an error message or Grafana's id.
+const ANSWER_CAP: usize = 16 * 1024;
+
+/// At most `cap` bytes of the answer's body (the rest is not read).
+async fn capped_text(mut resp: reqwest::Response, cap: usize) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]);
+        if body.len() >= cap {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Slack's mrkdwn gives `&`, `<` and `>` meaning (`<!channel>` pings everyone, `<url|text>` is a
+/// link): in what people typed (a reason) they are escaped, as Slack asks.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
@@ -172,10 +196,10 @@ pub fn slack_body(event: &Event, origin: &Origin) -> Value {
     let fields: Vec<Value> = event
         .details()
         .into_iter()
-        .map(|(k, v)| json!({ "type": "mrkdwn", "text": clip(&format!("*{k}*\n{v}"), 2000) }))
+        .map(|(k, v)| json!({ "type": "mrkdwn", "text": clip(&format!("*{k}*\n{}", slack_escape(&v)), 2000) }))
         .collect();
     json!({
-        "text": format!("{icon} [{}] {}", origin.environment, event.title),
+        "text": format!("{icon} [{}] {}", origin.environment, slack_escape(&event.title)),
         "blocks": [
             { "type": "header", "text": { "type": "plain_text", "text": clip(&event.title, 150), "emoji": true } },
             { "type": "section", "fields": fields },
@@ -218,7 +242,7 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = resp.text().await.unwrap_or_default();
+    let text = capped_text(resp, ANSWER_CAP).await;
     // What the receiver answered may echo the URL it was called on (its secret).
     let said = crate::server::redact::without_urls(text.trim());
     let detail = format!("HTTP {status} in {} ms: {}", started.elapsed().as_millis(), clip(&said, 200));
@@ -236,6 +260,14 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
 mod tests {
     use super::*;
     use crate::api::audit::{AuditEntry, Outcome};
+
+    #[test]
+    fn what_people_typed_cannot_ping_or_link_in_slack() {
+        assert_eq!(
+            slack_escape("<!channel> see <http://evil|here> & more"),
+            "&lt;!channel&gt; see &lt;http://evil|here&gt; &amp; more"
+        );
+    }
 
     fn event() -> Event {
         Event::of(&AuditEntry {
