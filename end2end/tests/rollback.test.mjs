@@ -36,7 +36,9 @@ test("an operator runs the whole rollback from the page and every step turns gre
 
   // The dry run names the real command.
   assert.match(await page.locator('[data-testid="plan-schema_downgrade"]').innerText(), /downgrade a1f3c2d4e5b6/);
-  const plan = await (await fetch(BASE + "/api/v1/rollback/plan", { method: "POST", headers: { origin: BASE } })).json();
+  // The plan's survey is for signed-in callers: the operator's session cookie.
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join("; ");
+  const plan = await (await fetch(BASE + "/api/v1/rollback/plan", { method: "POST", headers: { origin: BASE, cookie } })).json();
   assert.equal(plan.ready, true, JSON.stringify(plan.preconditions));
 
   await page.fill('[data-testid="rollback-reason"]', "doubled doses in the BI report");
