@@ -33,8 +33,8 @@ pub struct SetPercentage {
     pub override_reason: Option<String>,
 }
 
-/// `POST /api/v1/rollout/kill`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /api/v1/rollout/kill` (the body may be left out: a bare kill is a kill).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KillSwitch {
     #[serde(default)]

@@ -38,7 +38,7 @@ const PROXY_SECRET: &str = "x-proxy-secret";
 pub const PROXY_HEADERS: [&str; 4] = [FORWARDED_USER, FORWARDED_EMAIL, FORWARDED_GROUPS, PROXY_SECRET];
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(600);
 /// How long a request waits for the sessions table before the signed cookie decides.
-const SESSION_LOOKUP: Duration = Duration::from_secs(2);
+const SESSION_LOOKUP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -308,3 +308,34 @@ async fn the_hook_never_loses_a_kill_to_a_cut_off_call_or_a_dead_attempt(pool: P
         (StatusCode::OK, Some(1), Some(0))
     );
 }
+
+/// Issue 31: a receiver that refuses *us* (401: a revoked token) is not given up on: its event is
+/// retried with back-off, an alert condition holds while it refuses, and the event is delivered
+/// once the token works again.
+#[sqlx::test(migrations = false)]
+async fn a_receiver_that_refuses_us_is_retried_and_raised(pool: PgPool) {
+    let w = notify_world(pool).await;
+    let refuse = Fault {
+        target: "webhook".into(),
+        mode: FaultMode::Unauthorized,
+        count: Some(3),
+        for_secs: None,
+        retry_after_secs: None,
+    };
+    w.sim.stand_ins().add_fault(refuse);
+    w.state.notify.spawn(&w.state);
+    let kill = Some(r#"{"reason": "doubled doses seen"}"#.to_string());
+    assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout/kill", kill).await.0, StatusCode::OK);
+    until("the webhook refused twice", 20, || got(&w, "webhook").iter().filter(|r| r.status == 401).count() >= 2).await;
+    let held = rollout_dashboard::server::notify::alerting::conditions(&w.state).await.unwrap();
+    let refusing = held.iter().find(|c| c.alertname == "NotificationReceiverRefusing").expect("the condition holds");
+    assert!(refusing.summary.contains("pager") && refusing.summary.contains("401"), "{}", refusing.summary);
+    // The token works again (the fault's three refusals are used up): the event arrives, once.
+    until("the webhook gets the kill", 20, || got(&w, "webhook").iter().any(|r| r.status == 204)).await;
+    let hook = got(&w, "webhook");
+    let delivered: Vec<&str> =
+        hook.iter().filter(|r| r.status == 204).map(|r| r.body["event"].as_str().unwrap()).collect();
+    assert_eq!(delivered, ["flag.kill"], "{hook:?}");
+    let held = rollout_dashboard::server::notify::alerting::conditions(&w.state).await.unwrap();
+    assert!(held.iter().all(|c| c.alertname != "NotificationReceiverRefusing"), "resolved once it takes events again");
+}

@@ -398,3 +398,29 @@ async fn a_step_past_its_time_limit_stops_the_run(pool: PgPool) {
     assert_eq!(s3["state"], "failed");
     assert_eq!(s3["error"], "timed out after 2 s (rollback.step_timeout_secs)");
 }
+
+/// Issue 31: an installation without the rollback's tools (the image has no `alembic`) is refused
+/// at the plan, with why, before any step stops the writers.
+#[sqlx::test(migrations = false)]
+async fn a_missing_program_is_a_failed_precondition_not_a_failed_step(pool: PgPool) {
+    let rw =
+        rollback_world(pool, "downgrade = { kind = \"command\", argv = [\"alembic-not-installed\", \"downgrade\"] }")
+            .await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    let (status, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["ready"], false, "{plan}");
+    let pre = plan["preconditions"].as_array().unwrap().iter().find(|p| p["name"] == "programs_present").unwrap();
+    assert_eq!(pre["passed"], false);
+    assert!(pre["detail"].as_str().unwrap().contains("`alembic-not-installed`"), "{pre}");
+    let (status, _) = call(
+        w,
+        As::Operator,
+        "POST",
+        "/api/v1/rollback",
+        Some(start_body(plan["data_loss_rows"].as_i64().unwrap(), false)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a run does not start");
+}

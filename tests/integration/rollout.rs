@@ -325,3 +325,12 @@ async fn a_stale_version_is_a_conflict_and_guards_block_increases(pool: PgPool) 
     assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout", Some(down)).await.0, StatusCode::OK);
     assert_eq!(flag_value(&w), "5");
 }
+
+/// Issue 31: a bare kill (no body, as on-call types it in a hurry: `curl -X POST …/kill`) kills.
+#[sqlx::test(migrations = false)]
+async fn a_bare_kill_kills(pool: PgPool) {
+    let w = control_world(pool, "30").await;
+    let (status, done) = call(&w, As::Operator, "POST", "/api/v1/rollout/kill", None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(flag_value(&w), "0");
+}

@@ -132,7 +132,7 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
     let (_, notes) = text(&w, As::Anonymous, "/api/v1/notifications").await;
     assert!(notes.contains("connection refused or failed"), "the failure is still said, in words: {notes}");
     let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
-    assert!(logged.contains("notifications"), "the receivers' failures were logged: {} bytes", logged.len());
+    assert!(logged.contains("retried with back-off"), "the receivers' failures were logged: {} bytes", logged.len());
     for word in words {
         assert!(!logged.contains(word), "the log shows the secret {word}");
     }

@@ -60,6 +60,9 @@ pub enum FaultMode {
     Hang,
     /// 503 as from a proxy in front of a receiver that is down.
     Down,
+    /// 401: the receiver no longer takes our token (it was revoked or rotated).
+    #[serde(rename = "401")]
+    Unauthorized,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -193,6 +196,7 @@ async fn answer(
                 (StatusCode::TOO_MANY_REQUESTS, json!("rate limited"), f.retry_after_secs.or(Some(1)))
             }
             FaultMode::Down => (StatusCode::SERVICE_UNAVAILABLE, json!("receiver down"), None),
+            FaultMode::Unauthorized => (StatusCode::UNAUTHORIZED, json!("invalid_token"), None),
             FaultMode::Hang => {
                 w.receivers.record(target, path, headers, raw, 0);
                 tokio::time::sleep(Duration::from_secs(60)).await;

@@ -75,7 +75,12 @@ pub trait ControlBody: serde::de::DeserializeOwned {
     }
 }
 impl ControlBody for crate::api::rollout::SetPercentage {}
-impl ControlBody for crate::api::rollout::KillSwitch {}
+/// A bare `POST /api/v1/rollout/kill` (no body, as on-call types it in a hurry) kills.
+impl ControlBody for crate::api::rollout::KillSwitch {
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
 impl ControlBody for crate::api::rollback::StartRollback {}
 impl ControlBody for crate::api::rollback::NewDeploy {}
 impl ControlBody for crate::api::autopilot::StartPlan {}

@@ -96,6 +96,21 @@ pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError>
             .label("kill", k.id),
         );
     }
+    // A receiver that refuses us (a revoked token, a moved webhook) tells nobody by itself.
+    for (receiver, status, since, attempts) in super::store::refusing_receivers(db).await? {
+        out.push(
+            Condition::new(
+                "NotificationReceiverRefusing",
+                Severity::Warning,
+                format!("Receiver {receiver} refuses the dashboard's notifications (HTTP {status})"),
+                format!(
+                    "Since {}; {attempts} attempt(s), retried with back-off. Its events wait: check its URL and token.",
+                    since.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            )
+            .label("receiver", &receiver),
+        );
+    }
     if let Some(plan) = plans::latest(db).await? {
         if plan.state == PlanState::Paused {
             let why = plan.pause_reason.clone().unwrap_or_default();

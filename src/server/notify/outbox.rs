@@ -56,6 +56,13 @@ pub async fn deliver_forever(state: AppState, receiver: Receiver) {
                 POLL
             }
             Ok(Some(Pass::Failed(retry_after))) => {
+                if backoff == min {
+                    // Once per failing streak; every attempt is on /audit with what it answered.
+                    tracing::warn!(
+                        receiver = receiver.name(),
+                        "notifications: a delivery failed; retried with back-off"
+                    );
+                }
                 let wait = retry_after.unwrap_or(backoff).clamp(min, max);
                 backoff = (backoff * 2).min(max);
                 wait

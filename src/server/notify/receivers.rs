@@ -251,7 +251,9 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
             let annotation_id = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["id"].as_i64());
             Answer::Delivered { status, annotation_id }
         }
-        408 | 429 | 500..=599 => Answer::Failed { status: Some(status), detail, retry_after },
+        // 401, 403 and 404: the receiver refuses *us* (a revoked token, a moved webhook), not the
+        // event: kept and retried with back-off, and raised as `NotificationReceiverRefusing`.
+        401 | 403 | 404 | 408 | 429 | 500..=599 => Answer::Failed { status: Some(status), detail, retry_after },
         _ => Answer::Rejected { status, detail },
     }
 }

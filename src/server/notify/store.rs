@@ -76,6 +76,24 @@ pub async fn record_attempt(db: &PgPool, a: &Attempt<'_>) -> Result<i32, SourceE
     .map_err(db_err)
 }
 
+/// The receivers whose newest attempt was refused as ours (401, 403, 404): name, status, since
+/// when they have refused (the first refusal after their last success) and how many times.
+pub async fn refusing_receivers(db: &PgPool) -> Result<Vec<(String, i32, DateTime<Utc>, i64)>, SourceError> {
+    sqlx::query_as(
+        "WITH newest AS (
+           SELECT DISTINCT ON (receiver) receiver, status FROM notify_attempts ORDER BY receiver, id DESC)
+         SELECT n.receiver, n.status, min(a.at), count(*)
+           FROM newest n
+           JOIN notify_attempts a ON a.receiver = n.receiver
+            AND a.id > coalesce((SELECT max(id) FROM notify_attempts o WHERE o.receiver = n.receiver AND o.ok), 0)
+          WHERE n.status IN (401, 403, 404)
+          GROUP BY n.receiver, n.status",
+    )
+    .fetch_all(db)
+    .await
+    .map_err(db_err)
+}
+
 /// The newest attempts, every receiver.
 pub async fn recent_attempts(db: &PgPool, limit: i64) -> Result<Vec<DeliveryAttempt>, SourceError> {
     #[derive(sqlx::FromRow)]

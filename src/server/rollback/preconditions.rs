@@ -34,6 +34,7 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
     };
     let (from, target) = revisions(s, &diary, &mut pre).await?;
     pre.push(backup_check(s).await);
+    pre.push(programs_present(s, restore_data));
     // A schema that cannot be read is a failed precondition, never "0 rows lost".
     let data_loss = match &diary {
         Ok((d, sc)) => rows_losing_split_values(d, sc).await,
@@ -195,5 +196,74 @@ async fn backup_status_command(s: &AppState) -> Check {
         ),
         Ok(Err(e)) => Check::fail("backup_fresh", format!("cannot run {}: {e}", argv[0])),
         Err(_) => Check::fail("backup_fresh", "the backup status command did not finish within 30 s"),
+    }
+}
+
+/// Every program the run will start (the downgrade's; the restore's when a restore is asked for;
+/// the backup status command's) exists and may be run, found as the run will find it: relative
+/// to `working_dir` when it names a path, on `PATH` otherwise. An image without them (no
+/// `alembic`, no `pg_restore`) is refused here, before any step has stopped the writers.
+fn programs_present(s: &AppState, restore_data: bool) -> Check {
+    let rb = &s.settings.rollback;
+    let super::super::config::DowngradeSettings::Command { argv } = &rb.downgrade;
+    let mut wanted: Vec<(&str, &str)> = vec![("the downgrade", argv.first().map(String::as_str).unwrap_or_default())];
+    if restore_data {
+        wanted.push(("the restore", rb.restore_argv.first().map(String::as_str).unwrap_or_default()));
+    }
+    if let Some(p) = rb.backup_status_argv.first() {
+        wanted.push(("the backup status", p));
+    }
+    let mut found = Vec::new();
+    for (what, program) in wanted {
+        match locate(program, rb.working_dir.as_deref()) {
+            Some(path) => found.push(format!("{what}: {}", path.display())),
+            None => {
+                return Check::fail(
+                    "programs_present",
+                    format!(
+                        "{what} needs `{program}`, which is not there or cannot be run here (on PATH, or relative to \
+                         rollback.working_dir): install it, or run the step as a Job (README, Installing in a cluster)"
+                    ),
+                )
+            }
+        }
+    }
+    Check::pass("programs_present", found.join("; "))
+}
+
+/// Where `program` is, if it is an executable file.
+fn locate(program: &str, working_dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let path = match working_dir {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => std::path::PathBuf::from(program),
+        };
+        return runnable(&path).then_some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn programs_are_found_as_the_run_finds_them() {
+        assert!(super::locate("sh", None).is_some(), "on PATH");
+        assert!(super::locate("no-such-program-anywhere", None).is_none());
+        assert!(super::locate("/bin/sh", None).is_some());
+        assert!(super::locate("bin/sh", Some(std::path::Path::new("/"))).is_some(), "relative to the working dir");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-a-program");
+        std::fs::write(&plain, "data").unwrap();
+        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        assert!(super::locate(plain.to_str().unwrap(), None).is_none(), "a file that cannot be run");
+        assert!(super::locate("", None).is_none());
     }
 }
