@@ -54,6 +54,42 @@ pub async fn swap(url: &str, regions: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Since when, and why, an island's periodic redraw has been failing (None while it works).
+pub type Failing = leptos::prelude::RwSignal<Option<(String, String)>>;
+
+/// Runs `redraw` every `secs` seconds while the island is shown, one at a time (a slow answer is
+/// not overtaken by the next tick); the returned signal says since when and why it fails, so the
+/// island can say its region shows the last values.
+pub fn redraw_every<F, Fut>(secs: u64, redraw: F) -> Failing
+where
+    F: Fn() -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + 'static,
+{
+    use leptos::prelude::*;
+    let failing: Failing = RwSignal::new(None);
+    let busy = StoredValue::new(false);
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(
+            move || {
+                if busy.get_value() {
+                    return;
+                }
+                busy.set_value(true);
+                leptos::task::spawn_local(async move {
+                    match redraw().await {
+                        Ok(()) => failing.set(None),
+                        Err(why) if failing.with_untracked(Option::is_none) => failing.set(Some((now_utc(), why))),
+                        Err(_) => {}
+                    }
+                    busy.set_value(false);
+                });
+            },
+            std::time::Duration::from_secs(secs),
+        );
+    });
+    failing
+}
+
 /// The page's own address, to read its regions again.
 pub fn here() -> String {
     #[cfg(feature = "hydrate")]

@@ -24,30 +24,8 @@ async fn redraw(active: RwSignal<bool>) -> Result<(), String> {
 pub fn AutopilotControls(operator: bool, active: bool, defaults: String, children: Children) -> impl IntoView {
     let active = RwSignal::new(active);
     let act_error = RwSignal::new(None::<String>);
-    let busy = StoredValue::new(false);
     // Since when, and why, the region could not be read (it then shows the last values).
-    let failing = RwSignal::new(None::<(String, String)>);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(
-            move || {
-                if busy.get_value() {
-                    return;
-                }
-                busy.set_value(true);
-                leptos::task::spawn_local(async move {
-                    match redraw(active).await {
-                        Ok(()) => failing.set(None),
-                        Err(why) if failing.with_untracked(Option::is_none) => {
-                            failing.set(Some((client::now_utc(), why)))
-                        }
-                        Err(_) => {}
-                    }
-                    busy.set_value(false);
-                });
-            },
-            std::time::Duration::from_secs(2),
-        );
-    });
+    let failing = client::redraw_every(2, move || redraw(active));
     let act = move |action: String, body: PlanActionBody| {
         leptos::task::spawn_local(async move {
             let url = format!("/api/v1/autopilot/{action}");

@@ -90,31 +90,9 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
     let facts = RwSignal::new(facts);
     let restore = RwSignal::new(false);
     let act_error = RwSignal::new(None::<String>);
-    let busy = StoredValue::new(false);
-    // Since when, and why, the run could not be read (its region then shows the last values).
-    let failing = RwSignal::new(None::<(String, String)>);
-    // The run, every second (one reading at a time).
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(
-            move || {
-                if busy.get_value() {
-                    return;
-                }
-                busy.set_value(true);
-                leptos::task::spawn_local(async move {
-                    match redraw_run(restore.get_untracked(), facts).await {
-                        Ok(()) => failing.set(None),
-                        Err(why) if failing.with_untracked(Option::is_none) => {
-                            failing.set(Some((client::now_utc(), why)))
-                        }
-                        Err(_) => {}
-                    }
-                    busy.set_value(false);
-                });
-            },
-            std::time::Duration::from_secs(1),
-        );
-    });
+    // The run, every second; since when, and why, it could not be read (its region then shows
+    // the last values).
+    let failing = client::redraw_every(1, move || redraw_run(restore.get_untracked(), facts));
     // The plan again when the restore is chosen or dropped.
     Effect::new(move |ran: Option<()>| {
         let r = restore.get();
