@@ -23,6 +23,7 @@ import urllib.parse
 import proof_abuse
 import proof_load
 import proof_notify
+import proof_outage
 
 ENV = os.environ
 RUN = ENV["PROOF_RUN"]
@@ -335,63 +336,6 @@ def st_field(st, path):
     return v
 
 
-def set_flag_as_kubectl(value):
-    """Someone outside the dashboard writes the flag (the emulated API server, as kubectl would)."""
-    path = "/api/v1/namespaces/diabetes/configmaps/feature-flags"
-    auth = {"Authorization": f"Bearer {ENV['PROOF_KUBE_TOKEN']}"}
-    cm = request(int(ENV["PROOF_SIM_PORT"]), "GET", path, headers=auth, timeout=5).json()
-    cm["data"]["insulin_dose_split"] = value
-    r = request(int(ENV["PROOF_SIM_PORT"]), "PUT", path, body=json.dumps(cm).encode(),
-                headers={**auth, "Content-Type": "application/json"}, timeout=5)
-    assert r.status == 200, r.status
-
-
-OUTAGE_REASON = "proof: browser kill while the state database is down"
-
-
-def outage_kills(operator):
-    """With PostgreSQL stopped (the state database with it): the kill switch pressed in a real
-    browser page, the session cookie from before the outage, and a firing alert through the
-    hook; each timed from the action to the flag at 0 %."""
-    check(get("/readyz").status == 200, "with the state database down the dashboard stays ready")
-    if configmap_flag() == "0":
-        set_flag_as_kubectl("22")
-    t0 = time.monotonic()
-    out = subprocess.run(["node", os.path.join(ENV["PROOF_REPO"], "end2end", "kill-in-browser.mjs"), ORIGIN, operator,
-                          OUTAGE_REASON], capture_output=True, text=True, timeout=120)
-    answer = json.loads((out.stdout.strip().splitlines() or ["{}"])[-1])
-    browser_s = answer.get("seconds")
-    check(out.returncode == 0 and "Done" in answer.get("result", "") and configmap_flag() == "0",
-          f"state database down: the browser's kill sets the flag to 0 % ({browser_s} s from Confirm; {answer})")
-    set_flag_as_kubectl("22")
-    alert = {"version": "4", "status": "firing", "receiver": "dashboard", "alerts": [{
-        "status": "firing", "labels": {"alertname": "LegacyDoseSurge", "rollout": "insulin_dose_split"},
-        "annotations": {"summary": "proof: outage"}, "startsAt": "2026-12-06T00:00:00Z", "fingerprint": "proof-outage"}]}
-    t1 = time.monotonic()
-    r = request(SITE_PORT, "POST", "/api/v1/hooks/alertmanager", body=json.dumps(alert).encode(), timeout=30, headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {ENV['PROOF_HOOK_TOKEN']}"})
-    hook_s = round(time.monotonic() - t1, 3)
-    check(r.status == 200 and configmap_flag() == "0",
-          f"state database down: a firing alert through the hook sets the flag to 0 % in {hook_s} s (HTTP {r.status})")
-    st = status()
-    check(any("still kill" in d for d in st.get("degraded") or []), "the status says the state database is down and kills still work")
-    FIGURES["outage_kills"] = {"browser_click_to_done_s": browser_s, "hook_s": hook_s,
-                               "both_s": round(time.monotonic() - t0, 1)}
-
-
-def outage_kills_audited(operator):
-    """After the outage: both kills and the alert are in the audit trail, once each."""
-    def entries():
-        e = audit_entries(operator)
-        return ([x for x in e if x["action"] == "flag.kill" and x.get("reason") == OUTAGE_REASON],
-                [x for x in e if x["action"] == "flag.kill" and "proof-outage" in (x.get("reason") or "")],
-                [x for x in e if x["action"] == "hook.alert" and x["target"] == "alert proof-outage"])
-    took = wait_until("the journal's kills in the audit trail", lambda: all(entries()), 3 * REFRESH)
-    browser, hook, alert = entries()
-    check(took is not None and (len(browser), len(hook), len(alert)) == (1, 1, 1),
-          f"the outage's kills are in the audit trail once each after it (browser {len(browser)}, hook {len(hook)}, alert {len(alert)})")
-
-
 def kill_under_load(ledger, operator):
     """SIGKILL while viewers load the pages and an operator changes the rollout."""
     log("fault: the dashboard killed with SIGKILL under load, with changes in flight")
@@ -440,13 +384,13 @@ def run_faults():
         pg_stop()
         # A change attempted while the state database is down: refused or made, but never lost.
         ledger.set_percentage(operator, 22, "proof: while PostgreSQL is down")
-        outage_kills(operator)
+        proof_outage.kills(sys.modules[__name__], operator)
 
     fault_round("PostgreSQL (diary and state) stopped and started", "diary_database",
                 pg_down, pg_start, ["records_24h.error", "schema.error"], ["flag.error", "metrics.error"], operator)
     check(get("/readyz").status == 200, "after PostgreSQL is back the dashboard is ready again")
     operator = login("ana", "operator-demo")
-    outage_kills_audited(operator)
+    proof_outage.audited(sys.modules[__name__], operator)
     ledger.set_percentage(operator, 23, "proof: after PostgreSQL")
 
     fault_round("Kubernetes emulation answering 500", "kubernetes",
