@@ -6,6 +6,7 @@ export const BASE = process.env.E2E_BASE_URL;
 export const SIM = process.env.E2E_SIM_URL;
 export const KUBE_TOKEN = process.env.E2E_KUBE_TOKEN;
 export const PROM_PID = Number(process.env.E2E_PROMETHEUS_PID);
+export const PROM_URL = process.env.E2E_PROMETHEUS_URL;
 assert.ok(BASE && SIM && KUBE_TOKEN && PROM_PID, "run through scripts/test, which sets E2E_* variables");
 
 /** The flags that work here as root (see ../shared/toolchain.md). */

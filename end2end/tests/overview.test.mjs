@@ -91,7 +91,7 @@ test("the charts are drawn from data, and the alerts panel shows only the rollou
   assert.ok(Math.abs(adoption.current_share - 0.07 / 1.97) < 1e-6, `share ${adoption.current_share}`);
   await page.waitForSelector('[data-testid="alerts-list"]', { timeout: 15000 });
   const alerts = await text(page, "alerts-list");
-  assert.match(alerts, /E2ERolloutAlwaysFiring/);
+  assert.match(alerts, /E2ERolloutWritersQuiet/);
   assert.doesNotMatch(alerts, /E2EUnrelatedAlwaysFiring/);
   assert.deepEqual(problems, []);
   await page.close();

@@ -6,7 +6,7 @@ the state database, a backfilled Prometheus data directory, the simulator and th
 and hands it over through environment variables. This program starts and stops the processes
 itself, so that it can kill them, and checks every outcome: any failed check exits non-zero.
 
-Modes: load, faults, soak, all. Standard library only.
+Modes: load, faults, soak, abuse, autopilot, all. Standard library only.
 """
 
 import http.client
@@ -21,6 +21,7 @@ import time
 import urllib.parse
 
 import proof_abuse
+import proof_autopilot
 import proof_load
 import proof_notify
 import proof_outage
@@ -111,7 +112,7 @@ PROMETHEUS = Proc("prometheus", [
     "--log.level=warn"])
 SIMULATOR = Proc("simulator", [
     f"{BIN}/diary-writer", "serve", "--rbac-role", f"{ENV['PROOF_REPO']}/deploy/role.yaml", "--listen", f"127.0.0.1:{ENV['PROOF_SIM_PORT']}",
-    "--state-file", f"{RUN}/cluster.json", "--ready-delay-secs", "0.5"],
+    "--state-file", f"{RUN}/cluster.json", "--ready-delay-secs", "0.5", "--rate-per-replica", ENV.get("PROOF_SIM_RATE", "0.04")],
     env={"DATABASE_URL": ENV["PROOF_DIARY_URL"], "DEMO_KUBE_TOKEN": ENV["PROOF_KUBE_TOKEN"],
          "DEMO_GRAFANA_TOKEN": ENV["PROOF_GRAFANA_TOKEN"]})
 ALERTMANAGER = Proc("alertmanager", [
@@ -596,6 +597,8 @@ def main():
             proof_load.run(sys.modules[__name__])
         if mode in ("soak", "all"):
             run_soak(soak_minutes)
+        if mode in ("autopilot", "all"):
+            proof_autopilot.run(sys.modules[__name__])
         if mode in ("faults", "all"):
             run_faults()
         if mode in ("abuse", "all"):

@@ -76,9 +76,11 @@ stop_world() {
   WORLD_PIDS=()
 }
 
-# write_prometheus_config FILE RULES SCRAPE_TARGET(optional) ALERTMANAGER(optional host:port)
+# write_prometheus_config FILE RULES SCRAPE_TARGET(optional) ALERTMANAGER(optional host:port) JOIN(optional)
+# JOIN "join" (the default) drops job/instance so that the scraped counters continue the
+# backfilled series; "apart" keeps them, so the live series sit beside the backfilled ones.
 write_prometheus_config() {
-  local file=$1 rules=$2 target=${3:-} alertmanager=${4:-}
+  local file=$1 rules=$2 target=${3:-} alertmanager=${4:-} join=${5:-join}
   {
     echo "global: {scrape_interval: 5s, evaluation_interval: 5s}"
     echo "rule_files: ['$rules']"
@@ -91,18 +93,21 @@ scrape_configs:
   - job_name: diary-writer
     scrape_interval: 5s
     static_configs: [{targets: ['$target']}]
-    # One continuous series with the backfilled history, which has no job/instance labels.
-    metric_relabel_configs: [{action: labeldrop, regex: 'job|instance'}]
 YAML
+      if [[ "$join" == join ]]; then
+        echo "    # One continuous series with the backfilled history, which has no job/instance labels."
+        echo "    metric_relabel_configs: [{action: labeldrop, regex: 'job|instance'}]"
+      fi
     fi
   } >"$file"
 }
 
-# start_prometheus DATA_DIR CONFIG PORT LOGFILE
+# start_prometheus DATA_DIR CONFIG PORT LOGFILE [FLAG...]
 start_prometheus() {
   local data=$1 config=$2 port=$3 logfile=$4
+  shift 4
   start_bg PROMETHEUS "$logfile" prometheus --config.file="$config" --storage.tsdb.path="$data" \
-    --storage.tsdb.retention.time=60d --web.listen-address="127.0.0.1:$port" --log.level=warn
+    --storage.tsdb.retention.time=60d --web.listen-address="127.0.0.1:$port" --log.level=warn "$@"
   wait_http "http://127.0.0.1:$port/-/ready" 60
 }
 

@@ -23,6 +23,9 @@ pub struct ReceiverState {
     pub delivered: i64,
     /// Events it refused with a 4xx (not sent again).
     pub rejected: i64,
+    /// Events set aside after failing `notify.dead_letter_after` times in a row.
+    #[serde(default)]
+    pub dead: i64,
     /// Since when its deliveries have been failing (None: the last one went through).
     pub failing_since: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -45,8 +48,30 @@ pub struct DeliveryAttempt {
     pub millis: i32,
 }
 
+/// An event a receiver failed to take `notify.dead_letter_after` times in a row, set aside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub receiver: String,
+    pub audit_id: i64,
+    pub event: String,
+    /// When it was set aside.
+    pub at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// `POST /api/v1/notifications/{receiver}/resend`: a dead letter due again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resend {
+    pub audit_id: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationsView {
     pub receivers: Vec<ReceiverState>,
     pub attempts: Vec<DeliveryAttempt>,
+    /// The newest dead letters (every receiver's), newest first.
+    #[serde(default)]
+    pub dead_letters: Vec<DeadLetter>,
 }

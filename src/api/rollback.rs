@@ -76,6 +76,8 @@ pub enum RunAction {
     Skip,
     Abort,
     Approve,
+    /// After an abort that left the writers stopped: scale them back to the remembered count.
+    ScaleBack,
 }
 
 impl RunAction {
@@ -85,6 +87,7 @@ impl RunAction {
             "skip" => Some(RunAction::Skip),
             "abort" => Some(RunAction::Abort),
             "approve" => Some(RunAction::Approve),
+            "scale_back" => Some(RunAction::ScaleBack),
             _ => None,
         }
     }
@@ -94,6 +97,7 @@ impl RunAction {
             RunAction::Skip => "skip",
             RunAction::Abort => "abort",
             RunAction::Approve => "approve",
+            RunAction::ScaleBack => "scale_back",
         }
     }
 }
@@ -196,6 +200,16 @@ impl RunView {
     /// The step the run is at (the first one not passed).
     pub fn current_step(&self) -> Option<&StepView> {
         self.steps.iter().find(|s| !s.state.passed())
+    }
+
+    /// An aborted run that stopped the writers and never scaled them back: the count to restore.
+    pub fn writers_left_stopped(&self) -> Option<i64> {
+        let step = |name: &str| self.steps.iter().find(|s| s.name == name).map(|s| s.state);
+        let stopped = step("stop_writers") == Some(StepState::Done);
+        let back = step("scale_writers_back") == Some(StepState::Done);
+        (self.state == RunState::Aborted && stopped && !back)
+            .then(|| self.memory.get("writer_replicas").and_then(serde_json::Value::as_i64))
+            .flatten()
     }
 }
 

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::audit::AuditEntry;
-use crate::api::notify::{DeliveryAttempt, NotificationsView, ReceiverState};
+use crate::api::notify::{DeadLetter, DeliveryAttempt, NotificationsView, ReceiverState};
 use crate::components::time::{self, Shown};
 
 const ACTIONS: [(&str, &str); 4] = [
@@ -73,11 +73,19 @@ fn Notifications() -> impl IntoView {
                         Ok(NotificationsView { receivers, .. }) if receivers.is_empty() => view! {
                             <p data-testid="notify-none">"No receivers are configured (settings: [[notify.receivers]])."</p>
                         }.into_any(),
-                        Ok(NotificationsView { receivers, attempts }) => view! {
+                        Ok(NotificationsView { receivers, attempts, dead_letters }) => view! {
                             <table class="audit" data-testid="notify-receivers">
                                 <thead><tr><th>"Receiver"</th><th>"Takes"</th><th>"Waiting"</th><th>"Delivered"</th><th>"Refused by it"</th><th>"State"</th></tr></thead>
                                 <tbody>{receivers.into_iter().map(receiver_row).collect_view()}</tbody>
                             </table>
+                            {(!dead_letters.is_empty()).then(|| view! {
+                                <h3>"Dead letters"</h3>
+                                <p class="detail">"Events a receiver failed to take too many times in a row, set aside so that the ones behind them go on. An operator sends one again with POST /api/v1/notifications/{receiver}/resend {\"audit_id\": N}."</p>
+                                <table class="audit" data-testid="notify-dead-letters">
+                                    <thead><tr><th>"Set aside (UTC)"</th><th>"Receiver"</th><th>"Event"</th><th>"Attempts"</th><th>"Last answer"</th></tr></thead>
+                                    <tbody>{dead_letters.into_iter().map(dead_letter_row).collect_view()}</tbody>
+                                </table>
+                            })}
                             <h3>"Recent deliveries"</h3>
                             <table class="audit" data-testid="notify-attempts">
                                 <thead><tr><th>"Time (UTC)"</th><th>"Receiver"</th><th>"Event"</th><th>"Attempt"</th><th>"Result"</th></tr></thead>
@@ -118,8 +126,20 @@ fn receiver_row(r: ReceiverState) -> impl IntoView {
             <td>{format!("{takes}; {} and above", r.min_severity)}</td>
             <td>{waiting}</td>
             <td>{r.delivered}</td>
-            <td>{r.rejected}</td>
+            <td>{r.rejected}{(r.dead > 0).then(|| format!(" · {} dead letter(s)", r.dead))}</td>
             <td>{state}</td>
+        </tr>
+    }
+}
+
+fn dead_letter_row(d: DeadLetter) -> impl IntoView {
+    view! {
+        <tr class="outcome-failed">
+            <td>{time::utc(d.at, Shown::DateSeconds)}</td>
+            <td>{d.receiver}</td>
+            <td>{format!("{}, entry #{}", d.event, d.audit_id)}</td>
+            <td>{d.attempts}</td>
+            <td>{d.last_error.unwrap_or_default()}</td>
         </tr>
     }
 }

@@ -9,7 +9,7 @@ pub fn LoginPage() -> impl IntoView {
     let error = move || {
         query.read().get("error").map(|e| match e.as_str() {
             "wrong" => "Wrong user name or password.",
-            "too_many" => "Too many attempts. Wait a few minutes, then try again.",
+            "too_many" => "Too many failed attempts for this name from here: each one more waits twice as long. Wait a little, then try again.",
             _ => "Sign-in is not available right now.",
         })
     };

@@ -134,6 +134,12 @@ fn Run(run: RunView, operator: bool, me: String) -> impl IntoView {
                 </div>
             })}
             {(operator && run.active()).then(|| button(RunAction::Abort, "Abort the run", "danger"))}
+            {run.writers_left_stopped().map(|n| view! {
+                <p class="source-error" data-testid="writers-left-stopped">
+                    {format!("The run was aborted with the writers stopped (they were at {n} replicas).")}
+                </p>
+                {operator.then(|| button(RunAction::ScaleBack, "Scale the writers back", "primary"))}
+            })}
         </Panel>
     }
 }

@@ -88,12 +88,16 @@ fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, 
 /// that cannot take the entry is logged loudly and does not change the answer.
 pub async fn refusal_recorded<T>(
     db: &PgPool,
+    metrics: &super::own_metrics::OwnMetrics,
     caller: &super::caller::Caller,
     action: &str,
     target: &str,
     result: Result<T, super::error::ApiError>,
 ) -> Result<T, super::error::ApiError> {
     if let Err(e) = &result {
+        if counted_if_anonymous(metrics, caller, action) {
+            return result;
+        }
         if let Err(err) = record(db, &caller.entry(action, target).refusal(e)).await {
             tracing::error!(
                 request_id = caller.request_id(),
@@ -102,6 +106,26 @@ pub async fn refusal_recorded<T>(
         }
     }
     result
+}
+
+/// A refusal of a caller without an identity: counted in `/metrics`
+/// (`rollout_dashboard_anonymous_refusals_total{action}`) and logged, never written to the audit
+/// trail, which anybody could otherwise fill. True when the caller is nobody.
+pub fn counted_if_anonymous(
+    metrics: &super::own_metrics::OwnMetrics,
+    caller: &super::caller::Caller,
+    action: &str,
+) -> bool {
+    if caller.who().is_some() {
+        return false;
+    }
+    metrics.anonymous_refusal(action);
+    tracing::info!(
+        request_id = caller.request_id(),
+        action,
+        "refused a caller without an identity (counted, not audited)"
+    );
+    true
 }
 
 /// Who made the latest flag change the trail knows of, and how (`flag.set`, `flag.kill` or

@@ -5,8 +5,13 @@
 //!   answers (sign-out, expiry); while it does not, the signature, the expiry in the cookie and
 //!   the users file do, so that on-call can still kill during an outage.
 //! - `proxy`: identity and groups from an authenticating proxy's headers (oauth2-proxy's
-//!   `X-Forwarded-User`, `-Email`, `-Groups`), trusted only with the shared secret header or from
-//!   configured addresses; groups map to roles.
+//!   `X-Forwarded-User`, `-Email`, `-Groups`), believed only from a configured address **and**
+//!   with the shared secret header, each header sent once; groups map to roles.
+//!
+//! Sign-in attempts are throttled per (user name, client address) (`throttle.rs`), the client
+//! read from a trusted proxy's `X-Forwarded-For` (`client.rs`). The users file is read again
+//! when it changes, checked at most every `USERS_RECHECK`, so a removed or demoted user's
+//! sessions stop counting within a minute. Over https the cookie is `__Host-` prefixed.
 //!
 //! Every state-changing request must also come from the dashboard's own origin (CSRF).
 
@@ -29,6 +34,9 @@ use crate::api::auth::{Identity, Role};
 use super::config::{AuthMode, AuthSettings, Secret};
 
 pub const SESSION_COOKIE: &str = "rd_session";
+/// The cookie's name over https: the browser then only takes it from this exact host, over a
+/// secure connection, for the whole site (no Domain attribute can widen it).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-rd_session";
 /// An authenticating proxy's headers (oauth2-proxy's names) and the secret that proves it sent them.
 const FORWARDED_USER: &str = "x-forwarded-user";
 const FORWARDED_EMAIL: &str = "x-forwarded-email";
@@ -36,7 +44,8 @@ const FORWARDED_GROUPS: &str = "x-forwarded-groups";
 const PROXY_SECRET: &str = "x-proxy-secret";
 /// Every header `proxy` mode reads: together with the cookie, what tells viewers apart.
 pub const PROXY_HEADERS: [&str; 4] = [FORWARDED_USER, FORWARDED_EMAIL, FORWARDED_GROUPS, PROXY_SECRET];
-const ATTEMPT_WINDOW: Duration = Duration::from_secs(600);
+/// How often, at most, the users file is looked at again for changes.
+const USERS_RECHECK: Duration = Duration::from_secs(30);
 /// How long a request waits for the sessions table before the signed cookie decides.
 const SESSION_LOOKUP: Duration = Duration::from_secs(1);
 
@@ -67,7 +76,8 @@ pub enum AuthSetupError {
     )]
     NoPublicOrigin(SocketAddr),
     #[error(
-        "auth.mode = \"proxy\" needs ROLLOUT_PROXY_SECRET or auth.trusted_proxies: without either nobody is trusted"
+        "auth.mode = \"proxy\" needs both ROLLOUT_PROXY_SECRET and auth.trusted_proxies (the proxy's addresses or \
+         network): identity headers are believed only from there and with the secret"
     )]
     UntrustedProxy,
     #[error("ROLLOUT_SESSION_KEY is too weak: give at least 32 random characters (openssl rand -hex 32)")]
@@ -78,8 +88,8 @@ pub enum AuthSetupError {
 pub enum LoginError {
     #[error("wrong user name or password")]
     Wrong,
-    #[error("too many login attempts; wait a few minutes")]
-    TooMany,
+    #[error("too many failed sign-ins from here for this name; try again in {} s", .0.as_secs().max(1))]
+    TooMany(Duration),
     #[error("login is not available: {0}")]
     Unavailable(String),
 }
@@ -87,9 +97,10 @@ pub enum LoginError {
 pub struct Auth {
     settings: AuthSettings,
     proxy_secret: Option<Secret>,
-    users: HashMap<String, (Role, String)>,
-    /// Failed attempts by user name and by client address.
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+    /// The users file as last read, and when it was last looked at.
+    users: std::sync::RwLock<Users>,
+    /// Sign-in turns per (user name, client address).
+    throttle: throttle::Throttle,
     /// Verified for unknown user names, so that timing does not tell which names exist.
     dummy_hash: String,
     /// The origin state-changing requests must come from.
@@ -104,7 +115,16 @@ pub struct Auth {
     signed_out: Mutex<std::collections::HashSet<String>>,
 }
 
+pub mod client;
 mod signed;
+mod throttle;
+
+/// The users file's users (name: role and password hash), with what tells a change.
+struct Users {
+    by_name: HashMap<String, (Role, String)>,
+    modified: Option<std::time::SystemTime>,
+    checked: Instant,
+}
 
 /// An argon2id hash of `password`, for the users file.
 pub fn hash_password(password: &str) -> String {
@@ -127,14 +147,15 @@ impl Auth {
         proxy_secret: Option<Secret>,
         site_addr: SocketAddr,
     ) -> Result<Auth, AuthSetupError> {
-        let users = match (&settings.mode, &settings.users_file) {
+        let by_name = match (&settings.mode, &settings.users_file) {
             (AuthMode::Local, Some(path)) => read_users(path)?,
             _ => HashMap::new(),
         };
+        let modified = settings.users_file.as_deref().and_then(modified_at);
         if site_addr.ip().is_unspecified() && settings.public_origin.is_none() {
             return Err(AuthSetupError::NoPublicOrigin(site_addr));
         }
-        if settings.mode == AuthMode::Proxy && proxy_secret.is_none() && settings.trusted_proxies.is_empty() {
+        if settings.mode == AuthMode::Proxy && (proxy_secret.is_none() || settings.trusted_proxies.is_empty()) {
             return Err(AuthSetupError::UntrustedProxy);
         }
         let origin = settings.public_origin.clone().unwrap_or_else(|| format!("http://{site_addr}"));
@@ -146,8 +167,8 @@ impl Auth {
             origin,
             settings: settings.clone(),
             proxy_secret,
-            users,
-            failures: Mutex::new(HashMap::new()),
+            users: std::sync::RwLock::new(Users { by_name, modified, checked: Instant::now() }),
+            throttle: throttle::Throttle::new(settings.login_attempts),
             signer: signed::Signer::random(),
             hashing: tokio::sync::Semaphore::new(2),
             signed_out: Mutex::default(),
@@ -186,7 +207,7 @@ impl Auth {
         match self.settings.mode {
             AuthMode::Proxy => self.proxy_identity(headers, peer),
             AuthMode::Local => {
-                let token = cookie(headers, SESSION_COOKIE)?;
+                let token = cookie(headers, self.cookie_name())?;
                 let query = sqlx::query_as::<_, (String, String)>(
                     "SELECT username, role FROM sessions WHERE token_sha256 = $1 AND expires_at > now()",
                 )
@@ -200,7 +221,7 @@ impl Auth {
                         let role = Role::parse(&role)?;
                         // The users file has the last word: a user removed or demoted since
                         // signing in is not who the session says.
-                        self.users.get(&user).filter(|(r, _)| *r == role)?;
+                        self.user(&user).filter(|(r, _)| *r == role)?;
                         Some(Identity { user, role, via: "local".into() })
                     }
                     // The state database does not answer: the signed cookie and the users file decide.
@@ -217,18 +238,55 @@ impl Auth {
             return None;
         }
         let s = self.signer.check(token, chrono::Utc::now().timestamp())?;
-        let (role, _) = self.users.get(&s.user).filter(|(role, _)| *role == s.role)?;
-        Some(Identity { user: s.user, role: *role, via: "local".into() })
+        let (role, _) = self.user(&s.user).filter(|(role, _)| *role == s.role)?;
+        Some(Identity { user: s.user, role, via: "local".into() })
     }
 
+    /// A user of the users file, read again when it changed (looked at every `USERS_RECHECK`).
+    fn user(&self, name: &str) -> Option<(Role, String)> {
+        let stale = self.users.read().unwrap_or_else(|p| p.into_inner()).checked.elapsed() >= USERS_RECHECK;
+        if stale {
+            self.reread_users();
+        }
+        self.users.read().unwrap_or_else(|p| p.into_inner()).by_name.get(name).cloned()
+    }
+
+    fn reread_users(&self) {
+        let Some(path) = self.settings.users_file.as_deref().filter(|_| self.settings.mode == AuthMode::Local) else {
+            return;
+        };
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        users.checked = Instant::now();
+        let modified = modified_at(path);
+        if modified == users.modified && modified.is_some() {
+            return;
+        }
+        match read_users(path) {
+            Ok(by_name) => {
+                tracing::info!(users = by_name.len(), "the users file changed: read again");
+                users.by_name = by_name;
+                users.modified = modified;
+            }
+            // Keep who was known: a half-written file must not sign everybody out, nor in.
+            Err(e) => tracing::warn!("the users file cannot be read again, the last good one stays: {e}"),
+        }
+    }
+
+    /// Identity headers believed from a trusted proxy's address **and** with the secret (a
+    /// request without a socket, in-process, has only the secret to show), each header once: a
+    /// second `X-Forwarded-User` is a client's addition the proxy passed on, not the proxy's word.
     fn proxy_identity(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Identity> {
+        if let Some(twice) = PROXY_HEADERS.iter().find(|n| headers.get_all(**n).iter().count() > 1) {
+            tracing::warn!(header = twice, "an identity header came more than once: refused");
+            return None;
+        }
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
         let by_secret = match (&self.proxy_secret, header(PROXY_SECRET)) {
             (Some(secret), Some(given)) => same(secret.expose().as_bytes(), given.as_bytes()),
             _ => false,
         };
-        let by_address = peer.is_some_and(|p| self.settings.trusted_proxies.contains(&p));
-        if !(by_secret || by_address) {
+        let by_address = peer.is_none_or(|p| client::trusted(&self.settings.trusted_proxies, p));
+        if !(by_secret && by_address) {
             return None;
         }
         let user = header(FORWARDED_USER).or_else(|| header(FORWARDED_EMAIL))?.to_string();
@@ -246,25 +304,6 @@ impl Auth {
         Some(Identity { user, role, via: "proxy".into() })
     }
 
-    fn too_many(&self, keys: &[String]) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let limit = self.settings.login_attempts as usize;
-        // Forget what is out of the window, keys included: names and addresses an attacker
-        // tries once must not pile up for the life of the process.
-        f.retain(|_, v| {
-            v.retain(|t| t.elapsed() < ATTEMPT_WINDOW);
-            !v.is_empty()
-        });
-        keys.iter().any(|k| f.get(k).is_some_and(|v| v.len() >= limit))
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
-            f.entry(k.clone()).or_default().push(Instant::now());
-        }
-    }
-
     /// Checks the password and opens a session; returns the session token and who it is.
     pub async fn login(
         &self,
@@ -276,12 +315,11 @@ impl Auth {
         if self.settings.mode != AuthMode::Local {
             return Err(LoginError::Unavailable("this dashboard uses its proxy for sign-in".into()));
         }
-        let keys = [format!("user:{user}"), format!("addr:{}", client.map(|c| c.to_string()).unwrap_or_default())];
-        if self.too_many(&keys) {
-            return Err(LoginError::TooMany);
-        }
-        let known = self.users.get(user);
-        let hash = known.map(|(_, h)| h.clone()).unwrap_or_else(|| self.dummy_hash.clone());
+        // Taken before the password is checked, released (as a failure, unless it succeeds)
+        // however this ends: a cancelled attempt is a failed one.
+        let turn = self.throttle.take(user, client).map_err(LoginError::TooMany)?;
+        let known = self.user(user);
+        let hash = known.as_ref().map(|(_, h)| h.clone()).unwrap_or_else(|| self.dummy_hash.clone());
         // Argon2 is slow on purpose (tens of ms, 19 MiB): off the async workers, two at a time.
         let ok = {
             let _turn = self.hashing.acquire().await.map_err(|_| LoginError::Unavailable("shutting down".into()))?;
@@ -294,11 +332,11 @@ impl Auth {
             .unwrap_or(false)
         };
         let Some((role, _)) = known.filter(|_| ok) else {
-            self.failed(&keys);
             return Err(LoginError::Wrong);
         };
+        turn.succeeded();
         let expires = chrono::Utc::now().timestamp() + i64::try_from(self.settings.session_hours).unwrap_or(12) * 3600;
-        let token = self.signer.sign(user, *role, expires);
+        let token = self.signer.sign(user, role, expires);
         sqlx::query(
             "INSERT INTO sessions (token_sha256, username, role, expires_at)
              VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
@@ -310,26 +348,35 @@ impl Auth {
         .execute(db)
         .await
         .map_err(|e| LoginError::Unavailable(format!("the state database: {e}")))?;
-        Ok((token, Identity { user: user.to_string(), role: *role, via: "local".into() }))
+        Ok((token, Identity { user: user.to_string(), role, via: "local".into() }))
     }
 
     pub async fn logout(&self, db: &PgPool, headers: &HeaderMap) {
-        if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        if let Some(token) = cookie(headers, self.cookie_name()) {
             let hash = sha256_hex(&token);
             self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.clone());
             let _ = sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(hash).execute(db).await;
         }
     }
 
+    /// The session cookie's name: `__Host-` prefixed over https.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
     /// The Set-Cookie value for a new session, or for removing it (`token` None).
     pub fn session_cookie(&self, token: Option<&str>) -> String {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        let (name, secure) = (self.cookie_name(), if self.secure_cookies { "; Secure" } else { "" });
         match token {
             Some(t) => format!(
-                "{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                "{name}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
                 self.settings.session_hours * 3600
             ),
-            None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+            None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
         }
     }
 
@@ -345,6 +392,10 @@ impl Auth {
             (None, None) => false,
         }
     }
+}
+
+fn modified_at(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn read_users(path: &Path) -> Result<HashMap<String, (Role, String)>, AuthSetupError> {
@@ -381,26 +432,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failed_attempts_limit_then_are_forgotten_with_their_keys() {
-        let auth = Auth::new(&AuthSettings::default(), None, "127.0.0.1:3000".parse().unwrap()).unwrap();
-        let keys = vec!["user:ana".to_string(), "addr:10.0.0.1".to_string()];
-        for _ in 0..auth.settings.login_attempts {
-            assert!(!auth.too_many(&keys));
-            auth.failed(&keys);
-        }
-        assert!(auth.too_many(&keys), "the limit holds");
-        assert!(auth.too_many(&keys[1..]), "by address alone too");
-        // Attempts older than the window, under names tried once, leave no trace.
-        let old = Instant::now().checked_sub(ATTEMPT_WINDOW + Duration::from_secs(1)).unwrap();
-        auth.failures.lock().unwrap().insert("user:once".into(), vec![old]);
-        for v in auth.failures.lock().unwrap().values_mut().filter(|v| v.len() > 1) {
-            v.iter_mut().for_each(|t| *t = old);
-        }
-        assert!(!auth.too_many(&keys), "the window passed");
-        assert!(auth.failures.lock().unwrap().is_empty(), "{:?}", auth.failures.lock().unwrap().keys());
-    }
-
-    #[test]
     fn cookies_and_origins() {
         let mut h = HeaderMap::new();
         h.insert("cookie", "a=1; rd_session=abc; b=2".parse().unwrap());
@@ -424,9 +455,13 @@ mod tests {
         let with_origin =
             AuthSettings { public_origin: Some("https://rollout.example.org".into()), ..Default::default() };
         assert!(Auth::new(&with_origin, None, every).is_ok());
-        let proxy = AuthSettings { mode: AuthMode::Proxy, ..with_origin };
+        let proxy = AuthSettings { mode: AuthMode::Proxy, ..with_origin.clone() };
         assert_eq!(Auth::new(&proxy, None, every).err(), Some(AuthSetupError::UntrustedProxy));
-        assert!(Auth::new(&proxy, Some(Secret::new("s")), every).is_ok());
+        // Both the secret and the proxy's addresses: either alone is refused.
+        assert_eq!(Auth::new(&proxy, Some(Secret::new("s")), every).err(), Some(AuthSetupError::UntrustedProxy));
+        let peers = AuthSettings { trusted_proxies: vec!["10.42.0.0/16".parse().unwrap()], ..proxy.clone() };
+        assert_eq!(Auth::new(&peers, None, every).err(), Some(AuthSetupError::UntrustedProxy));
+        assert!(Auth::new(&peers, Some(Secret::new("s")), every).is_ok());
         let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
         let auth = || Auth::new(&AuthSettings::default(), None, local).unwrap();
         for weak in ["short", "CHANGE-ME", "CHANGE-ME-CHANGE-ME-CHANGE-ME-CHANGE-ME"] {

@@ -28,6 +28,7 @@ pub mod prometheus;
 pub mod records;
 pub mod redact;
 pub mod reports;
+pub mod retention;
 pub mod rollback;
 pub mod rollout;
 pub mod service;

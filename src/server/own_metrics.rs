@@ -33,6 +33,12 @@ struct PartLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    /// An audit action name (`flag.kill`): the code's own, bounded.
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabels {
     receiver: String,
     outcome: &'static str,
@@ -61,6 +67,7 @@ pub struct OwnMetrics {
     cache_hits: Family<CacheLabel, Counter>,
     cache_misses: Family<CacheLabel, Counter>,
     notifications: Family<DeliveryLabels, Counter>,
+    anonymous_refusals: Family<ActionLabel, Counter>,
     requests: Family<RequestLabels, Histogram>,
     rollup_entries: Family<PartLabel, Gauge>,
     rollup_bytes: Gauge,
@@ -76,6 +83,7 @@ impl Default for OwnMetrics {
             cache_hits: Family::default(),
             cache_misses: Family::default(),
             notifications: Family::default(),
+            anonymous_refusals: Family::default(),
             requests: Family::new_with_constructor(latency_histogram),
             rollup_entries: Family::default(),
             rollup_bytes: Gauge::default(),
@@ -92,6 +100,11 @@ impl Default for OwnMetrics {
         registry.register("cache_hits", "Answers served from the refresh-interval cache", m.cache_hits.clone());
         registry.register("cache_misses", "Answers computed by asking the backends", m.cache_misses.clone());
         registry.register("notifications", "Delivery attempts to notification receivers", m.notifications.clone());
+        registry.register(
+            "anonymous_refusals",
+            "Actions refused to callers without an identity (counted here, kept out of the audit trail)",
+            m.anonymous_refusals.clone(),
+        );
         registry.register_with_unit(
             "http_request_duration",
             "HTTP requests served, by route pattern, method and status class",
@@ -134,6 +147,10 @@ impl OwnMetrics {
     }
 
     /// An HTTP request answered: `route` is the matched pattern (or `unmatched`).
+    pub fn anonymous_refusal(&self, action: &str) {
+        self.anonymous_refusals.get_or_create(&ActionLabel { action: action.to_string() }).inc();
+    }
+
     pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         let status = match status {
             100..=199 => "1xx",

@@ -3,6 +3,10 @@
 //! and reqwest's error text names the URL it was sending to (`error sending request for url
 //! (…)`). Every error from an HTTP call to an outside system is worded here, and every text an
 //! outside system answered is passed through `without_urls` before it is stored or shown.
+//!
+//! Text the server did not write itself (the output of the commands the rollback runs) is passed
+//! through `Secrets::redact`: every configured secret, and a database URL's password alone,
+//! replaced by `***`.
 
 /// reqwest's message without the URL: what went wrong, in words.
 pub fn outside_error(e: reqwest::Error) -> String {
@@ -76,5 +80,68 @@ mod tests {
         // A URL that does not parse as a host fails before connecting: still not named.
         let e = reqwest::Client::new().get("http://exa mple.invalid/secretpath").send().await.unwrap_err();
         assert!(!outside_error(e).contains("secretpath"));
+    }
+}
+
+/// Every configured secret's value (`Config::secret_values`), longest first, for `redact`.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(std::sync::Arc<Vec<String>>);
+
+/// Shorter values are not searched for (a one-letter password would blank every such letter);
+/// start-up warns about them instead.
+pub const SHORTEST_SECRET: usize = 4;
+
+impl Secrets {
+    pub fn new(values: impl IntoIterator<Item = String>) -> Secrets {
+        let mut all: Vec<String> = Vec::new();
+        for v in values {
+            if let Some(p) = url_password(&v) {
+                all.push(p);
+            }
+            all.push(v);
+        }
+        all.retain(|v| v.len() >= SHORTEST_SECRET);
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        Secrets(std::sync::Arc::new(all))
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.0
+            .iter()
+            .fold(text.to_string(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
+    }
+}
+
+/// The password of `scheme://user:password@host…`, as written and percent-decoded.
+fn url_password(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let password = &userinfo[userinfo.find(':')? + 1..];
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::*;
+
+    #[test]
+    fn every_secret_and_a_urls_password_are_masked_longest_first() {
+        let s = Secrets::new([
+            "postgres://rollout:pa55word-x@db.internal:5432/diary".to_string(),
+            "hook-token-123".to_string(),
+            "hook-token-123-and-more".to_string(),
+            "abc".to_string(),
+        ]);
+        let out = s.redact(
+            "connecting to postgres://rollout:pa55word-x@db.internal:5432/diary failed; password pa55word-x \
+             rejected; hook-token-123-and-more / hook-token-123; abc stays",
+        );
+        assert_eq!(out, "connecting to *** failed; password *** rejected; *** / ***; abc stays");
+        assert_eq!(url_password("postgres://u@h/db"), None);
+        assert_eq!(url_password("postgres://u:p%40ss@h/db").as_deref(), Some("p%40ss"));
+        assert_eq!(Secrets::default().redact("nothing"), "nothing");
     }
 }

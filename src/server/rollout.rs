@@ -103,6 +103,9 @@ async fn audited(
     reason: Option<String>,
     result: Result<ChangeDone, ApiError>,
 ) -> Result<ChangeDone, ApiError> {
+    if result.is_err() && audit::counted_if_anonymous(&state.services.metrics, caller, action) {
+        return result;
+    }
     let entry = caller.entry(action, state.settings.flag.target()).reason(reason);
     let entry = match &result {
         Ok(c) => {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub journal: Arc<super::audit_journal::AuditJournal>,
     /// Notification receivers and the alert hook's token.
     pub notify: Arc<super::notify::Receivers>,
+    /// Every configured secret, masked in what the commands the server runs print.
+    pub secrets: super::redact::Secrets,
 }
 
 /// sqlx migrations of the state database, embedded at build time.
@@ -61,6 +63,11 @@ impl AppState {
     /// dashboard refuses to start without it (it is where the audit trail lives).
     pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
         let notify = Arc::new(super::notify::Receivers::from_config(&config));
+        let values = config.secret_values();
+        if values.iter().any(|v| v.len() < super::redact::SHORTEST_SECRET) {
+            tracing::warn!("a configured secret is shorter than 4 characters: it is not masked in command output");
+        }
+        let secrets = super::redact::Secrets::new(values);
         let settings = config.settings;
         let diary_database_url = config.diary_database_url.clone();
         let timeout = settings.source_timeout();
@@ -130,6 +137,7 @@ impl AppState {
         Ok(AppState {
             journal: Arc::new(super::audit_journal::AuditJournal::new(journal_path)),
             notify,
+            secrets,
             auth: Arc::new(auth),
             leptos_options,
             services: Arc::new(super::service::Services::new(settings.refresh_interval())),
@@ -149,6 +157,7 @@ impl AppState {
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
         tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
         tokio::spawn(super::autopilot::drive_forever(self.clone()));
+        tokio::spawn(super::retention::prune_forever(self.state_db.clone(), self.settings.retention_days));
         self.notify.spawn(self);
         let state = self.clone();
         tokio::spawn(async move { super::rollback::recover(&state).await });

@@ -37,7 +37,7 @@ async fn a_rule_on_legacy_usage_kills_through_alertmanager_and_the_killed_alert_
     let prom = PrometheusHarness::start_alerting(&synthetic(1.9, 0.07, 7200, 3600, 15), Some(RULES), Some(&am.addr));
     let sim = SimulatorHarness::start("25", 3, None).await;
     let settings = format!(
-        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
          viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n\
          [[notify.receivers]]\nname = \"alerts\"\nkind = \"alertmanager\"\nurl = \"{}\"\nresend_secs = 1\n\
          [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\", rollout = \"insulin_dose_split\" }}\naction = \"kill\"\n",

@@ -105,10 +105,32 @@ async fn local_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(pool: PgPool) {
     assert_eq!(resp.headers()["location"], "/");
 }
 
+/// A sign-in from `peer` (a socket's address), through whatever `X-Forwarded-For` says.
+async fn login_from(
+    app: &axum::Router,
+    body: &str,
+    peer: &str,
+    forwarded_for: Option<&str>,
+) -> axum::response::Response {
+    let mut req = Request::post("/auth/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", ORIGIN);
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    app.clone().oneshot(req).await.unwrap()
+}
+
 #[sqlx::test(migrations = false)]
-async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
+async fn wrong_passwords_are_refused_and_then_slowed_per_name_and_address(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = format!("[auth]\nusers_file = \"{}\"\nlogin_attempts = 3\n", users_file(dir.path()).display());
+    let settings = format!(
+        "[auth]\nusers_file = \"{}\"\nlogin_attempts = 3\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        users_file(dir.path()).display()
+    );
     let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
     // Unknown users are refused exactly like wrong passwords.
     for body in ["username=ana&password=guess", "username=nobody&password=x", "username=ana&password=guess2"] {
@@ -116,13 +138,62 @@ async fn wrong_passwords_are_refused_and_then_rate_limited(pool: PgPool) {
         assert_eq!(resp.headers()["location"], "/login?error=wrong", "{body}");
         assert!(resp.headers().get("set-cookie").is_none());
     }
-    // Even the right password is refused while the limit holds.
-    let resp = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;
+    // Through the ingress (a trusted proxy), a guesser at 203.0.113.7 fails three times for ana:
+    // even the right password from there then waits, and the answer says how long.
+    let guesser = |body: &'static str| login_from(&app, body, "10.0.0.5", Some("203.0.113.7"));
+    for _ in 0..3 {
+        assert_eq!(guesser("username=ana&password=guess").await.headers()["location"], "/login?error=wrong");
+    }
+    let resp = guesser("username=ana&password=operator-pw").await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(resp.headers().get("set-cookie").is_none());
-    // The limit is per client address too: another name from the same client is held back.
-    let resp = post_form(&app, "/auth/login", "username=bo&password=viewer-pw", ORIGIN, None).await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // Ana herself, at another address behind the same ingress, is not locked out by the guesser,
+    // and neither is another name from the guesser's address.
+    let resp = login_from(&app, "username=ana&password=operator-pw", "10.0.0.5", Some("203.0.113.8")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(resp.headers().get("set-cookie").is_some());
+    assert_eq!(guesser("username=bo&password=viewer-pw").await.headers()["location"], "/");
+    // A client that writes X-Forwarded-For itself, not through a trusted proxy, is its own address:
+    // it cannot pose as ana's address to spend her turns, nor escape its own.
+    for _ in 0..3 {
+        let resp = login_from(&app, "username=ana&password=guess", "198.51.100.1", Some("203.0.113.8")).await;
+        assert_eq!(resp.headers()["location"], "/login?error=wrong");
+    }
+    let resp = login_from(&app, "username=ana&password=operator-pw", "198.51.100.1", Some("203.0.113.9")).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_from(&app, "username=ana&password=operator-pw", "10.0.0.5", Some("203.0.113.8")).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // A delay, not a lock-out: once the wait has passed, the right password signs in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(guesser("username=ana&password=operator-pw").await.status(), StatusCode::SEE_OTHER);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_users_file_is_read_again_so_a_removed_user_is_signed_out(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = users_file(dir.path());
+    let settings = format!("[auth]\nusers_file = \"{}\"\n", path.display());
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(&settings)).await);
+    let resp = post_form(&app, "/auth/login", "username=bo&password=viewer-pw", ORIGIN, None).await;
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(me(&app, Some(&cookie), &[]).await.0, StatusCode::OK);
+    // bo leaves the team: the file is rewritten without him.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.split("[[users]]").filter(|u| !u.contains("name = \"bo\"")).collect();
+    assert!(kept.len() < text.split("[[users]]").count(), "the fixture names bo");
+    std::fs::write(&path, kept.join("[[users]]")).unwrap();
+    // Within the recheck interval (30 s; the test waits for it), his session stops counting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if me(&app, Some(&cookie), &[]).await.0 == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bo's session still counts 40 s after he was removed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[sqlx::test(migrations = false)]
@@ -145,7 +216,7 @@ async fn state_changing_requests_from_another_origin_are_refused(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
     let settings =
-        "[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\", \"bi\"]\n";
+        "[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\", \"bi\"]\n";
     let state =
         dashboard_state_vars(&pool, None, None, None, Some(settings), &[("ROLLOUT_PROXY_SECRET", "s3cret-proxy")])
             .await;
@@ -168,6 +239,27 @@ async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
     assert_eq!(me(&app, None, &wrong).await.0, StatusCode::UNAUTHORIZED);
     let outsider = [("x-forwarded-user", "eve"), ("x-forwarded-groups", "sales"), ("x-proxy-secret", "s3cret-proxy")];
     assert_eq!(me(&app, None, &outsider).await.0, StatusCode::UNAUTHORIZED);
+    // An identity header twice (a client's own line the proxy passed on): no identity.
+    let twice = [
+        ("x-forwarded-user", "ana"),
+        ("x-forwarded-user", "mallory"),
+        ("x-forwarded-groups", "oncall"),
+        ("x-proxy-secret", "s3cret-proxy"),
+    ];
+    assert_eq!(me(&app, None, &twice).await.0, StatusCode::UNAUTHORIZED);
+    // Over a socket, the secret is not enough: the request must come from a trusted proxy too.
+    let from = |peer: &str| {
+        let mut req = Request::get("/api/v1/me");
+        for (k, v) in oncall {
+            req = req.header(k, v);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(format!("{peer}:40000").parse::<std::net::SocketAddr>().unwrap()));
+        app.clone().oneshot(req)
+    };
+    assert_eq!(from("127.0.0.1").await.unwrap().status(), StatusCode::OK, "the trusted proxy, with the secret");
+    assert_eq!(from("203.0.113.9").await.unwrap().status(), StatusCode::UNAUTHORIZED, "the secret from elsewhere");
 }
 
 // ---------------------------------------------------------------- who may call what: the whole table

@@ -29,7 +29,7 @@ async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> ControlWo
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start(flag, 3, None).await;
     sim.spawn_writer(pool.clone(), 10.0);
-    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
                     viewer_groups = [\"analytics\"]\n[autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n\
                     sample_ratio_grace_secs = 1\nsample_ratio_min_window_secs = 5\n";
     let settings = format!("{settings}{more}");
@@ -311,7 +311,7 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
     // once; this world has no writers, so no users for the sample ratio to count: a dry run.
     std::fs::write(
         &settings,
-        "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+        "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
          [autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n[autopilot.actions]\nsample_ratio = \"dry_run\"\n",
     )
     .unwrap();

@@ -31,7 +31,7 @@ pub(crate) async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Opt
     sim.launchdarkly.put_boolean_rollout("diary", "insulin_dose_split", "production", percentage);
     let settings = format!(
         "refresh_interval_secs = 1\n[flag]\nbackend = \"launchdarkly\"\n[flag.launchdarkly]\nbase_url = \"{}\"\n\
-         project = \"diary\"\nenvironment = \"production\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n",
+         project = \"diary\"\nenvironment = \"production\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n",
         sim.url
     );
     let token = token.map(str::to_string).unwrap_or_else(|| sim.launchdarkly_token.clone());

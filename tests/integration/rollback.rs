@@ -74,7 +74,7 @@ pub(crate) async fn rollback_world(pool: PgPool, rollback_toml: &str) -> Rollbac
     let sim = SimulatorHarness::start("25", 3, Some(pool.clone())).await;
     sim.spawn_writer(pool.clone(), 20.0);
     let settings = format!(
-        "environment = \"staging-eu\"\nrefresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+        "environment = \"staging-eu\"\nrefresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
          viewer_groups = [\"analytics\"]\n[rollback]\nworking_dir = \"{demo}\"\nbackup_file = \"{backup}\"\n\
          diary_api_url = \"{sim}\"\npoll_interval_ms = 50\n\
          smoke_legacy_query = \"vector(10)\"\nsmoke_baseline_query = \"vector(5)\"\n{downgrade}{rollback_toml}\n",
@@ -155,6 +155,14 @@ async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPoo
         plan["preconditions"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
     };
     assert_eq!(pre(&plan, "previous_revision_known")["passed"], false);
+    // The journal takes only a revision the dashboard saw the diary at, and never an option for
+    // the downgrade's program.
+    let unseen = r#"{"revision": "0000deadbeef", "previous_revision": "a1f3c2d4e5b6"}"#.to_string();
+    let option = format!(r#"{{"revision": "{SPLIT_REV}", "previous_revision": "--sql"}}"#);
+    for body in [unseen, option] {
+        let (status, err) = call(w, As::Operator, "POST", "/api/v1/deploys", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+    }
     record_previous(w, BASE_REV).await;
 
     let (_, plan) =
@@ -364,6 +372,20 @@ async fn a_failing_step_stops_the_run_until_retried_skipped_or_aborted(pool: PgP
         call(w, As::Operator, "POST", &format!("/api/v1/rollback/{id}/retry"), None).await.0,
         StatusCode::CONFLICT
     );
+    // The abort left the writers stopped: the run offers to scale them back (operators only).
+    assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 0);
+    let scale_back = format!("/api/v1/rollback/{id}/scale_back");
+    assert_eq!(call(w, As::Viewer, "POST", &scale_back, None).await.0, StatusCode::FORBIDDEN);
+    let (status, after) = call(w, As::Operator, "POST", &scale_back, None).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 3, "the remembered count");
+    let (entry_before, entry_after): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT value_before, value_after FROM audit_log WHERE action = 'rollback.scale_back' AND outcome = 'done'",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!((entry_before.as_deref(), entry_after.as_deref()), (Some("0"), Some("3")));
     let outcomes: Vec<(String, String)> = sqlx::query_as(
         "SELECT action, outcome FROM audit_log WHERE action LIKE 'rollback.%' AND outcome <> 'done' ORDER BY id",
     )
@@ -371,7 +393,7 @@ async fn a_failing_step_stops_the_run_until_retried_skipped_or_aborted(pool: PgP
     .await
     .unwrap();
     let refused: Vec<&str> = outcomes.iter().filter(|o| o.1 == "refused").map(|o| o.0.as_str()).collect();
-    assert_eq!(refused, ["rollback.retry", "rollback.skip", "rollback.retry"], "{outcomes:?}");
+    assert_eq!(refused, ["rollback.retry", "rollback.skip", "rollback.retry", "rollback.scale_back"], "{outcomes:?}");
 }
 
 #[sqlx::test(migrations = false)]

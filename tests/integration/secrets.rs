@@ -67,7 +67,7 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
         format!("{dead}/grafana-GRAFANASECRET4"),
     ];
     let settings =
-        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\noperator_groups = [\"oncall\"]\n\
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
          viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 1\n\
          [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl_env = \"TEST_WEBHOOK_URL\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\

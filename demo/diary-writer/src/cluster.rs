@@ -55,6 +55,11 @@ struct Inner {
     doubled_percent: u32,
     /// Entries a second written by old clients that ignore the flag (a legacy surge).
     legacy_clients_per_s: f64,
+    /// Writers stuck on an old value of the flag (they stopped reading the ConfigMap): the
+    /// percentage they act on whatever the flag says (None: they follow the flag).
+    stuck_percent: Option<u32>,
+    /// Visits a second per ready replica (`writer::Traffic`'s, changeable while running).
+    per_replica_per_s: f64,
     /// The Role the API server enforces on `token` (None: everything is allowed).
     role: Option<crate::rbac::Role>,
     /// A cluster administrator's token: allowed everything (people acting outside the dashboard).
@@ -82,6 +87,8 @@ impl Cluster {
                 fault: Fault::None,
                 doubled_percent: 0,
                 legacy_clients_per_s: 0.0,
+                per_replica_per_s: 0.0,
+                stuck_percent: None,
                 role: None,
                 admin_token: None,
             }),
@@ -160,6 +167,22 @@ impl Cluster {
 
     pub fn set_legacy_clients_per_s(&self, per_s: f64) {
         self.lock().legacy_clients_per_s = per_s.clamp(0.0, 1000.0);
+    }
+
+    pub fn stuck_percent(&self) -> Option<u32> {
+        self.lock().stuck_percent
+    }
+
+    pub fn set_stuck_percent(&self, percent: Option<u32>) {
+        self.lock().stuck_percent = percent.map(|p| p.min(100));
+    }
+
+    pub fn per_replica_per_s(&self) -> f64 {
+        self.lock().per_replica_per_s
+    }
+
+    pub fn set_per_replica_per_s(&self, per_s: f64) {
+        self.lock().per_replica_per_s = if per_s.is_finite() { per_s.clamp(0.0, 1000.0) } else { 0.0 };
     }
 
     /// Replace the ConfigMap's data when `expected_version` (if any) matches.

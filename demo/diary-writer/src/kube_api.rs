@@ -35,6 +35,32 @@ pub fn router(world: &World) -> Router<World> {
         .route("/__emulator/fault", post(set_fault))
         .route("/__emulator/doubled", post(set_doubled))
         .route("/__emulator/legacy_clients", post(set_legacy_clients))
+        .route("/__emulator/traffic", post(set_traffic))
+        .route("/__emulator/stuck", post(set_stuck))
+}
+
+#[derive(serde::Deserialize)]
+struct Stuck {
+    percent: Option<u32>,
+}
+
+/// `POST /__emulator/stuck {"percent": 5}`: the writers stop reading the flag and act on that
+/// percentage whatever it says (`{"percent": null}`: they follow the flag again).
+async fn set_stuck(State(world): State<World>, Json(s): Json<Stuck>) -> impl IntoResponse {
+    world.cluster.set_stuck_percent(s.percent);
+    Json(json!({"stuck_percent": world.cluster.stuck_percent()}))
+}
+
+#[derive(serde::Deserialize)]
+struct TrafficRate {
+    per_replica_per_s: f64,
+}
+
+/// `POST /__emulator/traffic {"per_replica_per_s": 4}`: the patients' visits a second per ready
+/// replica from now on (0 stops them), as `serve --rate-per-replica` sets it at the start.
+async fn set_traffic(State(world): State<World>, Json(t): Json<TrafficRate>) -> impl IntoResponse {
+    world.cluster.set_per_replica_per_s(t.per_replica_per_s);
+    Json(json!({"per_replica_per_s": world.cluster.per_replica_per_s()}))
 }
 
 #[derive(serde::Deserialize)]

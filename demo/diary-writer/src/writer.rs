@@ -166,9 +166,10 @@ pub async fn insert(world: &World, pool: &PgPool, e: Entry, note: Option<&str>) 
 }
 
 /// Runs forever: every tick, each ready replica writes `per_replica_per_s * tick` visits on
-/// average (a split visit may add the basal entry: `Traffic::split_lift`).
+/// average (a split visit may add the basal entry: `Traffic::split_lift`). The rate starts at
+/// `traffic`'s and follows the cluster's (`POST /__emulator/traffic`) from then on.
 pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
-    let per_replica_per_s = traffic.per_replica_per_s.max(0.0);
+    world.cluster.set_per_replica_per_s(traffic.per_replica_per_s);
     let tick = Duration::from_millis(250);
     let mut owed = 0.0f64;
     let mut legacy_owed = 0.0f64;
@@ -177,7 +178,7 @@ pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
     loop {
         tokio::time::sleep(tick).await;
         let ready = world.cluster.ready_replicas().max(0) as f64;
-        owed += ready * per_replica_per_s * tick.as_secs_f64();
+        owed += ready * world.cluster.per_replica_per_s() * tick.as_secs_f64();
         legacy_owed += world.cluster.legacy_clients_per_s() * tick.as_secs_f64();
         while legacy_owed >= 1.0 {
             legacy_owed -= 1.0;
@@ -200,7 +201,10 @@ pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
             c.0
         };
         let (snap, _) = world.cluster.snapshot();
-        let pct = flag_percentage(snap.configmap_data.get(&world.flag_key).map(String::as_str));
+        let pct = world
+            .cluster
+            .stuck_percent()
+            .unwrap_or_else(|| flag_percentage(snap.configmap_data.get(&world.flag_key).map(String::as_str)));
         while owed >= 1.0 {
             owed -= 1.0;
             n += 1;

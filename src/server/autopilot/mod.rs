@@ -299,7 +299,15 @@ impl<'a> Service<'a> {
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
-        super::audit::refusal_recorded(&self.state.state_db, caller, action, "autopilot", result).await
+        super::audit::refusal_recorded(
+            &self.state.state_db,
+            &self.state.services.metrics,
+            caller,
+            action,
+            "autopilot",
+            result,
+        )
+        .await
     }
 }
 

@@ -87,6 +87,9 @@ pub struct Settings {
     /// The audit trail's write-ahead journal (a local file that must survive restarts); by
     /// default a file per state database in the temporary directory.
     pub audit_journal_file: Option<String>,
+    /// Days the state database keeps what only grows with time (`retention.rs`); the audit
+    /// trail is kept forever.
+    pub retention_days: u32,
     pub flag: FlagSettings,
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
@@ -108,6 +111,7 @@ impl Default for Settings {
             refresh_interval_secs: 15,
             source_timeout_secs: 5,
             audit_journal_file: None,
+            retention_days: 90,
             flag: FlagSettings::default(),
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),
@@ -198,6 +202,23 @@ impl Config {
             settings,
             settings_file,
         })
+    }
+}
+
+impl Config {
+    /// Every secret value this configuration holds: the databases' and Prometheus' URLs, the
+    /// proxy secret, the session key, the LaunchDarkly token, and the secrets the settings name
+    /// by environment variable (`redact::Secrets` masks them in what commands print).
+    pub fn secret_values(&self) -> Vec<String> {
+        let single = [
+            self.diary_database_url.as_ref(),
+            Some(&self.state_database_url),
+            self.prometheus_url.as_ref(),
+            self.proxy_secret.as_ref(),
+            self.session_key.as_ref(),
+            self.launchdarkly_token.as_ref(),
+        ];
+        single.into_iter().flatten().chain(self.named_secrets.values()).map(|s| s.expose().to_string()).collect()
     }
 }
 

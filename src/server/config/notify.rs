@@ -14,11 +14,18 @@ pub struct NotifySettings {
     /// (a receiver's `Retry-After` is honoured within that ceiling).
     pub retry_min_secs: Option<u64>,
     pub retry_max_secs: Option<u64>,
+    /// Failed attempts in a row after which an event is set aside as a dead letter, so that the
+    /// events behind it go on (20: about an hour and a half at the default back-off).
+    pub dead_letter_after: Option<u32>,
 }
 
 impl NotifySettings {
     pub fn retry_bounds(&self) -> (u64, u64) {
         (self.retry_min_secs.unwrap_or(1), self.retry_max_secs.unwrap_or(300))
+    }
+
+    pub fn dead_letter_after(&self) -> u32 {
+        self.dead_letter_after.unwrap_or(20).max(1)
     }
 }
 

@@ -129,16 +129,20 @@ pub struct AuthSettings {
     /// Local mode: the users file (TOML: `[[users]] name, role, password_hash`).
     pub users_file: Option<PathBuf>,
     pub session_hours: u64,
-    /// Proxy mode: requests from these addresses are trusted even without the shared secret
-    /// (`ROLLOUT_PROXY_SECRET`, sent as `X-Proxy-Secret`).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The ingress or proxy in front (addresses or networks: `10.0.0.7`, `10.42.0.0/16`): the
+    /// client's address is read from their `X-Forwarded-For` (sign-in delays, logs). In proxy
+    /// mode their identity headers are believed only from these addresses **and** with the
+    /// shared secret (`ROLLOUT_PROXY_SECRET`, sent as `X-Proxy-Secret`).
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Proxy mode: groups (from `X-Forwarded-Groups`) that make an operator, and a viewer.
     pub operator_groups: Vec<String>,
     pub viewer_groups: Vec<String>,
     /// The origin browsers use to reach the dashboard (scheme://host[:port]); state-changing
     /// requests from any other origin are refused. Default: http://<LEPTOS_SITE_ADDR>.
     pub public_origin: Option<String>,
-    /// Login attempts allowed per user name and per client address within 10 minutes.
+    /// Failed sign-ins in a row a (user name, client address) pair makes before each further
+    /// attempt waits, twice as long each time (1 s, 2 s, … at most 15 minutes).
     pub login_attempts: u32,
 }
 
@@ -397,4 +401,16 @@ impl AutopilotSettings {
         let configured = self.actions.get(check).copied().unwrap_or(CheckAction::Pause);
         crate::server::autopilot::decide::action_of(check, configured, &[])
     }
+}
+
+/// Addresses or networks: `10.0.0.7` is `10.0.0.7/32`.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|r| {
+            r.parse::<ipnet::IpNet>().or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(|_| {
+                serde::de::Error::custom(format!("{r:?} is neither an address nor a network (10.42.0.0/16)"))
+            })
+        })
+        .collect()
 }

@@ -15,6 +15,9 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     if !(1..=120).contains(&s.source_timeout_secs) {
         return Err(invalid("source_timeout_secs must be between 1 and 120"));
     }
+    if !(7..=3650).contains(&s.retention_days) {
+        return Err(invalid("retention_days must be between 7 and 3650"));
+    }
     names(s)?;
     flag(s)?;
     if TimeZoneOffset::parse(&s.reports.time_zone).is_none() {

@@ -5,9 +5,10 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::api::notify::NotificationsView;
+use crate::api::notify::{NotificationsView, Resend};
 use crate::server::caller::Caller;
 use crate::server::error::ApiError;
+use crate::server::http::extract::Body;
 use crate::server::notify::hook::{self, HookAnswer, Payload};
 use crate::server::state::AppState;
 use axum::extract::rejection::JsonRejection;
@@ -18,12 +19,39 @@ const HOOK_BODY_LIMIT: usize = 1 << 20;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/notifications", get(view))
+        .route("/api/v1/notifications/{receiver}/resend", post(resend))
         // Alertmanager groups alerts: its bodies may be larger than a control request's.
         .route("/api/v1/hooks/alertmanager", post(alertmanager).layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT)))
 }
 
 async fn view(State(state): State<AppState>) -> Result<Json<NotificationsView>, ApiError> {
     Ok(Json(crate::server::notify::view(&state).await?))
+}
+
+/// A dead letter due again (operators; audited as `notify.resend`).
+async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(receiver): axum::extract::Path<String>,
+    body: Result<Body<Resend>, ApiError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = match body {
+        Ok(Body(b)) => b,
+        Err(e) => {
+            let e = caller.operator("sending a dead letter again", "send notifications again").err().unwrap_or(e);
+            return crate::server::audit::refusal_recorded(
+                &state.state_db,
+                &state.services.metrics,
+                &caller,
+                "notify.resend",
+                &receiver,
+                Err(e),
+            )
+            .await;
+        }
+    };
+    crate::server::notify::resend(&state, &caller, &receiver, b.audit_id).await?;
+    Ok(Json(serde_json::json!({"receiver": receiver, "audit_id": b.audit_id, "due": true})))
 }
 
 /// The token first (a bad one is refused whatever the body), then the body.

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::extract::{peer, SignedIn};
-use crate::server::auth::LoginError;
+use crate::server::auth::{client, LoginError};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
@@ -42,7 +42,8 @@ fn local_path(next: Option<&str>) -> String {
 async fn login(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
     use axum::extract::FromRequest;
     use axum::http::header::{LOCATION, SET_COOKIE};
-    let client = peer(req.extensions());
+    // The client as the ingress saw it (a trusted proxy's X-Forwarded-For), for the turn.
+    let client = client::address(peer(req.extensions()), req.headers(), &state.settings.auth.trusted_proxies);
     let form = match axum::Form::<LoginForm>::from_request(req, &state).await {
         Ok(axum::Form(f)) => f,
         Err(e) => return ApiError::BadRequest(format!("bad login form: {}", e.body_text())).into_response(),
@@ -55,14 +56,22 @@ async fn login(State(state): State<AppState>, req: axum::extract::Request) -> ax
                 .into_response()
         }
         Err(e) => {
-            tracing::warn!(user = %form.username.chars().take(64).collect::<String>(), "sign-in refused: {e}");
-            let code = match e {
-                LoginError::TooMany => "too_many",
-                LoginError::Wrong => "wrong",
-                LoginError::Unavailable(_) => "unavailable",
+            let who = form.username.chars().take(64).collect::<String>();
+            let from = client.map(|c| c.to_string()).unwrap_or_default();
+            tracing::warn!(user = %who, client = %from, "sign-in refused: {e}");
+            let (code, wait) = match e {
+                LoginError::TooMany(wait) => ("too_many", Some(wait)),
+                LoginError::Wrong => ("wrong", None),
+                LoginError::Unavailable(_) => ("unavailable", None),
             };
-            let status = if code == "too_many" { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SEE_OTHER };
-            (status, [(LOCATION, format!("/login?error={code}"))]).into_response()
+            let location = (LOCATION, format!("/login?error={code}"));
+            match wait {
+                Some(w) => {
+                    let retry = (axum::http::header::RETRY_AFTER, w.as_secs().max(1).to_string());
+                    (StatusCode::TOO_MANY_REQUESTS, [location, retry]).into_response()
+                }
+                None => (StatusCode::SEE_OTHER, [location]).into_response(),
+            }
         }
     }
 }

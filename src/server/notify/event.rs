@@ -73,8 +73,16 @@ impl Event {
         if action == "flag.kill" && entry.outcome == Outcome::Failed {
             name = "flag.kill_failed".into();
         }
-        let title = title(&name, entry);
-        Some(Event { name, severity, title, entry: entry.clone() })
+        // What we send is bounded: each free text at most `MAX_FIELD` characters (a Slack block
+        // takes 3,000; a receiver should never choke on a long guard detail or error).
+        let mut entry = entry.clone();
+        for field in [&mut entry.reason, &mut entry.outcome_detail, &mut entry.value_before, &mut entry.value_after] {
+            if let Some(text) = field.as_mut() {
+                capped(text);
+            }
+        }
+        let title = title(&name, &entry);
+        Some(Event { name, severity, title, entry })
     }
 
     /// The details below the title: the reason and the outcome's detail, when there are any.
@@ -88,6 +96,16 @@ impl Event {
             out.push(("detail", d.clone()));
         }
         out
+    }
+}
+
+/// Characters of one free text in an event.
+pub const MAX_FIELD: usize = 1500;
+
+fn capped(text: &mut String) {
+    if let Some((cut, _)) = text.char_indices().nth(MAX_FIELD) {
+        text.truncate(cut);
+        text.push_str(" … (cut)");
     }
 }
 
@@ -143,6 +161,16 @@ mod tests {
             outcome_detail: detail.map(str::to_string),
             request_id: None,
         }
+    }
+
+    #[test]
+    fn what_is_sent_is_bounded() {
+        let long = "é".repeat(MAX_FIELD * 4);
+        let e = Event::of(&entry("flag.kill", Outcome::Failed, Some(&long))).unwrap();
+        let detail = e.entry.outcome_detail.unwrap();
+        assert!(detail.chars().count() <= MAX_FIELD + 8 && detail.ends_with("(cut)"), "{}", detail.len());
+        let short = Event::of(&entry("flag.kill", Outcome::Failed, Some("no answer"))).unwrap();
+        assert_eq!(short.entry.outcome_detail.as_deref(), Some("no answer"));
     }
 
     #[test]

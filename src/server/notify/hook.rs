@@ -312,9 +312,23 @@ async fn record(
     }
 }
 
-/// A delivery refused before it was read (bad token, bad body): the refusal is audited.
+/// A delivery refused before it was read: a bad body is audited; a caller without the token
+/// is anybody, counted in `/metrics` and kept out of the audit trail.
 pub async fn refuse(state: &AppState, request_id: &str, e: ApiError) -> Result<HookAnswer, ApiError> {
-    audit::refusal_recorded(&state.state_db, &alert_caller(request_id), "hook.alert", "alertmanager", Err(e)).await
+    if matches!(e, ApiError::Unauthenticated(_)) {
+        let nobody = super::super::caller::Caller::new(None, request_id);
+        audit::counted_if_anonymous(&state.services.metrics, &nobody, "hook.alert");
+        return Err(e);
+    }
+    audit::refusal_recorded(
+        &state.state_db,
+        &state.services.metrics,
+        &alert_caller(request_id),
+        "hook.alert",
+        "alertmanager",
+        Err(e),
+    )
+    .await
 }
 
 #[cfg(test)]

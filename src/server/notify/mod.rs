@@ -17,10 +17,13 @@ pub mod outbox;
 pub mod receivers;
 pub mod store;
 
+use crate::api::audit::Outcome;
 use crate::api::notify::{NotificationsView, ReceiverState};
 
+use super::audit;
+use super::caller::Caller;
 use super::config::{Config, ReceiverKind, ReceiverSettings, Secret};
-use super::error::SourceError;
+use super::error::{ApiError, SourceError};
 use super::state::AppState;
 use receivers::Receiver;
 
@@ -87,6 +90,7 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
             (store::due_count(db, &s.name, first, &actions).await?, vec![])
         };
         let (delivered, rejected, failing_since, last_error) = store::receiver_counts(db, &s.name, alerts).await?;
+        let dead = store::dead_count(db, &s.name).await?;
         receivers.push(ReceiverState {
             name: s.name.clone(),
             kind: s.kind.as_str().into(),
@@ -97,9 +101,49 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
             firing,
             delivered,
             rejected,
+            dead,
             failing_since,
             last_error,
         });
     }
-    Ok(NotificationsView { receivers, attempts: store::recent_attempts(db, 50).await? })
+    Ok(NotificationsView {
+        receivers,
+        attempts: store::recent_attempts(db, 50).await?,
+        dead_letters: store::dead_letters(db, 50).await?,
+    })
+}
+
+/// `POST /api/v1/notifications/{receiver}/resend`: an operator sends a dead letter again
+/// (audited as `notify.resend`).
+pub async fn resend(state: &AppState, caller: &Caller, receiver: &str, audit_id: i64) -> Result<(), ApiError> {
+    let result = async {
+        let me = caller.operator("sending a dead letter again", "send notifications again")?;
+        if !state.notify.ready.iter().any(|r| r.name() == receiver) {
+            return Err(ApiError::NotFound(format!("there is no receiver {receiver:?} able to send")));
+        }
+        if !store::resend(&state.state_db, receiver, audit_id).await? {
+            return Err(ApiError::NotFound(format!("{receiver} has no dead letter for audit entry #{audit_id}")));
+        }
+        tracing::info!(receiver, audit_id, user = %me.user, "a dead letter is due again");
+        Ok(())
+    }
+    .await;
+    let entry = caller.entry("notify.resend", receiver).values(None, Some(format!("entry #{audit_id}")));
+    match &result {
+        Ok(()) => {
+            audit::record(&state.state_db, &entry.outcome(Outcome::Done, None)).await?;
+        }
+        Err(_) => {
+            return audit::refusal_recorded(
+                &state.state_db,
+                &state.services.metrics,
+                caller,
+                "notify.resend",
+                receiver,
+                result,
+            )
+            .await
+        }
+    }
+    result
 }

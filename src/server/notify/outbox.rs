@@ -105,7 +105,7 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
             detail,
             millis: started.elapsed().as_millis(),
         };
-        store::record_attempt(db, &attempt).await?;
+        let n = store::record_attempt(db, &attempt).await?;
         match answer {
             Answer::Delivered { .. } => {
                 state.services.metrics.notification(name, "delivered");
@@ -118,6 +118,19 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
             }
             Answer::Failed { retry_after, .. } => {
                 state.services.metrics.notification(name, "failed");
+                // After `dead_letter_after` failures in a row (counted again after a resend), the
+                // event is set aside so that the ones behind it go on; the receiver still backs off.
+                let after = state.settings.notify.dead_letter_after();
+                if n > 0 && (n as u32).is_multiple_of(after) {
+                    tracing::warn!(
+                        receiver = name,
+                        event = ev.name,
+                        attempts = n,
+                        "gave up on an event: a dead letter now (the notifications page lists it; send it again from there)"
+                    );
+                    state.services.metrics.notification(name, "dead");
+                    store::mark(db, name, entry.id, "dead").await?;
+                }
                 return Ok(Pass::Failed(retry_after));
             }
         }

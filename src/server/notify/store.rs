@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::api::notify::DeliveryAttempt;
+use crate::api::notify::{DeadLetter, DeliveryAttempt};
 
 use super::super::error::{from_sqlx, Source, SourceError};
 
@@ -330,4 +330,59 @@ pub async fn hold_alerts(db: &PgPool, receiver: &str, hold: &[FiringAlert], gone
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
+}
+
+/// The newest dead letters, with their last attempt's count and answer.
+pub async fn dead_letters(db: &PgPool, limit: i64) -> Result<Vec<DeadLetter>, SourceError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        receiver: String,
+        audit_id: i64,
+        event: String,
+        at: DateTime<Utc>,
+        attempts: i32,
+        last_error: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.receiver, s.audit_id, a.event, s.at, a.attempt AS attempts, a.detail AS last_error
+           FROM notify_sent s
+           JOIN LATERAL (SELECT event, attempt, detail FROM notify_attempts t
+                          WHERE t.receiver = s.receiver AND t.audit_id = s.audit_id ORDER BY t.id DESC LIMIT 1) a ON true
+          WHERE s.outcome = 'dead' ORDER BY s.at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DeadLetter {
+            receiver: r.receiver,
+            audit_id: r.audit_id,
+            event: r.event,
+            at: r.at,
+            attempts: r.attempts,
+            last_error: r.last_error,
+        })
+        .collect())
+}
+
+/// How many dead letters `receiver` has.
+pub async fn dead_count(db: &PgPool, receiver: &str) -> Result<i64, SourceError> {
+    sqlx::query_scalar("SELECT count(*) FROM notify_sent WHERE receiver = $1 AND outcome = 'dead'")
+        .bind(receiver)
+        .fetch_one(db)
+        .await
+        .map_err(db_err)
+}
+
+/// A dead letter due again; false when there is no such dead letter.
+pub async fn resend(db: &PgPool, receiver: &str, audit_id: i64) -> Result<bool, SourceError> {
+    let done = sqlx::query("DELETE FROM notify_sent WHERE receiver = $1 AND audit_id = $2 AND outcome = 'dead'")
+        .bind(receiver)
+        .bind(audit_id)
+        .execute(db)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
 }

@@ -46,6 +46,15 @@ pub async fn list(db: &PgPool, limit: i64) -> Result<Vec<DeployEntry>, SourceErr
     Ok(rows.into_iter().map(DeployEntry::from).collect())
 }
 
+/// Whether the dashboard has seen the diary at `revision` (an observed journal entry).
+pub async fn observed(db: &PgPool, revision: &str) -> Result<bool, SourceError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM deploy_journal WHERE revision = $1 AND source = 'observed')")
+        .bind(revision)
+        .fetch_one(db)
+        .await
+        .map_err(db_err)
+}
+
 /// The revision before `revision`, from the newest journal entry that knows it.
 pub async fn previous_of(db: &PgPool, revision: &str) -> Result<Option<String>, SourceError> {
     sqlx::query_scalar(

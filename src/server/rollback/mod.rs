@@ -107,6 +107,10 @@ impl<'a> Service<'a> {
             return Ok(RunView { joined: true, ..self.run(id).await? });
         }
         let survey = preconditions::survey(s, c.restore_data).await?;
+        // A concurrent start created the run while this one surveyed: join it, as above.
+        if let Some(id) = survey.plan.active_run {
+            return Ok(RunView { joined: true, ..self.run(id).await? });
+        }
         all_passed(&survey.plan.preconditions)?;
         data_loss_acknowledged(survey.plan.data_loss_rows.unwrap_or_default(), c.acknowledged_rows)?;
         let initial = machine::started(s.settings.rollback.require_approval, c.bypass.is_some());
@@ -202,6 +206,7 @@ impl<'a> Service<'a> {
             RunAction::Approve => self.approve(&run, &by).await?,
             RunAction::Retry | RunAction::Skip => self.resume(&run, action, &by).await?,
             RunAction::Abort => self.abort(&run, &by).await?,
+            RunAction::ScaleBack => self.scale_back(&run, &by).await?,
         }
         self.run(id).await
     }
@@ -254,6 +259,28 @@ impl<'a> Service<'a> {
         Ok(())
     }
 
+    /// After an abort that left the writers stopped (step 1 done, step 7 never reached): scale
+    /// them back to the count the run remembered, audited as `rollback.scale_back`.
+    async fn scale_back(&self, run: &store::Run, by: &Actor<'_>) -> Result<(), ApiError> {
+        let id = run.id;
+        let Some(want) = run.view().writers_left_stopped() else {
+            return Err(conflict(format!(
+                "run #{id} did not leave the writers stopped: only an aborted run that stopped them and never scaled \
+                 them back offers this"
+            )));
+        };
+        let want = i32::try_from(want).map_err(|_| conflict(format!("run #{id} remembers {want} replicas")))?;
+        let cluster = self.state.writer_cluster.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))?;
+        let dep = &self.state.settings.writer.deployment;
+        let now = cluster.deployment_replicas(dep).await.map_err(ApiError::Unavailable)?;
+        let note = by.note("rollback.scale_back", Some(now.desired.to_string()), Some(want.to_string()));
+        if now.desired != want {
+            cluster.scale_deployment(dep, want).await.map_err(ApiError::Unavailable)?;
+        }
+        super::audit::record(&self.state.state_db, &note.outcome(Outcome::Done, None)).await?;
+        Ok(())
+    }
+
     async fn abort(&self, run: &store::Run, by: &Actor<'_>) -> Result<(), ApiError> {
         let id = run.id;
         let to = machine::abort(id, run.state).map_err(conflict)?;
@@ -272,12 +299,28 @@ impl<'a> Service<'a> {
             let me = operator(caller)?;
             for (name, v) in [("revision", &b.revision), ("previous_revision", &b.previous_revision)] {
                 let v = v.trim();
-                if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                // Never an option to the downgrade's program (argv `downgrade {previous_revision}`).
+                if v.is_empty()
+                    || v.len() > 64
+                    || v.starts_with('-')
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
                     return Err(ApiError::BadRequest(format!(
-                        "{name} must be an Alembic revision id (letters, digits, _ and -), not {v:?}"
+                        "{name} must be an Alembic revision id (letters, digits, _ and -, not starting with -), not {v:?}"
                     )));
                 }
+            }
+            // The journal vouches for the revision: one the dashboard saw the diary at (before, or now).
+            let now = match self.state.diary.as_ref() {
+                Ok(d) => d.schema().await.ok().and_then(|sc| sc.alembic_revision),
+                Err(_) => None,
+            };
+            if now.as_deref() != Some(b.revision.trim()) && !deploys::observed(&self.state.state_db, b.revision.trim()).await? {
+                return Err(ApiError::BadRequest(format!(
+                    "the deploy journal has never seen the diary at revision {:?}: record the previous revision of one \
+                     it has seen (GET /api/v1/deploys)",
+                    b.revision.trim()
+                )));
             }
             if b.revision.trim() == b.previous_revision.trim() {
                 return Err(ApiError::BadRequest("a revision cannot be its own previous revision".into()));
@@ -314,7 +357,15 @@ impl<'a> Service<'a> {
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
-        super::audit::refusal_recorded(&self.state.state_db, caller, action, "rollback", result).await
+        super::audit::refusal_recorded(
+            &self.state.state_db,
+            &self.state.services.metrics,
+            caller,
+            action,
+            "rollback",
+            result,
+        )
+        .await
     }
 }
 

@@ -34,11 +34,9 @@ pub fn shown(argv: &[String], state: &AppState) -> String {
     redact(&text, state)
 }
 
+/// `text` without any configured secret (the diary's URL and its password among them).
 pub fn redact(text: &str, state: &AppState) -> String {
-    match state.diary_database_url.as_ref().map(Secret::expose) {
-        Some(url) if !url.is_empty() => text.replace(url, "***"),
-        _ => text.to_string(),
-    }
+    state.secrets.redact(text)
 }
 
 const MAX_OUTPUT: usize = 64 * 1024;

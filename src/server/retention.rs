@@ -1,0 +1,58 @@
+//! What the state database keeps, and for how long (`retention_days`, 90 by default). Every hour,
+//! rows older than that go from the tables that only grow with time: flag observations, the
+//! autopilot's evaluations of plans that have ended, notification attempts, kill requests that
+//! landed, and sessions as soon as they expire. Kept forever: the audit trail (append-only, by
+//! trigger), rollback runs and their incidents, the deploy journal and plans (small, and the record
+//! of what was done), and `notify_sent` and `alert_hook_actions`, which are what stop an old
+//! notification from being sent again or an old alert from acting twice.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::error::{from_sqlx, Source, SourceError};
+
+/// How often the tables are pruned.
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// (table, statement): `$1` is the retention in days.
+const PRUNES: [(&str, &str); 5] = [
+    ("sessions", "DELETE FROM sessions WHERE expires_at < now()"),
+    ("flag_observations", "DELETE FROM flag_observations WHERE observed_at < now() - make_interval(days => $1)"),
+    (
+        "autopilot_evaluations",
+        "DELETE FROM autopilot_evaluations e USING autopilot_plans p
+          WHERE e.plan_id = p.id AND p.state NOT IN ('running', 'paused') AND e.at < now() - make_interval(days => $1)",
+    ),
+    ("notify_attempts", "DELETE FROM notify_attempts WHERE at < now() - make_interval(days => $1)"),
+    ("kill_requests", "DELETE FROM kill_requests WHERE landed_at < now() - make_interval(days => $1)"),
+];
+
+/// Deletes what is older than `days`; the rows deleted per table.
+pub async fn prune(db: &PgPool, days: u32) -> Result<Vec<(&'static str, u64)>, SourceError> {
+    let mut deleted = Vec::with_capacity(PRUNES.len());
+    for (table, sql) in PRUNES {
+        let q = sqlx::query(sql);
+        let q = if sql.contains("$1") { q.bind(days as i32) } else { q };
+        let done = q.execute(db).await.map_err(|e| from_sqlx(Source::StateDatabase, &e))?;
+        deleted.push((table, done.rows_affected()));
+    }
+    Ok(deleted)
+}
+
+pub async fn prune_forever(db: PgPool, days: u32) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        match prune(&db, days).await {
+            Ok(deleted) => {
+                let gone: Vec<String> =
+                    deleted.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t}: {n}")).collect();
+                if !gone.is_empty() {
+                    tracing::info!(retention_days = days, "pruned {}", gone.join(", "));
+                }
+            }
+            Err(e) => tracing::warn!("retention: cannot prune now: {e}"),
+        }
+    }
+}
