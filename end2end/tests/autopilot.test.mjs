@@ -8,7 +8,7 @@
 // Prometheus, and turns the traffic off again when it ends.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { SIM, KUBE_TOKEN, PROM_URL, launch, signedIn as signedInTo } from "../lib.mjs";
+import { BASE, SIM, KUBE_TOKEN, PROM_URL, launch, signedIn as signedInTo } from "../lib.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });

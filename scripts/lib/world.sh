@@ -78,7 +78,8 @@ stop_world() {
 
 # write_prometheus_config FILE RULES SCRAPE_TARGET(optional) ALERTMANAGER(optional host:port) JOIN(optional)
 # JOIN "join" (the default) drops job/instance so that the scraped counters continue the
-# backfilled series; "apart" keeps them, so the live series sit beside the backfilled ones.
+# backfilled series; "apart" keeps them, so the live series sit beside the backfilled ones (and
+# lets samples in behind a backfill that runs into the future).
 write_prometheus_config() {
   local file=$1 rules=$2 target=${3:-} alertmanager=${4:-} join=${5:-join}
   {
@@ -97,6 +98,11 @@ YAML
       if [[ "$join" == join ]]; then
         echo "    # One continuous series with the backfilled history, which has no job/instance labels."
         echo "    metric_relabel_configs: [{action: labeldrop, regex: 'job|instance'}]"
+      else
+        # A backfill that runs into the future (synthetic constant history) sets the oldest time
+        # Prometheus appends at beyond now: without an out-of-order window every scraped sample
+        # would be refused as out of bounds.
+        printf 'storage:\n  tsdb:\n    out_of_order_time_window: 3h\n'
       fi
     fi
   } >"$file"

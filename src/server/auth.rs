@@ -112,7 +112,8 @@ pub struct Auth {
     hashing: tokio::sync::Semaphore,
     /// Sessions signed out through this process (SHA-256 of the cookie): never recognised by
     /// their signature, whatever the state database says.
-    signed_out: Mutex<std::collections::HashSet<String>>,
+    /// (SHA-256 of the cookie → when it expires), only for cookies whose signature is ours.
+    signed_out: Mutex<HashMap<String, i64>>,
 }
 
 pub mod client;
@@ -217,6 +218,10 @@ impl Auth {
                     async { query.await.map_err(|e| super::error::from_sqlx(super::error::Source::StateDatabase, &e)) };
                 match breaker.call(SESSION_LOOKUP, query).await {
                     Ok(row) => {
+                        // Signed out here while the database was down: its row may still be there.
+                        if self.is_signed_out(&token) {
+                            return None;
+                        }
                         let (user, role) = row?;
                         let role = Role::parse(&role)?;
                         // The users file has the last word: a user removed or demoted since
@@ -234,7 +239,7 @@ impl Auth {
     /// Who a signed session cookie names, if its signature is ours, it has not expired, and the
     /// users file still gives that user that role.
     fn signed_identity(&self, token: &str) -> Option<Identity> {
-        if self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).contains(&sha256_hex(token)) {
+        if self.is_signed_out(token) {
             return None;
         }
         let s = self.signer.check(token, chrono::Utc::now().timestamp())?;
@@ -290,6 +295,11 @@ impl Auth {
             return None;
         }
         let user = header(FORWARDED_USER).or_else(|| header(FORWARDED_EMAIL))?.to_string();
+        // One user, not a list a proxy merged from a client's header and its own.
+        if user.contains(',') {
+            tracing::warn!("an identity header names more than one user: refused");
+            return None;
+        }
         let groups: Vec<&str> =
             header(FORWARDED_GROUPS).map(|g| g.split(',').map(str::trim).collect()).unwrap_or_default();
         let role = if groups.iter().any(|g| self.settings.operator_groups.iter().any(|o| o == g)) {
@@ -354,9 +364,19 @@ impl Auth {
     pub async fn logout(&self, db: &PgPool, headers: &HeaderMap) {
         if let Some(token) = cookie(headers, self.cookie_name()) {
             let hash = sha256_hex(&token);
-            self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.clone());
+            // Only a cookie we signed is remembered (anybody may post random ones), until it expires.
+            let now = chrono::Utc::now().timestamp();
+            if let Some(s) = self.signer.check(&token, now) {
+                let mut out = self.signed_out.lock().unwrap_or_else(|p| p.into_inner());
+                out.retain(|_, expires| *expires > now);
+                out.insert(hash.clone(), s.expires);
+            }
             let _ = sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(hash).execute(db).await;
         }
+    }
+
+    fn is_signed_out(&self, token: &str) -> bool {
+        self.signed_out.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&sha256_hex(token))
     }
 
     /// The session cookie's name: `__Host-` prefixed over https.

@@ -96,6 +96,7 @@ impl Secrets {
         let mut all: Vec<String> = Vec::new();
         for v in values {
             if let Some(p) = url_password(&v) {
+                all.push(percent_decoded(&p));
                 all.push(p);
             }
             all.push(v);
@@ -114,7 +115,31 @@ impl Secrets {
     }
 }
 
-/// The password of `scheme://user:password@host…`, as written and percent-decoded.
+/// `%40` as `@` and so on (what a program that parsed the URL prints); invalid escapes kept.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The password of `scheme://user:password@host…`, as written.
 fn url_password(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
@@ -142,6 +167,8 @@ mod secrets_tests {
         assert_eq!(out, "connecting to *** failed; password *** rejected; *** / ***; abc stays");
         assert_eq!(url_password("postgres://u@h/db"), None);
         assert_eq!(url_password("postgres://u:p%40ss@h/db").as_deref(), Some("p%40ss"));
+        let encoded = Secrets::new(["postgres://u:p%40ss-word@h/db".to_string()]);
+        assert_eq!(encoded.redact("auth failed for p@ss-word and p%40ss-word"), "auth failed for *** and ***");
         assert_eq!(Secrets::default().redact("nothing"), "nothing");
     }
 }

@@ -1,10 +1,11 @@
 //! What the state database keeps, and for how long (`retention_days`, 90 by default). Every hour,
-//! rows older than that go from the tables that only grow with time: flag observations, the
-//! autopilot's evaluations of plans that have ended, notification attempts, kill requests that
+//! rows older than that go from the tables that grow with time: the autopilot's evaluations of
+//! plans that have ended (a row per check per round), notification attempts, kill requests that
 //! landed, and sessions as soon as they expire. Kept forever: the audit trail (append-only, by
-//! trigger), rollback runs and their incidents, the deploy journal and plans (small, and the record
-//! of what was done), and `notify_sent` and `alert_hook_actions`, which are what stop an old
-//! notification from being sent again or an old alert from acting twice.
+//! trigger), flag observations (a row per change, and the rollout's start is read from them),
+//! rollback runs and their incidents, the deploy journal and plans (small, and the record of what
+//! was done), and `notify_sent` and `alert_hook_actions`, which are what stop an old notification
+//! from being sent again or an old alert from acting twice.
 
 use std::time::Duration;
 
@@ -16,9 +17,8 @@ use super::error::{from_sqlx, Source, SourceError};
 const EVERY: Duration = Duration::from_secs(3600);
 
 /// (table, statement): `$1` is the retention in days.
-const PRUNES: [(&str, &str); 5] = [
+const PRUNES: [(&str, &str); 4] = [
     ("sessions", "DELETE FROM sessions WHERE expires_at < now()"),
-    ("flag_observations", "DELETE FROM flag_observations WHERE observed_at < now() - make_interval(days => $1)"),
     (
         "autopilot_evaluations",
         "DELETE FROM autopilot_evaluations e USING autopilot_plans p

@@ -9,13 +9,16 @@ use std::net::IpAddr;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
+/// Whether `addr` (IPv4-mapped IPv6 read as IPv4) is in one of `nets`.
 pub fn trusted(nets: &[IpNet], addr: IpAddr) -> bool {
+    let addr = addr.to_canonical();
     nets.iter().any(|n| n.contains(&addr))
 }
 
 /// The client of a request from `peer` (None in in-process tests).
 pub fn address(peer: Option<IpAddr>, headers: &HeaderMap, proxies: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer?;
+    // A server listening on [::] sees IPv4 clients as ::ffff:a.b.c.d.
+    let peer = peer?.to_canonical();
     if !trusted(proxies, peer) {
         return Some(peer);
     }
@@ -30,7 +33,7 @@ pub fn address(peer: Option<IpAddr>, headers: &HeaderMap, proxies: &[IpNet]) -> 
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
             Ok(a) if trusted(proxies, a) => continue,
-            Ok(a) => return Some(a),
+            Ok(a) => return Some(a.to_canonical()),
             // A hop we cannot read: what lies left of it cannot be trusted either.
             Err(_) => return Some(peer),
         }
@@ -77,5 +80,7 @@ mod tests {
         // IPv6 clients and proxies alike.
         let v6 = nets(&["fd00::/8"]);
         assert_eq!(address(ip("fd00::1"), &xff(&["2001:db8::5"]), &v6), ip("2001:db8::5"));
+        // A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6: still the trusted ingress.
+        assert_eq!(address(ip("::ffff:10.1.2.3"), &xff(&["203.0.113.7"]), &proxies), ip("203.0.113.7"));
     }
 }

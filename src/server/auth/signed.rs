@@ -19,6 +19,8 @@ pub struct Signer {
 pub struct Signed {
     pub user: String,
     pub role: Role,
+    /// When it expires (seconds since the epoch).
+    pub expires: i64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -65,10 +67,11 @@ impl Signer {
         self.mac(body).verify_slice(&unhex(tag)?).ok()?;
         let mut parts = body.split('.');
         let (_nonce, expires, role, user) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || expires.parse::<i64>().ok()? <= now {
+        let expires = expires.parse::<i64>().ok()?;
+        if parts.next().is_some() || expires <= now {
             return None;
         }
-        Some(Signed { user: String::from_utf8(unhex(user)?).ok()?, role: Role::parse(role)? })
+        Some(Signed { user: String::from_utf8(unhex(user)?).ok()?, role: Role::parse(role)?, expires })
     }
 }
 
@@ -80,7 +83,10 @@ mod tests {
     fn a_cookie_is_ours_unexpired_and_unaltered_or_nothing() {
         let s = Signer::new(b"key one");
         let t = s.sign("ana.o'neil", Role::Operator, 2_000);
-        assert_eq!(s.check(&t, 1_999), Some(Signed { user: "ana.o'neil".into(), role: Role::Operator }));
+        assert_eq!(
+            s.check(&t, 1_999),
+            Some(Signed { user: "ana.o'neil".into(), role: Role::Operator, expires: 2_000 })
+        );
         assert_eq!(s.check(&t, 2_000), None, "expired");
         assert_eq!(Signer::new(b"key two").check(&t, 1_000), None, "another key's");
         // Any change to what it says breaks the signature: a viewer cannot make itself an operator.

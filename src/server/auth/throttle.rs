@@ -1,10 +1,14 @@
 //! Sign-in attempts, throttled per (user name, client address) instead of a hard lock-out: after
 //! `free` failures in a row, each further attempt of that pair waits twice as long as the one
 //! before (1 s, 2 s, 4 s, … at most 15 minutes). A guesser slows to a crawl, while the real user,
-//! from their own address, is never locked out by somebody else's failures. A pair has one
-//! attempt at a time: the turn is taken atomically before the password is checked, so a burst of
-//! parallel guesses gets one. An address failing for many names (spraying) waits as a whole once
-//! it has failed `free * 10` times within 10 minutes.
+//! from their own address, is never locked out by somebody else's failures. Turns are taken
+//! atomically before the password is checked, each in flight counted against the free attempts:
+//! a burst of parallel guesses gets the free attempts left, not more, and once they are spent the
+//! pair has one attempt at a time (two tabs signing in at once both get through). An address
+//! failing for many names (spraying) waits as a whole once it has failed, or has in flight,
+//! `free * 10` attempts within 10 minutes. Addresses are keyed as the network one client holds:
+//! an IPv4 address, an IPv6 /64 (a client with a /64 cannot take fresh turns per address). When
+//! the table is full, the pairs idle longest are forgotten first (never a real user's turn).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,13 +30,28 @@ type Pair = (String, Option<IpAddr>);
 struct Streak {
     failures: u32,
     last: Instant,
-    busy: bool,
+    /// Attempts in flight.
+    busy: u32,
 }
 
 #[derive(Default)]
 struct Inner {
     pairs: HashMap<Pair, Streak>,
-    addresses: HashMap<IpAddr, Vec<Instant>>,
+    /// Per address: its failures in the window, and its attempts in flight.
+    addresses: HashMap<IpAddr, (Vec<Instant>, u32)>,
+    /// When stale entries were last forgotten (at most once a second).
+    swept: Option<Instant>,
+}
+
+/// The key of a client's address: IPv4 as it is, IPv6 as its /64 (IPv4-mapped IPv6 as IPv4).
+pub fn network_of(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 pub struct Throttle {
@@ -60,15 +79,20 @@ impl Drop for Turn<'_> {
         let mut inner = self.throttle.lock();
         if self.ok {
             inner.pairs.remove(&self.pair);
+            if let Some((_, busy)) = self.pair.1.and_then(|a| inner.addresses.get_mut(&a)) {
+                *busy = busy.saturating_sub(1);
+            }
             return;
         }
         if let Some(s) = inner.pairs.get_mut(&self.pair) {
             s.failures = s.failures.saturating_add(1);
             s.last = now;
-            s.busy = false;
+            s.busy = s.busy.saturating_sub(1);
         }
         if let Some(addr) = self.pair.1 {
-            inner.addresses.entry(addr).or_default().push(now);
+            let (failures, busy) = inner.addresses.entry(addr).or_default();
+            failures.push(now);
+            *busy = busy.saturating_sub(1);
         }
     }
 }
@@ -83,7 +107,7 @@ fn wait_after(failures: u32, free: u32) -> Duration {
 
 impl Throttle {
     pub fn new(free: u32) -> Throttle {
-        Throttle { free: free.max(1), inner: Mutex::default() }
+        Throttle { free: free.clamp(1, 1000), inner: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -93,27 +117,39 @@ impl Throttle {
     /// The turn of `user` from `address`, or how long to wait for it.
     pub fn take(&self, user: &str, address: Option<IpAddr>) -> Result<Turn<'_>, Duration> {
         let now = Instant::now();
+        let address = address.map(network_of);
         let pair: Pair = (user.chars().take(NAME_CHARS).collect(), address);
         let mut inner = self.lock();
-        forget_stale(&mut inner, now);
+        if inner.swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+            forget_stale(&mut inner, now);
+            inner.swept = Some(now);
+        }
         if let Some(addr) = address {
-            let recent = inner.addresses.get(&addr).map_or(&[][..], Vec::as_slice);
-            if recent.len() >= (self.free * ADDRESS_FACTOR) as usize {
-                return Err(ADDRESS_WINDOW.saturating_sub(now - recent[0]).max(Duration::from_secs(1)));
+            let (recent, busy) = inner.addresses.get(&addr).map_or((&[][..], 0), |(v, b)| (v.as_slice(), *b));
+            if recent.len() + busy as usize >= (self.free * ADDRESS_FACTOR) as usize {
+                let oldest = recent.first().map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
+                return Err(ADDRESS_WINDOW.saturating_sub(oldest).max(Duration::from_secs(1)));
             }
         }
         if !inner.pairs.contains_key(&pair) && inner.pairs.len() >= MAX_PAIRS {
-            return Err(Duration::from_secs(1));
+            forget_idlest(&mut inner);
         }
-        let streak = inner.pairs.entry(pair.clone()).or_insert(Streak { failures: 0, last: now, busy: false });
-        if streak.busy {
-            return Err(Duration::from_secs(1));
+        let streak = inner.pairs.entry(pair.clone()).or_insert(Streak { failures: 0, last: now, busy: 0 });
+        // Within the free attempts, counting those in flight as failed until they say otherwise.
+        if streak.failures + streak.busy >= self.free {
+            if streak.busy > 0 {
+                return Err(Duration::from_secs(1));
+            }
+            let waited = now.saturating_duration_since(streak.last);
+            let wait = wait_after(streak.failures, self.free);
+            if waited < wait {
+                return Err(wait - waited);
+            }
         }
-        let ready_at = streak.last + wait_after(streak.failures, self.free);
-        if ready_at > now {
-            return Err(ready_at - now);
+        streak.busy += 1;
+        if let Some(addr) = address {
+            inner.addresses.entry(addr).or_default().1 += 1;
         }
-        streak.busy = true;
         Ok(Turn { throttle: self, pair, ok: false })
     }
 
@@ -123,9 +159,10 @@ impl Throttle {
         for s in inner.pairs.values_mut() {
             s.last -= by;
         }
-        for v in inner.addresses.values_mut() {
+        for (v, _) in inner.addresses.values_mut() {
             v.iter_mut().for_each(|t| *t -= by);
         }
+        inner.swept = None;
     }
 
     #[cfg(test)]
@@ -137,11 +174,21 @@ impl Throttle {
 
 /// Forgets pairs whose wait has long passed and address failures out of the window.
 fn forget_stale(inner: &mut Inner, now: Instant) {
-    inner.pairs.retain(|_, s| s.busy || now - s.last < LONGEST_WAIT + ADDRESS_WINDOW);
-    inner.addresses.retain(|_, v| {
-        v.retain(|t| now - *t < ADDRESS_WINDOW);
-        !v.is_empty()
+    inner.pairs.retain(|_, s| s.busy > 0 || now.saturating_duration_since(s.last) < LONGEST_WAIT + ADDRESS_WINDOW);
+    inner.addresses.retain(|_, (v, busy)| {
+        v.retain(|t| now.saturating_duration_since(*t) < ADDRESS_WINDOW);
+        !v.is_empty() || *busy > 0
     });
+}
+
+/// The table is full: the tenth of the pairs idle longest (none in flight) is forgotten.
+fn forget_idlest(inner: &mut Inner) {
+    let mut idle: Vec<(Instant, Pair)> =
+        inner.pairs.iter().filter(|(_, s)| s.busy == 0).map(|(p, s)| (s.last, p.clone())).collect();
+    idle.sort_by_key(|(last, _)| *last);
+    for (_, p) in idle.into_iter().take(MAX_PAIRS / 10) {
+        inner.pairs.remove(&p);
+    }
 }
 
 #[cfg(test)]
@@ -175,12 +222,52 @@ mod tests {
     }
 
     #[test]
-    fn a_pair_has_one_attempt_at_a_time() {
-        let t = Throttle::new(5);
-        let first = t.take("ana", addr("10.0.0.9")).unwrap();
+    fn parallel_attempts_get_the_free_ones_left_then_one_at_a_time() {
+        let t = Throttle::new(3);
+        // Two tabs signing in at once: both get their turn.
+        let (a, b) = (t.take("ana", addr("10.0.0.9")).unwrap(), t.take("ana", addr("10.0.0.9")).unwrap());
+        a.succeeded();
+        b.succeeded();
+        // A burst of guesses: the three free ones, not a fourth, however parallel.
+        let burst: Vec<_> = (0..10).filter_map(|_| t.take("ana", addr("10.0.0.9")).ok()).collect();
+        assert_eq!(burst.len(), 3);
+        drop(burst);
+        assert!(t.take("ana", addr("10.0.0.9")).is_err(), "three failures: the pair waits");
+        // Past the free ones, one at a time.
+        t.backdate(Duration::from_secs(1));
+        let one = t.take("ana", addr("10.0.0.9")).unwrap();
         assert!(t.take("ana", addr("10.0.0.9")).is_err(), "a parallel guess waits for the first");
-        drop(first);
-        assert!(t.take("ana", addr("10.0.0.9")).is_ok());
+        drop(one);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_is_ipv4() {
+        let t = Throttle::new(1);
+        drop(t.take("ana", addr("2001:db8:1:2::5")).unwrap());
+        assert!(t.take("ana", addr("2001:db8:1:2::6")).is_err(), "the same /64");
+        assert!(t.take("ana", addr("2001:db8:1:3::6")).is_ok(), "another /64");
+        assert_eq!(network_of("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn parallel_names_from_one_address_count_while_in_flight() {
+        let t = Throttle::new(2);
+        let turns: Vec<_> = (0..50).filter_map(|i| t.take(&format!("user{i}"), addr("10.0.0.66")).ok()).collect();
+        assert_eq!(turns.len(), 20, "the address's cap holds while the guesses are in flight");
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_idlest_pairs_not_new_users() {
+        let t = Throttle::new(2);
+        {
+            let mut inner = t.lock();
+            let old = Instant::now();
+            for i in 0..MAX_PAIRS {
+                inner.pairs.insert((format!("n{i}"), None), Streak { failures: 1, last: old, busy: 0 });
+            }
+        }
+        t.take("ana", addr("10.0.0.1")).expect("a new pair when the table is full").succeeded();
+        assert!(t.lock().pairs.len() <= MAX_PAIRS - MAX_PAIRS / 10 + 1);
     }
 
     #[test]

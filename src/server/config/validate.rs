@@ -104,6 +104,9 @@ fn auth(s: &Settings) -> Result<(), ConfigError> {
     if !(1..=24 * 30).contains(&s.auth.session_hours) {
         return Err(invalid("auth.session_hours must be between 1 and 720"));
     }
+    if !(1..=100).contains(&s.auth.login_attempts) {
+        return Err(invalid("auth.login_attempts must be between 1 and 100"));
+    }
     if let Some(o) = &s.auth.public_origin {
         if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
             return Err(invalid(format!("auth.public_origin {o:?} must look like https://host[:port]")));

@@ -31,10 +31,19 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Only local paths, so the login form cannot be used to send people elsewhere.
+/// Only local paths, so the login form cannot be used to send people elsewhere: no `//`, no
+/// backslash, and no whitespace or control character anywhere (browsers drop a tab or a newline,
+/// so `/\t/evil.example` would become `//evil.example`).
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -80,4 +89,23 @@ async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     use axum::http::header::{LOCATION, SET_COOKIE};
     state.auth.logout(&state.state_db, &headers).await;
     (StatusCode::SEE_OTHER, [(SET_COOKIE, state.auth.session_cookie(None)), (LOCATION, "/".to_string())])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_form_sends_people_only_to_pages_of_this_site() {
+        for (next, to) in [
+            (Some("/?range=7d"), "/?range=7d"),
+            (Some("/rollout"), "/rollout"),
+            (Some("//evil.example"), "/"),
+            (Some("/\t/evil.example"), "/"),
+            (Some("/\n/evil.example"), "/"),
+            (Some("/\\evil.example"), "/"),
+            (Some("https://evil.example"), "/"),
+            (None, "/"),
+        ] {
+            assert_eq!(super::local_path(next), to, "{next:?}");
+        }
+    }
 }

@@ -83,6 +83,10 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
     let first = store::first_id(db, name).await?;
     let due = audit::not_yet_sent(db, name, first, &event::actions(), 50).await?;
     let origin = origin(state);
+    // An entry that has failed `dead_letter_after` times in a row: the one behind it is tried. If
+    // the receiver takes that one, the set-aside entry is the trouble (a dead letter); if not, the
+    // receiver is, and the entry stays first in line.
+    let mut suspect: Option<(i64, String, i32)> = None;
     for entry in due {
         let Some(ev) = Event::of(&entry).filter(|e| receiver.settings.wants(&e.name, e.severity)) else {
             store::mark(db, name, entry.id, "skipped").await?;
@@ -110,32 +114,43 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
             Answer::Delivered { .. } => {
                 state.services.metrics.notification(name, "delivered");
                 store::mark(db, name, entry.id, "delivered").await?;
+                set_aside(state, name, suspect.take()).await?;
             }
             Answer::Rejected { .. } => {
                 state.services.metrics.notification(name, "rejected");
                 tracing::warn!(receiver = name, event = ev.name, "a receiver refused an event; it is not sent again");
                 store::mark(db, name, entry.id, "rejected").await?;
+                set_aside(state, name, suspect.take()).await?;
             }
             Answer::Failed { retry_after, .. } => {
                 state.services.metrics.notification(name, "failed");
-                // After `dead_letter_after` failures in a row (counted again after a resend), the
-                // event is set aside so that the ones behind it go on; the receiver still backs off.
                 let after = state.settings.notify.dead_letter_after();
-                if n > 0 && (n as u32).is_multiple_of(after) {
-                    tracing::warn!(
-                        receiver = name,
-                        event = ev.name,
-                        attempts = n,
-                        "gave up on an event: a dead letter now (the notifications page lists it; send it again from there)"
-                    );
-                    state.services.metrics.notification(name, "dead");
-                    store::mark(db, name, entry.id, "dead").await?;
+                if suspect.is_none() && n > 0 && (n as u32).is_multiple_of(after) {
+                    suspect = Some((entry.id, ev.name.clone(), n));
+                    continue;
                 }
                 return Ok(Pass::Failed(retry_after));
             }
         }
     }
+    // Nothing behind the suspect: the receiver may be down; it stays first in line.
+    if suspect.is_some() {
+        return Ok(Pass::Failed(None));
+    }
     Ok(Pass::Idle)
+}
+
+/// The receiver took the entry behind `suspect`: the suspect is a dead letter.
+async fn set_aside(state: &AppState, name: &str, suspect: Option<(i64, String, i32)>) -> Result<(), SourceError> {
+    let Some((id, event, attempts)) = suspect else { return Ok(()) };
+    tracing::warn!(
+        receiver = name,
+        event,
+        attempts,
+        "gave up on an event the receiver takes others than: a dead letter now (/audit lists it; resend from there)"
+    );
+    state.services.metrics.notification(name, "dead");
+    store::mark(&state.state_db, name, id, "dead").await
 }
 
 /// The run a rollback entry is about ("rollback run #12").

@@ -344,9 +344,11 @@ pub async fn dead_letters(db: &PgPool, limit: i64) -> Result<Vec<DeadLetter>, So
         last_error: Option<String>,
     }
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT s.receiver, s.audit_id, a.event, s.at, a.attempt AS attempts, a.detail AS last_error
+        "SELECT s.receiver, s.audit_id, coalesce(a.event, l.action) AS event, s.at,
+                coalesce(a.attempt, 0) AS attempts, a.detail AS last_error
            FROM notify_sent s
-           JOIN LATERAL (SELECT event, attempt, detail FROM notify_attempts t
+           JOIN audit_log l ON l.id = s.audit_id
+           LEFT JOIN LATERAL (SELECT event, attempt, detail FROM notify_attempts t
                           WHERE t.receiver = s.receiver AND t.audit_id = s.audit_id ORDER BY t.id DESC LIMIT 1) a ON true
           WHERE s.outcome = 'dead' ORDER BY s.at DESC LIMIT $1",
     )

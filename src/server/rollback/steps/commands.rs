@@ -60,12 +60,14 @@ pub(super) async fn run_command(state: &AppState, argv: &[String], log: &mut Log
     let out = cmd.output().await.map_err(|e| format!("cannot run {program}: {e}"))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
+    // Masked before it is cut: a secret astride the cut must not leave its first half.
+    let mut text = redact(&text, state);
     if text.len() > MAX_OUTPUT {
         let cut = text.char_indices().map(|(i, _)| i).take_while(|i| *i <= MAX_OUTPUT).last().unwrap_or(0);
         text.truncate(cut);
         text.push_str("\n… (output cut at 64 KiB)");
     }
-    log.line(redact(text.trim_end(), state));
+    log.line(text.trim_end());
     log.line(format!(
         "exit status {} after {:.1} s",
         out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "none (killed)".into()),
