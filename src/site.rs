@@ -48,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(access::enforce))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(render_context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::refuse_cross_origin))
+        // Before anything is computed: a client over its reads is answered 429 here.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::client_reads::limit))
         // Inside the CSP layer: a kept page is served with this response's own nonce.
         .layer(axum::middleware::from_fn_with_state(pages, http::page_cache::serve))
         .layer(axum::middleware::from_fn(csp::security_headers))

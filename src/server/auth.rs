@@ -119,6 +119,7 @@ pub struct Auth {
 pub mod client;
 mod signed;
 mod throttle;
+pub use throttle::network_of;
 
 /// The users file's users (name: role and password hash), with what tells a change.
 struct Users {

@@ -53,6 +53,8 @@ pub struct Services {
     pub health: Health,
     /// The state database on the kill path (`breaker.rs`).
     pub state_db: super::breaker::Breaker,
+    /// Reads per client (`http::client_reads`); None: not limited.
+    pub client_reads: Option<super::http::client_reads::ClientReads>,
     /// Pixels being drawn, in thousands (`RENDER_KILOPIXELS` at most), off the async workers: a
     /// 2400 × 2400 PNG takes nearly all of it, a default-sized chart a twentieth.
     pub render: tokio::sync::Semaphore,
@@ -82,8 +84,14 @@ impl Services {
             health: Health::default(),
             state_db: super::breaker::Breaker::new(Duration::from_secs(5)),
             render: tokio::sync::Semaphore::new(RENDER_KILOPIXELS as usize),
+            client_reads: None,
             metrics,
         }
+    }
+
+    /// With reads per client limited (`client_reads_per_s`, 0: not limited).
+    pub fn with_client_reads(self, per_s: u32, burst: u32) -> Services {
+        Services { client_reads: super::http::client_reads::ClientReads::new(per_s, burst), ..self }
     }
 }
 

@@ -140,7 +140,10 @@ impl AppState {
             secrets,
             auth: Arc::new(auth),
             leptos_options,
-            services: Arc::new(super::service::Services::new(settings.refresh_interval())),
+            services: Arc::new(
+                super::service::Services::new(settings.refresh_interval())
+                    .with_client_reads(settings.client_reads_per_s, settings.client_read_burst),
+            ),
             settings: Arc::new(settings),
             state_db,
             diary,

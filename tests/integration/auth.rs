@@ -172,6 +172,52 @@ async fn wrong_passwords_are_refused_and_then_slowed_per_name_and_address(pool: 
 }
 
 #[sqlx::test(migrations = false)]
+async fn a_client_over_its_reads_is_answered_429_and_nothing_else_is_held(pool: PgPool) {
+    let settings = "client_reads_per_s = 1\nclient_read_burst = 5\n[auth]\ntrusted_proxies = [\"10.0.0.0/8\"]\n";
+    let app = rollout_dashboard::site::app(dashboard_state_with(&pool, None, None, None, Some(settings)).await);
+    let get = |path: &'static str, peer: &'static str, forwarded_for: Option<&'static str>| {
+        let mut req = Request::get(path);
+        if let Some(f) = forwarded_for {
+            req = req.header("x-forwarded-for", f);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(format!("{peer}:40000").parse::<std::net::SocketAddr>().unwrap()));
+        app.clone().oneshot(req)
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(get("/api/v1/audit", "203.0.113.7", None).await.unwrap().status());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "the burst: {statuses:?}");
+    let over = get("/api/v1/audit", "203.0.113.7", None).await.unwrap();
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(over.into_body(), 1 << 16).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "too_many_requests");
+    // Another client is not held, nor are the probes of the one over its reads.
+    assert_eq!(get("/api/v1/audit", "203.0.113.8", None).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/readyz", "203.0.113.7", None).await.unwrap().status(), StatusCode::OK);
+    // Behind the trusted ingress, each client is its own: the ingress is not one client.
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..5 {
+            assert_eq!(get("/api/v1/audit", "10.0.0.5", Some(client)).await.unwrap().status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(
+        get("/api/v1/audit", "10.0.0.5", Some("198.51.100.1")).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A change is never limited: the client over its reads still reaches the kill switch's door
+    // (no identity here: 401, not 429).
+    let mut kill = Request::post("/api/v1/rollout/kill").header("origin", ORIGIN).body(Body::empty()).unwrap();
+    kill.extensions_mut()
+        .insert(axum::extract::ConnectInfo("203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()));
+    assert_eq!(app.clone().oneshot(kill).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrations = false)]
 async fn the_users_file_is_read_again_so_a_removed_user_is_signed_out(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let path = users_file(dir.path());

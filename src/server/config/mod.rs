@@ -90,6 +90,10 @@ pub struct Settings {
     /// Days the state database keeps what only grows with time (`retention.rs`); the audit
     /// trail is kept forever.
     pub retention_days: u32,
+    /// Reads (GET) a client address may make a second on average, in bursts of
+    /// `client_read_burst` (`http::client_reads`); 0: not limited. Changes are never limited.
+    pub client_reads_per_s: u32,
+    pub client_read_burst: u32,
     pub flag: FlagSettings,
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
@@ -112,6 +116,8 @@ impl Default for Settings {
             source_timeout_secs: 5,
             audit_journal_file: None,
             retention_days: 90,
+            client_reads_per_s: 30,
+            client_read_burst: 300,
             flag: FlagSettings::default(),
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),

@@ -15,6 +15,9 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     if !(1..=120).contains(&s.source_timeout_secs) {
         return Err(invalid("source_timeout_secs must be between 1 and 120"));
     }
+    if s.client_reads_per_s > 0 && s.client_read_burst < s.client_reads_per_s {
+        return Err(invalid("client_read_burst must be at least client_reads_per_s"));
+    }
     if !(7..=3650).contains(&s.retention_days) {
         return Err(invalid("retention_days must be between 7 and 3650"));
     }

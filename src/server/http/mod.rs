@@ -4,6 +4,7 @@
 
 mod audit;
 mod autopilot;
+pub mod client_reads;
 pub mod extract;
 mod gzip_template;
 mod health;
