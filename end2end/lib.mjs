@@ -35,8 +35,11 @@ export const svgsIn = (html) => (html.match(/<svg|\\u003csvg|\\x3csvg|&lt;svg/gi
 
 /** Waits until the page's own code has taken over (its wasm chunk loaded and hydrated). Leave a
  *  page only after this: navigating away while a chunk still loads aborts it, and the dying page
- *  reports the aborted load as a console error (a panic in the lazy-route loader). */
-export const hydrated = (page) => page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
+ *  reports the aborted load as a console error (a panic in the lazy-route loader). 60 s: twice
+ *  on 2026-12-06 a page of the debug build took longer than 30 s to hydrate on the shared two
+ *  cores (1 of 30 sign-ins in the CSP test; once in the rollout test), with every document
+ *  correct; what a page weighs and how fast it loads is judged on the release build (budgets). */
+export const hydrated = (page) => page.waitForSelector("body[data-hydrated=true]", { timeout: 60000 });
 
 export const text = (page, id) => page.locator(`[data-testid="${id}"]`).first().innerText();
 
