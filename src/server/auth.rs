@@ -10,22 +10,20 @@
 //!
 //! Sign-in attempts are throttled per (user name, client address) (`throttle.rs`), the client
 //! read from a trusted proxy's `X-Forwarded-For` (`client.rs`). The users file is read again
-//! when it changes, checked at most every `USERS_RECHECK`, so a removed or demoted user's
+//! when it changes (`users.rs`), checked at most every 30 s, so a removed or demoted user's
 //! sessions stop counting within a minute. Over https the cookie is `__Host-` prefixed.
 //!
 //! Every state-changing request must also come from the dashboard's own origin (CSRF).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{HeaderMap, Method};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -44,25 +42,8 @@ const FORWARDED_GROUPS: &str = "x-forwarded-groups";
 const PROXY_SECRET: &str = "x-proxy-secret";
 /// Every header `proxy` mode reads: together with the cookie, what tells viewers apart.
 pub const PROXY_HEADERS: [&str; 4] = [FORWARDED_USER, FORWARDED_EMAIL, FORWARDED_GROUPS, PROXY_SECRET];
-/// How often, at most, the users file is looked at again for changes.
-const USERS_RECHECK: Duration = Duration::from_secs(30);
 /// How long a request waits for the sessions table before the signed cookie decides.
 const SESSION_LOOKUP: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LocalUser {
-    name: String,
-    role: String,
-    password_hash: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UsersFile {
-    #[serde(default)]
-    users: Vec<LocalUser>,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthSetupError {
@@ -97,8 +78,8 @@ pub enum LoginError {
 pub struct Auth {
     settings: AuthSettings,
     proxy_secret: Option<Secret>,
-    /// The users file as last read, and when it was last looked at.
-    users: std::sync::RwLock<Users>,
+    /// The users file as last read (local mode), read again when it changes.
+    users: users::Users,
     /// Sign-in turns per (user name, client address).
     throttle: throttle::Throttle,
     /// Verified for unknown user names, so that timing does not tell which names exist.
@@ -119,14 +100,8 @@ pub struct Auth {
 pub mod client;
 mod signed;
 mod throttle;
+mod users;
 pub use throttle::network_of;
-
-/// The users file's users (name: role and password hash), with what tells a change.
-struct Users {
-    by_name: HashMap<String, (Role, String)>,
-    modified: Option<std::time::SystemTime>,
-    checked: Instant,
-}
 
 /// An argon2id hash of `password`, for the users file.
 pub fn hash_password(password: &str) -> String {
@@ -149,11 +124,10 @@ impl Auth {
         proxy_secret: Option<Secret>,
         site_addr: SocketAddr,
     ) -> Result<Auth, AuthSetupError> {
-        let by_name = match (&settings.mode, &settings.users_file) {
-            (AuthMode::Local, Some(path)) => read_users(path)?,
-            _ => HashMap::new(),
+        let users = match (&settings.mode, &settings.users_file) {
+            (AuthMode::Local, Some(path)) => users::Users::load(path)?,
+            _ => users::Users::none(),
         };
-        let modified = settings.users_file.as_deref().and_then(modified_at);
         if site_addr.ip().is_unspecified() && settings.public_origin.is_none() {
             return Err(AuthSetupError::NoPublicOrigin(site_addr));
         }
@@ -169,7 +143,7 @@ impl Auth {
             origin,
             settings: settings.clone(),
             proxy_secret,
-            users: std::sync::RwLock::new(Users { by_name, modified, checked: Instant::now() }),
+            users,
             throttle: throttle::Throttle::new(settings.login_attempts),
             signer: signed::Signer::random(),
             hashing: tokio::sync::Semaphore::new(2),
@@ -227,7 +201,7 @@ impl Auth {
                         let role = Role::parse(&role)?;
                         // The users file has the last word: a user removed or demoted since
                         // signing in is not who the session says.
-                        self.user(&user).filter(|(r, _)| *r == role)?;
+                        self.users.get(&user).filter(|(r, _)| *r == role)?;
                         Some(Identity { user, role, via: "local".into() })
                     }
                     // The state database does not answer: the signed cookie and the users file decide.
@@ -244,38 +218,8 @@ impl Auth {
             return None;
         }
         let s = self.signer.check(token, chrono::Utc::now().timestamp())?;
-        let (role, _) = self.user(&s.user).filter(|(role, _)| *role == s.role)?;
+        let (role, _) = self.users.get(&s.user).filter(|(role, _)| *role == s.role)?;
         Some(Identity { user: s.user, role, via: "local".into() })
-    }
-
-    /// A user of the users file, read again when it changed (looked at every `USERS_RECHECK`).
-    fn user(&self, name: &str) -> Option<(Role, String)> {
-        let stale = self.users.read().unwrap_or_else(|p| p.into_inner()).checked.elapsed() >= USERS_RECHECK;
-        if stale {
-            self.reread_users();
-        }
-        self.users.read().unwrap_or_else(|p| p.into_inner()).by_name.get(name).cloned()
-    }
-
-    fn reread_users(&self) {
-        let Some(path) = self.settings.users_file.as_deref().filter(|_| self.settings.mode == AuthMode::Local) else {
-            return;
-        };
-        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
-        users.checked = Instant::now();
-        let modified = modified_at(path);
-        if modified == users.modified && modified.is_some() {
-            return;
-        }
-        match read_users(path) {
-            Ok(by_name) => {
-                tracing::info!(users = by_name.len(), "the users file changed: read again");
-                users.by_name = by_name;
-                users.modified = modified;
-            }
-            // Keep who was known: a half-written file must not sign everybody out, nor in.
-            Err(e) => tracing::warn!("the users file cannot be read again, the last good one stays: {e}"),
-        }
     }
 
     /// Identity headers believed from a trusted proxy's address **and** with the secret (a
@@ -329,7 +273,7 @@ impl Auth {
         // Taken before the password is checked, released (as a failure, unless it succeeds)
         // however this ends: a cancelled attempt is a failed one.
         let turn = self.throttle.take(user, client).map_err(LoginError::TooMany)?;
-        let known = self.user(user);
+        let known = self.users.get(user);
         let hash = known.as_ref().map(|(_, h)| h.clone()).unwrap_or_else(|| self.dummy_hash.clone());
         // Argon2 is slow on purpose (tens of ms, 19 MiB): off the async workers, two at a time.
         let ok = {
@@ -413,27 +357,6 @@ impl Auth {
             (None, None) => false,
         }
     }
-}
-
-fn modified_at(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn read_users(path: &Path) -> Result<HashMap<String, (Role, String)>, AuthSetupError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AuthSetupError::Unreadable(path.display().to_string(), e.to_string()))?;
-    let file: UsersFile = toml::from_str(&text).map_err(|e| AuthSetupError::Invalid(e.message().to_string()))?;
-    let mut users = HashMap::new();
-    for u in file.users {
-        let role = Role::parse(&u.role)
-            .ok_or_else(|| AuthSetupError::Invalid(format!("user {:?}: role must be viewer or operator", u.name)))?;
-        PasswordHash::new(&u.password_hash)
-            .map_err(|_| AuthSetupError::Invalid(format!("user {:?}: password_hash is not a PHC string", u.name)))?;
-        if users.insert(u.name.clone(), (role, u.password_hash)).is_some() {
-            return Err(AuthSetupError::Invalid(format!("user {:?} appears twice", u.name)));
-        }
-    }
-    Ok(users)
 }
 
 /// The value of one cookie.
