@@ -16,11 +16,12 @@ struct Entry<V> {
     cell: OnceCell<V>,
 }
 
-impl<V> Entry<V> {
-    /// Still worth holding: fresh, or still being computed (others may be waiting for it).
-    fn held(&self, ttl: Duration) -> bool {
-        self.created.elapsed() < ttl || self.cell.get().is_none()
-    }
+/// Still worth holding: fresh, or still being computed (others may be waiting for it). An entry
+/// nobody computes any more (every caller dropped: clients that went away mid-answer) is not: only
+/// the map holds it then, and keeping it would count against the callers' limits forever.
+fn held<V>(entry: &Arc<Entry<V>>, ttl: Duration) -> bool {
+    let computing = entry.cell.get().is_none() && Arc::strong_count(entry) > 1;
+    entry.created.elapsed() < ttl || computing
 }
 
 pub struct SingleFlight<V> {
@@ -38,7 +39,7 @@ impl<V: Clone> SingleFlight<V> {
     /// How many answers are held (those still fresh, and those being computed).
     pub fn held(&self) -> usize {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().filter(|e| e.held(self.ttl)).count()
+        map.values().filter(|e| held(e, self.ttl)).count()
     }
 
     /// The cached answer for `key`, or the answer `compute` gives (computed once for everyone
@@ -50,7 +51,7 @@ impl<V: Clone> SingleFlight<V> {
     {
         let entry = {
             let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, e| e.held(self.ttl));
+            map.retain(|_, e| held(e, self.ttl));
             map.entry(key.to_string())
                 .or_insert_with(|| Arc::new(Entry { created: Instant::now(), cell: OnceCell::new() }))
                 .clone()
@@ -97,6 +98,24 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(metrics.render().contains("rollout_dashboard_cache_hits_total{cache=\"t\"} 49"));
+    }
+
+    #[tokio::test]
+    async fn a_computation_every_caller_dropped_is_not_held() {
+        let cache = Arc::new(SingleFlight::<u32>::new("t", Duration::from_millis(30), Arc::default()));
+        let slow = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get("k", || async { std::future::pending::<u32>().await }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(cache.held(), 1, "being computed");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(cache.held(), 1, "still being computed after the interval");
+        slow.abort();
+        let _ = slow.await;
+        assert_eq!(cache.held(), 0, "the caller went away");
+        // The next caller computes afresh.
+        assert_eq!(cache.get("k", || async { 5 }).await, 5);
     }
 
     #[tokio::test]

@@ -116,7 +116,7 @@ fn short_sqlx(e: &sqlx::Error) -> String {
 }
 
 /// What a REST client gets: `{"error": "...", "code": "..."}` with a matching status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),

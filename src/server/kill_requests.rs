@@ -80,9 +80,6 @@ pub async fn pending(db: &PgPool) -> Result<Vec<PendingKill>, SourceError> {
         .collect())
 }
 
-/// The advisory-lock class of the retry, so that one replica at a time retries ("KILL").
-const LOCK_CLASS: i32 = 0x4b49_4c4c;
-
 /// Tries the pending kills again, one replica at a time: one write of 0 % through the kill
 /// switch's own write, as the actor `kill-retry`. Its landing is audited (`flag.kill_retry`, a
 /// critical event); its failures update the request, whose first failure was already told to
@@ -91,7 +88,7 @@ pub async fn retry(state: &AppState) -> Result<(), SourceError> {
     if pending(&state.state_db).await?.is_empty() {
         return Ok(());
     }
-    super::rollback::with_run_lock(state, LOCK_CLASS, 0, retry_locked(state)).await.map(|_| ())
+    super::locks::with_lock(state, super::locks::Lock::KillRetry, retry_locked(state)).await.map(|_| ())
 }
 
 async fn retry_locked(state: &AppState) -> Result<(), SourceError> {

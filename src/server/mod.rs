@@ -21,6 +21,7 @@ pub mod flags;
 pub mod fns;
 pub mod http;
 pub mod kill_requests;
+pub mod locks;
 pub mod notify;
 pub mod overview;
 pub mod own_metrics;

@@ -66,6 +66,9 @@ pub struct Services {
     alerts: SingleFlight<Answer<Vec<Alert>>>,
     flag_history: SingleFlight<Answer<Vec<FlagObservation>>>,
     autopilot_events: SingleFlight<Answer<Vec<AuditEntry>>>,
+    /// The rollback's dry run (it counts the diary's rows and runs the backup-status program):
+    /// one survey a second at most, however many operators look.
+    pub rollback_plan: SingleFlight<Result<crate::api::rollback::RollbackPlan, super::error::ApiError>>,
 }
 
 impl Services {
@@ -81,6 +84,7 @@ impl Services {
             alerts: SingleFlight::new("alerts", refresh, m()),
             flag_history: SingleFlight::new("flag_history", refresh, m()),
             autopilot_events: SingleFlight::new("autopilot_events", refresh, m()),
+            rollback_plan: SingleFlight::new("rollback_plan", Duration::from_secs(1), m()),
             health: Health::default(),
             state_db: super::breaker::Breaker::new(Duration::from_secs(5)),
             render: tokio::sync::Semaphore::new(RENDER_KILOPIXELS as usize),

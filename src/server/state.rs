@@ -25,6 +25,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The dashboard's own database (audit, runs, observed history).
     pub state_db: PgPool,
+    /// Connections holding advisory locks, apart from `state_db` (`locks.rs`).
+    pub locks: super::locks::Locks,
     pub diary: Result<DiaryRecords, SourceError>,
     /// The diary database's URL, handed to rollback commands as `DATABASE_URL` (never shown).
     pub diary_database_url: Option<super::config::Secret>,
@@ -74,10 +76,11 @@ impl AppState {
         let auth = super::auth::Auth::new(&settings.auth, config.proxy_secret.clone(), leptos_options.site_addr)
             .and_then(|a| a.with_session_key(config.session_key.as_ref()))
             .map_err(|e| StartError::Auth(e.to_string()))?;
-        let state_db = PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(
-            bounded_statements(config.state_database_url.expose(), STATE_STATEMENT_TIMEOUT)
-                .map_err(|e| StartError::StateDatabase(e.to_string()))?,
-        );
+        let state_options = bounded_statements(config.state_database_url.expose(), STATE_STATEMENT_TIMEOUT)
+            .map_err(|e| StartError::StateDatabase(e.to_string()))?;
+        let locks = super::locks::Locks::new(state_options.clone(), notify.ready.len(), timeout);
+        let state_db =
+            PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(state_options);
         migrate_with_retry(&state_db).await?;
 
         let diary = match &config.diary_database_url {
@@ -146,6 +149,7 @@ impl AppState {
             ),
             settings: Arc::new(settings),
             state_db,
+            locks,
             diary,
             diary_database_url,
             prometheus,

@@ -76,12 +76,21 @@ async fn a_rule_on_legacy_usage_kills_through_alertmanager_and_the_killed_alert_
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT actor, action, outcome, reason FROM audit_log WHERE action IN ('flag.kill', 'hook.alert') ORDER BY id",
-    )
-    .fetch_all(&w.pool)
-    .await
-    .unwrap();
+    // The flag reads 0 % once the kill is written; the hook's own entry follows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT actor, action, outcome, reason FROM audit_log WHERE action IN ('flag.kill', 'hook.alert') ORDER BY id",
+        )
+        .fetch_all(&w.pool)
+        .await
+        .unwrap();
+        if rows.len() >= 2 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_str()), ("alertmanager", "flag.kill", "done"));
     assert!(rows[0].3.as_deref().unwrap().contains("LegacyDoseSurge"), "{rows:?}");
     assert_eq!((rows[1].1.as_str(), rows[1].2.as_str()), ("hook.alert", "done"), "{rows:?}");

@@ -42,6 +42,8 @@ pub struct Cluster {
     /// How long a new replica takes to become ready.
     pub ready_delay: Duration,
     pub token: Option<String>,
+    /// The node that runs Jobs (`jobs.rs`).
+    pub node: std::sync::Arc<crate::jobs::Node>,
 }
 
 struct Inner {
@@ -95,6 +97,7 @@ impl Cluster {
             state_file,
             ready_delay,
             token,
+            node: Default::default(),
         }
     }
 

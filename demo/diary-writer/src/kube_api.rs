@@ -3,6 +3,8 @@
 //! it would to an API server:
 //! - ConfigMap: GET, PUT (replace), PATCH (merge / strategic merge)
 //! - Deployment: GET; its `scale` subresource: GET, PUT, PATCH
+//! - Job: POST (also `dryRun=All`), GET; pods: list by `job-name`, their log; CronJob: GET
+//!   (`kube_jobs_api.rs`, run by `jobs.rs`)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +31,8 @@ pub fn router(world: &World) -> Router<World> {
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
             get(get_scale).put(replace_scale).patch(patch_scale),
         )
-        .route("/version", get(version));
+        .route("/version", get(version))
+        .merge(crate::kube_jobs_api::routes());
     Router::new()
         .merge(k8s.route_layer(middleware::from_fn_with_state(world.clone(), guard)))
         .route("/__emulator/fault", post(set_fault))
@@ -162,7 +165,7 @@ pub fn status(code: StatusCode, reason: &'static str, message: &str) -> KubeStat
 
 type ApiResult = Result<Json<Value>, KubeStatus>;
 
-fn not_found(kind: &str, name: &str) -> KubeStatus {
+pub fn not_found(kind: &str, name: &str) -> KubeStatus {
     status(StatusCode::NOT_FOUND, "NotFound", &format!("{kind} \"{name}\" not found"))
 }
 
@@ -249,7 +252,7 @@ fn deployment_status(snap: &ClusterSnapshot, ready: i32) -> Value {
 
 /// A request body as the API server reads it: JSON only (this emulation speaks no YAML or
 /// protobuf), anything else answered with a `Status`, never a bare text error.
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, KubeStatus> {
+pub fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, KubeStatus> {
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let json_like = ct.is_empty() || ct.starts_with("application/json") || ct.contains("patch+json");
     if !json_like {

@@ -5,7 +5,9 @@
 pub mod cluster;
 pub mod counters;
 pub mod diary_api;
+pub mod jobs;
 pub mod kube_api;
+pub mod kube_jobs_api;
 pub mod launchdarkly_api;
 pub mod openmetrics;
 pub mod rbac;

@@ -21,7 +21,11 @@ pub struct Attributes {
 impl Attributes {
     /// The attributes of a request (None: not a namespaced object path this emulation knows).
     pub fn of(method: &str, path: &str) -> Option<Attributes> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let collection =
+            matches!(parts.as_slice(), ["api", "v1", "namespaces", _, _] | ["apis", _, _, "namespaces", _, _]);
         let verb = match method {
+            "GET" if collection => "list",
             "GET" => "get",
             "PUT" => "update",
             "PATCH" => "patch",
@@ -29,13 +33,20 @@ impl Attributes {
             "POST" => "create",
             _ => return None,
         };
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, rest) = match parts.as_slice() {
             ["api", "v1", rest @ ..] => (String::new(), rest),
             ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
             _ => return None,
         };
         match rest {
+            // A collection: a list, or a create (whose object's name is in its body).
+            ["namespaces", ns, resource] => Some(Attributes {
+                verb,
+                group,
+                resource: resource.to_string(),
+                name: String::new(),
+                namespace: ns.to_string(),
+            }),
             ["namespaces", ns, resource, name] => Some(Attributes {
                 verb,
                 group,
@@ -116,6 +127,13 @@ impl Role {
         Err("no document of kind Role".into())
     }
 
+    /// This Role with the rules of another Role bound to the same account added (an optional
+    /// manifest, such as the rollback's Jobs).
+    pub fn with_rules_of(mut self, other: &Role) -> Role {
+        self.rules.extend(other.rules.iter().cloned());
+        self
+    }
+
     pub fn allows(&self, a: &Attributes) -> bool {
         a.namespace == self.namespace
             && self.rules.iter().any(|r| {
@@ -157,6 +175,25 @@ mod tests {
         assert!(allowed("GET", &format!("{dep}/scale")) && allowed("PATCH", &format!("{dep}/scale")));
         assert!(!allowed("PUT", &format!("{dep}/scale")));
         assert!(!allowed("GET", "/api/v1/namespaces/diabetes/secrets/anything"));
+        assert!(!allowed("POST", "/apis/batch/v1/namespaces/diabetes/jobs"), "Jobs only with the optional Role");
+        assert!(!allowed("GET", "/api/v1/namespaces/diabetes/pods"));
+    }
+
+    #[test]
+    fn the_optional_jobs_role_adds_exactly_the_rollbacks_jobs() {
+        let jobs = Role::from_yaml(include_str!("../../../deploy/rollback-jobs/role.yaml")).unwrap();
+        let role = Role::from_yaml(ROLE).unwrap().with_rules_of(&jobs);
+        let allowed = |m: &str, p: &str| role.allows(&Attributes::of(m, p).unwrap());
+        let jobs = "/apis/batch/v1/namespaces/diabetes/jobs";
+        assert!(allowed("POST", jobs) && allowed("GET", &format!("{jobs}/rollback-1-schema-downgrade-1")));
+        assert!(!allowed("DELETE", &format!("{jobs}/x")) && !allowed("GET", jobs), "no delete, no list of Jobs");
+        assert!(
+            allowed("GET", "/api/v1/namespaces/diabetes/pods") && !allowed("GET", "/api/v1/namespaces/diabetes/pods/p")
+        );
+        assert!(allowed("GET", "/api/v1/namespaces/diabetes/pods/p/log"));
+        assert!(allowed("GET", "/apis/batch/v1/namespaces/diabetes/cronjobs/diary-backup"));
+        assert!(!allowed("GET", "/apis/batch/v1/namespaces/diabetes/cronjobs/other"));
+        assert!(!allowed("POST", "/apis/batch/v1/namespaces/kube-system/jobs"), "only its namespace");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The autopilot's driver: it gathers what a round sees, asks `decide` what to do, and does
 //! it; it decides nothing itself. Every replica runs the loop; a round runs only under the plan's
-//! advisory lock (the rollback executor's `with_run_lock`, with the autopilot's own class), so
+//! advisory lock (`locks::Lock::AutopilotPlan`), so
 //! exactly one replica evaluates and acts at a time. A step's flag write is announced first
 //! (`pending_step`): a driver killed between the write and its bookkeeping leaves the next one
 //! to finish the advance by reading the flag, never by writing it twice.
@@ -14,11 +14,11 @@ use crate::api::rollout::SetPercentage;
 use super::super::audit::NewEntry;
 use super::super::caller::Caller;
 use super::super::error::SourceError;
-use super::super::rollback::with_run_lock;
+use super::super::locks::{with_lock, Lock};
 use super::super::state::AppState;
 use super::checks;
 use super::decide::{decide, Budgets, CheckSeen, Decision, FlagSeen, Observation, PauseKind};
-use super::store::{self, Plan, LOCK_CLASS};
+use super::store::{self, Plan};
 
 /// The autopilot acting, as the audit trail and the flag store's comments name it.
 pub fn autopilot(plan_id: i64) -> Caller {
@@ -53,19 +53,19 @@ pub async fn with_plan_lock<T>(
     id: i64,
     f: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<Option<T>, SourceError> {
-    with_run_lock(state, LOCK_CLASS, id, f).await
+    with_lock(state, Lock::AutopilotPlan(id), f).await
 }
 
 /// One round for the active plan, unless another replica is running one.
 pub async fn tick(state: &AppState) -> Result<(), SourceError> {
     let Some(id) = store::active_id(&state.state_db).await? else { return Ok(()) };
-    with_run_lock(state, LOCK_CLASS, id, round(state, id, None)).await.map(|_| ())
+    with_lock(state, Lock::AutopilotPlan(id), round(state, id, None)).await.map(|_| ())
 }
 
 /// A person's Promote: a round that may skip the rest of the bake time, under the plan's lock.
 /// `Err(sentence)` when it is refused (or a round is under way).
 pub async fn promote(state: &AppState, id: i64, why: String) -> Result<Result<(), String>, SourceError> {
-    Ok(match with_run_lock(state, LOCK_CLASS, id, round(state, id, Some(why))).await? {
+    Ok(match with_lock(state, Lock::AutopilotPlan(id), round(state, id, Some(why))).await? {
         None => Err("an evaluation round is under way; try again in a moment".into()),
         Some(Decision::Step { .. } | Decision::Done { .. }) => Ok(()),
         Some(Decision::Refuse { why }) => Err(why),

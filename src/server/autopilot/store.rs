@@ -13,9 +13,6 @@ mod evaluations;
 
 pub use evaluations::{check_history, evaluations, inconclusive_streaks, latest_of, record_evaluations};
 
-/// The advisory-lock class of autopilot rounds (the rollback's runs have their own).
-pub const LOCK_CLASS: i32 = 0x4155_544f; // "AUTO"
-
 fn db_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::StateDatabase, &e)
 }

@@ -49,7 +49,13 @@ pub struct RollbackSettings {
     /// Instead of the file check: a command (e.g. a Barman status) that exits 0 when a fresh
     /// enough backup exists.
     pub backup_status_argv: Vec<String>,
+    /// Instead of both: the backup's age is the time since this CronJob (in the writers'
+    /// namespace) last succeeded.
+    pub backup_cronjob: Option<String>,
     pub backup_max_age_hours: u64,
+    /// Run the downgrade and the restore as Kubernetes Jobs (in the writers' namespace) instead
+    /// of in the dashboard's process, whose image has neither `alembic` nor `pg_restore`.
+    pub job: Option<JobSettings>,
     /// The smoke_checks step: the legacy diary API (`POST /v1/diary`, `GET /v1/diary/{id}`).
     pub diary_api_url: Option<String>,
     /// The smoke_checks step: legacy writes per second now (PromQL).
@@ -60,7 +66,31 @@ pub struct RollbackSettings {
     pub smoke_fraction: f64,
 }
 
-/// The kind of the schema downgrade step. Production may add a Kubernetes Job kind here.
+/// How the rollback's commands run as Kubernetes Jobs. The command is the same argument list;
+/// `{diary_database_url}` becomes `$(DATABASE_URL)`, which the kubelet fills from the Secret, so no
+/// secret is ever written into a Job; `{backup_file}` is a path as the Job sees it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// The diary service's image: it has the programs and the migrations.
+    pub image: String,
+    /// A Secret in the writers' namespace whose keys become the Job's environment; it must hold
+    /// `DATABASE_URL` (the diary database).
+    pub env_secret: String,
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// A PersistentVolumeClaim with the backups, mounted read-only at `backup_mount`.
+    #[serde(default)]
+    pub backup_claim: Option<String>,
+    #[serde(default = "default_backup_mount")]
+    pub backup_mount: String,
+}
+
+fn default_backup_mount() -> String {
+    "/backups".into()
+}
+
+/// The kind of the schema downgrade step.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DowngradeSettings {
@@ -93,7 +123,9 @@ impl Default for RollbackSettings {
             .to_vec(),
             backup_file: None,
             backup_status_argv: Vec::new(),
+            backup_cronjob: None,
             backup_max_age_hours: 24,
+            job: None,
             diary_api_url: None,
             smoke_legacy_query: "sum(rate(legacy_dose_used_total[1m]))".into(),
             smoke_baseline_query: "sum(rate(legacy_dose_used_total[5m])) + sum(rate(split_dose_saved_total[5m]))"

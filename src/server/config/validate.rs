@@ -100,7 +100,42 @@ fn rollback(s: &Settings) -> Result<(), ConfigError> {
     if !(0.0..=1.0).contains(&rb.smoke_fraction) {
         return Err(invalid("rollback.smoke_fraction must be between 0 and 1"));
     }
+    if let Some(cj) = &rb.backup_cronjob {
+        dns_name("rollback.backup_cronjob", cj)?;
+    }
+    if let Some(job) = &rb.job {
+        if job.image.trim().is_empty() || job.image.chars().any(char::is_whitespace) {
+            return Err(invalid("rollback.job.image must name an image (the diary service's, with its migrations)"));
+        }
+        dns_name("rollback.job.env_secret", &job.env_secret)?;
+        for name in job.service_account.iter().chain(&job.backup_claim) {
+            dns_name("rollback.job's service_account and backup_claim", name)?;
+        }
+        if !job.backup_mount.starts_with('/') {
+            return Err(invalid("rollback.job.backup_mount must be an absolute path"));
+        }
+        if rb.backup_file.is_some() && rb.backup_cronjob.is_none() && rb.backup_status_argv.is_empty() {
+            return Err(invalid(
+                "with rollback.job the backup file is in the Jobs' volume, where the dashboard cannot see its age: \
+                 set rollback.backup_cronjob (the CronJob that makes the backups)",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A Kubernetes object name (RFC 1123 label: lower case, digits, '-', at most 63).
+fn dns_name(what: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("{what}: {name:?} is not a Kubernetes object name (lower case, digits, '-')")))
+    }
 }
 
 fn auth(s: &Settings) -> Result<(), ConfigError> {

@@ -19,11 +19,12 @@ use super::super::audit;
 use super::super::autopilot::store as plans;
 use super::super::config::Severity;
 use super::super::error::SourceError;
-use super::super::rollback::{store as runs, with_run_lock};
+use super::super::locks::{with_lock, Lock};
+use super::super::rollback::store as runs;
 use super::super::state::AppState;
-use super::outbox::{lock_id, origin, Pass};
+use super::outbox::{origin, Pass};
 use super::receivers::{Answer, Origin, Receiver};
-use super::store::{self, Attempt, FiringAlert, LOCK_CLASS};
+use super::store::{self, Attempt, FiringAlert};
 
 /// One condition that holds now.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,22 +184,21 @@ pub async fn hold_forever(state: AppState, receiver: Receiver) {
     let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
     let mut backoff = min;
     loop {
-        let wait =
-            match with_run_lock(&state, LOCK_CLASS, lock_id(receiver.name()), pass(&state, &receiver, every)).await {
-                Ok(Some(Pass::Failed(retry_after))) => {
-                    let wait = retry_after.unwrap_or(backoff).clamp(min, max).min(every);
-                    backoff = (backoff * 2).min(max);
-                    wait
-                }
-                Ok(_) => {
-                    backoff = min;
-                    every
-                }
-                Err(e) => {
-                    tracing::warn!(receiver = receiver.name(), "alerts: {e}");
-                    every
-                }
-            };
+        let wait = match with_lock(&state, Lock::Receiver(receiver.name()), pass(&state, &receiver, every)).await {
+            Ok(Some(Pass::Failed(retry_after))) => {
+                let wait = retry_after.unwrap_or(backoff).clamp(min, max).min(every);
+                backoff = (backoff * 2).min(max);
+                wait
+            }
+            Ok(_) => {
+                backoff = min;
+                every
+            }
+            Err(e) => {
+                tracing::warn!(receiver = receiver.name(), "alerts: {e}");
+                every
+            }
+        };
         tokio::time::sleep(wait).await;
     }
 }

@@ -195,9 +195,12 @@ enum Claim {
     Held,
 }
 
-/// How long a claim not yet done holds off resends: longer than any action takes.
+/// How long a claim not yet done holds off resends: longer than any action takes. The longest is
+/// a kill: its bookkeeping (at most 6 s), a flag write with a conflict retried and read back (four
+/// calls, each bounded by the source time limit), the landing (2 s) and its audit entry (one more
+/// limit): 50 s with the default 5 s limit.
 fn lease(state: &AppState) -> std::time::Duration {
-    (state.settings.source_timeout() * 6).max(std::time::Duration::from_secs(60))
+    std::time::Duration::from_secs(20) + state.settings.source_timeout() * 6
 }
 
 fn claim_key(alert: &Alert, action: HookAction) -> String {

@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use super::super::audit;
-use super::super::rollback::with_run_lock;
+use super::super::locks::{with_lock, Lock};
 use super::super::state::AppState;
 use super::event::{self, Event};
 use super::receivers::{Answer, Origin, Receiver};
-use super::store::{self, Attempt, LOCK_CLASS};
+use super::store::{self, Attempt};
 use crate::server::config::ReceiverKind;
 use crate::server::error::SourceError;
 
@@ -24,16 +24,6 @@ pub(super) enum Pass {
     Idle,
     /// A delivery failed: wait before the next pass.
     Failed(Option<Duration>),
-}
-
-/// A stable lock id per receiver name (FNV-1a).
-pub(super) fn lock_id(name: &str) -> i64 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    i64::from(h as i32)
 }
 
 pub fn origin(state: &AppState) -> Origin {
@@ -50,7 +40,7 @@ pub async fn deliver_forever(state: AppState, receiver: Receiver) {
     let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
     let mut backoff = min;
     loop {
-        let wait = match with_run_lock(&state, LOCK_CLASS, lock_id(receiver.name()), pass(&state, &receiver)).await {
+        let wait = match with_lock(&state, Lock::Receiver(receiver.name()), pass(&state, &receiver)).await {
             Ok(Some(Pass::Idle)) | Ok(None) => {
                 backoff = min;
                 POLL
@@ -193,9 +183,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_ids_are_stable_and_runs_are_read_from_the_target() {
-        assert_eq!(lock_id("pager"), lock_id("pager"));
-        assert_ne!(lock_id("pager"), lock_id("slack"));
+    fn runs_are_read_from_the_target() {
         assert_eq!(run_of("rollback run #12"), Some(12));
         assert_eq!(run_of("feature-flags/insulin_dose_split"), None);
     }

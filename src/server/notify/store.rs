@@ -8,9 +8,6 @@ use crate::api::notify::{DeadLetter, DeliveryAttempt};
 
 use super::super::error::{from_sqlx, Source, SourceError};
 
-/// The advisory-lock class of a receiver's deliveries: one replica sends to it at a time.
-pub const LOCK_CLASS: i32 = 0x4e54_4659; // "NTFY"
-
 fn db_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::StateDatabase, &e)
 }

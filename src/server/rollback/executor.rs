@@ -7,10 +7,11 @@ use crate::api::audit::Outcome;
 use crate::api::rollback::{RunState, StepState};
 
 use super::super::error::SourceError;
+use super::super::locks::{with_lock, Lock};
 use super::super::state::AppState;
 use super::machine;
 use super::steps::{self, StepFailure};
-use super::store::{self, db_err, Run, StepUpdate};
+use super::store::{self, Run, StepUpdate};
 
 pub fn spawn_drive(state: AppState, id: i64) {
     tokio::spawn(async move {
@@ -20,54 +21,9 @@ pub fn spawn_drive(state: AppState, id: i64) {
     });
 }
 
-/// Runs `f` while holding the advisory lock (`class`, `id`) on a dedicated connection: the lock
-/// is released when this process dies, which is how a restart knows a run was orphaned. Returns
-/// None, running nothing, when someone else holds it. Any kind of supervised run can use it with
-/// a lock class of its own.
-pub async fn with_run_lock<T>(
-    state: &AppState,
-    class: i32,
-    id: i64,
-    f: impl std::future::Future<Output = Result<T, SourceError>>,
-) -> Result<Option<T>, SourceError> {
-    let mut held = Held(Some(state.state_db.acquire().await.map_err(db_err)?));
-    let conn = held.0.as_mut().expect("just acquired");
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(class)
-        .bind(id as i32)
-        .fetch_one(&mut **conn)
-        .await
-        .map_err(db_err)?;
-    if !got {
-        return Ok(None);
-    }
-    let result = f.await;
-    let conn = held.0.as_mut().expect("held until here");
-    let unlocked =
-        sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(id as i32).execute(&mut **conn).await;
-    if unlocked.is_ok() {
-        // Unlocked: the connection goes back to the pool.
-        drop(held.0.take());
-    }
-    result.map(Some)
-}
-
-/// The connection holding an advisory lock. Dropped while it may still hold it (the unlock
-/// failed, or the future was dropped mid-run: a client that went away during a Promote), it is
-/// closed instead of returned to the pool, and closing the session releases the lock.
-struct Held(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(conn.detach());
-        }
-    }
-}
-
 /// Drives run `id` step by step, if no other executor does.
 async fn drive(state: &AppState, id: i64) -> Result<(), SourceError> {
-    with_run_lock(state, store::LOCK_CLASS, id, drive_locked(state, id)).await.map(|_| ())
+    with_lock(state, Lock::RollbackRun(id), drive_locked(state, id)).await.map(|_| ())
 }
 
 async fn drive_locked(state: &AppState, id: i64) -> Result<(), SourceError> {
@@ -170,7 +126,7 @@ pub async fn recover(state: &AppState) {
     };
     for id in ids {
         // A run whose lock another replica holds is being driven there.
-        if let Err(e) = with_run_lock(state, store::LOCK_CLASS, id, mark_interrupted(state, id)).await {
+        if let Err(e) = with_lock(state, Lock::RollbackRun(id), mark_interrupted(state, id)).await {
             tracing::error!(run = id, "rollback recovery: {e}");
         }
     }

@@ -34,8 +34,8 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::rollout::check_reason;
 use super::state::AppState;
+pub use executor::recover;
 use executor::spawn_drive;
-pub use executor::{recover, with_run_lock};
 use store::{db_err, NewRun, Note, StepUpdate};
 
 pub struct Service<'a> {
@@ -56,8 +56,12 @@ impl<'a> Service<'a> {
     }
 
     /// The dry run: preconditions and the whole plan with concrete values. Executes nothing.
+    /// Shared by everyone asking within a second (`Services::rollback_plan`); a start surveys
+    /// afresh.
     pub async fn plan(&self, restore_data: bool) -> Result<RollbackPlan, ApiError> {
-        Ok(preconditions::survey(self.state, restore_data).await?.plan)
+        let key = if restore_data { "restore" } else { "keep" };
+        let survey = || async { Ok(preconditions::survey(self.state, restore_data).await?.plan) };
+        self.state.services.rollback_plan.get(key, survey).await
     }
 
     pub async fn plan_request(&self, body: PlanRequest) -> Result<RollbackPlan, ApiError> {

@@ -35,6 +35,9 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
     let (from, target) = revisions(s, &diary, &mut pre).await?;
     pre.push(backup_check(s).await);
     pre.push(programs_present(s, restore_data));
+    if s.settings.rollback.job.is_some() {
+        pre.push(jobs_accepted(s, restore_data).await);
+    }
     // A schema that cannot be read is a failed precondition, never "0 rows lost".
     let data_loss = match &diary {
         Ok((d, sc)) => rows_losing_split_values(d, sc).await,
@@ -143,6 +146,9 @@ async fn rows_losing_split_values(d: &DiaryRecords, sc: &SchemaState) -> Result<
 
 async fn backup_check(s: &AppState) -> Check {
     let rb = &s.settings.rollback;
+    if let Some(cronjob) = &rb.backup_cronjob {
+        return backup_cronjob(s, cronjob).await;
+    }
     if !rb.backup_status_argv.is_empty() {
         return backup_status_command(s).await;
     }
@@ -206,12 +212,19 @@ async fn backup_status_command(s: &AppState) -> Check {
 fn programs_present(s: &AppState, restore_data: bool) -> Check {
     let rb = &s.settings.rollback;
     let super::super::config::DowngradeSettings::Command { argv } = &rb.downgrade;
-    let mut wanted: Vec<(&str, &str)> = vec![("the downgrade", argv.first().map(String::as_str).unwrap_or_default())];
-    if restore_data {
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    // As Jobs, the downgrade and the restore run in their own image (`jobs_accepted`).
+    if rb.job.is_none() {
+        wanted.push(("the downgrade", argv.first().map(String::as_str).unwrap_or_default()));
+    }
+    if restore_data && rb.job.is_none() {
         wanted.push(("the restore", rb.restore_argv.first().map(String::as_str).unwrap_or_default()));
     }
     if let Some(p) = rb.backup_status_argv.first() {
         wanted.push(("the backup status", p));
+    }
+    if wanted.is_empty() {
+        return Check::pass("programs_present", "no program runs here: the downgrade and the restore run as Jobs");
     }
     let mut found = Vec::new();
     for (what, program) in wanted {
@@ -222,13 +235,71 @@ fn programs_present(s: &AppState, restore_data: bool) -> Check {
                     "programs_present",
                     format!(
                         "{what} needs `{program}`, which is not there or cannot be run here (on PATH, or relative to \
-                         rollback.working_dir): install it, or run the step as a Job (README, Installing in a cluster)"
+                         rollback.working_dir): install it, or run the steps as Jobs (rollback.job; README, \
+                         Installing in a cluster)"
                     ),
                 )
             }
         }
     }
     Check::pass("programs_present", found.join("; "))
+}
+
+/// The backup's age from its CronJob's last success.
+async fn backup_cronjob(s: &AppState, name: &str) -> Check {
+    let limit = s.settings.rollback.backup_max_age_hours;
+    let cluster = match &s.writer_cluster {
+        Ok(c) => c,
+        Err(e) => return Check::fail("backup_fresh", format!("the backup CronJob {name} cannot be read: {e}")),
+    };
+    match cluster.cronjob_last_success(name).await {
+        Ok(Some(t)) => {
+            let hours = (chrono::Utc::now() - t).num_seconds().max(0) as f64 / 3600.0;
+            let at = t.format("%Y-%m-%d %H:%M UTC");
+            if hours <= limit as f64 {
+                Check::pass(
+                    "backup_fresh",
+                    format!("CronJob {name} last succeeded at {at}, {hours:.1} h ago (limit {limit} h)"),
+                )
+            } else {
+                Check::fail(
+                    "backup_fresh",
+                    format!("CronJob {name} last succeeded at {at}, {hours:.1} h ago, older than {limit} h"),
+                )
+            }
+        }
+        Ok(None) => Check::fail("backup_fresh", format!("CronJob {name} has never succeeded")),
+        Err(e) => Check::fail("backup_fresh", format!("the backup CronJob cannot be read: {e}")),
+    }
+}
+
+/// As Jobs: the API server accepts each Job the run will create (a server-side dry run: the Role
+/// lets the dashboard create Jobs, admission takes them), before any step stops the writers.
+async fn jobs_accepted(s: &AppState, restore_data: bool) -> Check {
+    let rb = &s.settings.rollback;
+    let cluster = match &s.writer_cluster {
+        Ok(c) => c,
+        Err(e) => return Check::fail("jobs_accepted", format!("the rollback runs its commands as Jobs: {e}")),
+    };
+    let super::super::config::DowngradeSettings::Command { argv } = &rb.downgrade;
+    let mut wanted = vec![("the downgrade", "schema_downgrade", argv)];
+    if restore_data {
+        wanted.push(("the restore", "restore_data", &rb.restore_argv));
+    }
+    let mut accepted = Vec::new();
+    for (what, step, argv) in wanted {
+        let argv = steps::substitute(argv, s, &Memory::default());
+        let of = steps::ForStep { run: 0, step, attempt: 1 };
+        let spec = match steps::job_spec(s, &argv, &of) {
+            Ok(spec) => spec,
+            Err(e) => return Check::fail("jobs_accepted", format!("{what}: {e}")),
+        };
+        if let Err(e) = cluster.create_job(&spec, true).await {
+            return Check::fail("jobs_accepted", format!("{what}'s Job would be refused: {e}"));
+        }
+        accepted.push(format!("{what} (image {})", spec.image));
+    }
+    Check::pass("jobs_accepted", format!("Kubernetes accepts the Jobs (dry run): {}", accepted.join("; ")))
 }
 
 /// Where `program` is, if it is an executable file.

@@ -440,6 +440,3 @@ pub async fn allowed_states(db: &PgPool, table: &str) -> Result<Vec<String>, Sou
     .map_err(db_err)?;
     Ok(def.split('\'').skip(1).step_by(2).map(str::to_string).collect())
 }
-
-/// Advisory-lock key space for runs: whoever holds (class, run id) drives that run.
-pub(super) const LOCK_CLASS: i32 = 0x524f_4c4c; // "ROLL"

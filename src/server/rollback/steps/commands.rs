@@ -1,23 +1,30 @@
 //! The configured commands a step runs: placeholders filled in each argument (never through a
-//! shell), the database URL masked wherever a command or its output is shown.
+//! shell), the database URL masked wherever a command or its output is shown. A command runs in
+//! the dashboard's process, or as a Kubernetes Job when `rollback.job` is set (`run_as_job`).
 
 use std::time::Instant;
+
+use super::super::super::cluster::{job_name, JobSpec, JobState};
 
 use super::super::super::config::Secret;
 use super::super::super::state::AppState;
 use super::{Log, Memory};
 
-/// Replaces the placeholders inside each argument (never through a shell).
+/// Replaces the placeholders inside each argument (never through a shell). For a Job, the
+/// database URL is `$(DATABASE_URL)`, which the kubelet fills from the Job's Secret.
 pub fn substitute(argv: &[String], state: &AppState, mem: &Memory) -> Vec<String> {
-    // A relative backup file is the dashboard's own (its working directory), not the command's.
-    let backup = state
-        .settings
-        .rollback
-        .backup_file
-        .as_ref()
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string())
-        .unwrap_or_default();
-    let url = state.diary_database_url.as_ref().map(Secret::expose).unwrap_or_default();
+    let rb = &state.settings.rollback;
+    let backup = match (&rb.backup_file, &rb.job) {
+        // A path as the Job sees it.
+        (Some(p), Some(_)) => p.display().to_string(),
+        // A relative backup file is the dashboard's own (its working directory), not the command's.
+        (Some(p), None) => std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+        (None, _) => String::new(),
+    };
+    let url = match &rb.job {
+        Some(_) => "$(DATABASE_URL)",
+        None => state.diary_database_url.as_ref().map(Secret::expose).unwrap_or_default(),
+    };
     argv.iter()
         .map(|a| {
             a.replace("{previous_revision}", &mem.target_revision)
@@ -41,9 +48,28 @@ pub fn redact(text: &str, state: &AppState) -> String {
 
 const MAX_OUTPUT: usize = 64 * 1024;
 
-/// Runs a configured command with the diary database as `DATABASE_URL`; its output (masked,
-/// at most 64 KiB) goes to the log. A non-zero exit is an error.
-pub(super) async fn run_command(state: &AppState, argv: &[String], log: &mut Log) -> Result<(), String> {
+/// Which run's step, and which attempt of it, a command is run for (a Job's name).
+pub struct ForStep<'a> {
+    pub run: i64,
+    pub step: &'a str,
+    pub attempt: i32,
+}
+
+/// Runs a configured command with the diary database as `DATABASE_URL`, here or as a Job; its
+/// output (masked, at most 64 KiB) goes to the log. A non-zero exit is an error.
+pub(super) async fn run_command(
+    state: &AppState,
+    argv: &[String],
+    of: ForStep<'_>,
+    log: &mut Log,
+) -> Result<(), String> {
+    match &state.settings.rollback.job {
+        Some(_) => run_as_job(state, argv, of, log).await,
+        None => run_here(state, argv, log).await,
+    }
+}
+
+async fn run_here(state: &AppState, argv: &[String], log: &mut Log) -> Result<(), String> {
     let rb = &state.settings.rollback;
     let (program, args) = argv.split_first().ok_or("an empty command")?;
     let mut cmd = tokio::process::Command::new(program);
@@ -60,14 +86,7 @@ pub(super) async fn run_command(state: &AppState, argv: &[String], log: &mut Log
     let out = cmd.output().await.map_err(|e| format!("cannot run {program}: {e}"))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
-    // Masked before it is cut: a secret astride the cut must not leave its first half.
-    let mut text = redact(&text, state);
-    if text.len() > MAX_OUTPUT {
-        let cut = text.char_indices().map(|(i, _)| i).take_while(|i| *i <= MAX_OUTPUT).last().unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("\n… (output cut at 64 KiB)");
-    }
-    log.line(text.trim_end());
+    log.line(shown_output(&text, state).trim_end());
     log.line(format!(
         "exit status {} after {:.1} s",
         out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "none (killed)".into()),
@@ -77,5 +96,93 @@ pub(super) async fn run_command(state: &AppState, argv: &[String], log: &mut Log
         Ok(())
     } else {
         Err(format!("{program} failed with {}", out.status))
+    }
+}
+
+/// Output as shown: masked before it is cut (a secret astride the cut must not leave its first
+/// half), at most 64 KiB.
+fn shown_output(text: &str, state: &AppState) -> String {
+    let mut text = redact(text, state);
+    if text.len() > MAX_OUTPUT {
+        let cut = text.char_indices().map(|(i, _)| i).take_while(|i| *i <= MAX_OUTPUT).last().unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("\n… (output cut at 64 KiB)");
+    }
+    text
+}
+
+/// The Job that runs `argv` for this attempt of the step.
+pub fn job_spec(state: &AppState, argv: &[String], of: &ForStep<'_>) -> Result<JobSpec, String> {
+    let rb = &state.settings.rollback;
+    let job = rb.job.as_ref().ok_or("rollback.job is not set")?;
+    let attempt = of.attempt.to_string();
+    Ok(JobSpec {
+        name: job_name(&["rollback", &of.run.to_string(), of.step, &attempt]).map_err(|e| e.to_string())?,
+        image: job.image.clone(),
+        argv: argv.to_vec(),
+        env_secret: job.env_secret.clone(),
+        service_account: job.service_account.clone(),
+        volume: job.backup_claim.clone().map(|claim| (claim, job.backup_mount.clone())),
+        deadline_secs: rb.step_timeout_secs,
+        labels: [
+            ("rollout-dashboard/run".to_string(), of.run.to_string()),
+            ("rollout-dashboard/step".to_string(), of.step.replace('_', "-")),
+        ]
+        .into(),
+    })
+}
+
+/// Runs `argv` as a Job in the writers' namespace and waits for it. The attempt before this one
+/// may have left its Job running (the executor died while it ran): this attempt waits for it and
+/// takes its outcome if it succeeded, so the command never runs twice at once. A Job of this
+/// attempt that exists already (the step resumed) is waited for, not created again.
+async fn run_as_job(state: &AppState, argv: &[String], of: ForStep<'_>, log: &mut Log) -> Result<(), String> {
+    let cluster = state.writer_cluster.as_ref().map_err(|e| e.to_string())?;
+    if of.attempt > 1 {
+        let before = job_spec(state, argv, &ForStep { attempt: of.attempt - 1, ..of })?;
+        // A finished one's outcome was told by its attempt; a gone one is nothing to wait for.
+        if let Ok(JobState::Running) = cluster.job_state(&before.name).await {
+            log.line(format!("the previous attempt's Job {} is still running: waiting for it", before.name));
+            if wait_for_job(state, &before.name, log).await.is_ok() {
+                log.line(format!("Job {} succeeded: its outcome is this attempt's", before.name));
+                return Ok(());
+            }
+        }
+    }
+    let spec = job_spec(state, argv, &of)?;
+    log.line(format!(
+        "$ {} as Job {}/{} (image {}, environment from Secret {})",
+        shown(argv, state),
+        cluster.namespace(),
+        spec.name,
+        spec.image,
+        spec.env_secret
+    ));
+    cluster.create_job(&spec, false).await.map_err(|e| format!("the Job could not be created: {e}"))?;
+    wait_for_job(state, &spec.name, log).await
+}
+
+/// Polls the Job until it ends, then logs its pod's output.
+async fn wait_for_job(state: &AppState, name: &str, log: &mut Log) -> Result<(), String> {
+    let cluster = state.writer_cluster.as_ref().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let ended = loop {
+        match cluster.job_state(name).await {
+            Ok(JobState::Running) => {}
+            Ok(ended) => break ended,
+            // Kubernetes failing for a moment does not end the Job: look again.
+            Err(e) => tracing::warn!(job = name, "cannot read the Job: {e}"),
+        }
+        tokio::time::sleep(state.settings.rollback.poll_interval()).await;
+    };
+    match cluster.job_log(name, MAX_OUTPUT as i64).await {
+        Ok(text) => log.line(shown_output(&text, state).trim_end()),
+        Err(e) => log.line(format!("its log cannot be read: {e}")),
+    }
+    log.line(format!("Job {name}: {ended:?} after {:.1} s", t0.elapsed().as_secs_f64()));
+    match ended {
+        JobState::Succeeded => Ok(()),
+        JobState::Failed(reason) => Err(format!("the Job {name} failed: {reason}")),
+        JobState::Running => unreachable!("left the loop"),
     }
 }

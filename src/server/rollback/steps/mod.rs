@@ -17,7 +17,7 @@ use crate::api::rollback::PlannedStep;
 
 use super::super::state::AppState;
 use super::store::{self, Run};
-pub use commands::{redact, shown, substitute};
+pub use commands::{job_spec, redact, shown, substitute, ForStep};
 
 /// Declares each step's file and lists the step in [`REGISTRY`], from one line per step.
 macro_rules! registry {
@@ -184,8 +184,23 @@ fn shown_target(memory: &Memory) -> &str {
 }
 
 /// " in <dir>" when commands run in a configured working directory.
+/// Where a command runs, as the plan says it: here (in the working directory), or as a Job.
 fn in_working_dir(state: &AppState) -> String {
-    state.settings.rollback.working_dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default()
+    let rb = &state.settings.rollback;
+    match &rb.job {
+        Some(job) => format!(
+            " as a Job in namespace {} (image {}, environment from Secret {})",
+            state.settings.writer.namespace, job.image, job.env_secret
+        ),
+        None => rb.working_dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default(),
+    }
+}
+
+/// This attempt of the current step, for the commands it runs. The run was read before the
+/// executor counted this attempt: it is one more than the run says.
+fn for_step<'a>(cx: &StepContext<'_>, step: &'a str) -> commands::ForStep<'a> {
+    let attempt = cx.run.steps.iter().find(|s| s.name == step).map(|s| s.attempts).unwrap_or(0) + 1;
+    commands::ForStep { run: cx.run.id, step, attempt }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! RESTORE), and count the rows back.
 
 use super::commands::{run_command, shown, substitute};
-use super::{in_working_dir, Memory, PlanContext, RollbackStep, StepContext, StepFuture};
+use super::{
+    for_step,in_working_dir, Memory, PlanContext, RollbackStep, StepContext, StepFuture};
 
 pub struct RestoreData;
 
@@ -39,11 +40,12 @@ impl RollbackStep for RestoreData {
             let state = cx.state;
             let rb = &state.settings.rollback;
             let Some(file) = &rb.backup_file else { return Err("rollback.backup_file is not configured".into()) };
-            if !file.exists() {
+            // A Job's backup is in its volume, out of the dashboard's sight.
+            if rb.job.is_none() && !file.exists() {
                 return Err(format!("the backup {} does not exist", file.display()));
             }
             let argv = substitute(&rb.restore_argv, state, &Memory::default());
-            run_command(state, &argv, &mut cx.log).await?;
+            run_command(state, &argv, for_step(cx, self.name()), &mut cx.log).await?;
             let diary = state.diary.as_ref().map_err(|e| e.to_string())?;
             let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", diary.table()))
                 .fetch_one(diary.pool())

@@ -4,7 +4,7 @@
 use super::super::super::config::DowngradeSettings;
 use super::commands::{run_command, shown, substitute};
 use super::{
-    current_revision, in_working_dir, shown_target, Memory, PlanContext, RollbackStep, StepContext, StepFuture,
+    current_revision, for_step, in_working_dir, shown_target, Memory, PlanContext, RollbackStep, StepContext, StepFuture,
 };
 
 pub struct SchemaDowngrade;
@@ -45,7 +45,7 @@ impl RollbackStep for SchemaDowngrade {
             }
             let DowngradeSettings::Command { argv } = &state.settings.rollback.downgrade;
             let argv = substitute(argv, state, cx.memory);
-            run_command(state, &argv, &mut cx.log).await?;
+            run_command(state, &argv, for_step(cx, self.name()), &mut cx.log).await?;
             let after = current_revision(state).await?;
             if after.as_deref() != Some(target.as_str()) {
                 return Err(format!(

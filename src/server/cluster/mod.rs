@@ -7,6 +7,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
+mod jobs;
+
+pub use jobs::{job_name, JobSpec, JobState, MANAGED_BY};
+
 use super::config::KubeAccess;
 use super::error::{Source, SourceError};
 
@@ -122,21 +126,36 @@ pub struct Call {
     pub resource: &'static str,
     /// The object's kind, in messages.
     pub kind: &'static str,
+    /// Whether the Role can name the object (`resourceNames`): not for a create or a list, nor
+    /// for objects whose names the dashboard makes up (Jobs, their pods).
+    pub named: bool,
+    /// The manifest whose Role grants it.
+    pub granted_by: &'static str,
 }
 
-const GET_CONFIGMAP: Call = Call { verb: "get", resource: "configmaps", kind: "configmap" };
-const UPDATE_CONFIGMAP: Call = Call { verb: "update", resource: "configmaps", kind: "configmap" };
-const GET_DEPLOYMENT: Call = Call { verb: "get", resource: "deployments", kind: "deployment" };
-const PATCH_SCALE: Call = Call { verb: "patch", resource: "deployments/scale", kind: "deployment" };
+const GET_CONFIGMAP: Call =
+    Call { verb: "get", resource: "configmaps", kind: "configmap", named: true, granted_by: "deploy/role.yaml" };
+const UPDATE_CONFIGMAP: Call =
+    Call { verb: "update", resource: "configmaps", kind: "configmap", named: true, granted_by: "deploy/role.yaml" };
+const GET_DEPLOYMENT: Call =
+    Call { verb: "get", resource: "deployments", kind: "deployment", named: true, granted_by: "deploy/role.yaml" };
+const PATCH_SCALE: Call = Call {
+    verb: "patch",
+    resource: "deployments/scale",
+    kind: "deployment",
+    named: true,
+    granted_by: "deploy/role.yaml",
+};
 
 /// The sentence for a 403: which verb on which resource the service account lacks, and where to
 /// grant it.
 pub fn forbidden_sentence(call: Call, name: &str, namespace: &str) -> String {
+    let names = if call.named { format!(" for resourceNames [\"{name}\"]") } else { String::new() };
     format!(
         "the dashboard's service account may not {} {} \"{name}\" in namespace {namespace} (HTTP 403 Forbidden). \
-         Its Role must allow the verb \"{}\" on resource \"{}\" for resourceNames [\"{name}\"] \
-         (deploy/role.yaml has it; check the Role and RoleBinding applied to this cluster)",
-        call.verb, call.resource, call.verb, call.resource
+         Its Role must allow the verb \"{}\" on resource \"{}\"{names} \
+         ({} has it; check the Role and RoleBinding applied to this cluster)",
+        call.verb, call.resource, call.verb, call.resource, call.granted_by
     )
 }
 
