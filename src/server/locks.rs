@@ -79,21 +79,36 @@ pub async fn with_lock<T>(
 ) -> Result<Option<T>, SourceError> {
     let db_err = |e: sqlx::Error| from_sqlx(Source::StateDatabase, &e);
     let (class, id) = lock.keys();
-    let mut held = Held(Some(state.locks.pool.acquire().await.map_err(db_err)?));
-    let conn = held.0.as_mut().expect("just acquired");
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(class)
-        .bind(id)
-        .fetch_one(&mut **conn)
-        .await
-        .map_err(db_err)?;
+    // Taking the lock is bounded: a connection that went silent must not stall the loop that
+    // holds the kill retry (it is closed, not returned, and the next round tries again).
+    let limit = state.settings.source_timeout();
+    let silent = || SourceError::Unreachable {
+        system: Source::StateDatabase,
+        detail: format!("taking the advisory lock {lock:?} took longer than {} s", limit.as_secs()),
+    };
+    let mut held = Held(None);
+    let got = tokio::time::timeout(limit, async {
+        held.0 = Some(state.locks.pool.acquire().await.map_err(db_err)?);
+        let conn = held.0.as_mut().expect("just acquired");
+        sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(class)
+            .bind(id)
+            .fetch_one(&mut **conn)
+            .await
+            .map_err(db_err)
+    })
+    .await
+    .map_err(|_| silent())??;
     if !got {
+        // Not taken: the connection holds nothing and goes back to the pool.
+        drop(held.0.take());
         return Ok(None);
     }
     let result = f.await;
     let conn = held.0.as_mut().expect("held until here");
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(id).execute(&mut **conn).await;
-    if unlocked.is_ok() {
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(id).execute(&mut **conn);
+    let unlocked = tokio::time::timeout(limit, unlock).await;
+    if matches!(unlocked, Ok(Ok(_))) {
         // Unlocked: the connection goes back to the pool.
         drop(held.0.take());
     }

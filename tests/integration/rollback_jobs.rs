@@ -22,7 +22,10 @@ async fn the_rollback_runs_its_commands_as_jobs_with_no_secret_in_them(pool: PgP
     let job_toml = format!(
         "backup_cronjob = \"diary-backup\"\n\
          downgrade = {{ kind = \"command\", argv = [\"alembic\", \"-c\", \"services/api/alembic/alembic.ini\", \"downgrade\", \"{{previous_revision}}\"] }}\n\
-         [rollback.job]\nimage = \"{IMAGE}\"\nenv_secret = \"diary-database\"\nbackup_claim = \"diary-backups\"\n"
+         [rollback.job]\nimage = \"{IMAGE}\"\nenv_secret = \"diary-database\"\nbackup_claim = \"diary-backups\"\n\
+         backup_mount = \"{mount}\"\n",
+        // The world's backup is in a temporary directory; the emulated node sees the same files.
+        mount = std::env::temp_dir().display()
     );
     let rw = rollback_world(pool, &job_toml).await;
     let w = &rw.w;

@@ -43,7 +43,13 @@ pub struct JobSpec {
     /// Killed after this many seconds (the step's time limit).
     pub deadline_secs: u64,
     pub labels: BTreeMap<String, String>,
+    /// Whose the Job is (an annotation): a Job of the same name that is not the same owner's is
+    /// another run's, never taken for this one's.
+    pub owner: String,
 }
+
+/// The annotation naming a Job's owner.
+pub const OWNER: &str = "rollout-dashboard/owner";
 
 impl JobSpec {
     /// The Job object: one pod, never restarted or retried (a downgrade is not run twice
@@ -61,7 +67,7 @@ impl JobSpec {
         let value = json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": self.name, "labels": labels},
+            "metadata": {"name": self.name, "labels": labels, "annotations": {OWNER: self.owner}},
             "spec": {
                 "backoffLimit": 0,
                 "activeDeadlineSeconds": self.deadline_secs,
@@ -101,13 +107,30 @@ pub enum JobState {
 impl Cluster {
     /// Creates the Job; with `dry_run` the API server only checks it (admission, RBAC, the
     /// Secret's and the image's names are not checked by it). A Job of that name that exists
-    /// already (a step resumed after a restart) is the same Job: not created twice.
+    /// already and is the same owner's (a step resumed after a restart) is the same Job: not
+    /// created twice. One of another owner's is refused.
     pub async fn create_job(&self, spec: &JobSpec, dry_run: bool) -> Result<(), SourceError> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = PostParams { dry_run, field_manager: Some("rollout-dashboard".into()) };
         match api.create(&params, &spec.object()).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 && !dry_run => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 && !dry_run => {
+                let there = api.get(&spec.name).await.map_err(|e| describe(e, GET_JOB, &spec.name, &self.namespace))?;
+                let owner = there.metadata.annotations.as_ref().and_then(|a| a.get(OWNER));
+                if owner == Some(&spec.owner) {
+                    return Ok(());
+                }
+                Err(SourceError::Rejected {
+                    system: SOURCE,
+                    detail: format!(
+                        "a Job {}/{} exists and is not this run's (it says {:?}): was the state database recreated? \
+                         Delete that Job if it is done, then retry",
+                        self.namespace,
+                        spec.name,
+                        owner.map(String::as_str).unwrap_or("no owner")
+                    ),
+                })
+            }
             Err(e) => Err(describe(e, CREATE_JOB, &spec.name, &self.namespace)),
         }
     }
@@ -173,6 +196,7 @@ mod tests {
             volume: Some(("diary-backups".into(), "/backups".into())),
             deadline_secs: 600,
             labels: [("rollout-dashboard/run".to_string(), "7".to_string())].into(),
+            owner: "run 7 created 2026-12-06T10:00:00Z".into(),
         };
         let job = serde_json::to_value(spec.object()).unwrap();
         assert_eq!(job["spec"]["backoffLimit"], 0);
@@ -183,6 +207,7 @@ mod tests {
         assert_eq!(pod["containers"][0]["envFrom"][0]["secretRef"]["name"], "diary-database");
         assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
         assert_eq!(job["metadata"]["labels"]["app.kubernetes.io/managed-by"], "rollout-dashboard");
+        assert_eq!(job["metadata"]["annotations"][OWNER], "run 7 created 2026-12-06T10:00:00Z");
         assert_eq!(job_name(&["rollback", "7", "schema_downgrade", "1"]).unwrap(), "rollback-7-schema-downgrade-1");
         assert!(job_name(&[&"x".repeat(70)]).is_err());
     }

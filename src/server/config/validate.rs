@@ -114,6 +114,15 @@ fn rollback(s: &Settings) -> Result<(), ConfigError> {
         if !job.backup_mount.starts_with('/') {
             return Err(invalid("rollback.job.backup_mount must be an absolute path"));
         }
+        if let Some(file) = &rb.backup_file {
+            if job.backup_claim.is_none() || !file.starts_with(&job.backup_mount) {
+                return Err(invalid(format!(
+                    "with rollback.job the restore's Job reads the backup from its volume: set rollback.job.backup_claim \
+                     and a rollback.backup_file under rollback.job.backup_mount ({})",
+                    job.backup_mount
+                )));
+            }
+        }
         if rb.backup_file.is_some() && rb.backup_cronjob.is_none() && rb.backup_status_argv.is_empty() {
             return Err(invalid(
                 "with rollback.job the backup file is in the Jobs' volume, where the dashboard cannot see its age: \

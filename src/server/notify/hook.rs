@@ -136,7 +136,7 @@ async fn deliver(state: &AppState, request_id: &str, p: &Payload) -> Result<Hook
         let caller = alert_caller(&format!("{request_id}/{}/{}", alert.fingerprint, action.as_str()));
         let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| "(no alertname)".into());
         let label = format!("{name} ({}): {}", alert.fingerprint, action.as_str());
-        let claim = match claim(state, alert, action).await {
+        let claim = match claim(state, alert, action, caller.request_id()).await {
             Ok(c) => c,
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -164,13 +164,13 @@ async fn deliver(state: &AppState, request_id: &str, p: &Payload) -> Result<Hook
         }
         match act(state, &caller, alert, &name, action).await {
             Ok(done) => {
-                claim.settle(state, alert, action, true).await;
+                claim.settle(state, alert, action, true, caller.request_id()).await;
                 record(state, &caller, alert, &name, action, Outcome::Done, &done).await;
                 answer.acted.push(label);
             }
             Err(e) => {
                 // Not done: a later delivery of the same alert tries again.
-                claim.settle(state, alert, action, false).await;
+                claim.settle(state, alert, action, false, caller.request_id()).await;
                 record(state, &caller, alert, &name, action, Outcome::Failed, &e.to_string()).await;
                 first_error.get_or_insert(e);
             }
@@ -196,20 +196,21 @@ enum Claim {
 }
 
 /// How long a claim not yet done holds off resends: longer than any action takes. The longest is
-/// a kill: its bookkeeping (at most 6 s), a flag write with a conflict retried and read back (four
-/// calls, each bounded by the source time limit), the landing (2 s) and its audit entry (one more
-/// limit): 50 s with the default 5 s limit.
+/// a kill: its bookkeeping (at most 6 s), a flag write tried twice over a conflict (read, read,
+/// get, replace, read back: ten calls, each bounded by the source time limit), the landing (2 s)
+/// and its audit entry (one more limit): 8 s + 11 limits, 63 s with the default 5 s limit. An
+/// attempt slower still does not undo a newer one: a claim is given back only by its owner.
 fn lease(state: &AppState) -> std::time::Duration {
-    std::time::Duration::from_secs(20) + state.settings.source_timeout() * 6
+    std::time::Duration::from_secs(20) + state.settings.source_timeout() * 12
 }
 
 fn claim_key(alert: &Alert, action: HookAction) -> String {
     format!("{}|{}|{}", alert.fingerprint, alert.starts_at.to_rfc3339(), action.as_str())
 }
 
-async fn claim(state: &AppState, alert: &Alert, action: HookAction) -> Result<Claim, ApiError> {
+async fn claim(state: &AppState, alert: &Alert, action: HookAction, owner: &str) -> Result<Claim, ApiError> {
     let (db, fp, at) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at);
-    let stored = store::claim(db, fp, at, action.as_str(), lease(state));
+    let stored = store::claim(db, fp, at, action.as_str(), lease(state), owner);
     match state.services.state_db.call(state.settings.source_timeout(), stored).await {
         Ok(store::Claimed::Taken) => Ok(Claim::Stored),
         Ok(store::Claimed::Done) => Ok(Claim::Repeated),
@@ -236,11 +237,11 @@ async fn claim(state: &AppState, alert: &Alert, action: HookAction) -> Result<Cl
 impl Claim {
     /// The action done (the claim kept for good) or failed (the claim given back). A done claim
     /// that cannot be marked runs out its lease, and a resend kills again: harmless.
-    async fn settle(self, state: &AppState, alert: &Alert, action: HookAction, done: bool) {
+    async fn settle(self, state: &AppState, alert: &Alert, action: HookAction, done: bool, owner: &str) {
         let (db, fp, at, a) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at, action.as_str());
         let kept = match (self, done) {
             (Claim::Stored, true) => store::claim_done(db, fp, at, a).await,
-            (Claim::Stored, false) => store::forget(db, fp, at, a).await,
+            (Claim::Stored, false) => store::forget(db, fp, at, a, owner).await,
             (Claim::InProcess, _) => {
                 let mut held = state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner());
                 if done {

@@ -215,8 +215,8 @@ pub enum Claimed {
     Held,
 }
 
-/// Claims an alert's action for this attempt: taken when no attempt claimed it before, or when
-/// an earlier attempt's claim is not done and older than `lease` (that attempt was cut off or
+/// Claims an alert's action for the attempt `owner`: taken when no attempt claimed it before, or
+/// when an earlier attempt's claim is not done and older than `lease` (that attempt was cut off or
 /// its process died: this one takes over). A done claim is never taken again.
 pub async fn claim(
     db: &PgPool,
@@ -224,10 +224,11 @@ pub async fn claim(
     starts_at: DateTime<Utc>,
     action: &str,
     lease: std::time::Duration,
+    owner: &str,
 ) -> Result<Claimed, SourceError> {
     let taken: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action) VALUES ($1, $2, $3)
-         ON CONFLICT (fingerprint, starts_at, action) DO UPDATE SET claimed_at = now()
+        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action, owner) VALUES ($1, $2, $3, $5)
+         ON CONFLICT (fingerprint, starts_at, action) DO UPDATE SET claimed_at = now(), owner = $5
           WHERE NOT alert_hook_actions.done
             AND alert_hook_actions.claimed_at < now() - make_interval(secs => $4)
          RETURNING 1",
@@ -236,6 +237,7 @@ pub async fn claim(
     .bind(starts_at)
     .bind(action)
     .bind(lease.as_secs_f64())
+    .bind(owner)
     .fetch_optional(db)
     .await
     .map_err(db_err)?;
@@ -254,7 +256,8 @@ pub async fn claim(
     Ok(if done.unwrap_or(false) { Claimed::Done } else { Claimed::Held })
 }
 
-/// The claimed action is done: no later delivery of the alert acts again.
+/// The claimed action is done: no later delivery of the alert acts again. (Done by whichever
+/// attempt: an attempt that outlived its lease and succeeded still settles the alert.)
 pub async fn claim_done(
     db: &PgPool,
     fingerprint: &str,
@@ -271,15 +274,26 @@ pub async fn claim_done(
     Ok(())
 }
 
-/// Forgets that an alert acted (its action failed, so a later delivery may try again).
-pub async fn forget(db: &PgPool, fingerprint: &str, starts_at: DateTime<Utc>, action: &str) -> Result<(), SourceError> {
-    sqlx::query("DELETE FROM alert_hook_actions WHERE fingerprint = $1 AND starts_at = $2 AND action = $3")
-        .bind(fingerprint)
-        .bind(starts_at)
-        .bind(action)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
+/// Gives back `owner`'s claim (its action failed, so a later delivery may try again). A claim
+/// another attempt took over since, or one marked done, is left alone.
+pub async fn forget(
+    db: &PgPool,
+    fingerprint: &str,
+    starts_at: DateTime<Utc>,
+    action: &str,
+    owner: &str,
+) -> Result<(), SourceError> {
+    sqlx::query(
+        "DELETE FROM alert_hook_actions
+          WHERE fingerprint = $1 AND starts_at = $2 AND action = $3 AND owner = $4 AND NOT done",
+    )
+    .bind(fingerprint)
+    .bind(starts_at)
+    .bind(action)
+    .bind(owner)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 

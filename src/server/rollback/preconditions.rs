@@ -289,7 +289,7 @@ async fn jobs_accepted(s: &AppState, restore_data: bool) -> Check {
     let mut accepted = Vec::new();
     for (what, step, argv) in wanted {
         let argv = steps::substitute(argv, s, &Memory::default());
-        let of = steps::ForStep { run: 0, step, attempt: 1 };
+        let of = steps::ForStep { run: 0, run_created: chrono::Utc::now(), step, attempt: 1 };
         let spec = match steps::job_spec(s, &argv, &of) {
             Ok(spec) => spec,
             Err(e) => return Check::fail("jobs_accepted", format!("{what}: {e}")),

@@ -5,6 +5,8 @@
 use std::time::Instant;
 
 use super::super::super::cluster::{job_name, JobSpec, JobState};
+use super::super::super::error::SourceError;
+use super::super::super::redact::without_urls;
 
 use super::super::super::config::Secret;
 use super::super::super::state::AppState;
@@ -51,6 +53,9 @@ const MAX_OUTPUT: usize = 64 * 1024;
 /// Which run's step, and which attempt of it, a command is run for (a Job's name).
 pub struct ForStep<'a> {
     pub run: i64,
+    /// When the run was created: with its id, what tells this run's Jobs from another's of the
+    /// same name (a state database recreated counts runs from 1 again).
+    pub run_created: chrono::DateTime<chrono::Utc>,
     pub step: &'a str,
     pub attempt: i32,
 }
@@ -129,23 +134,38 @@ pub fn job_spec(state: &AppState, argv: &[String], of: &ForStep<'_>) -> Result<J
             ("rollout-dashboard/step".to_string(), of.step.replace('_', "-")),
         ]
         .into(),
+        owner: format!("run {} created {}", of.run, of.run_created.to_rfc3339()),
     })
 }
 
-/// Runs `argv` as a Job in the writers' namespace and waits for it. The attempt before this one
-/// may have left its Job running (the executor died while it ran): this attempt waits for it and
-/// takes its outcome if it succeeded, so the command never runs twice at once. A Job of this
-/// attempt that exists already (the step resumed) is waited for, not created again.
+/// Runs `argv` as a Job in the writers' namespace and waits for it. An earlier attempt may have
+/// left its Job running (the executor died, or its step timed out while the Job went on): this
+/// attempt waits for it, and an earlier Job that succeeded is this attempt's success, so a command
+/// never runs twice at once and never again after it succeeded (a restore run twice would restore
+/// over what came after). When an earlier Job's state cannot be read, nothing is started. A Job of
+/// this attempt that exists already (the step resumed) is waited for, not created again.
 async fn run_as_job(state: &AppState, argv: &[String], of: ForStep<'_>, log: &mut Log) -> Result<(), String> {
     let cluster = state.writer_cluster.as_ref().map_err(|e| e.to_string())?;
-    if of.attempt > 1 {
-        let before = job_spec(state, argv, &ForStep { attempt: of.attempt - 1, ..of })?;
-        // A finished one's outcome was told by its attempt; a gone one is nothing to wait for.
-        if let Ok(JobState::Running) = cluster.job_state(&before.name).await {
-            log.line(format!("the previous attempt's Job {} is still running: waiting for it", before.name));
-            if wait_for_job(state, &before.name, log).await.is_ok() {
-                log.line(format!("Job {} succeeded: its outcome is this attempt's", before.name));
+    for earlier in (1..of.attempt).rev() {
+        let name = job_spec(state, argv, &ForStep { attempt: earlier, ..of })?.name;
+        match cluster.job_state(&name).await {
+            Ok(JobState::Running) => {
+                log.line(format!("attempt {earlier}'s Job {name} is still running: waiting for it"));
+                if wait_for_job(state, &name, log).await.is_ok() {
+                    log.line(format!("Job {name} succeeded: its outcome is this attempt's"));
+                    return Ok(());
+                }
+            }
+            Ok(JobState::Succeeded) => {
+                log.line(format!("attempt {earlier}'s Job {name} succeeded (after its step gave up): not run again"));
                 return Ok(());
+            }
+            Ok(JobState::Failed(_)) | Err(SourceError::Missing { .. }) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot tell whether attempt {earlier}'s Job {name} still runs ({e}); nothing was started: \
+                     retry once Kubernetes answers"
+                ))
             }
         }
     }
@@ -170,13 +190,19 @@ async fn wait_for_job(state: &AppState, name: &str, log: &mut Log) -> Result<(),
         match cluster.job_state(name).await {
             Ok(JobState::Running) => {}
             Ok(ended) => break ended,
-            // Kubernetes failing for a moment does not end the Job: look again.
+            // Deleted, or no longer ours to read: it will not be seen to end.
+            Err(e @ (SourceError::Missing { .. } | SourceError::Rejected { .. })) => {
+                return Err(format!("the Job {name} cannot be followed: {e}"))
+            }
+            // Kubernetes failing for a moment does not end the Job: look again (the step's time
+            // limit bounds the wait).
             Err(e) => tracing::warn!(job = name, "cannot read the Job: {e}"),
         }
         tokio::time::sleep(state.settings.rollback.poll_interval()).await;
     };
     match cluster.job_log(name, MAX_OUTPUT as i64).await {
-        Ok(text) => log.line(shown_output(&text, state).trim_end()),
+        // Its database URL is the Secret's, maybe not one the dashboard knows: no URL is shown.
+        Ok(text) => log.line(without_urls(&shown_output(&text, state)).trim_end()),
         Err(e) => log.line(format!("its log cannot be read: {e}")),
     }
     log.line(format!("Job {name}: {ended:?} after {:.1} s", t0.elapsed().as_secs_f64()));

@@ -200,7 +200,7 @@ fn in_working_dir(state: &AppState) -> String {
 /// executor counted this attempt: it is one more than the run says.
 fn for_step<'a>(cx: &StepContext<'_>, step: &'a str) -> commands::ForStep<'a> {
     let attempt = cx.run.steps.iter().find(|s| s.name == step).map(|s| s.attempts).unwrap_or(0) + 1;
-    commands::ForStep { run: cx.run.id, step, attempt }
+    commands::ForStep { run: cx.run.id, run_created: cx.run.created_at, step, attempt }
 }
 
 #[cfg(test)]
