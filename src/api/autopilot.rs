@@ -106,6 +106,17 @@ pub enum PlanAction {
 impl PlanAction {
     pub const ALL: [PlanAction; 5] =
         [PlanAction::Pause, PlanAction::Resume, PlanAction::Promote, PlanAction::Dismiss, PlanAction::Abort];
+    /// The audit action it is recorded as.
+    pub fn audited_as(self) -> crate::api::audit::Action {
+        use crate::api::audit::Action;
+        match self {
+            PlanAction::Pause => Action::AutopilotPause,
+            PlanAction::Resume => Action::AutopilotResume,
+            PlanAction::Promote => Action::AutopilotPromote,
+            PlanAction::Dismiss => Action::AutopilotDismiss,
+            PlanAction::Abort => Action::AutopilotAbort,
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             PlanAction::Pause => "pause",

@@ -81,6 +81,17 @@ pub enum RunAction {
 }
 
 impl RunAction {
+    /// The audit action it is recorded as.
+    pub fn audited_as(self) -> crate::api::audit::Action {
+        use crate::api::audit::Action;
+        match self {
+            RunAction::Retry => Action::RollbackRetry,
+            RunAction::Skip => Action::RollbackSkip,
+            RunAction::Abort => Action::RollbackAbort,
+            RunAction::Approve => Action::RollbackApprove,
+            RunAction::ScaleBack => Action::RollbackScaleBack,
+        }
+    }
     pub fn parse(s: &str) -> Option<RunAction> {
         match s {
             "retry" => Some(RunAction::Retry),

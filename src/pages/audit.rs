@@ -1,6 +1,7 @@
 //! The audit trail: every change and every refused or failed attempt, newest first, with CSV
 //! export; below it, who was told about what (the notification receivers and their deliveries).
 
+use crate::api::audit::Action;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
@@ -8,12 +9,11 @@ use crate::api::audit::AuditEntry;
 use crate::api::notify::{DeadLetter, DeliveryAttempt, NotificationsView, ReceiverState};
 use crate::components::time::{self, Shown};
 
-const ACTIONS: [(&str, &str); 4] = [
-    ("", "all"),
-    ("flag.set", "percentage set"),
-    ("flag.kill", "kill switch"),
-    ("flag.external_change", "changed outside"),
-];
+/// The filters: everything, or one of the flag's changes.
+fn filters() -> [(&'static str, &'static str); 4] {
+    let f = |a: Action| (a.as_str(), a.label());
+    [("", "all"), f(Action::FlagSet), f(Action::FlagKill), f(Action::FlagExternalChange)]
+}
 
 #[component]
 pub fn AuditPage() -> impl IntoView {
@@ -24,7 +24,7 @@ pub fn AuditPage() -> impl IntoView {
         <h1 class="page-title">"Audit trail"</h1>
         <nav class="selectors">
             <span class="selector-label">"Action"</span>
-            {ACTIONS.into_iter().map(|(a, label)| view! {
+            {filters().into_iter().map(|(a, label)| view! {
                 <a href=format!("/audit?action={a}") class:selected=move || action.get() == a data-testid=format!("audit-filter-{label}")>{label}</a>
             }).collect_view()}
             <a class="csv" href=move || format!("/api/v1/audit.csv{}", if action.get().is_empty() { String::new() } else { format!("?action={}", action.get()) })

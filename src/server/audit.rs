@@ -1,5 +1,6 @@
 //! Writing and reading the append-only audit trail in the state database.
 
+use crate::api::audit::Action;
 use sqlx::PgPool;
 
 use crate::api::audit::{AuditEntry, Outcome};
@@ -11,7 +12,7 @@ use super::error::{from_sqlx, Source, SourceError};
 pub struct NewEntry {
     pub actor: String,
     pub role: String,
-    pub action: String,
+    pub action: Action,
     pub target: String,
     pub value_before: Option<String>,
     pub value_after: Option<String>,
@@ -24,16 +25,11 @@ pub struct NewEntry {
 impl NewEntry {
     /// The one way to start an entry: `actor` (with `role`) did `action` to `target`; done, with
     /// nothing else said yet. The setters below fill in the rest.
-    pub fn new(
-        actor: impl Into<String>,
-        role: impl Into<String>,
-        action: impl Into<String>,
-        target: impl Into<String>,
-    ) -> Self {
+    pub fn new(actor: impl Into<String>, role: impl Into<String>, action: Action, target: impl Into<String>) -> Self {
         NewEntry {
             actor: actor.into(),
             role: role.into(),
-            action: action.into(),
+            action,
             target: target.into(),
             value_before: None,
             value_after: None,
@@ -73,7 +69,7 @@ type EntryInsert<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::
 fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, O> {
     q.bind(&e.actor)
         .bind(&e.role)
-        .bind(&e.action)
+        .bind(e.action.as_str())
         .bind(&e.target)
         .bind(&e.value_before)
         .bind(&e.value_after)
@@ -90,7 +86,7 @@ pub async fn refusal_recorded<T>(
     db: &PgPool,
     metrics: &super::own_metrics::OwnMetrics,
     caller: &super::caller::Caller,
-    action: &str,
+    action: Action,
     target: &str,
     result: Result<T, super::error::ApiError>,
 ) -> Result<T, super::error::ApiError> {
@@ -114,15 +110,15 @@ pub async fn refusal_recorded<T>(
 pub fn counted_if_anonymous(
     metrics: &super::own_metrics::OwnMetrics,
     caller: &super::caller::Caller,
-    action: &str,
+    action: Action,
 ) -> bool {
     if caller.who().is_some() {
         return false;
     }
-    metrics.anonymous_refusal(action);
+    metrics.anonymous_refusal(action.as_str());
     tracing::info!(
         request_id = caller.request_id(),
-        action,
+        action = action.as_str(),
         "refused a caller without an identity (counted, not audited)"
     );
     true
@@ -132,8 +128,14 @@ pub fn counted_if_anonymous(
 /// `flag.external_change`): (actor, action).
 pub async fn last_flag_change(db: &PgPool) -> Result<Option<(String, String)>, SourceError> {
     sqlx::query_as(
-        "SELECT actor, action FROM audit_log WHERE action IN ('flag.set', 'flag.kill', 'flag.kill_retry', 'flag.external_change')
-            AND outcome = 'done' ORDER BY id DESC LIMIT 1",
+        "SELECT actor, action FROM audit_log WHERE action = ANY($1) AND outcome = 'done' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(
+        crate::api::audit::FLAG_WRITES
+            .iter()
+            .chain([&Action::FlagExternalChange])
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>(),
     )
     .fetch_optional(db)
     .await
@@ -326,7 +328,7 @@ mod tests {
             at: chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc(),
             actor: "ana".into(),
             role: "operator".into(),
-            action: "flag.set".into(),
+            action: Action::FlagSet.as_str().into(),
             target: "diabetes/feature-flags/insulin_dose_split".into(),
             value_before: Some("5".into()),
             value_after: Some("25".into()),

@@ -131,7 +131,7 @@ impl AuditJournal {
             }
             Line::Recorded {
                 request_id: entry.request_id.clone().unwrap_or_default(),
-                action: Some(entry.action.clone()),
+                action: Some(entry.action.as_str().to_string()),
             }
         } else {
             Line::Outcome { at: Utc::now(), entry: entry.clone() }
@@ -220,7 +220,7 @@ impl AuditJournal {
             }
             let recorded = Line::Recorded {
                 request_id: entry.request_id.clone().unwrap_or_default(),
-                action: Some(entry.action.clone()),
+                action: Some(entry.action.as_str().to_string()),
             };
             if let Err(e) = self.append(&recorded) {
                 tracing::error!("{e}");
@@ -283,12 +283,13 @@ pub async fn replay_forever(state: super::state::AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::audit::Action;
 
     fn entry(id: &str) -> NewEntry {
         NewEntry {
             actor: "ana".into(),
             role: "operator".into(),
-            action: "flag.kill".into(),
+            action: Action::FlagKill,
             target: "diabetes/feature-flags/insulin_dose_split".into(),
             value_before: None,
             value_after: None,
@@ -323,16 +324,16 @@ mod tests {
         // The alert hook's delivery: the kill and the alert's own entry, one request id.
         let dir = tempfile::tempdir().unwrap();
         let j = AuditJournal::new(dir.path().join("j.jsonl"));
-        let alert = NewEntry { action: "hook.alert".into(), ..entry("r1") };
+        let alert = NewEntry { action: Action::HookAlert, ..entry("r1") };
         j.intent(&entry("r1")).unwrap();
         assert!(j.settle(&entry("r1"), false));
         assert!(j.settle(&alert, false));
-        let todo: Vec<String> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
-        assert_eq!(todo, ["flag.kill", "hook.alert"]);
+        let todo: Vec<Action> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
+        assert_eq!(todo, [Action::FlagKill, Action::HookAlert]);
         // Recorded one by one; a line from before actions were named stands for the whole request.
-        j.append(&Line::Recorded { request_id: "r1".into(), action: Some("flag.kill".into()) }).unwrap();
-        let todo: Vec<String> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
-        assert_eq!(todo, ["hook.alert"]);
+        j.append(&Line::Recorded { request_id: "r1".into(), action: Some(Action::FlagKill.as_str().into()) }).unwrap();
+        let todo: Vec<Action> = j.pending(&j.read()).into_iter().map(|(_, e, _)| e.action).collect();
+        assert_eq!(todo, [Action::HookAlert]);
         std::fs::OpenOptions::new()
             .append(true)
             .open(&j.path)

@@ -47,7 +47,7 @@ impl Caller {
     }
 
     /// An audit entry by this caller.
-    pub fn entry(&self, action: impl Into<String>, target: impl Into<String>) -> NewEntry {
+    pub fn entry(&self, action: crate::api::audit::Action, target: impl Into<String>) -> NewEntry {
         NewEntry::new(self.name(), self.role(), action, target).request(Some(&self.request_id))
     }
 

@@ -1,6 +1,7 @@
 //! The flag's history as the dashboard observed it: every change (by the backend's version) is
 //! recorded in the state database, whether it was made here or with kubectl.
 
+use crate::api::audit::Action;
 use chrono::{DateTime, Utc};
 
 use crate::api::alerts::FlagObservation;
@@ -33,7 +34,7 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
          ) o
          LEFT JOIN LATERAL (
             SELECT actor, reason FROM audit_log a
-             WHERE a.outcome = 'done' AND a.action IN ('flag.set', 'flag.kill', 'flag.kill_retry') AND a.value_after = o.raw_value
+             WHERE a.outcome = 'done' AND a.action = ANY($3) AND a.value_after = o.raw_value
                AND a.at <= o.observed_at + interval '5 seconds' AND a.at >= o.observed_at - interval '10 minutes'
              ORDER BY a.id DESC LIMIT 1
          ) a ON true
@@ -41,6 +42,7 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
     )
     .bind(&state.settings.flag.key)
     .bind(since)
+    .bind(flag_writes())
     .fetch_all(&state.state_db)
     .await
     .map_err(|e| from_sqlx(Source::StateDatabase, &e))?;
@@ -121,7 +123,7 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     // written: the text, or "N %" where the store's text is a description) of this percentage.
     let percent = percentage.map(|p| format!("{p} %"));
     let ours: Result<bool, _> = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action IN ('flag.set', 'flag.kill', 'flag.kill_retry')
+        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE outcome = 'done' AND action = ANY($4)
                           AND at >= now() - interval '10 minutes'
                           AND (value_after IS NOT DISTINCT FROM $1
                                OR (outcome_detail LIKE $2 AND value_after IS NOT DISTINCT FROM $3)))",
@@ -129,6 +131,7 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     .bind(&after)
     .bind(format!("{}%", super::rollout::UNCONFIRMED))
     .bind(&percent)
+    .bind(flag_writes())
     .fetch_one(&state.state_db)
     .await;
     if ours.unwrap_or(true) {
@@ -137,7 +140,7 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     let entry = super::audit::NewEntry::new(
         "outside the dashboard",
         "none",
-        "flag.external_change",
+        Action::FlagExternalChange,
         state.settings.flag.target(),
     )
     .values(before, after)
@@ -145,4 +148,9 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
     if let Err(e) = super::audit::record(&state.state_db, &entry).await {
         tracing::warn!("could not record an external flag change: {e}");
     }
+}
+
+/// The names of the dashboard's own flag writes, for the queries that find who changed the flag.
+fn flag_writes() -> Vec<&'static str> {
+    crate::api::audit::FLAG_WRITES.map(|a| a.as_str()).to_vec()
 }

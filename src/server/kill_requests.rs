@@ -5,6 +5,7 @@
 //! the autopilot page show it in red. Its first failure is a critical event to every receiver
 //! (`flag.kill_failed`); its landing is one too (`flag.kill_retry`).
 
+use crate::api::audit::Action;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -106,7 +107,7 @@ async fn retry_locked(state: &AppState) -> Result<(), SourceError> {
         Ok(done) => {
             landed(db).await?;
             let entry = caller
-                .entry("flag.kill_retry", state.settings.flag.target())
+                .entry(Action::FlagKillRetry, state.settings.flag.target())
                 .values(Some(done.before), Some(done.after))
                 .reason(Some(reason))
                 .outcome(Outcome::Done, Some(format!("{} pending kill(s) landed", waiting.len())));

@@ -1,6 +1,7 @@
 //! Rollout control: the current state with its guards, setting the percentage, the kill switch.
 //! Every attempt, done, refused or failed, goes to the audit trail with who, why and the outcome.
 
+use crate::api::audit::Action;
 use crate::api::audit::Outcome;
 use crate::api::auth::Identity;
 use crate::api::check::{as_guards, Check};
@@ -99,7 +100,7 @@ pub(super) fn check_reason(reason: &str, what: &str, required: bool) -> Result<O
 async fn audited(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    action: Action,
     reason: Option<String>,
     result: Result<ChangeDone, ApiError>,
 ) -> Result<ChangeDone, ApiError> {
@@ -134,7 +135,7 @@ async fn audited(
 }
 
 /// Journals a change before the flag store is touched; no journal, no change.
-fn journal_intent(state: &AppState, caller: &Caller, action: &str, reason: Option<String>) -> Result<(), ApiError> {
+fn journal_intent(state: &AppState, caller: &Caller, action: Action, reason: Option<String>) -> Result<(), ApiError> {
     state
         .journal
         .intent(&caller.entry(action, state.settings.flag.target()).reason(reason))
@@ -191,7 +192,7 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
             refuse_while_a_kill_is_pending(state).await?;
         }
         let comment = change_comment(caller, b.reason.trim());
-        journal_intent(state, caller, "flag.set", Some(b.reason.trim().to_string()))?;
+        journal_intent(state, caller, Action::FlagSet, Some(b.reason.trim().to_string()))?;
         match state.flags.write(b.expected_version.trim(), p, &comment).await {
             Ok(change) => Ok(ChangeDone {
                 before: change.before,
@@ -205,7 +206,7 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
         }
     }
     .await;
-    audited(state, caller, "flag.set", reason, result).await
+    audited(state, caller, Action::FlagSet, reason, result).await
 }
 
 /// Nothing raises the flag while a kill has not landed: it is retried until it does.
@@ -270,7 +271,7 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         if let Some(e) = reason_error {
             return Err(e);
         }
-        journal_intent(state, caller, "flag.kill", reason.clone())?;
+        journal_intent(state, caller, Action::FlagKill, reason.clone())?;
         let db = &state.state_db;
         // The state database's part (the pending request, the plan's end) is bounded: with the
         // database down or hanging the flag is still written, within seconds.
@@ -302,7 +303,7 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         written
     }
     .await;
-    audited(state, caller, "flag.kill", reason, result).await
+    audited(state, caller, Action::FlagKill, reason, result).await
 }
 
 /// How long the kill waits for each of the state database's parts before it goes on without.
@@ -326,7 +327,7 @@ async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) -> Re
         (_, Some(r)) => format!("the rollout was killed by {}: {r}", caller.name()),
         (_, None) => format!("the rollout was killed by {}", caller.name()),
     };
-    let action = if by_autopilot { "autopilot.kill" } else { "autopilot.end" };
+    let action = if by_autopilot { Action::AutopilotKill } else { Action::AutopilotEnd };
     let n = caller.entry(action, "").outcome(crate::api::audit::Outcome::Done, Some(why.clone()));
     if let Some(id) = super::autopilot::store::end_for_kill(&state.state_db, &why, n).await? {
         tracing::warn!(plan = id, "the autopilot plan ended with the kill");
@@ -367,7 +368,7 @@ fn change_comment(caller: &Caller, reason: &str) -> String {
 }
 
 /// Records a request refused before it could be understood (bad body), and passes the error on.
-pub async fn refuse(state: &AppState, caller: &Caller, action: &str, e: ApiError) -> Result<ChangeDone, ApiError> {
+pub async fn refuse(state: &AppState, caller: &Caller, action: Action, e: ApiError) -> Result<ChangeDone, ApiError> {
     // Who may not act at all hears that first, whatever their body said.
     let e = operator(caller).err().unwrap_or(e);
     audited(state, caller, action, None, Err(e)).await

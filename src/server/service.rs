@@ -185,10 +185,11 @@ pub async fn autopilot_events(state: &AppState, range: Window) -> Answer<Vec<Aud
     state
         .services
         .autopilot_events
-        .get(&range.to_string(), || {
+        .get(&range.to_string(), || async move {
             let since = Utc::now() - chrono::Duration::seconds(range.as_secs());
-            let events = super::audit::done_since(&state.state_db, since, super::autopilot::CHART_EVENTS, 200);
-            ask(state, Source::StateDatabase, events)
+            let chart_events = super::autopilot::chart_events();
+            ask(state, Source::StateDatabase, super::audit::done_since(&state.state_db, since, &chart_events, 200))
+                .await
         })
         .await
 }

@@ -430,7 +430,7 @@ async fn no_audit_entry_is_lost_when_the_state_database_refuses_or_the_dashboard
     let died = NewEntry {
         actor: "ana".into(),
         role: "operator".into(),
-        action: "flag.set".into(),
+        action: rollout_dashboard::api::audit::Action::FlagSet,
         target: "diabetes/feature-flags/insulin_dose_split".into(),
         value_before: None,
         value_after: None,

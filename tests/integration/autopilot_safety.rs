@@ -68,7 +68,12 @@ async fn a_persons_kill_ends_the_plan_at_once_and_no_step_follows(pool: PgPool) 
     assert!(plan.pause_reason.unwrap().contains("killed by ana"));
     let late = store::write_step(&w.pool, id, 1, async {
         store::StepWrite::<()>::Done(
-            Box::new(rollout_dashboard::server::audit::NewEntry::new("autopilot", "system", "x", "")),
+            Box::new(rollout_dashboard::server::audit::NewEntry::new(
+                "autopilot",
+                "system",
+                rollout_dashboard::api::audit::Action::AutopilotStep,
+                "",
+            )),
             None,
         )
     })

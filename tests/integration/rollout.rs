@@ -74,7 +74,7 @@ async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
     let entry = NewEntry {
         actor: "ana".into(),
         role: "operator".into(),
-        action: "flag.set".into(),
+        action: rollout_dashboard::api::audit::Action::FlagSet,
         target: "diabetes/feature-flags/insulin_dose_split".into(),
         value_before: Some("5".into()),
         value_after: Some("25".into()),

@@ -5,6 +5,7 @@
 //! (`pending_step`): a driver killed between the write and its bookkeeping leaves the next one
 //! to finish the advance by reading the flag, never by writing it twice.
 
+use crate::api::audit::Action;
 use chrono::{DateTime, Utc};
 
 use crate::api::audit::Outcome;
@@ -25,7 +26,7 @@ pub fn autopilot(plan_id: i64) -> Caller {
     Caller::system("autopilot", format!("autopilot-{plan_id}-{}", Utc::now().timestamp_micros()))
 }
 
-fn note(action: &str) -> NewEntry {
+fn note(action: Action) -> NewEntry {
     NewEntry::new("autopilot", "system", action, "")
 }
 
@@ -170,7 +171,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision) -> Result<()
         }
         Decision::FinishStep { next, version } => {
             let target = plan.steps.get(next as usize).map(|s| s.percentage);
-            let n = note("autopilot.step")
+            let n = note(Action::AutopilotStep)
                 .values(None, target.map(|p| format!("{p} %")))
                 .outcome(Outcome::Done, Some(format!("step {} reached (the flag already read it)", next + 1)));
             store::finish_step(db, plan.id, next, Some(&version), n).await?;
@@ -180,7 +181,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision) -> Result<()
         Decision::EndKilled { why } => {
             let who = who_changed_the_flag(state).await;
             let why = format!("{why}, {who}");
-            let n = note("autopilot.end").outcome(Outcome::Done, Some(why.clone()));
+            let n = note(Action::AutopilotEnd).outcome(Outcome::Done, Some(why.clone()));
             store::end_active(db, plan.id, PlanState::Killed, &why, n).await?;
             Ok(())
         }
@@ -190,7 +191,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision) -> Result<()
                 _ => why,
             };
             if kind == PauseKind::Blind {
-                let n = note("autopilot.check_blind")
+                let n = note(Action::AutopilotCheckBlind)
                     .values(None, Some("doubled_doses".into()))
                     .reason(Some(format!("plan #{}: {why}", plan.id)))
                     .outcome(Outcome::Done, Some("the plan pauses; kill-class checks keep running".into()));
@@ -199,7 +200,7 @@ async fn execute(state: &AppState, plan: &Plan, decision: Decision) -> Result<()
             pause(state, plan, &why).await
         }
         Decision::Done { why } => {
-            let n = note("autopilot.done").outcome(Outcome::Done, Some(why.clone()));
+            let n = note(Action::AutopilotDone).outcome(Outcome::Done, Some(why.clone()));
             store::transition(db, plan.id, PlanState::Running, PlanState::Done, None, n).await?;
             Ok(())
         }
@@ -243,7 +244,7 @@ async fn step(
         match super::super::rollout::set_percentage(state, &caller, body).await {
             Ok(done) => store::StepWrite::Done(
                 Box::new(
-                    note("autopilot.step")
+                    note(Action::AutopilotStep)
                         .values(Some(done.before), Some(done.after))
                         .reason(Some(plan_reason))
                         .outcome(Outcome::Done, Some(format!("step {} of {steps}: {why}", next + 1))),
@@ -288,7 +289,7 @@ async fn newly_failing(
         {
             continue;
         }
-        let n = note("autopilot.check_failing")
+        let n = note(Action::AutopilotCheckFailing)
             .values(None, Some(e.check.clone()))
             .reason(Some(format!(
                 "plan #{}: {} (passes when {}, value {})",
@@ -308,7 +309,7 @@ fn shown(v: Option<f64>) -> String {
 }
 
 async fn pause(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceError> {
-    let n = note("autopilot.pause").outcome(Outcome::Done, Some(why.to_string()));
+    let n = note(Action::AutopilotPause).outcome(Outcome::Done, Some(why.to_string()));
     store::transition(&state.state_db, plan.id, PlanState::Running, PlanState::Paused, Some(why), n).await?;
     Ok(())
 }
@@ -328,7 +329,9 @@ async fn kill(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceErro
 /// Who made the flag's last change, as the audit trail names them.
 async fn who_changed_the_flag(state: &AppState) -> String {
     match super::super::audit::last_flag_change(&state.state_db).await.ok().flatten() {
-        Some((actor, action)) if action == "flag.external_change" => format!("outside the dashboard ({actor})"),
+        Some((actor, action)) if action == Action::FlagExternalChange.as_str() => {
+            format!("outside the dashboard ({actor})")
+        }
         Some((actor, _)) => format!("by {actor}"),
         None => "by someone the audit trail does not name".into(),
     }

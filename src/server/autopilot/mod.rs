@@ -21,6 +21,7 @@ pub mod plan;
 pub mod stats;
 pub mod store;
 
+use crate::api::audit::Action;
 use chrono::Utc;
 
 use crate::api::audit::Outcome;
@@ -35,16 +36,9 @@ pub use driver::drive_forever;
 
 /// The autopilot's audit actions drawn as markers on the rollout charts. Its steps are not among
 /// them: a step is a flag change, drawn as one already (by `autopilot`).
-pub const CHART_EVENTS: &[&str] = &[
-    "autopilot.start",
-    "autopilot.pause",
-    "autopilot.resume",
-    "autopilot.dismiss",
-    "autopilot.kill",
-    "autopilot.end",
-    "autopilot.abort",
-    "autopilot.done",
-];
+pub fn chart_events() -> Vec<&'static str> {
+    Action::ALL.iter().filter(|a| a.marks_chart()).map(|a| a.as_str()).collect()
+}
 
 pub struct Service<'a> {
     state: &'a AppState,
@@ -97,7 +91,7 @@ impl<'a> Service<'a> {
     /// `POST /api/v1/autopilot`: a new plan, the settings' steps unless the body gives its own.
     pub async fn start(&self, caller: &Caller, body: StartPlan) -> Result<AutopilotView, ApiError> {
         let result = self.try_start(caller, body).await;
-        self.recorded(caller, "autopilot.start", result).await
+        self.recorded(caller, Action::AutopilotStart, result).await
     }
 
     async fn try_start(&self, caller: &Caller, body: StartPlan) -> Result<AutopilotView, ApiError> {
@@ -137,7 +131,7 @@ impl<'a> Service<'a> {
         .collect::<Vec<_>>();
         let detail = (!detail.is_empty()).then(|| detail.join("; "));
         let n = caller
-            .entry("autopilot.start", "")
+            .entry(Action::AutopilotStart, "")
             .values(None, Some(shown.join(", ")))
             .reason(Some(reason.clone()))
             .outcome(Outcome::Done, detail);
@@ -167,7 +161,7 @@ impl<'a> Service<'a> {
         body: PlanActionBody,
     ) -> Result<AutopilotView, ApiError> {
         let result = self.try_act(caller, action, body).await;
-        self.recorded(caller, &format!("autopilot.{}", action.as_str()), result).await
+        self.recorded(caller, action.audited_as(), result).await
     }
 
     async fn try_act(
@@ -185,7 +179,7 @@ impl<'a> Service<'a> {
         let db = &self.state.state_db;
         let id = store::active_id(db).await?.ok_or_else(|| conflict("no autopilot plan is active".into()))?;
         let plan = store::load(db, id).await?.ok_or_else(|| conflict("the plan ended meanwhile".into()))?;
-        let entry = |label: &str| caller.entry(label, "").reason(reason.clone());
+        let entry = |action: Action| caller.entry(action, "").reason(reason.clone());
         let moved = match action {
             PlanAction::Pause => {
                 if plan.state != PlanState::Running {
@@ -196,15 +190,22 @@ impl<'a> Service<'a> {
                     caller.name(),
                     reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
                 );
-                store::transition(db, id, PlanState::Running, PlanState::Paused, Some(&why), entry("autopilot.pause"))
-                    .await?
+                store::transition(
+                    db,
+                    id,
+                    PlanState::Running,
+                    PlanState::Paused,
+                    Some(&why),
+                    entry(Action::AutopilotPause),
+                )
+                .await?
             }
             PlanAction::Resume => {
                 if plan.state != PlanState::Paused {
                     return Err(conflict(format!("plan #{id} is {}, not paused", plan.state)));
                 }
                 self.flag_matches(&plan).await?;
-                store::transition(db, id, PlanState::Paused, PlanState::Running, None, entry("autopilot.resume"))
+                store::transition(db, id, PlanState::Paused, PlanState::Running, None, entry(Action::AutopilotResume))
                     .await?
             }
             PlanAction::Promote => self.promote(caller, &plan, reason.as_deref().unwrap_or_default()).await?,
@@ -220,11 +221,11 @@ impl<'a> Service<'a> {
                          records, so it kills in every state; fix the cause, or kill or abort the plan"
                     )));
                 }
-                let n = entry("autopilot.dismiss").values(None, Some(check.clone()));
+                let n = entry(Action::AutopilotDismiss).values(None, Some(check.clone()));
                 store::dismiss(db, id, plan.current_step, &check, n).await?
             }
             PlanAction::Abort => {
-                let n = entry("autopilot.abort")
+                let n = entry(Action::AutopilotAbort)
                     .outcome(Outcome::Done, Some(format!("the flag stays where it is ({})", step_text(&plan))));
                 store::transition(db, id, plan.state, PlanState::Aborted, None, n).await?
             }
@@ -292,13 +293,13 @@ impl<'a> Service<'a> {
     }
 
     /// Records a refused body (see the rollback's `refuse`).
-    pub async fn refuse<T>(&self, caller: &Caller, action: &str, e: ApiError) -> Result<T, ApiError> {
+    pub async fn refuse<T>(&self, caller: &Caller, action: Action, e: ApiError) -> Result<T, ApiError> {
         let e = operator(caller).err().unwrap_or(e);
         self.recorded(caller, action, Err(e)).await
     }
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
-    async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    async fn recorded<T>(&self, caller: &Caller, action: Action, result: Result<T, ApiError>) -> Result<T, ApiError> {
         super::audit::refusal_recorded(
             &self.state.state_db,
             &self.state.services.metrics,

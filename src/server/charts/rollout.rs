@@ -174,6 +174,7 @@ pub fn records(s: &RecordSeries) -> Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::audit::Action;
 
     fn observed(minute: i64, raw: &str, version: &str, source: &str) -> FlagObservation {
         FlagObservation {
@@ -214,7 +215,10 @@ mod tests {
             outcome_detail: Some(detail.into()),
             request_id: None,
         };
-        let events = [event(-3, "autopilot.start", "too early"), event(7, "autopilot.pause", "sample_ratio failed")];
+        let events = [
+            event(-3, Action::AutopilotStart.as_str(), "too early"),
+            event(7, Action::AutopilotPause.as_str(), "sample_ratio failed"),
+        ];
         let all = markers(&history, &events, "resourceVersion", 1_700_000_000.0);
         let kinds: Vec<_> = all.iter().map(|m| m.kind).collect();
         assert_eq!(kinds, [MarkerKind::FlagChange, MarkerKind::Autopilot], "the event before the chart is left out");

@@ -53,25 +53,7 @@ impl ReceiverKind {
     }
 }
 
-/// How much an event matters; receivers take events at or above their `min_severity`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    #[default]
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
+pub use crate::api::audit::Severity;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -105,15 +87,11 @@ impl ReceiverSettings {
     /// Whether this receiver wants `event` (an audit action) at `severity`. A kill that could
     /// not be written goes to every receiver, whatever its filters: somebody must act now.
     pub fn wants(&self, event: &str, severity: Severity) -> bool {
-        if event == "flag.kill_failed" {
+        if event == crate::api::audit::FLAG_KILL_FAILED.0 {
             return true;
         }
         severity >= self.min_severity
-            && (self.events.is_empty()
-                || self.events.iter().any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => event.starts_with(prefix),
-                    None => p == event,
-                }))
+            && (self.events.is_empty() || self.events.iter().any(|p| super::validate::event_matches(p, event)))
     }
 
     pub fn resend(&self) -> std::time::Duration {
@@ -185,6 +163,7 @@ impl HookAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::audit::Action;
 
     #[test]
     fn a_receiver_takes_its_events_at_or_above_its_severity() {
@@ -194,17 +173,17 @@ mod tests {
             url: Some("http://x".into()),
             url_env: None,
             secret_env: None,
-            events: vec!["flag.kill".into(), "autopilot.*".into()],
+            events: vec![Action::FlagKill.as_str().into(), "autopilot.*".into()],
             min_severity: Severity::Warning,
             timeout_secs: None,
             resend_secs: None,
         };
-        assert!(r.wants("flag.kill", Severity::Critical));
-        assert!(r.wants("autopilot.pause", Severity::Warning));
-        assert!(!r.wants("autopilot.step", Severity::Info), "below the severity");
-        assert!(!r.wants("flag.set", Severity::Critical), "not among the events");
+        assert!(r.wants(Action::FlagKill.as_str(), Severity::Critical));
+        assert!(r.wants(Action::AutopilotPause.as_str(), Severity::Warning));
+        assert!(!r.wants(Action::AutopilotStep.as_str(), Severity::Info), "below the severity");
+        assert!(!r.wants(Action::FlagSet.as_str(), Severity::Critical), "not among the events");
         let all = ReceiverSettings { events: vec![], min_severity: Severity::Info, ..r };
-        assert!(all.wants("rollback.start", Severity::Info));
+        assert!(all.wants(Action::RollbackStart.as_str(), Severity::Info));
     }
 
     #[test]

@@ -235,6 +235,11 @@ fn notify(s: &Settings) -> Result<(), ConfigError> {
                  remove events (min_severity still applies)"
             )));
         }
+        // A filter that matches no event is a typo that would silence the receiver.
+        if let Some(p) = r.events.iter().find(|p| !crate::api::audit::event_names().any(|e| event_matches(p, e))) {
+            let known: Vec<&str> = crate::api::audit::event_names().collect();
+            return Err(invalid(format!("{what}: events {p:?} matches no event; the events are {}", known.join(", "))));
+        }
         if r.kind != ReceiverKind::Alertmanager && r.resend_secs.is_some() {
             return Err(invalid(format!("{what}: resend_secs is only for alertmanager receivers")));
         }
@@ -253,4 +258,12 @@ fn notify(s: &Settings) -> Result<(), ConfigError> {
         return Err(invalid("hooks.alertmanager.rules: every rule needs at least one label in match"));
     }
     Ok(())
+}
+
+/// Whether a receiver's event filter (`flag.kill`, or `autopilot.*`) takes `event`.
+pub fn event_matches(pattern: &str, event: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event.starts_with(prefix),
+        None => pattern == event,
+    }
 }

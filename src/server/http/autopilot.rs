@@ -1,5 +1,6 @@
 //! The autopilot: its plan, checks and evaluations; start; pause, resume, promote, dismiss, abort.
 
+use crate::api::audit::Action;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,7 +28,7 @@ async fn start(
     let svc = Autopilot::new(&state);
     match body {
         Ok(Body(b)) => svc.start(&caller, b).await,
-        Err(e) => svc.refuse(&caller, "autopilot.start", e).await,
+        Err(e) => svc.refuse(&caller, Action::AutopilotStart, e).await,
     }
     .map(Json)
 }
@@ -44,7 +45,7 @@ async fn act(
     let svc = Autopilot::new(&state);
     match body {
         Ok(Body(b)) => svc.act(&caller, action, b).await,
-        Err(e) => svc.refuse(&caller, &format!("autopilot.{}", action.as_str()), e).await,
+        Err(e) => svc.refuse(&caller, action.audited_as(), e).await,
     }
     .map(Json)
 }

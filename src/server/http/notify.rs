@@ -1,5 +1,6 @@
 //! Notifications: each receiver's state and the recent deliveries; Alertmanager's hook.
 
+use crate::api::audit::Action;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -43,7 +44,7 @@ async fn resend(
                 &state.state_db,
                 &state.services.metrics,
                 &caller,
-                "notify.resend",
+                Action::NotifyResend,
                 &receiver,
                 Err(e),
             )

@@ -1,5 +1,6 @@
 //! The guided rollback: its plan, runs and their actions, incident reports, the deploy journal.
 
+use crate::api::audit::Action;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -39,7 +40,7 @@ async fn start(
     let svc = Rollback::new(&state);
     match body {
         Ok(Body(b)) => svc.start(&caller, b).await,
-        Err(e) => svc.refuse(&caller, "rollback.start", e).await,
+        Err(e) => svc.refuse(&caller, Action::RollbackStart, e).await,
     }
     .map(Json)
 }
@@ -64,7 +65,7 @@ async fn act(
     let svc = Rollback::new(&state);
     match body {
         Ok(Body(b)) => svc.act(&caller, id, action, b).await,
-        Err(e) => svc.refuse(&caller, &format!("rollback.{}", action.as_str()), e).await,
+        Err(e) => svc.refuse(&caller, action.audited_as(), e).await,
     }
     .map(Json)
 }
@@ -95,7 +96,7 @@ async fn record_deploy(
     let svc = Rollback::new(&state);
     match body {
         Ok(Body(b)) => svc.record_deploy(&caller, b).await,
-        Err(e) => svc.refuse(&caller, "deploy.record", e).await,
+        Err(e) => svc.refuse(&caller, Action::DeployRecord, e).await,
     }
     .map(Json)
 }

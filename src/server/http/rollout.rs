@@ -1,5 +1,6 @@
 //! The rollout: read it, set the percentage, the kill switch.
 
+use crate::api::audit::Action;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +27,7 @@ async fn set(
 ) -> Result<Json<ChangeDone>, ApiError> {
     match body {
         Ok(Body(b)) => rollout::set_percentage(&state, &caller, b).await,
-        Err(e) => rollout::refuse(&state, &caller, "flag.set", e).await,
+        Err(e) => rollout::refuse(&state, &caller, Action::FlagSet, e).await,
     }
     .map(Json)
 }
@@ -41,7 +42,7 @@ async fn kill(
         Ok(Body(b)) => tokio::spawn(async move { rollout::kill(&state, &caller, b.reason).await })
             .await
             .map_err(|e| ApiError::Failed(format!("the kill's work stopped: {e}")))?,
-        Err(e) => rollout::refuse(&state, &caller, "flag.kill", e).await,
+        Err(e) => rollout::refuse(&state, &caller, Action::FlagKill, e).await,
     }
     .map(Json)
 }

@@ -6,6 +6,7 @@
 //! is posted once more with `endsAt` = now: resolved. What is firing is kept in the state database
 //! (`notify_alerts`), so a restarted or another replica resolves what this one raised.
 
+use crate::api::audit::Action;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError>
     let db = &state.state_db;
     let mut out = Vec::new();
     if let Some(change) = audit::last_flag_change(db).await? {
-        if change.1 == "flag.kill" || change.1 == "flag.kill_retry" {
+        if [Action::FlagKill, Action::FlagKillRetry].map(Action::as_str).contains(&change.1.as_str()) {
             out.push(Condition::new(
                 "RolloutKilled",
                 Severity::Critical,

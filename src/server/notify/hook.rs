@@ -15,6 +15,7 @@
 //!
 //! The dashboard's own alerts (label `source="rollout-dashboard"`) are never acted on.
 
+use crate::api::audit::Action;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -300,7 +301,7 @@ async fn record(
 ) {
     let labels: Vec<String> = alert.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let entry: NewEntry = caller
-        .entry("hook.alert", format!("alert {}", alert.fingerprint))
+        .entry(Action::HookAlert, format!("alert {}", alert.fingerprint))
         .values(None, Some(format!("{name}: {}", action.as_str())))
         .reason(Some(format!("labels {{{}}}, firing since {}", labels.join(", "), alert.starts_at)))
         .outcome(outcome, Some(detail.to_string()));
@@ -321,14 +322,14 @@ async fn record(
 pub async fn refuse(state: &AppState, request_id: &str, e: ApiError) -> Result<HookAnswer, ApiError> {
     if matches!(e, ApiError::Unauthenticated(_)) {
         let nobody = super::super::caller::Caller::new(None, request_id);
-        audit::counted_if_anonymous(&state.services.metrics, &nobody, "hook.alert");
+        audit::counted_if_anonymous(&state.services.metrics, &nobody, Action::HookAlert);
         return Err(e);
     }
     audit::refusal_recorded(
         &state.state_db,
         &state.services.metrics,
         &alert_caller(request_id),
-        "hook.alert",
+        Action::HookAlert,
         "alertmanager",
         Err(e),
     )

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod receivers;
 pub mod store;
 
+use crate::api::audit::Action;
 use crate::api::audit::Outcome;
 use crate::api::notify::{NotificationsView, ReceiverState};
 
@@ -128,7 +129,7 @@ pub async fn resend(state: &AppState, caller: &Caller, receiver: &str, audit_id:
         Ok(())
     }
     .await;
-    let entry = caller.entry("notify.resend", receiver).values(None, Some(format!("entry #{audit_id}")));
+    let entry = caller.entry(Action::NotifyResend, receiver).values(None, Some(format!("entry #{audit_id}")));
     match &result {
         Ok(()) => {
             audit::record(&state.state_db, &entry.outcome(Outcome::Done, None)).await?;
@@ -138,7 +139,7 @@ pub async fn resend(state: &AppState, caller: &Caller, receiver: &str, audit_id:
                 &state.state_db,
                 &state.services.metrics,
                 caller,
-                "notify.resend",
+                Action::NotifyResend,
                 receiver,
                 result,
             )

@@ -4,6 +4,7 @@
 //! (doubling, or the receiver's `Retry-After`); other receivers are not held up. The action that
 //! made the entry never waits for any of this.
 
+use crate::api::audit::Action;
 use std::time::{Duration, Instant};
 
 use super::super::audit;
@@ -78,7 +79,7 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
     // receiver is, and the entry stays first in line.
     let mut suspect: Option<(i64, String, i32)> = None;
     for entry in due {
-        let Some(ev) = Event::of(&entry).filter(|e| receiver.settings.wants(&e.name, e.severity)) else {
+        let Some(ev) = Event::of(&entry).filter(|e| receiver.settings.wants(e.name, e.severity)) else {
             store::mark(db, name, entry.id, "skipped").await?;
             continue;
         };
@@ -92,7 +93,7 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
         let attempt = Attempt {
             receiver: name,
             audit_id: Some(entry.id),
-            event: &ev.name,
+            event: ev.name,
             severity: ev.severity.as_str(),
             ok,
             status,
@@ -116,7 +117,7 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
                 state.services.metrics.notification(name, "failed");
                 let after = state.settings.notify.dead_letter_after();
                 if suspect.is_none() && n > 0 && (n as u32).is_multiple_of(after) {
-                    suspect = Some((entry.id, ev.name.clone(), n));
+                    suspect = Some((entry.id, ev.name.to_string(), n));
                     continue;
                 }
                 return Ok(Pass::Failed(retry_after));
@@ -156,15 +157,16 @@ async fn send(state: &AppState, r: &Receiver, ev: &Event, origin: &Origin) -> Re
         return Ok(r.send(ev, origin).await);
     }
     let (db, run) = (&state.state_db, run.unwrap_or_default());
-    match ev.name.as_str() {
-        "rollback.start" | "rollback.needs_approval" => {
+    match ev.action {
+        // A start, waiting for approval or not.
+        Action::RollbackStart => {
             let answer = r.send(ev, origin).await;
             if let Answer::Delivered { annotation_id: Some(id), .. } = answer {
                 store::open_region(db, r.name(), run, id).await?;
             }
             Ok(answer)
         }
-        "rollback.done" | "rollback.abort" => match store::region(db, r.name(), run).await? {
+        Action::RollbackDone | Action::RollbackAbort => match store::region(db, r.name(), run).await? {
             Some((id, false)) => {
                 let answer = r.close_region(id, ev.entry.at.timestamp_millis()).await;
                 if matches!(answer, Answer::Delivered { .. }) {

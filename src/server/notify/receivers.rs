@@ -84,7 +84,7 @@ impl Receiver {
             ReceiverKind::Webhook => {
                 let body = webhook_body(event, origin).to_string();
                 let mut req = self.client.post(self.url.expose()).header("content-type", "application/json");
-                req = req.header("x-rollout-event", &event.name).header("x-rollout-delivery", delivery_id(self, event));
+                req = req.header("x-rollout-event", event.name).header("x-rollout-delivery", delivery_id(self, event));
                 if let Some(key) = &self.secret {
                     req = req.header("x-rollout-signature", signature(key, chrono::Utc::now().timestamp(), &body));
                 }
@@ -261,6 +261,7 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::audit::Action;
     use crate::api::audit::{AuditEntry, Outcome};
 
     #[test]
@@ -277,7 +278,7 @@ mod tests {
             at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
             actor: "autopilot".into(),
             role: "system".into(),
-            action: "flag.kill".into(),
+            action: Action::FlagKill.as_str().into(),
             target: "feature-flags/insulin_dose_split".into(),
             value_before: Some("25".into()),
             value_after: Some("0".into()),
@@ -305,7 +306,7 @@ mod tests {
         let w = webhook_body(&event(), &origin());
         assert_eq!(
             (w["id"].as_i64(), w["event"].as_str(), w["severity"].as_str()),
-            (Some(41), Some("flag.kill"), Some("critical"))
+            (Some(41), Some(Action::FlagKill.as_str()), Some("critical"))
         );
         assert_eq!((w["before"].as_str(), w["after"].as_str()), (Some("25"), Some("0")));
         let s = slack_body(&event(), &origin());
@@ -315,7 +316,7 @@ mod tests {
         let g = grafana_body(&event(), &origin(), Some(1_764_000_060_000));
         assert_eq!(g["time"], 1_764_000_000_000i64);
         assert_eq!(g["timeEnd"], 1_764_000_060_000i64);
-        assert_eq!(g["tags"], json!(["rollout", "insulin_dose_split", "flag.kill", "critical", "demo"]));
+        assert_eq!(g["tags"], json!(["rollout", "insulin_dose_split", Action::FlagKill, "critical", "demo"]));
     }
 
     #[test]

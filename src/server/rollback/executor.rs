@@ -3,6 +3,7 @@
 //! executor died as interrupted at its exact step. Nothing here knows what a step does: it asks
 //! the registry and the state machine.
 
+use crate::api::audit::Action;
 use crate::api::audit::Outcome;
 use crate::api::rollback::{RunState, StepState};
 
@@ -34,7 +35,7 @@ async fn drive_locked(state: &AppState, id: i64) -> Result<(), SourceError> {
             return Ok(());
         }
         let Some(step) = run.current_step() else {
-            move_run(db, id, machine::executor::FINISHED, "rollback.done", None, Outcome::Done).await?;
+            move_run(db, id, machine::executor::FINISHED, Action::RollbackDone, None, Outcome::Done).await?;
             return Ok(());
         };
         if !run_step(state, &run, step.index, &step.name).await? {
@@ -53,7 +54,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
         run.id,
         index,
         StepUpdate { output: Some(""), ..StepUpdate::to(StepState::Running) },
-        store::executor_note("rollback.step", Some(format!("{label}: running")), None, Outcome::Done),
+        store::executor_note(Action::RollbackStep, Some(format!("{label}: running")), None, Outcome::Done),
     )
     .await?;
     let started = std::time::Instant::now();
@@ -78,7 +79,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
                 index,
                 StepUpdate { output: Some(&output), memory: Some(&memory), ..StepUpdate::to(ended) },
                 store::executor_note(
-                    "rollback.step",
+                    Action::RollbackStep,
                     Some(format!("{label}: done in {:.1} s", started.elapsed().as_secs_f64())),
                     None,
                     Outcome::Done,
@@ -99,7 +100,7 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
                     ..StepUpdate::to(ended)
                 },
                 store::executor_note(
-                    "rollback.step",
+                    Action::RollbackStep,
                     Some(format!("{label}: failed")),
                     Some(f.error.clone()),
                     Outcome::Failed,
@@ -107,8 +108,15 @@ async fn run_step(state: &AppState, run: &Run, index: u32, name: &str) -> Result
             )
             .await?;
             let detail = format!("{label} failed: {}; retry it, skip it with a reason, or abort the run", f.error);
-            move_run(db, run.id, machine::executor::STEP_FAILED, "rollback.stopped", Some(detail), Outcome::Failed)
-                .await?;
+            move_run(
+                db,
+                run.id,
+                machine::executor::STEP_FAILED,
+                Action::RollbackStopped,
+                Some(detail),
+                Outcome::Failed,
+            )
+            .await?;
             Ok(false)
         }
     }
@@ -148,7 +156,7 @@ async fn mark_interrupted(state: &AppState, id: i64) -> Result<(), SourceError> 
                 error: Some("the dashboard stopped while this step was running; it may or may not have acted (retry checks the world first)"),
                 ..StepUpdate::to(StepState::Interrupted)
             },
-            store::executor_note("rollback.step", Some(format!("step {idx} {name}: interrupted")), None, Outcome::Failed),
+            store::executor_note(Action::RollbackStep, Some(format!("step {idx} {name}: interrupted")), None, Outcome::Failed),
         )
         .await?;
     }
@@ -156,7 +164,9 @@ async fn mark_interrupted(state: &AppState, id: i64) -> Result<(), SourceError> 
         Some((i, n, _)) => format!("the dashboard restarted; the run was at step {i} {n}"),
         None => "the dashboard restarted".into(),
     };
-    move_run(db, id, machine::executor::LOST, "rollback.interrupted", Some(detail), Outcome::Failed).await.map(|_| ())
+    move_run(db, id, machine::executor::LOST, Action::RollbackInterrupted, Some(detail), Outcome::Failed)
+        .await
+        .map(|_| ())
 }
 
 /// The executor moves a run on (`from` → `to`), recording the move as its own. False when the
@@ -165,7 +175,7 @@ async fn move_run(
     db: &sqlx::PgPool,
     id: i64,
     (from, to): (RunState, RunState),
-    action: &str,
+    action: Action,
     detail: Option<String>,
     outcome: Outcome,
 ) -> Result<bool, SourceError> {

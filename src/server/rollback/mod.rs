@@ -23,6 +23,7 @@ mod preconditions;
 pub mod steps;
 pub mod store;
 
+use crate::api::audit::Action;
 use crate::api::audit::Outcome;
 use crate::api::auth::Identity;
 use crate::api::check::Check;
@@ -99,7 +100,7 @@ impl<'a> Service<'a> {
     /// `POST /api/v1/rollback`.
     pub async fn start(&self, caller: &Caller, body: StartRollback) -> Result<RunView, ApiError> {
         let result = self.try_start(caller, body).await;
-        self.recorded(caller, "rollback.start", result).await
+        self.recorded(caller, Action::RollbackStart, result).await
     }
 
     async fn try_start(&self, caller: &Caller, body: StartRollback) -> Result<RunView, ApiError> {
@@ -138,7 +139,7 @@ impl<'a> Service<'a> {
                 .collect(),
         };
         let note = caller
-            .entry("rollback.start", "")
+            .entry(Action::RollbackStart, "")
             .values(survey.plan.from_revision.clone(), survey.plan.target_revision.clone())
             .reason(Some(c.reason.clone()))
             .outcome(Outcome::Done, detail);
@@ -188,7 +189,7 @@ impl<'a> Service<'a> {
         body: RunActionBody,
     ) -> Result<RunView, ApiError> {
         let result = self.try_act(caller, id, action, body).await;
-        self.recorded(caller, &format!("rollback.{}", action.as_str()), result).await
+        self.recorded(caller, action.audited_as(), result).await
     }
 
     async fn try_act(
@@ -224,7 +225,7 @@ impl<'a> Service<'a> {
                 by.me.user
             )));
         }
-        let note = by.note("rollback.approve", Some(run.state.to_string()), Some(to.to_string()));
+        let note = by.note(Action::RollbackApprove, Some(run.state.to_string()), Some(to.to_string()));
         let moved = store::transition(&self.state.state_db, id, run.state, to, Some(&by.me.user), note).await?;
         if !moved {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
@@ -239,9 +240,9 @@ impl<'a> Service<'a> {
         let to = machine::resume(id, run.state).map_err(conflict)?;
         let step = run.current_step().ok_or_else(|| conflict(format!("run #{id} has no step left")))?;
         let (step_state, label, skip_reason) = if action == RunAction::Skip {
-            (machine::skip_step(), "rollback.skip", by.reason)
+            (machine::skip_step(), Action::RollbackSkip, by.reason)
         } else {
-            (machine::retry_step(), "rollback.retry", None)
+            (machine::retry_step(), Action::RollbackRetry, None)
         };
         let note = by.note(
             label,
@@ -250,7 +251,7 @@ impl<'a> Service<'a> {
         );
         let update = StepUpdate { skip_reason, ..StepUpdate::to(step_state) };
         let run_note = store::executor_note(
-            "rollback.resume",
+            Action::RollbackResume,
             Some(to.to_string()),
             Some(format!("from step {}", step.index)),
             Outcome::Done,
@@ -277,7 +278,7 @@ impl<'a> Service<'a> {
         let cluster = self.state.writer_cluster.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))?;
         let dep = &self.state.settings.writer.deployment;
         let now = cluster.deployment_replicas(dep).await.map_err(ApiError::Unavailable)?;
-        let note = by.note("rollback.scale_back", Some(now.desired.to_string()), Some(want.to_string()));
+        let note = by.note(Action::RollbackScaleBack, Some(now.desired.to_string()), Some(want.to_string()));
         if now.desired != want {
             cluster.scale_deployment(dep, want).await.map_err(ApiError::Unavailable)?;
         }
@@ -288,7 +289,7 @@ impl<'a> Service<'a> {
     async fn abort(&self, run: &store::Run, by: &Actor<'_>) -> Result<(), ApiError> {
         let id = run.id;
         let to = machine::abort(id, run.state).map_err(conflict)?;
-        let note = by.note("rollback.abort", Some(run.state.to_string()), Some(to.to_string()));
+        let note = by.note(Action::RollbackAbort, Some(run.state.to_string()), Some(to.to_string()));
         if !store::transition(&self.state.state_db, id, run.state, to, None, note).await? {
             return Err(conflict(format!("run #{id} changed state meanwhile")));
         }
@@ -341,7 +342,7 @@ impl<'a> Service<'a> {
             )
             .await?;
             let audit = caller
-                .entry("deploy.record", "deploy journal")
+                .entry(Action::DeployRecord, "deploy journal")
                 .values(Some(entry.previous_revision.clone().unwrap_or_default()), Some(entry.revision.clone()))
                 .reason(note);
             super::audit::record(&mut *tx, &audit).await?;
@@ -349,18 +350,18 @@ impl<'a> Service<'a> {
             Ok(entry)
         }
         .await;
-        self.recorded(caller, "deploy.record", result).await
+        self.recorded(caller, Action::DeployRecord, result).await
     }
 
     /// Records a request refused before it could be understood (a bad body), and passes the
     /// error on; who may not act at all hears that first, whatever their body said.
-    pub async fn refuse<T>(&self, caller: &Caller, action: &str, e: ApiError) -> Result<T, ApiError> {
+    pub async fn refuse<T>(&self, caller: &Caller, action: Action, e: ApiError) -> Result<T, ApiError> {
         let e = operator(caller).err().unwrap_or(e);
         self.recorded(caller, action, Err(e)).await
     }
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
-    async fn recorded<T>(&self, caller: &Caller, action: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    async fn recorded<T>(&self, caller: &Caller, action: Action, result: Result<T, ApiError>) -> Result<T, ApiError> {
         super::audit::refusal_recorded(
             &self.state.state_db,
             &self.state.services.metrics,
@@ -381,7 +382,7 @@ struct Actor<'a> {
 }
 
 impl Actor<'_> {
-    fn note(&self, action: &str, before: Option<String>, after: Option<String>) -> Note {
+    fn note(&self, action: Action, before: Option<String>, after: Option<String>) -> Note {
         self.caller.entry(action, "").values(before, after).reason(self.reason.map(str::to_string))
     }
 }

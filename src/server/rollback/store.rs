@@ -71,7 +71,12 @@ impl Run {
 pub(super) type Note = NewEntry;
 
 /// A transition the run's executor made (not a person).
-pub(super) fn executor_note(action: &str, after: Option<String>, detail: Option<String>, outcome: Outcome) -> Note {
+pub(super) fn executor_note(
+    action: crate::api::audit::Action,
+    after: Option<String>,
+    detail: Option<String>,
+    outcome: Outcome,
+) -> Note {
     NewEntry::new("rollback-executor", "system", action, "").values(None, after).outcome(outcome, detail)
 }
 
