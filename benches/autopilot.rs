@@ -32,7 +32,7 @@ use rollout_dashboard::api::auth::{Identity, Role};
 use rollout_dashboard::api::autopilot::PlanState;
 use rollout_dashboard::api::autopilot::{PlanAction, PlanActionBody, PlanStep, StartPlan};
 use rollout_dashboard::server::autopilot::store::Plan;
-use rollout_dashboard::server::autopilot::{checks, drive_forever, stats::sample_ratio_p_value, Service};
+use rollout_dashboard::server::autopilot::{checks, stats::sample_ratio_p_value, Service};
 use rollout_dashboard::server::caller::Caller;
 use sqlx::postgres::PgPoolOptions;
 use support::*;
@@ -297,7 +297,7 @@ async fn main() {
         format!("[autopilot]\ninterval_secs = {interval}\n[autopilot.actions]\nsample_ratio = \"dry_run\"\n");
     let state =
         dashboard_state_with(&pool, Some(url.clone()), Some(&prom.url), Some(&sim.kubeconfig), Some(&settings)).await;
-    tokio::spawn(drive_forever(state.clone()));
+    rollout_dashboard::server::background::start(&state);
     let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
     let ana = Caller::new(Some(Identity { user: "ana".into(), role: Role::Operator, via: "bench".into() }), "bench");
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);

@@ -139,7 +139,7 @@ pub async fn last_flag_change(db: &PgPool) -> Result<Option<(String, String)>, S
     )
     .fetch_optional(db)
     .await
-    .map_err(|e| from_sqlx(Source::StateDatabase, &e))
+    .map_err(crate::server::error::db_err)
 }
 
 /// Records one entry; returns its id.

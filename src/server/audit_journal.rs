@@ -257,27 +257,26 @@ impl AuditJournal {
 }
 
 /// Replays the journal at start and then every refresh interval, for as long as the server runs.
-pub async fn replay_forever(state: super::state::AppState) {
-    let mut tick = tokio::time::interval(state.settings.refresh_interval());
-    loop {
-        tick.tick().await;
-        if state.journal.is_empty() {
-            continue;
-        }
-        let flag_now = state.flags.read().await.ok().and_then(|r| r.raw);
-        match state.journal.replay(&state.state_db, flag_now).await {
-            Ok(r) if r.recorded + r.already_there > 0 => {
-                tracing::info!(
-                    recorded = r.recorded,
-                    interrupted = r.interrupted,
-                    already_there = r.already_there,
-                    "audit journal replayed"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("audit journal: the state database is not taking entries yet: {e}"),
-        }
+/// One round of the replay (`background.rs` paces it): the journal's entries into the audit trail.
+pub async fn replay_round(state: &super::state::AppState) -> Result<(), String> {
+    if state.journal.is_empty() {
+        return Ok(());
     }
+    let flag_now = state.flags.read().await.ok().and_then(|r| r.raw);
+    let r = state
+        .journal
+        .replay(&state.state_db, flag_now)
+        .await
+        .map_err(|e| format!("the state database is not taking the journal's entries yet: {e}"))?;
+    if r.recorded + r.already_there > 0 {
+        tracing::info!(
+            recorded = r.recorded,
+            interrupted = r.interrupted,
+            already_there = r.already_there,
+            "audit journal replayed"
+        )
+    }
+    Ok(())
 }
 
 #[cfg(test)]

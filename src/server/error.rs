@@ -97,6 +97,11 @@ pub async fn within<T>(
 }
 
 /// Maps a sqlx error to a sentence; connection strings never appear in it.
+/// A state-database error: the one `map_err` every store module uses.
+pub fn db_err(e: sqlx::Error) -> SourceError {
+    from_sqlx(Source::StateDatabase, &e)
+}
+
 pub fn from_sqlx(source: Source, e: &sqlx::Error) -> SourceError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {

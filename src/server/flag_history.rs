@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::alerts::FlagObservation;
 
-use super::error::{from_sqlx, Source, SourceError};
+use super::error::{db_err, SourceError};
 use super::state::AppState;
 
 /// Observations since `since`, oldest first, plus the last one before it (the value in force
@@ -45,7 +45,7 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
     .bind(flag_writes())
     .fetch_all(&state.state_db)
     .await
-    .map_err(|e| from_sqlx(Source::StateDatabase, &e))?;
+    .map_err(db_err)?;
     Ok(rows
         .into_iter()
         .map(|r| FlagObservation {

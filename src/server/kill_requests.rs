@@ -12,12 +12,8 @@ use sqlx::PgPool;
 use crate::api::audit::Outcome;
 
 use super::caller::Caller;
-use super::error::{from_sqlx, Source, SourceError};
+use super::error::{db_err, SourceError};
 use super::state::AppState;
-
-fn db_err(e: sqlx::Error) -> SourceError {
-    from_sqlx(Source::StateDatabase, &e)
-}
 
 pub use crate::api::rollout::PendingKill;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::error::{from_sqlx, Source, SourceError};
+use super::error::{db_err, Source, SourceError};
 use super::state::AppState;
 
 /// What is done one replica at a time.
@@ -77,7 +77,6 @@ pub async fn with_lock<T>(
     lock: Lock<'_>,
     f: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<Option<T>, SourceError> {
-    let db_err = |e: sqlx::Error| from_sqlx(Source::StateDatabase, &e);
     let (class, id) = lock.keys();
     // Taking the lock is bounded: a connection that went silent must not stall the loop that
     // holds the kill retry (it is closed, not returned, and the next round tries again).

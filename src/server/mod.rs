@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_journal;
 pub mod auth;
 pub mod autopilot;
+pub mod background;
 pub mod breaker;
 pub mod cache;
 pub mod caller;

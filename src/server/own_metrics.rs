@@ -33,6 +33,12 @@ struct PartLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabel {
+    /// A background task's name (`background.rs`): the code's own, bounded.
+    task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
     /// An audit action name (`flag.kill`): the code's own, bounded.
     action: String,
@@ -71,6 +77,8 @@ pub struct OwnMetrics {
     requests: Family<RequestLabels, Histogram>,
     rollup_entries: Family<PartLabel, Gauge>,
     rollup_bytes: Gauge,
+    task_rounds: Family<TaskLabel, Counter>,
+    task_failing: Family<TaskLabel, Gauge>,
 }
 
 impl Default for OwnMetrics {
@@ -87,6 +95,8 @@ impl Default for OwnMetrics {
             requests: Family::new_with_constructor(latency_histogram),
             rollup_entries: Family::default(),
             rollup_bytes: Gauge::default(),
+            task_rounds: Family::default(),
+            task_failing: Family::default(),
             registry: Registry::default(),
         };
         registry.register("backend_queries", "Queries sent to outside systems", m.backend_queries.clone());
@@ -122,6 +132,12 @@ impl Default for OwnMetrics {
             prometheus_client::registry::Unit::Bytes,
             m.rollup_bytes.clone(),
         );
+        registry.register("background_rounds", "Rounds run by each background task", m.task_rounds.clone());
+        registry.register(
+            "background_failing",
+            "1 while a background task's latest round failed (it is tried again at its pace)",
+            m.task_failing.clone(),
+        );
         OwnMetrics { registry, ..m }
     }
 }
@@ -149,6 +165,13 @@ impl OwnMetrics {
     /// An HTTP request answered: `route` is the matched pattern (or `unmatched`).
     pub fn anonymous_refusal(&self, action: &str) {
         self.anonymous_refusals.get_or_create(&ActionLabel { action: action.to_string() }).inc();
+    }
+
+    /// A background task's round ended, well or not.
+    pub fn background_round(&self, task: &'static str, ok: bool) {
+        let label = TaskLabel { task };
+        self.task_rounds.get_or_create(&label).inc();
+        self.task_failing.get_or_create(&label).set(i64::from(!ok));
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::error::{from_sqlx, Source, SourceError};
+use super::error::{db_err, SourceError};
 
 /// How often the tables are pruned.
-const EVERY: Duration = Duration::from_secs(3600);
+pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// (table, statement): `$1` is the retention in days.
 const PRUNES: [(&str, &str); 4] = [
@@ -34,25 +34,18 @@ pub async fn prune(db: &PgPool, days: u32) -> Result<Vec<(&'static str, u64)>, S
     for (table, sql) in PRUNES {
         let q = sqlx::query(sql);
         let q = if sql.contains("$1") { q.bind(days as i32) } else { q };
-        let done = q.execute(db).await.map_err(|e| from_sqlx(Source::StateDatabase, &e))?;
+        let done = q.execute(db).await.map_err(db_err)?;
         deleted.push((table, done.rows_affected()));
     }
     Ok(deleted)
 }
 
-pub async fn prune_forever(db: PgPool, days: u32) {
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tick.tick().await;
-        match prune(&db, days).await {
-            Ok(deleted) => {
-                let gone: Vec<String> =
-                    deleted.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t}: {n}")).collect();
-                if !gone.is_empty() {
-                    tracing::info!(retention_days = days, "pruned {}", gone.join(", "));
-                }
-            }
-            Err(e) => tracing::warn!("retention: cannot prune now: {e}"),
-        }
+/// One round of pruning (`background.rs` paces it every `EVERY`).
+pub async fn prune_round(db: &PgPool, days: u32) -> Result<(), String> {
+    let deleted = prune(db, days).await.map_err(|e| format!("cannot prune now: {e}"))?;
+    let gone: Vec<String> = deleted.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t}: {n}")).collect();
+    if !gone.is_empty() {
+        tracing::info!(retention_days = days, "pruned {}", gone.join(", "));
     }
+    Ok(())
 }

@@ -160,11 +160,8 @@ impl AppState {
 
     /// Background work that must happen whether or not anyone is looking.
     pub fn spawn_pollers(&self) {
-        tokio::spawn(super::audit_journal::replay_forever(self.clone()));
+        super::background::start(self);
         tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
-        tokio::spawn(super::rollback::deploys::observe_revisions_forever(self.clone()));
-        tokio::spawn(super::autopilot::drive_forever(self.clone()));
-        tokio::spawn(super::retention::prune_forever(self.state_db.clone(), self.settings.retention_days));
         self.notify.spawn(self);
         let state = self.clone();
         tokio::spawn(async move { super::rollback::recover(&state).await });

@@ -30,24 +30,6 @@ fn note(action: Action) -> NewEntry {
     NewEntry::new("autopilot", "system", action, "")
 }
 
-/// Runs a round every interval, for as long as the process lives: first the pending kills'
-/// retry (whatever any plan is doing), then the active plan's round.
-pub async fn drive_forever(state: AppState) {
-    loop {
-        if let Err(e) = super::super::kill_requests::retry(&state).await {
-            tracing::warn!("pending kills: {e}");
-        }
-        if let Err(e) = tick(&state).await {
-            tracing::warn!("autopilot round: {e}");
-        }
-        let a = &state.settings.autopilot;
-        tokio::time::sleep(std::time::Duration::from_secs(
-            a.interval_secs.unwrap_or(state.settings.refresh_interval_secs),
-        ))
-        .await;
-    }
-}
-
 /// Runs `f` under plan `id`'s lock (None: another replica holds it).
 pub async fn with_plan_lock<T>(
     state: &AppState,

@@ -32,7 +32,7 @@ use super::error::ApiError;
 use super::rollout::check_reason;
 use super::state::AppState;
 
-pub use driver::drive_forever;
+pub use driver::tick;
 
 /// The autopilot's audit actions drawn as markers on the rollout charts. Its steps are not among
 /// them: a step is a flag change, drawn as one already (by `autopilot`).

@@ -7,15 +7,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::api::autopilot::{PlanState, PlanStep, PlanView};
 
 use super::super::audit::{self, NewEntry};
-use super::super::error::{from_sqlx, Source, SourceError};
+use super::super::error::{db_err, Source, SourceError};
 
 mod evaluations;
 
 pub use evaluations::{check_history, evaluations, inconclusive_streaks, latest_of, record_evaluations};
-
-fn db_err(e: sqlx::Error) -> SourceError {
-    from_sqlx(Source::StateDatabase, &e)
-}
 
 fn malformed(detail: String) -> SourceError {
     SourceError::Malformed { system: Source::StateDatabase, detail }

@@ -6,11 +6,7 @@ use sqlx::PgPool;
 
 use crate::api::notify::{DeadLetter, DeliveryAttempt};
 
-use super::super::error::{from_sqlx, Source, SourceError};
-
-fn db_err(e: sqlx::Error) -> SourceError {
-    from_sqlx(Source::StateDatabase, &e)
-}
+use super::super::error::{db_err, SourceError};
 
 /// The receiver's first audit id to tell about: entries up to it existed before it was
 /// configured. Registered on first sight, so a new receiver is not flooded with history.

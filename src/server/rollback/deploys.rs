@@ -6,9 +6,9 @@ use sqlx::PgPool;
 
 use crate::api::rollback::DeployEntry;
 
+use super::super::error::db_err;
 use super::super::error::SourceError;
 use super::super::state::AppState;
-use super::store::db_err;
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -115,13 +115,4 @@ pub async fn observe_once(state: &AppState) -> Result<(), SourceError> {
         tracing::info!(revision = %now, previous = ?previous, "deploy journal: revision change observed");
     }
     Ok(())
-}
-
-pub async fn observe_revisions_forever(state: AppState) {
-    loop {
-        if let Err(e) = observe_once(&state).await {
-            tracing::debug!("deploy journal: {e}");
-        }
-        tokio::time::sleep(state.settings.refresh_interval()).await;
-    }
 }

@@ -32,12 +32,13 @@ use crate::api::rollback::{
 };
 
 use super::caller::Caller;
+use super::error::db_err;
 use super::error::ApiError;
 use super::rollout::check_reason;
 use super::state::AppState;
 pub use executor::recover;
 use executor::spawn_drive;
-use store::{db_err, NewRun, Note, StepUpdate};
+use store::{NewRun, Note, StepUpdate};
 
 pub struct Service<'a> {
     state: &'a AppState,

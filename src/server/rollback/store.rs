@@ -9,12 +9,8 @@ use crate::api::audit::Outcome;
 use crate::api::rollback::{RunState, RunView, StepState, StepView};
 
 use super::super::audit::{self, NewEntry};
-use super::super::error::{from_sqlx, Source, SourceError};
+use super::super::error::{db_err, Source, SourceError};
 use super::steps::Memory;
-
-pub(super) fn db_err(e: sqlx::Error) -> SourceError {
-    from_sqlx(Source::StateDatabase, &e)
-}
 
 fn malformed(detail: String) -> SourceError {
     SourceError::Malformed { system: Source::StateDatabase, detail }
