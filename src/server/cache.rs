@@ -42,6 +42,11 @@ impl<V: Clone> SingleFlight<V> {
         map.values().filter(|e| held(e, self.ttl)).count()
     }
 
+    /// Forgets every answer (the next caller computes afresh): after a change the answers depend on.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The cached answer for `key`, or the answer `compute` gives (computed once for everyone
     /// waiting). Errors are cached too, for the same interval, so a failing backend is not hammered.
     pub async fn get<F, Fut>(&self, key: &str, compute: F) -> V
@@ -116,6 +121,14 @@ mod tests {
         assert_eq!(cache.held(), 0, "the caller went away");
         // The next caller computes afresh.
         assert_eq!(cache.get("k", || async { 5 }).await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_cleared_cache_computes_afresh() {
+        let cache = SingleFlight::<u32>::new("t", Duration::from_secs(60), Arc::default());
+        assert_eq!(cache.get("k", || async { 1 }).await, 1);
+        cache.clear();
+        assert_eq!(cache.get("k", || async { 2 }).await, 2);
     }
 
     #[tokio::test]

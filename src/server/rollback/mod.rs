@@ -363,6 +363,10 @@ impl<'a> Service<'a> {
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: Action, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        // A journal entry or a run's change changes the plan: the next look surveys afresh.
+        if result.is_ok() {
+            self.state.services.rollback_plan.clear();
+        }
         super::audit::refusal_recorded(
             &self.state.state_db,
             &self.state.services.metrics,
