@@ -123,8 +123,32 @@ async fn count(pool: &PgPool, sql: &str, bind: &str) -> i64 {
 }
 
 /// Runs one history; Err(why) names the invariant broken.
+/// What a history did, as the invariants need it.
+struct Played {
+    delivered: [bool; ALERTS],
+    /// Alerts Alertmanager got a 200 for (it does not resend those before their repeat interval).
+    answered_ok: [bool; ALERTS],
+    answered_acted: [i64; ALERTS],
+    database_cut: bool,
+}
+
+fn fingerprint(case: u32, alert: usize) -> String {
+    format!("h{case}a{alert}")
+}
+
+fn flag_of(w: &World) -> String {
+    w.sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone()
+}
+
+/// Runs one history, heals the world and checks the invariants; Err(why) names the one broken.
 async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
-    let fingerprint = |a: usize| format!("h{case}a{a}");
+    let mut played = play(w, case, history).await?;
+    heal(w, case, &mut played).await?;
+    check(w, case, &played).await
+}
+
+/// The history's events, in order (an `acted` answer with the flag not at 0 is an error at once).
+async fn play(w: &World, case: u32, history: &[Event]) -> Result<Played, String> {
     w.sim.set_fault(Fault::None);
     w.proxy.restore();
     let data = [("insulin_dose_split".to_string(), "20".to_string())].into();
@@ -132,18 +156,17 @@ async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
     let mut delivered = [false; ALERTS];
     let mut answered_ok = [false; ALERTS];
     let mut answered_acted = [0i64; ALERTS];
-    let flag = || w.sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
     let mut database_cut = false;
     for (i, e) in history.iter().enumerate() {
         match e {
             Event::Deliver { replica, alert, give_up_ms } => {
                 delivered[*alert] = true;
-                let answer = deliver(&w.apps[*replica], &fingerprint(*alert), *give_up_ms).await;
+                let answer = deliver(&w.apps[*replica], &fingerprint(case, *alert), *give_up_ms).await;
                 if let Some((StatusCode::OK, body)) = answer {
                     answered_ok[*alert] = true;
                     answered_acted[*alert] += i64::from(acted(&body));
-                    if acted(&body) && flag() != "0" {
-                        return Err(format!("alert {alert} answered acted while the flag reads {}", flag()));
+                    if acted(&body) && flag_of(w) != "0" {
+                        return Err(format!("alert {alert} answered acted while the flag reads {}", flag_of(w)));
                     }
                 }
             }
@@ -169,18 +192,21 @@ async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
             }
         }
     }
+    Ok(Played { delivered, answered_ok, answered_acted, database_cut })
+}
 
-    // The world heals; Alertmanager resends every alert it never got a 200 for until the hook
-    // takes it (a 503 means an earlier attempt still holds the alert: sent again, as it does).
+/// The world heals; Alertmanager resends every alert it never got a 200 for until the hook
+/// takes it (a 503 means an earlier attempt still holds the alert: sent again, as it does).
+async fn heal(w: &World, case: u32, p: &mut Played) -> Result<(), String> {
     w.sim.set_fault(Fault::None);
     w.proxy.restore();
-    for (a, _) in delivered.iter().enumerate().filter(|(a, d)| **d && !answered_ok[*a]) {
+    for a in (0..ALERTS).filter(|a| p.delivered[*a] && !p.answered_ok[*a]) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let replica = (a + case as usize) % 2;
-            match deliver(&w.apps[replica], &fingerprint(a), None).await {
+            match deliver(&w.apps[replica], &fingerprint(case, a), None).await {
                 Some((StatusCode::OK, body)) => {
-                    answered_acted[a] += i64::from(acted(&body));
+                    p.answered_acted[a] += i64::from(acted(&body));
                     break;
                 }
                 other if Instant::now() > deadline => return Err(format!("alert {a} never taken: {other:?}")),
@@ -196,7 +222,7 @@ async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
             .await
             .unwrap();
         let journaled: usize = w.replicas.iter().map(|r| r.journal.len()).sum();
-        let flag = flag();
+        let flag = flag_of(w);
         // And the kill path's breakers closed again, so that the next history starts healthy.
         let breakers = w.replicas.iter().filter(|r| r.services.state_db.is_open()).count();
         if pending == 0 && journaled == 0 && flag == "0" && breakers == 0 {
@@ -209,8 +235,13 @@ async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    for (a, _) in delivered.iter().enumerate().filter(|(_, d)| **d) {
-        let fp = fingerprint(a);
+    Ok(())
+}
+
+/// The invariants, once the world has healed.
+async fn check(w: &World, case: u32, p: &Played) -> Result<(), String> {
+    for a in (0..ALERTS).filter(|a| p.delivered[*a]) {
+        let fp = fingerprint(case, a);
         let hook_done = count(
             &w.pool,
             "SELECT count(*) FROM audit_log WHERE action = 'hook.alert' AND outcome = 'done' AND target = 'alert ' || $1",
@@ -230,13 +261,13 @@ async fn run(w: &World, case: u32, history: &[Event]) -> Result<(), String> {
         if kills_done != hook_done {
             return Err(format!("alert {a}: {kills_done} flag.kill done, {hook_done} hook.alert done"));
         }
-        if hook_done < answered_acted[a] {
+        if hook_done < p.answered_acted[a] {
             return Err(format!(
                 "alert {a}: answered acted {} times, {hook_done} in the audit trail",
-                answered_acted[a]
+                p.answered_acted[a]
             ));
         }
-        if !database_cut && hook_done != 1 {
+        if !p.database_cut && hook_done != 1 {
             let entries: Vec<(chrono::DateTime<chrono::Utc>, String, Option<String>, String)> = sqlx::query_as(
                 "SELECT at, outcome, outcome_detail, request_id FROM audit_log WHERE target = 'alert ' || $1 ORDER BY id",
             )
