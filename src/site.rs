@@ -49,7 +49,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(render_context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::refuse_cross_origin))
         // Before anything is computed: a client over its reads is answered 429 here.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::client_reads::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::middleware::client_reads))
         // Inside the CSP layer: a kept page is served with this response's own nonce.
         .layer(axum::middleware::from_fn_with_state(pages, http::page_cache::serve))
         .layer(axum::middleware::from_fn(csp::security_headers))
@@ -68,7 +68,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let leptos_options = conf.leptos_options;
     let addr = leptos_options.site_addr;
     let state = AppState::connect(config, leptos_options).await?;
-    state.spawn_pollers();
+    crate::server::background::start(&state);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!("rollout-dashboard listening on http://{addr}");
     axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())

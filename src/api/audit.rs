@@ -111,6 +111,16 @@ impl std::fmt::Display for Action {
 pub const ROLLBACK_NEEDS_APPROVAL: (&str, Severity) = ("rollback.needs_approval", Severity::Critical);
 pub const FLAG_KILL_FAILED: (&str, Severity) = ("flag.kill_failed", Severity::Critical);
 
+/// The start entry's detail when the run waits for a second operator (notifications tell it
+/// apart from a start that runs at once, as `ROLLBACK_NEEDS_APPROVAL`).
+pub const AWAITING_APPROVAL: &str = "waiting for a second operator's approval";
+
+/// The autopilot's audit actions drawn as markers on the rollout charts. Its steps are not among
+/// them: a step is a flag change, drawn as one already (by `autopilot`).
+pub fn chart_markers() -> Vec<&'static str> {
+    Action::ALL.iter().filter(|a| a.marks_chart()).map(|a| a.as_str()).collect()
+}
+
 /// Every event name a receiver can ask for: the actions that are events and the two above.
 pub fn event_names() -> impl Iterator<Item = &'static str> {
     Action::ALL
@@ -158,6 +168,12 @@ pub struct AuditEntry {
     /// Why it was refused or failed.
     pub outcome_detail: Option<String>,
     pub request_id: Option<String>,
+    /// The rollback run it is about (typed: never parsed from `target`).
+    #[serde(default)]
+    pub run_id: Option<i64>,
+    /// The autopilot plan it is about.
+    #[serde(default)]
+    pub plan_id: Option<i64>,
 }
 
 impl AuditEntry {

@@ -35,17 +35,24 @@ pub fn Panel(
     view! {
         <section class=format!("panel {class}") class:panel-failed=failed id=id data-testid=id>
             <h2>{title}</h2>
-            {error.map(|e| view! {
-                <div class="source-error" role="alert" data-testid=format!("{id}-error")>
-                    <strong>"Stale. "</strong>{e}
-                    {since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}
-                </div>
-            })}
+            {error.map(|e| view! { <Stale testid=format!("{id}-error") error=e since=since /> })}
             <div class="panel-body">{children()}</div>
             {updated.map(|t| view! {
                 <p class="panel-updated" data-testid=format!("{id}-updated")>"as of " {time::utc(t, Shown::TimeOfDay)}" UTC"</p>
             })}
         </section>
+    }
+}
+
+/// Which source failed, why, and since when: the one sentence every panel and chart shows above
+/// values that are then missing or stale.
+#[component]
+pub fn Stale(testid: String, error: String, since: Option<String>) -> impl IntoView {
+    view! {
+        <div class="source-error" role="alert" data-testid=testid>
+            <strong>"Stale. "</strong>{error}
+            {since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}
+        </div>
     }
 }
 

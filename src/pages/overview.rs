@@ -7,9 +7,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::adoption::CheckOutcome;
 use crate::api::overview::{ChartView, Overview, RANGES, WINDOWS};
-use crate::api::StatusReport;
 use crate::components::live::LiveRefresh;
-use crate::components::panel::{since_text, Panel, Value};
+use crate::components::panel::{since_text, Panel, Stale, Value};
 use crate::components::time::{self, Shown};
 
 /// The guide's rule, quoted where a breach is shown.
@@ -142,11 +141,7 @@ fn ChartFigure(c: ChartView, since: Option<String>) -> impl IntoView {
     view! {
         <figure class="chart" class:panel-failed=c.error.is_some() data-testid=id.clone() data-points=c.points>
             {c.error.is_some().then(|| view! { <h2 class="chart-title">{c.title.clone()}</h2> })}
-            {c.error.clone().map(|e| view! {
-                <div class="source-error" role="alert" data-testid=format!("{id}-error")>
-                    <strong>"Stale. "</strong>{e}{since.map(|s| view! { <span class="since">" Failing since " {s} "."</span> })}
-                </div>
-            })}
+            {c.error.clone().map(|e| view! { <Stale testid=format!("{id}-error") error=e since=since /> })}
             {c.svg.clone().map(|svg| view! { <div class="chart-svg" inner_html=svg></div> })}
             <figcaption>{c.caption.clone()}</figcaption>
         </figure>
@@ -272,10 +267,4 @@ fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
 pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
     let state = crate::server::fns::server_state()?;
     crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)
-}
-/// The overview's data; the same service call as `GET /api/v1/status`.
-#[server(endpoint = "status", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_status() -> Result<StatusReport, ServerFnError> {
-    let state = crate::server::fns::server_state()?;
-    Ok(crate::server::service::status(&state).await)
 }

@@ -260,12 +260,6 @@ pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnEr
     Ok(RollbackView { me, plan, run, deploys })
 }
 
-#[server(endpoint = "rollback_run", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_run(id: i64) -> Result<RunView, ServerFnError> {
-    let (state, _) = caller().await?;
-    crate::server::rollback::Service::new(&state).run(id).await.map_err(refused)
-}
-
 #[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
     let (state, caller) = caller().await?;

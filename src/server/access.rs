@@ -66,12 +66,10 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
 /// Server functions (the pages' door onto the same services), by endpoint name under `/api/`.
 pub const SERVER_FNS: &[(&str, Access)] = &[
     ("overview", Access::Anyone),
-    ("status", Access::Anyone),
     ("me", Access::Anyone),
     ("audit", Access::Anyone),
     ("rollout", Access::Anyone),
     ("rollback", Access::Anyone),
-    ("rollback_run", Access::Anyone),
     ("rollback_progress", Access::Anyone),
     ("reports", Access::Anyone),
     ("autopilot", Access::Anyone),

@@ -5,6 +5,18 @@ use crate::api::alerts::Alert;
 use super::error::SourceError;
 use super::state::AppState;
 
+/// Whether a rollout alert is firing, as the rollout's guard and the autopilot's `alerts` check
+/// both say it: the sentence, and the names of those firing.
+pub fn firing(alerts: &[Alert]) -> (Vec<&str>, String) {
+    let names: Vec<&str> = alerts.iter().filter(|a| a.state == "firing").map(|a| a.name.as_str()).collect();
+    let said = if names.is_empty() {
+        "no rollout alert is firing".to_string()
+    } else {
+        format!("firing: {}", names.join(", "))
+    };
+    (names, said)
+}
+
 pub async fn rollout_alerts(state: &AppState) -> Result<Vec<Alert>, SourceError> {
     let prom = state.prometheus.as_ref().map_err(Clone::clone)?;
     let wanted = &state.settings.alerts.match_labels;

@@ -20,6 +20,12 @@ pub struct NewEntry {
     pub outcome: Outcome,
     pub outcome_detail: Option<String>,
     pub request_id: Option<String>,
+    /// The rollback run it is about, if any.
+    #[serde(default)]
+    pub run_id: Option<i64>,
+    /// The autopilot plan it is about, if any.
+    #[serde(default)]
+    pub plan_id: Option<i64>,
 }
 
 impl NewEntry {
@@ -37,6 +43,8 @@ impl NewEntry {
             outcome: Outcome::Done,
             outcome_detail: None,
             request_id: None,
+            run_id: None,
+            plan_id: None,
         }
     }
     pub fn values(self, before: Option<String>, after: Option<String>) -> Self {
@@ -48,6 +56,11 @@ impl NewEntry {
     pub fn outcome(self, outcome: Outcome, detail: Option<String>) -> Self {
         NewEntry { outcome, outcome_detail: detail, ..self }
     }
+    /// About the autopilot plan `id` (a step or a kill it made).
+    pub fn plan(self, id: i64) -> Self {
+        NewEntry { plan_id: Some(id), ..self }
+    }
+
     pub fn request(self, request_id: Option<&str>) -> Self {
         NewEntry { request_id: request_id.map(str::to_string), ..self }
     }
@@ -65,7 +78,7 @@ impl NewEntry {
 
 type EntryInsert<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
-/// Binds the entry's ten columns as `$1` to `$10`, in the order the inserts below name them.
+/// Binds the entry's twelve columns as `$1` to `$12`, in the order the inserts below name them.
 fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, O> {
     q.bind(&e.actor)
         .bind(&e.role)
@@ -77,51 +90,8 @@ fn bind_entry<'q, O>(q: EntryInsert<'q, O>, e: &'q NewEntry) -> EntryInsert<'q, 
         .bind(e.outcome.as_str())
         .bind(&e.outcome_detail)
         .bind(&e.request_id)
-}
-
-/// Passes a service's `result` on; a refusal or failure goes to the audit trail first, as
-/// `caller` doing `action` to `target` (what was done is recorded by the change itself). A trail
-/// that cannot take the entry is logged loudly and does not change the answer.
-pub async fn refusal_recorded<T>(
-    db: &PgPool,
-    metrics: &super::own_metrics::OwnMetrics,
-    caller: &super::caller::Caller,
-    action: Action,
-    target: &str,
-    result: Result<T, super::error::ApiError>,
-) -> Result<T, super::error::ApiError> {
-    if let Err(e) = &result {
-        if counted_if_anonymous(metrics, caller, action) {
-            return result;
-        }
-        if let Err(err) = record(db, &caller.entry(action, target).refusal(e)).await {
-            tracing::error!(
-                request_id = caller.request_id(),
-                "cannot record a refused {action} in the audit trail: {err}"
-            );
-        }
-    }
-    result
-}
-
-/// A refusal of a caller without an identity: counted in `/metrics`
-/// (`rollout_dashboard_anonymous_refusals_total{action}`) and logged, never written to the audit
-/// trail, which anybody could otherwise fill. True when the caller is nobody.
-pub fn counted_if_anonymous(
-    metrics: &super::own_metrics::OwnMetrics,
-    caller: &super::caller::Caller,
-    action: Action,
-) -> bool {
-    if caller.who().is_some() {
-        return false;
-    }
-    metrics.anonymous_refusal(action.as_str());
-    tracing::info!(
-        request_id = caller.request_id(),
-        action = action.as_str(),
-        "refused a caller without an identity (counted, not audited)"
-    );
-    true
+        .bind(e.run_id)
+        .bind(e.plan_id)
 }
 
 /// Who made the latest flag change the trail knows of, and how (`flag.set`, `flag.kill` or
@@ -146,8 +116,9 @@ pub async fn last_flag_change(db: &PgPool) -> Result<Option<(String, String)>, S
 pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, e: &NewEntry) -> Result<i64, SourceError> {
     bind_entry(
         sqlx::query_scalar(
-            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail,
+                                    request_id, run_id, plan_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         ),
         e,
     )
@@ -166,8 +137,9 @@ pub async fn record_once<'e>(
 ) -> Result<bool, SourceError> {
     let id: Option<i64> = bind_entry(
         sqlx::query_scalar(
-            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id, at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+            "INSERT INTO audit_log (actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail,
+                                    request_id, run_id, plan_id, at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
               WHERE NOT EXISTS (SELECT 1 FROM audit_log WHERE request_id = $10 AND action = $3)
              RETURNING id",
         ),
@@ -194,10 +166,13 @@ struct Row {
     outcome: String,
     outcome_detail: Option<String>,
     request_id: Option<String>,
+    run_id: Option<i64>,
+    plan_id: Option<i64>,
 }
 
 const COLUMNS: &str =
-    "id, at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, request_id";
+    "id, at, actor, role, action, target, value_before, value_after, reason, outcome, outcome_detail, \
+                       request_id, run_id, plan_id";
 
 /// The newest entries first, optionally of one action.
 pub async fn list(db: &PgPool, limit: i64, action: Option<&str>) -> Result<Vec<AuditEntry>, SourceError> {
@@ -278,6 +253,8 @@ impl Row {
             },
             outcome_detail: self.outcome_detail,
             request_id: self.request_id,
+            run_id: self.run_id,
+            plan_id: self.plan_id,
         }
     }
 }
@@ -336,6 +313,8 @@ mod tests {
             outcome: Outcome::Done,
             outcome_detail: None,
             request_id: Some("r1".into()),
+            run_id: None,
+            plan_id: None,
         };
         let csv = to_csv(&[e]);
         let line = csv.lines().nth(1).unwrap();

@@ -256,29 +256,6 @@ impl AuditJournal {
     }
 }
 
-/// Replays the journal at start and then every refresh interval, for as long as the server runs.
-/// One round of the replay (`background.rs` paces it): the journal's entries into the audit trail.
-pub async fn replay_round(state: &super::state::AppState) -> Result<(), String> {
-    if state.journal.is_empty() {
-        return Ok(());
-    }
-    let flag_now = state.flags.read().await.ok().and_then(|r| r.raw);
-    let r = state
-        .journal
-        .replay(&state.state_db, flag_now)
-        .await
-        .map_err(|e| format!("the state database is not taking the journal's entries yet: {e}"))?;
-    if r.recorded + r.already_there > 0 {
-        tracing::info!(
-            recorded = r.recorded,
-            interrupted = r.interrupted,
-            already_there = r.already_there,
-            "audit journal replayed"
-        )
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +273,8 @@ mod tests {
             outcome: Outcome::Done,
             outcome_detail: None,
             request_id: Some(id.into()),
+            run_id: None,
+            plan_id: None,
         }
     }
 

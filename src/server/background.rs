@@ -5,8 +5,11 @@
 //! rounds and whether its latest failed (`rollout_dashboard_background_rounds`, `_failing`). The
 //! rounds themselves live with their domain and decide nothing about pacing or logging.
 //!
-//! Not here (yet): the flag observer, which keeps its last reading between rounds, and each
-//! notification receiver's loop, whose pace is its own back-off.
+//! The flag observer keeps what it saw last between its rounds (`FlagObserver`). Each
+//! notification receiver's loop paces itself (its back-off is the receiver's): it runs under
+//! `supervise`, which names it, restarts it if it ever ends or panics, and shows in `/metrics`
+//! whether it runs. Nothing else in the server spawns work that outlives a request, except the
+//! kills a request hands over (`rollout::kill`) and a started rollback run's executor.
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,19 +43,37 @@ where
     });
 }
 
+/// Runs the long-lived loop `run` makes under the name `task`, started again (after a second)
+/// whenever it ends or panics; `/metrics` shows it failing while it is down.
+pub fn supervise<F, Fut>(state: &AppState, task: String, mut run: F)
+where
+    F: FnMut(AppState) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            state.services.metrics.background_loop(&task, true);
+            let ended = tokio::spawn(run(state.clone())).await;
+            state.services.metrics.background_loop(&task, false);
+            match ended {
+                Ok(()) => tracing::error!(task, "background loop ended; started again"),
+                Err(e) => tracing::error!(task, "background loop failed: {e}; started again"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
 /// Every background task of a replica, started once at start-up.
 pub fn start(state: &AppState) {
     let s = &state.settings;
     let refresh = s.refresh_interval();
-    every(
-        state,
-        "audit-journal-replay",
-        refresh,
-        |state| async move { super::audit_journal::replay_round(&state).await },
-    );
+    every(state, "audit-journal-replay", refresh, |state| async move { replay_journal(&state).await });
+    observe_flag(state);
     let autopilot = Duration::from_secs(s.autopilot.interval_secs.unwrap_or(s.refresh_interval_secs));
     every(state, "kill-retry", autopilot, |state| async move {
-        super::kill_requests::retry(&state).await.map_err(|e| e.to_string())
+        super::rollout::retry_kills(&state).await.map_err(|e| e.to_string())
     });
     every(state, "autopilot-round", autopilot, |state| async move {
         super::autopilot::tick(&state).await.map_err(|e| e.to_string())
@@ -63,6 +84,55 @@ pub fn start(state: &AppState) {
     every(state, "retention", super::retention::EVERY, |state| async move {
         super::retention::prune_round(&state.state_db, state.settings.retention_days).await
     });
+    start_receivers(state);
+    let state = state.clone();
+    tokio::spawn(async move { super::rollback::recover(&state).await });
+}
+
+/// The flag observer (`flag_history::FlagObserver`), a round every refresh interval.
+pub fn observe_flag(state: &AppState) {
+    let observer = std::sync::Arc::new(tokio::sync::Mutex::new(super::flag_history::FlagObserver::default()));
+    every(state, "flag-observer", state.settings.refresh_interval(), move |state| {
+        let observer = observer.clone();
+        async move { observer.lock().await.round(&state).await }
+    });
+}
+
+/// One loop per notification receiver: events from the audit trail, or (Alertmanager) alerts
+/// held while their condition does.
+pub fn start_receivers(state: &AppState) {
+    for r in &state.notify.ready {
+        let task = format!("receiver-{}", r.name());
+        let r = r.clone();
+        if super::notify::kinds::of(&r).holds_conditions() {
+            supervise(state, task, move |state| super::notify::alerting::hold_forever(state, r.clone()))
+        } else {
+            supervise(state, task, move |state| super::notify::outbox::deliver_forever(state, r.clone()))
+        }
+    }
+}
+
+/// One round of the journal's replay: its entries into the audit trail (at start, then every
+/// refresh interval).
+async fn replay_journal(state: &AppState) -> Result<(), String> {
+    if state.journal.is_empty() {
+        return Ok(());
+    }
+    let flag_now = state.flags.read().await.ok().and_then(|r| r.raw);
+    let r = state
+        .journal
+        .replay(&state.state_db, flag_now)
+        .await
+        .map_err(|e| format!("the state database is not taking the journal's entries yet: {e}"))?;
+    if r.recorded + r.already_there > 0 {
+        tracing::info!(
+            recorded = r.recorded,
+            interrupted = r.interrupted,
+            already_there = r.already_there,
+            "audit journal replayed"
+        )
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Who is acting, as either door saw them: a person signed in (or nobody), or the dashboard
 //! itself, with the request id their audit entries carry.
 
+use crate::api::audit::Action;
 use crate::api::auth::{Identity, Role};
 
 use super::audit::NewEntry;
@@ -47,7 +48,7 @@ impl Caller {
     }
 
     /// An audit entry by this caller.
-    pub fn entry(&self, action: crate::api::audit::Action, target: impl Into<String>) -> NewEntry {
+    pub fn entry(&self, action: Action, target: impl Into<String>) -> NewEntry {
         NewEntry::new(self.name(), self.role(), action, target).request(Some(&self.request_id))
     }
 
@@ -61,5 +62,46 @@ impl Caller {
             }
             Some(w) => Ok(w),
         }
+    }
+
+    /// Passes a service's `result` on; a refusal or failure goes to the audit trail first, as
+    /// this caller doing `action` to `target` (what was done is recorded by the change itself). A trail
+    /// that cannot take the entry is logged loudly and does not change the answer.
+    pub async fn refusal_recorded<T>(
+        &self,
+        db: &sqlx::PgPool,
+        metrics: &super::own_metrics::OwnMetrics,
+        action: Action,
+        target: &str,
+        result: Result<T, super::error::ApiError>,
+    ) -> Result<T, super::error::ApiError> {
+        if let Err(e) = &result {
+            if self.counted_if_anonymous(metrics, action) {
+                return result;
+            }
+            if let Err(err) = super::audit::record(db, &self.entry(action, target).refusal(e)).await {
+                tracing::error!(
+                    request_id = self.request_id(),
+                    "cannot record a refused {action} in the audit trail: {err}"
+                );
+            }
+        }
+        result
+    }
+
+    /// A refusal of a caller without an identity: counted in `/metrics`
+    /// (`rollout_dashboard_anonymous_refusals_total{action}`) and logged, never written to the audit
+    /// trail, which anybody could otherwise fill. True when the caller is nobody.
+    pub fn counted_if_anonymous(&self, metrics: &super::own_metrics::OwnMetrics, action: Action) -> bool {
+        if self.who().is_some() {
+            return false;
+        }
+        metrics.anonymous_refusal(action.as_str());
+        tracing::info!(
+            request_id = self.request_id(),
+            action = action.as_str(),
+            "refused a caller without an identity (counted, not audited)"
+        );
+        true
     }
 }

@@ -96,8 +96,17 @@ pub async fn within<T>(
     }
 }
 
-/// Maps a sqlx error to a sentence; connection strings never appear in it.
-/// A state-database error: the one `map_err` every store module uses.
+/// A state-database error. The state database is the one a bare `?` names: every store module
+/// (audit, runs, plans, notifications, kills) writes `query.fetch_one(db).await?`. The diary
+/// database's queries (`records/`) name their source themselves (`from_sqlx(SOURCE, &e)`).
+impl From<sqlx::Error> for SourceError {
+    fn from(e: sqlx::Error) -> SourceError {
+        db_err(e)
+    }
+}
+
+/// Maps a state-database error to a sentence; connection strings never appear in it (for a
+/// result returned as it is, where `?` has nothing to carry).
 pub fn db_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::StateDatabase, &e)
 }

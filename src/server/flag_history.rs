@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::alerts::FlagObservation;
 
-use super::error::{db_err, SourceError};
+use super::error::SourceError;
 use super::state::AppState;
 
 /// Observations since `since`, oldest first, plus the last one before it (the value in force
@@ -44,8 +44,7 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
     .bind(since)
     .bind(flag_writes())
     .fetch_all(&state.state_db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| FlagObservation {
@@ -60,35 +59,46 @@ pub async fn history(state: &AppState, since: DateTime<Utc>) -> Result<Vec<FlagO
         .collect())
 }
 
-/// Polls the flag every refresh interval and records each new version (a ConfigMap's
-/// resourceVersion, a LaunchDarkly flag's version).
-pub async fn observe_flag_forever(state: AppState) {
-    let last: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT resource_version, raw_value FROM flag_observations WHERE flag_key = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&state.settings.flag.key)
-    .fetch_optional(&state.state_db)
-    .await
-    .ok()
-    .flatten();
-    let (mut last_version, mut last_raw) = match last {
-        Some((v, r)) => (v, Some(r)),
-        None => (None, None),
-    };
-    let mut tick = tokio::time::interval(state.settings.refresh_interval());
-    loop {
-        tick.tick().await;
-        let Ok(Ok(reading)) = tokio::time::timeout(state.settings.source_timeout(), state.flags.read()).await else {
-            continue;
+/// What the observer saw last (the newest recorded observation, read once at start), kept
+/// between its rounds (`background.rs` paces them, one every refresh interval).
+#[derive(Default)]
+pub struct FlagObserver {
+    started: bool,
+    last_version: Option<String>,
+    last_raw: Option<Option<String>>,
+}
+
+impl FlagObserver {
+    /// One round: reads the flag and records it if its version (a ConfigMap's resourceVersion,
+    /// a LaunchDarkly flag's version) is new; a change not made here goes to the audit trail.
+    pub async fn round(&mut self, state: &AppState) -> Result<(), String> {
+        if !self.started {
+            let last: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT resource_version, raw_value FROM flag_observations WHERE flag_key = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&state.settings.flag.key)
+            .fetch_optional(&state.state_db)
+            .await
+            .map_err(|e| format!("the state database: {e}"))?;
+            (self.last_version, self.last_raw) = match last {
+                Some((v, r)) => (v, Some(r)),
+                None => (None, None),
+            };
+            self.started = true;
+        }
+        let reading = match tokio::time::timeout(state.settings.source_timeout(), state.flags.read()).await {
+            Ok(Ok(reading)) => reading,
+            Ok(Err(e)) => return Err(format!("reading the flag: {e}")),
+            Err(_) => return Err("reading the flag timed out".into()),
         };
-        if reading.version.is_some() && reading.version == last_version {
-            continue;
+        if reading.version.is_some() && reading.version == self.last_version {
+            return Ok(());
         }
         let percentage = match &reading.parsed {
             Some(Ok(p)) => Some(p.get() as i16),
             _ => None,
         };
-        let saved = sqlx::query(
+        sqlx::query(
             "INSERT INTO flag_observations (flag_key, source, raw_value, percentage, resource_version)
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -98,18 +108,15 @@ pub async fn observe_flag_forever(state: AppState) {
         .bind(percentage)
         .bind(&reading.version)
         .execute(&state.state_db)
-        .await;
-        match saved {
-            Ok(_) => {
-                tracing::info!(raw = ?reading.raw, version = ?reading.version, "flag value observed");
-                if let Some(before) = &last_raw {
-                    record_if_external(&state, before.clone(), reading.raw.clone(), percentage).await;
-                }
-                last_version = reading.version;
-                last_raw = Some(reading.raw);
-            }
-            Err(e) => tracing::warn!("could not record the flag observation: {e}"),
+        .await
+        .map_err(|e| format!("could not record the flag observation: {e}"))?;
+        tracing::info!(raw = ?reading.raw, version = ?reading.version, "flag value observed");
+        if let Some(before) = &self.last_raw {
+            record_if_external(state, before.clone(), reading.raw.clone(), percentage).await;
         }
+        self.last_version = reading.version;
+        self.last_raw = Some(reading.raw);
+        Ok(())
     }
 }
 
@@ -129,7 +136,7 @@ async fn record_if_external(state: &AppState, before: Option<String>, after: Opt
                                OR (outcome_detail LIKE $2 AND value_after IS NOT DISTINCT FROM $3)))",
     )
     .bind(&after)
-    .bind(format!("{}%", super::rollout::UNCONFIRMED))
+    .bind(format!("{}%", super::flags::UNCONFIRMED))
     .bind(&percent)
     .bind(flag_writes())
     .fetch_one(&state.state_db)

@@ -1,19 +1,19 @@
 //! Kills asked for, until the flag reads 0 %. A kill whose write fails (Kubernetes unreachable,
-//! LaunchDarkly down) is not forgotten: it stays pending, every autopilot round retries it
-//! ([`retry`]), no raise of the flag is accepted while it is pending (`rollout::set_percentage`),
-//! an Alertmanager condition holds while it is pending (`notify::alerting`), and the overview and
+//! LaunchDarkly down) is not forgotten: it stays pending, the kill retry tries it again
+//! (`rollout::retry_kills`, paced by `background.rs`), no raise of the flag is accepted while it
+//! is pending (`rollout::set_percentage`), a condition holds while it is pending (`conditions`
+//! below, held as an Alertmanager alert by `notify::alerting`), and the overview and
 //! the autopilot page show it in red. Its first failure is a critical event to every receiver
 //! (`flag.kill_failed`); its landing is one too (`flag.kill_retry`).
 
-use crate::api::audit::Action;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::api::audit::Outcome;
+use crate::api::audit::Action;
 
-use super::caller::Caller;
+use super::conditions::Condition;
+use super::config::Severity;
 use super::error::{db_err, SourceError};
-use super::state::AppState;
 
 pub use crate::api::rollout::PendingKill;
 
@@ -33,10 +33,7 @@ pub async fn ask(db: &PgPool, actor: &str, reason: Option<&str>) -> Result<i64, 
 
 /// The flag reads 0 %: every pending kill has landed.
 pub async fn landed(db: &PgPool) -> Result<u64, SourceError> {
-    let r = sqlx::query("UPDATE kill_requests SET landed_at = now() WHERE landed_at IS NULL")
-        .execute(db)
-        .await
-        .map_err(db_err)?;
+    let r = sqlx::query("UPDATE kill_requests SET landed_at = now() WHERE landed_at IS NULL").execute(db).await?;
     Ok(r.rows_affected())
 }
 
@@ -48,8 +45,7 @@ pub async fn attempt_failed(db: &PgPool, error: &str) -> Result<(), SourceError>
     )
     .bind(error)
     .execute(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -61,8 +57,7 @@ pub async fn pending(db: &PgPool) -> Result<Vec<PendingKill>, SourceError> {
                FROM kill_requests WHERE landed_at IS NULL ORDER BY id",
     )
     .fetch_all(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| PendingKill {
@@ -77,43 +72,36 @@ pub async fn pending(db: &PgPool) -> Result<Vec<PendingKill>, SourceError> {
         .collect())
 }
 
-/// Tries the pending kills again, one replica at a time: one write of 0 % through the kill
-/// switch's own write, as the actor `kill-retry`. Its landing is audited (`flag.kill_retry`, a
-/// critical event); its failures update the request, whose first failure was already told to
-/// everyone.
-pub async fn retry(state: &AppState) -> Result<(), SourceError> {
-    if pending(&state.state_db).await?.is_empty() {
-        return Ok(());
-    }
-    super::locks::with_lock(state, super::locks::Lock::KillRetry, retry_locked(state)).await.map(|_| ())
-}
-
-async fn retry_locked(state: &AppState) -> Result<(), SourceError> {
-    let db = &state.state_db;
-    let waiting = pending(db).await?;
-    let Some(first) = waiting.first() else { return Ok(()) };
-    let caller = Caller::system("kill-retry", format!("kill-retry-{}-{}", first.id, Utc::now().timestamp_micros()));
-    let reason = format!(
-        "the kill asked by {} at {} had not landed ({} attempt(s))",
-        first.actor,
-        first.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        first.attempts + 1
-    );
-    match super::rollout::write_kill(state, &caller, &reason).await {
-        Ok(done) => {
-            landed(db).await?;
-            let entry = caller
-                .entry(Action::FlagKillRetry, state.settings.flag.target())
-                .values(Some(done.before), Some(done.after))
-                .reason(Some(reason))
-                .outcome(Outcome::Done, Some(format!("{} pending kill(s) landed", waiting.len())));
-            super::audit::record(db, &entry).await?;
-            tracing::warn!("a pending kill landed: the flag is at 0 %");
-        }
-        Err(e) => {
-            tracing::error!("a pending kill still cannot be written: {e}");
-            attempt_failed(db, &e.to_string()).await?;
+/// The rollout's conditions: killed (the newest flag change was a kill), and a kill that has not
+/// landed, which holds until it does.
+pub async fn conditions(db: &PgPool) -> Result<Vec<Condition>, SourceError> {
+    let mut out = Vec::new();
+    if let Some(change) = super::audit::last_flag_change(db).await? {
+        if [Action::FlagKill, Action::FlagKillRetry].map(Action::as_str).contains(&change.1.as_str()) {
+            out.push(Condition::new(
+                "RolloutKilled",
+                Severity::Critical,
+                format!("The rollout was killed by {}: the flag is at 0 %", change.0),
+                "Every user writes the legacy dose until someone sets the percentage again.".into(),
+            ));
         }
     }
-    Ok(())
+    if let Some(k) = pending(db).await?.first() {
+        out.push(
+            Condition::new(
+                "RolloutKillFailing",
+                Severity::Critical,
+                format!("A kill asked by {} has not landed: the rollout is still up", k.actor),
+                format!(
+                    "Asked at {}; {} attempt(s), retried every round; last error: {}. Set the flag to 0 by hand if \
+                     this lasts.",
+                    k.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    k.attempts,
+                    k.last_error.as_deref().unwrap_or("none yet")
+                ),
+            )
+            .label("kill", k.id),
+        );
+    }
+    Ok(out)
 }

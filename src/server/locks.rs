@@ -13,7 +13,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::error::{db_err, Source, SourceError};
-use super::state::AppState;
 
 /// What is done one replica at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +53,8 @@ fn receiver_key(name: &str) -> i32 {
 #[derive(Clone)]
 pub struct Locks {
     pool: PgPool,
+    /// How long taking or releasing a lock may take (the source timeout).
+    limit: Duration,
 }
 
 impl Locks {
@@ -61,7 +62,8 @@ impl Locks {
     /// rollback executor, the autopilot's round, a person's Promote and the kill retry.
     pub fn new(options: PgConnectOptions, receivers: usize, acquire: Duration) -> Locks {
         let size = u32::try_from(receivers).unwrap_or(u32::MAX).saturating_add(4);
-        Locks { pool: PgPoolOptions::new().max_connections(size).acquire_timeout(acquire).connect_lazy_with(options) }
+        let pool = PgPoolOptions::new().max_connections(size).acquire_timeout(acquire).connect_lazy_with(options);
+        Locks { pool, limit: acquire }
     }
 
     /// How many connections it may open.
@@ -73,21 +75,21 @@ impl Locks {
 /// Runs `f` while holding `lock` on a connection of the locks' pool. Returns None, running
 /// nothing, when another holder (this replica or another) has it.
 pub async fn with_lock<T>(
-    state: &AppState,
+    locks: &Locks,
     lock: Lock<'_>,
     f: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<Option<T>, SourceError> {
     let (class, id) = lock.keys();
     // Taking the lock is bounded: a connection that went silent must not stall the loop that
     // holds the kill retry (it is closed, not returned, and the next round tries again).
-    let limit = state.settings.source_timeout();
+    let limit = locks.limit;
     let silent = || SourceError::Unreachable {
         system: Source::StateDatabase,
         detail: format!("taking the advisory lock {lock:?} took longer than {} s", limit.as_secs()),
     };
     let mut held = Held(None);
     let got = tokio::time::timeout(limit, async {
-        held.0 = Some(state.locks.pool.acquire().await.map_err(db_err)?);
+        held.0 = Some(locks.pool.acquire().await?);
         let conn = held.0.as_mut().expect("just acquired");
         sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
             .bind(class)

@@ -14,12 +14,14 @@ pub mod caller;
 pub mod categories;
 pub mod charts;
 pub mod cluster;
+pub mod conditions;
 pub mod config;
 pub mod csp;
 pub mod error;
 pub mod flag_history;
 pub mod flags;
 pub mod fns;
+pub mod hook;
 pub mod http;
 pub mod kill_requests;
 pub mod locks;
@@ -47,6 +49,8 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("leptos configuration: {0}")]
     Leptos(String),
+    #[error("settings: {0}")]
+    Settings(String),
     #[error("authentication setup: {0}")]
     Auth(String),
 }

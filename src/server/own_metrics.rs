@@ -34,8 +34,8 @@ struct PartLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabel {
-    /// A background task's name (`background.rs`): the code's own, bounded.
-    task: &'static str,
+    /// A background task's name (`background.rs`): the code's own, or a configured receiver's.
+    task: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,10 +168,15 @@ impl OwnMetrics {
     }
 
     /// A background task's round ended, well or not.
-    pub fn background_round(&self, task: &'static str, ok: bool) {
-        let label = TaskLabel { task };
+    pub fn background_round(&self, task: &str, ok: bool) {
+        let label = TaskLabel { task: task.to_string() };
         self.task_rounds.get_or_create(&label).inc();
         self.task_failing.get_or_create(&label).set(i64::from(!ok));
+    }
+
+    /// A supervised background loop started (`up`) or ended (it is started again).
+    pub fn background_loop(&self, task: &str, up: bool) {
+        self.task_failing.get_or_create(&TaskLabel { task: task.to_string() }).set(i64::from(!up));
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {

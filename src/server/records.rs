@@ -83,6 +83,16 @@ impl SchemaState {
     pub fn has_split_columns(&self) -> bool {
         self.insulin_short && self.insulin_long
     }
+
+    /// Whether the split columns exist, as the rollout's guard and the autopilot's `schema`
+    /// check both say it.
+    pub fn split_columns(&self) -> Result<&'static str, &'static str> {
+        if self.has_split_columns() {
+            Ok("insulin_short and insulin_long exist")
+        } else {
+            Err("a split column is missing")
+        }
+    }
 }
 
 impl Counts {
@@ -392,4 +402,19 @@ impl DiaryRecords {
         );
         sqlx::query_as(&sql).bind(from).bind(to).fetch_one(&self.pool).await.map_err(|e| from_sqlx(SOURCE, &e))
     }
+}
+
+/// One local day of `history_records`, as the reports count it (`reports::daily`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayRow {
+    pub day: Option<chrono::NaiveDate>,
+    pub legacy_only: i64,
+    pub short_only: i64,
+    pub long_only: i64,
+    pub both: i64,
+    pub doubled: i64,
+    pub empty: i64,
+    pub short_units: f64,
+    pub long_units: f64,
+    pub doubled_units: f64,
 }

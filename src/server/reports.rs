@@ -18,6 +18,7 @@ use crate::api::window::Window;
 pub use super::categories::{classify, Category};
 use super::charts::{self, reports as report_charts, Chart, TimeZoneOffset};
 use super::error::{ApiError, SourceError};
+pub use super::records::DayRow;
 use super::records::{DiaryRecords, SchemaState};
 use super::service;
 use super::state::AppState;
@@ -31,21 +32,6 @@ pub fn contribution(dose: Option<f64>, short: Option<f64>, long: Option<f64>) ->
         Category::LegacyOnly => (dose.unwrap_or(0.0), 0.0, 0.0),
         _ => (short.unwrap_or(0.0), long.unwrap_or(0.0), 0.0),
     }
-}
-
-/// One local day of `history_records`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DayRow {
-    pub day: Option<NaiveDate>,
-    pub legacy_only: i64,
-    pub short_only: i64,
-    pub long_only: i64,
-    pub both: i64,
-    pub doubled: i64,
-    pub empty: i64,
-    pub short_units: f64,
-    pub long_units: f64,
-    pub doubled_units: f64,
 }
 
 #[derive(sqlx::FromRow)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::error::{db_err, SourceError};
+use super::error::SourceError;
 
 /// How often the tables are pruned.
 pub const EVERY: Duration = Duration::from_secs(3600);
@@ -34,7 +34,7 @@ pub async fn prune(db: &PgPool, days: u32) -> Result<Vec<(&'static str, u64)>, S
     for (table, sql) in PRUNES {
         let q = sqlx::query(sql);
         let q = if sql.contains("$1") { q.bind(days as i32) } else { q };
-        let done = q.execute(db).await.map_err(db_err)?;
+        let done = q.execute(db).await?;
         deleted.push((table, done.rows_affected()));
     }
     Ok(deleted)

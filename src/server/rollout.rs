@@ -11,7 +11,8 @@ use crate::api::window::Window;
 use super::audit;
 use super::caller::Caller;
 use super::error::{ApiError, SourceError};
-use super::flags::{FlagWriteError, Percentage};
+use super::flags::{FlagWriteError, Percentage, UNCONFIRMED};
+use super::kill_requests;
 use super::service;
 use super::state::AppState;
 
@@ -42,7 +43,7 @@ async fn guards(state: &AppState) -> Vec<Check> {
         service::records_summary(state, day),
         service::alerts(state),
         service::diary_and_schema(state),
-        super::rollback::store::active_run(&state.state_db)
+        super::rollback::facts::active_run(&state.state_db)
     );
     let doubled = match summary.map(|s| s.counts.doubled) {
         Ok(Some(0)) => Check::pass("no_doubled_records", "no doubled record in the last 24 h"),
@@ -54,21 +55,15 @@ async fn guards(state: &AppState) -> Vec<Check> {
         Err(e) => Check::unknown("no_doubled_records", e),
     };
     let alerts = match alerts {
-        Ok(a) => {
-            let firing: Vec<String> = a.iter().filter(|a| a.state == "firing").map(|a| a.name.clone()).collect();
-            if firing.is_empty() {
-                Check::pass("no_firing_alert", "no rollout alert is firing")
-            } else {
-                Check::fail("no_firing_alert", format!("firing: {}", firing.join(", ")))
-            }
-        }
+        Ok(a) => match super::alerts::firing(&a) {
+            (names, said) if names.is_empty() => Check::pass("no_firing_alert", said),
+            (_, said) => Check::fail("no_firing_alert", said),
+        },
         Err(e) => Check::unknown("no_firing_alert", e),
     };
-    let columns = match schema {
-        Ok((_, s)) if s.has_split_columns() => {
-            Check::pass("split_columns_exist", "insulin_short and insulin_long exist")
-        }
-        Ok(_) => Check::fail("split_columns_exist", "a split column is missing"),
+    let columns = match schema.map(|(_, s)| s.split_columns()) {
+        Ok(Ok(said)) => Check::pass("split_columns_exist", said),
+        Ok(Err(said)) => Check::fail("split_columns_exist", said),
         Err(e) => Check::unknown("split_columns_exist", e),
     };
     let rollback = match rollback {
@@ -104,7 +99,7 @@ async fn audited(
     reason: Option<String>,
     result: Result<ChangeDone, ApiError>,
 ) -> Result<ChangeDone, ApiError> {
-    if result.is_err() && audit::counted_if_anonymous(&state.services.metrics, caller, action) {
+    if result.is_err() && caller.counted_if_anonymous(&state.services.metrics, action) {
         return result;
     }
     let entry = caller.entry(action, state.settings.flag.target()).reason(reason);
@@ -159,9 +154,6 @@ fn unconfirmed_or(e: FlagWriteError, overridden: Option<String>) -> Result<Chang
     }
 }
 
-/// How an unconfirmed write's audit entry begins (the flag poller looks for it).
-pub const UNCONFIRMED: &str = "written, not confirmed";
-
 fn write_error(e: FlagWriteError) -> ApiError {
     match e {
         FlagWriteError::Conflict(m) => ApiError::Conflict { code: "version_conflict", message: m, details: None },
@@ -211,7 +203,7 @@ pub async fn set_percentage(state: &AppState, caller: &Caller, body: SetPercenta
 
 /// Nothing raises the flag while a kill has not landed: it is retried until it does.
 async fn refuse_while_a_kill_is_pending(state: &AppState) -> Result<(), ApiError> {
-    let pending = super::kill_requests::pending(&state.state_db).await?;
+    let pending = kill_requests::pending(&state.state_db).await?;
     if let Some(k) = pending.first() {
         return Err(ApiError::Conflict {
             code: "kill_pending",
@@ -276,7 +268,7 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
         // The state database's part (the pending request, the plan's end) is bounded: with the
         // database down or hanging the flag is still written, within seconds.
         let (request, ended) = tokio::join!(
-            bounded(state, KILL_BOOKKEEPING, super::kill_requests::ask(db, caller.name(), reason.as_deref())),
+            bounded(state, KILL_BOOKKEEPING, kill_requests::ask(db, caller.name(), reason.as_deref())),
             // The plan's row may be held by a step write (up to its 5 s lock timeout).
             bounded(state, KILL_BOOKKEEPING * 3, end_plan(state, caller, reason.as_deref())),
         );
@@ -294,8 +286,8 @@ pub async fn kill(state: &AppState, caller: &Caller, reason: Option<String>) -> 
                 other => ApiError::Failed(format!("the kill could not be written: {other}")),
             });
         let kept = match &written {
-            Ok(_) => bounded(state, KILL_BOOKKEEPING, super::kill_requests::landed(db)).await.map(|_| ()),
-            Err(e) => bounded(state, KILL_BOOKKEEPING, super::kill_requests::attempt_failed(db, &e.to_string())).await,
+            Ok(_) => bounded(state, KILL_BOOKKEEPING, kill_requests::landed(db)).await.map(|_| ()),
+            Err(e) => bounded(state, KILL_BOOKKEEPING, kill_requests::attempt_failed(db, &e.to_string())).await,
         };
         if let Err(e) = kept {
             tracing::error!("the kill's request cannot be updated: {e}");
@@ -329,7 +321,7 @@ async fn end_plan(state: &AppState, caller: &Caller, reason: Option<&str>) -> Re
     };
     let action = if by_autopilot { Action::AutopilotKill } else { Action::AutopilotEnd };
     let n = caller.entry(action, "").outcome(crate::api::audit::Outcome::Done, Some(why.clone()));
-    if let Some(id) = super::autopilot::store::end_for_kill(&state.state_db, &why, n).await? {
+    if let Some(id) = super::autopilot::facts::end_for_kill(&state.state_db, &why, n).await? {
         tracing::warn!(plan = id, "the autopilot plan ended with the kill");
     }
     Ok(())
@@ -372,4 +364,46 @@ pub async fn refuse(state: &AppState, caller: &Caller, action: Action, e: ApiErr
     // Who may not act at all hears that first, whatever their body said.
     let e = operator(caller).err().unwrap_or(e);
     audited(state, caller, action, None, Err(e)).await
+}
+
+/// Tries the pending kills again, one replica at a time: one write of 0 % through the kill
+/// switch's own write, as the actor `kill-retry`. Its landing is audited (`flag.kill_retry`, a
+/// critical event); its failures update the request, whose first failure was already told to
+/// everyone.
+pub async fn retry_kills(state: &AppState) -> Result<(), SourceError> {
+    if kill_requests::pending(&state.state_db).await?.is_empty() {
+        return Ok(());
+    }
+    super::locks::with_lock(&state.locks, super::locks::Lock::KillRetry, retry_locked(state)).await.map(|_| ())
+}
+
+async fn retry_locked(state: &AppState) -> Result<(), SourceError> {
+    let db = &state.state_db;
+    let waiting = kill_requests::pending(db).await?;
+    let Some(first) = waiting.first() else { return Ok(()) };
+    let caller =
+        Caller::system("kill-retry", format!("kill-retry-{}-{}", first.id, chrono::Utc::now().timestamp_micros()));
+    let reason = format!(
+        "the kill asked by {} at {} had not landed ({} attempt(s))",
+        first.actor,
+        first.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        first.attempts + 1
+    );
+    match write_kill(state, &caller, &reason).await {
+        Ok(done) => {
+            kill_requests::landed(db).await?;
+            let entry = caller
+                .entry(Action::FlagKillRetry, state.settings.flag.target())
+                .values(Some(done.before), Some(done.after))
+                .reason(Some(reason))
+                .outcome(Outcome::Done, Some(format!("{} pending kill(s) landed", waiting.len())));
+            super::audit::record(db, &entry).await?;
+            tracing::warn!("a pending kill landed: the flag is at 0 %");
+        }
+        Err(e) => {
+            tracing::error!("a pending kill still cannot be written: {e}");
+            kill_requests::attempt_failed(db, &e.to_string()).await?;
+        }
+    }
+    Ok(())
 }

@@ -10,10 +10,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use super::cluster::Cluster;
-use super::config::FlagBackend;
 use super::config::{Config, Settings};
 use super::error::{Source, SourceError};
-use super::flags::launchdarkly_api::LaunchDarkly;
 use super::flags::FlagStore;
 use super::prometheus::Prometheus;
 use super::records::DiaryRecords;
@@ -35,12 +33,12 @@ pub struct AppState {
     pub writer_cluster: Result<Cluster, SourceError>,
     pub flags: FlagStore,
     /// Caches, health and the dashboard's own metrics, shared by both API doors.
-    pub services: Arc<super::service::Services>,
+    pub services: Arc<super::service::shared::Services>,
     pub auth: Arc<super::auth::Auth>,
     /// Write-ahead journal of audited changes (see `audit_journal`).
     pub journal: Arc<super::audit_journal::AuditJournal>,
     /// Notification receivers and the alert hook's token.
-    pub notify: Arc<super::notify::Receivers>,
+    pub notify: Arc<super::notify::configured::Receivers>,
     /// Every configured secret, masked in what the commands the server runs print.
     pub secrets: super::redact::Secrets,
 }
@@ -64,7 +62,8 @@ impl AppState {
     /// Connects everything. Only the state database is required: it is migrated here, and the
     /// dashboard refuses to start without it (it is where the audit trail lives).
     pub async fn connect(config: Config, leptos_options: LeptosOptions) -> Result<AppState, StartError> {
-        let notify = Arc::new(super::notify::Receivers::from_config(&config));
+        let notify =
+            Arc::new(super::notify::configured::Receivers::from_config(&config).map_err(StartError::Settings)?);
         let values = config.secret_values();
         if values.iter().any(|v| v.len() < super::redact::SHORTEST_SECRET) {
             tracing::warn!("a configured secret is shorter than 4 characters: it is not masked in command output");
@@ -83,19 +82,7 @@ impl AppState {
             PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(state_options);
         migrate_with_retry(&state_db).await?;
 
-        let diary = match &config.diary_database_url {
-            Some(url) => bounded_statements(url.expose(), DIARY_STATEMENT_TIMEOUT)
-                .map(|options| {
-                    PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(options)
-                })
-                .map(|pool| {
-                    let diary = DiaryRecords::new(pool, &settings.schema.table);
-                    diary.start_upkeep();
-                    diary
-                })
-                .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
-            None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
-        };
+        let diary = connect_diary(config.diary_database_url.as_ref(), &settings.schema.table, timeout);
         let prometheus = match &config.prometheus_url {
             Some(url) => Prometheus::new(url.expose(), timeout),
             None => Err(SourceError::NotConfigured { system: Source::Prometheus, hint: "set PROMETHEUS_URL" }),
@@ -106,21 +93,7 @@ impl AppState {
         }
         let writer_cluster =
             flag_cluster.as_ref().map(|c| c.in_namespace(&settings.writer.namespace)).map_err(Clone::clone);
-        let flags = match settings.flag.backend {
-            FlagBackend::Kubernetes => match flag_cluster {
-                Ok(cluster) => FlagStore::kubernetes(cluster, &settings.flag.configmap, &settings.flag.key),
-                Err(e) => FlagStore::unconfigured(e),
-            },
-            FlagBackend::Launchdarkly => {
-                match LaunchDarkly::new(&settings, config.launchdarkly_token.as_ref(), timeout) {
-                    Ok(ld) => FlagStore::new(ld),
-                    Err(e) => {
-                        tracing::warn!("LaunchDarkly: {e}");
-                        FlagStore::unconfigured(e)
-                    }
-                }
-            }
-        };
+        let flags = FlagStore::open(&settings, flag_cluster, config.launchdarkly_token.as_ref(), timeout);
         tracing::info!(
             settings_file = ?config.settings_file,
             environment = %settings.environment,
@@ -144,7 +117,7 @@ impl AppState {
             auth: Arc::new(auth),
             leptos_options,
             services: Arc::new(
-                super::service::Services::new(settings.refresh_interval())
+                super::service::shared::Services::new(settings.refresh_interval())
                     .with_client_reads(settings.client_reads_per_s, settings.client_read_burst),
             ),
             settings: Arc::new(settings),
@@ -157,14 +130,24 @@ impl AppState {
             flags,
         })
     }
+}
 
-    /// Background work that must happen whether or not anyone is looking.
-    pub fn spawn_pollers(&self) {
-        super::background::start(self);
-        tokio::spawn(super::flag_history::observe_flag_forever(self.clone()));
-        self.notify.spawn(self);
-        let state = self.clone();
-        tokio::spawn(async move { super::rollback::recover(&state).await });
+/// The diary database's pool (lazy: it connects when first asked), its upkeep started.
+fn connect_diary(
+    url: Option<&super::config::Secret>,
+    table: &str,
+    timeout: Duration,
+) -> Result<DiaryRecords, SourceError> {
+    match url {
+        Some(url) => bounded_statements(url.expose(), DIARY_STATEMENT_TIMEOUT)
+            .map(|options| PgPoolOptions::new().max_connections(8).acquire_timeout(timeout).connect_lazy_with(options))
+            .map(|pool| {
+                let diary = DiaryRecords::new(pool, table);
+                diary.start_upkeep();
+                diary
+            })
+            .map_err(|e| SourceError::Unreachable { system: Source::DiaryDatabase, detail: e.to_string() }),
+        None => Err(SourceError::NotConfigured { system: Source::DiaryDatabase, hint: "set DATABASE_URL" }),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::api::{FlagStatus, MetricsStatus, RecordsStatus, SchemaStatus, StatusR
 
 use super::error::{Source, SourceError};
 use super::flags::FlagReading;
-use super::service::ask;
+use super::service::sources::{ask, diary_and_schema};
 use super::state::AppState;
 
 pub async fn collect(state: &AppState) -> StatusReport {
@@ -125,7 +125,7 @@ fn records_status(records: Result<RecordSummary, SourceError>) -> RecordsStatus 
 type SchemaAndRecords = (super::records::SchemaState, Result<RecordSummary, SourceError>);
 
 async fn schema_and_records(state: &AppState) -> Result<SchemaAndRecords, SourceError> {
-    let (diary, schema) = super::service::diary_and_schema(state).await?;
+    let (diary, schema) = diary_and_schema(state).await?;
     let day = Window::hours(24).expect("24h is a valid window");
     let records = diary.summary(day, &schema).await;
     Ok((schema, records))

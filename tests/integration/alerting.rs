@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use diary_writer::openmetrics::synthetic;
 use sqlx::PgPool;
 
-use crate::rollout::{call, flag_value, As, ControlWorld, SECRET};
-use crate::support::*;
+use crate::support::alertmanager::AlertmanagerHarness;
+use crate::support::control::{call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
+use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
 
 const HOOK_TOKEN: &str = "am-hook-token-chain-0123";
 
@@ -36,9 +37,9 @@ async fn a_rule_on_legacy_usage_kills_through_alertmanager_and_the_killed_alert_
     let am = AlertmanagerHarness::start(Some((&format!("{site}/api/v1/hooks/alertmanager"), HOOK_TOKEN)));
     let prom = PrometheusHarness::start_alerting(&synthetic(1.9, 0.07, 7200, 3600, 15), Some(RULES), Some(&am.addr));
     let sim = SimulatorHarness::start("25", 3, None).await;
+    let auth = proxy_auth(&["analytics"]);
     let settings = format!(
-        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-         viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n\
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n{auth}[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n\
          [[notify.receivers]]\nname = \"alerts\"\nkind = \"alertmanager\"\nurl = \"{}\"\nresend_secs = 1\n\
          [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\", rollout = \"insulin_dose_split\" }}\naction = \"kill\"\n",
         am.url
@@ -49,13 +50,13 @@ async fn a_rule_on_legacy_usage_kills_through_alertmanager_and_the_killed_alert_
         Some(&prom.url),
         Some(&sim.kubeconfig),
         Some(&settings),
-        &[("ROLLOUT_PROXY_SECRET", SECRET), ("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN)],
+        &[PROXY_SECRET_ENV, ("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN)],
     )
     .await;
     let app = rollout_dashboard::site::app(state.clone());
     let served = app.clone();
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
-    state.notify.spawn(&state);
+    rollout_dashboard::server::background::start_receivers(&state);
     let w = ControlWorld { app, state, sim, pool, _prom: prom };
 
     // Prometheus fires, Alertmanager routes to the hook, the hook trips the kill switch.

@@ -1,66 +1,19 @@
 //! Who is asking (sign-in, cookies, cross-origin, proxy headers), who may call what (the access table walked), and the audit journal.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use diary_writer::cluster::Fault;
-use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+use crate::support::control::{audit_rows, call, control_world, flag_value, proxy_auth, As, PROXY_SECRET_VAR, SECRET};
+use crate::support::web::{post_form, users_file, ORIGIN};
+use crate::support::{dashboard_state_vars, dashboard_state_with};
 
 // ---------------------------------------------------------------- who is asking
 
-pub(crate) const ORIGIN: &str = "http://127.0.0.1:3000";
-
-pub(crate) fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
-    use rollout_dashboard::server::auth::hash_password;
-    let path = dir.join("users.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[users]]\nname = \"ana\"\nrole = \"operator\"\npassword_hash = \"{}\"\n\n\
-             [[users]]\nname = \"bo\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
-            hash_password("operator-pw"),
-            hash_password("viewer-pw")
-        ),
-    )
-    .unwrap();
-    path
-}
-
-pub(crate) async fn post_form(
-    app: &axum::Router,
-    path: &str,
-    body: &str,
-    origin: &str,
-    cookie: Option<&str>,
-) -> axum::response::Response {
-    let mut req =
-        Request::post(path).header("content-type", "application/x-www-form-urlencoded").header("origin", origin);
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap()
-}
-
-pub(crate) async fn me(
-    app: &axum::Router,
-    cookie: Option<&str>,
-    headers: &[(&str, &str)],
-) -> (StatusCode, serde_json::Value) {
+async fn me(app: &axum::Router, cookie: Option<&str>, headers: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
     let mut req = Request::get("/api/v1/me");
     if let Some(c) = cookie {
         req = req.header("cookie", c);
@@ -261,11 +214,9 @@ async fn state_changing_requests_from_another_origin_are_refused(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn proxy_headers_count_only_with_the_shared_secret(pool: PgPool) {
-    let settings =
-        "[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\", \"bi\"]\n";
+    let settings = proxy_auth(&["analytics", "bi"]);
     let state =
-        dashboard_state_vars(&pool, None, None, None, Some(settings), &[("ROLLOUT_PROXY_SECRET", "s3cret-proxy")])
-            .await;
+        dashboard_state_vars(&pool, None, None, None, Some(&settings), &[(PROXY_SECRET_VAR, "s3cret-proxy")]).await;
     let app = rollout_dashboard::site::app(state);
     let oncall =
         [("x-forwarded-user", "ana"), ("x-forwarded-groups", "staff, oncall"), ("x-proxy-secret", "s3cret-proxy")];
@@ -326,9 +277,8 @@ async fn every_route_and_server_function_answers_each_role_as_the_access_table_s
         match name {
             "overview" => ("GET", "/api/overview?range=24h&window=24h".into(), None, ""),
             "rollback" => ("GET", "/api/rollback?restore_data=false".into(), None, ""),
-            "rollback_run" => ("GET", "/api/rollback_run?id=1".into(), None, ""),
             "reports" => ("GET", "/api/reports?range=7d".into(), None, ""),
-            "status" | "me" | "audit" | "rollout" | "rollback_progress" | "notifications" => {
+            "me" | "audit" | "rollout" | "rollback_progress" | "notifications" => {
                 ("GET", format!("/api/{name}"), None, "")
             }
             "autopilot" => ("GET", "/api/autopilot".into(), None, "application/json"),
@@ -438,6 +388,8 @@ async fn no_audit_entry_is_lost_when_the_state_database_refuses_or_the_dashboard
         outcome: rollout_dashboard::api::audit::Outcome::Done,
         outcome_detail: None,
         request_id: Some("req-died".into()),
+        run_id: None,
+        plan_id: None,
     };
     previous.intent(&died).unwrap();
     drop(previous);

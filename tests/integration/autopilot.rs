@@ -1,8 +1,6 @@
 //! The autopilot against the real things: the emulated cluster's flag, the diary in PostgreSQL,
 //! Prometheus, and the state database's lock between two replicas.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -10,40 +8,12 @@ use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::server::autopilot::{driver, store};
 use sqlx::PgPool;
 
-use crate::rollout::{audit_rows, call, flag_value, As, ControlWorld, SECRET};
-use crate::support::*;
-
-/// The control world with a one-second autopilot, every check run for real. The simulator's
-/// writer replicas write 10 entries a second each into the diary, split or legacy by the flag,
-/// per user (the sample ratio counts them, with a 1 s grace and a 5 s window: the emulated
-/// writers read a new flag value at once). The synthetic Prometheus history does not follow the
-/// flag (constant 1.9 split and 0.07 legacy writes per second): the legacy share is judged on
-/// it, with no propagation grace, over at least 30 s of writes.
-pub(crate) async fn autopilot_world(pool: PgPool, flag: &str) -> ControlWorld {
-    autopilot_world_with(pool, flag, "").await
-}
-
-/// The same, with more settings after the `[autopilot]` table's own.
-async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> ControlWorld {
-    diary_schema(&pool).await;
-    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
-    let sim = SimulatorHarness::start(flag, 3, None).await;
-    sim.spawn_writer(pool.clone(), 10.0);
-    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-                    viewer_groups = [\"analytics\"]\n[autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n\
-                    sample_ratio_grace_secs = 1\nsample_ratio_min_window_secs = 5\n";
-    let settings = format!("{settings}{more}");
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[("ROLLOUT_PROXY_SECRET", SECRET)],
-    )
-    .await;
-    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
-}
+use crate::support::autopilot::{
+    autopilot_world, autopilot_world_with, rounds_until, start_body, started_at_10_percent,
+};
+use crate::support::control::{audit_rows, call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_VAR, SECRET};
+use crate::support::process::DashboardProcess;
+use crate::support::{dashboard_state_vars, diary_schema, free_port, url_of, PrometheusHarness, SimulatorHarness};
 
 /// Runs rounds until the active plan is no longer running (a round started elsewhere, e.g. by a
 /// start or a promote, may hold the plan's lock for a moment).
@@ -58,29 +28,6 @@ async fn rounds_until_stopped(w: &ControlWorld) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// An operator starts a two-step plan (10 %, then 50 %, an hour each); returns once the flag
-/// reads the first step.
-pub(crate) async fn started_at_10_percent(w: &ControlWorld) {
-    let steps = r#"{"percentage": 10, "bake_secs": 3600}, {"percentage": 50, "bake_secs": 3600}"#;
-    let (status, view) = call(w, As::Operator, "POST", "/api/v1/autopilot", start_body(steps)).await;
-    assert_eq!(status, StatusCode::OK, "{view}");
-    rounds_until(w, 20, |w| flag_value(w) == "10").await;
-}
-
-/// Runs rounds until `done` holds (at most `secs` seconds).
-pub(crate) async fn rounds_until(w: &ControlWorld, secs: u64, done: impl Fn(&ControlWorld) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !done(w) {
-        assert!(std::time::Instant::now() < deadline, "not reached within {secs} s; flag {}", flag_value(w));
-        driver::tick(&w.state).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-pub(crate) fn start_body(steps: &str) -> Option<String> {
-    Some(format!(r#"{{"reason": "roll out split doses", "steps": [{steps}]}}"#))
 }
 
 #[sqlx::test(migrations = false)]
@@ -301,7 +248,6 @@ async fn a_custom_promql_check_tolerates_its_failure_limit_then_acts(pool: PgPoo
 /// happens exactly once.
 #[sqlx::test(migrations = false)]
 async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPool) {
-    use crate::rollback_recovery::DashboardProcess;
     diary_schema(&pool).await;
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start("0", 3, None).await;
@@ -311,8 +257,11 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
     // once; this world has no writers, so no users for the sample ratio to count: a dry run.
     std::fs::write(
         &settings,
-        "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-         [autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n[autopilot.actions]\nsample_ratio = \"dry_run\"\n",
+        format!(
+            "refresh_interval_secs = 1\n{}[autopilot]\ninterval_secs = 1\nlegacy_grace_secs = 0\n\
+             [autopilot.actions]\nsample_ratio = \"dry_run\"\n",
+            proxy_auth(&[])
+        ),
     )
     .unwrap();
     let env = |port: u16| -> Vec<(String, String)> {
@@ -322,7 +271,7 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
             ("PROMETHEUS_URL", prom.url.clone()),
             ("KUBECONFIG", sim.kubeconfig.display().to_string()),
             ("ROLLOUT_CONFIG", settings.display().to_string()),
-            ("ROLLOUT_PROXY_SECRET", SECRET.to_string()),
+            (PROXY_SECRET_VAR, SECRET.to_string()),
             ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")),
         ]
         .into_iter()

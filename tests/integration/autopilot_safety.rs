@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use rollout_dashboard::server::autopilot::{driver, store};
 use sqlx::PgPool;
 
-use crate::autopilot::{autopilot_world, rounds_until, start_body, started_at_10_percent};
-use crate::rollout::{call, flag_value, As};
+use crate::support::autopilot::{autopilot_world, rounds_until, start_body, started_at_10_percent};
+use crate::support::control::{call, flag_value, As};
 
 /// Issue 30: the medical check never sleeps. With the plan paused by a person, a 3-day-old
 /// legacy row is UPDATEd into a doubled dose (what a careless backfill does): the next round
@@ -123,7 +123,7 @@ async fn a_kill_that_cannot_be_written_is_loud_blocks_raises_and_lands_when_it_c
     let (status, err) = call(&w, As::Operator, "POST", "/api/v1/rollout", Some(body)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert_eq!(err["code"], "kill_pending", "{err}");
-    kill_requests::retry(&w.state).await.unwrap();
+    rollout_dashboard::server::rollout::retry_kills(&w.state).await.unwrap();
     assert_eq!(flag_value(&w), "0");
     assert!(kill_requests::pending(&w.pool).await.unwrap().is_empty());
     let landed: String =

@@ -28,7 +28,7 @@ use rollout_dashboard::server::state::AppState;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
+use crate::support::{dashboard_state_at, url_of, PgProxy, SimulatorHarness};
 
 const HOOK_TOKEN: &str = "am-hook-token-histories";
 /// Histories per run, and events per history (each event takes up to a few seconds).
@@ -306,7 +306,7 @@ async fn no_history_of_cut_calls_outages_and_failures_loses_a_kill(pool: PgPool)
             &[("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN)],
         )
         .await;
-        state.spawn_pollers();
+        rollout_dashboard::server::background::start(&state);
         replicas.push(state);
     }
     let replicas: [AppState; 2] = replicas.try_into().unwrap_or_else(|_| unreachable!());

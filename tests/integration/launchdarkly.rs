@@ -1,38 +1,27 @@
 //! LaunchDarkly as the flag store, through its REST API (the simulator's stand-in).
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use diary_writer::cluster::Fault;
+use axum::http::StatusCode;
 use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
-use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, reports::*, rollback::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+use crate::support::control::{call, control_world, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
+use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
 
 // ---------------------------------------------------------------- LaunchDarkly as the flag store
 
 /// As `control_world`, with the flag in the simulator's LaunchDarkly stand-in (REST API v2).
-pub(crate) async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Option<&str>) -> ControlWorld {
+async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Option<&str>) -> ControlWorld {
     diary_schema(&pool).await;
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start("5", 3, None).await;
     sim.launchdarkly.put_boolean_rollout("diary", "insulin_dose_split", "production", percentage);
     let settings = format!(
         "refresh_interval_secs = 1\n[flag]\nbackend = \"launchdarkly\"\n[flag.launchdarkly]\nbase_url = \"{}\"\n\
-         project = \"diary\"\nenvironment = \"production\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n",
-        sim.url
+         project = \"diary\"\nenvironment = \"production\"\n{}",
+        sim.url,
+        proxy_auth(&[])
     );
     let token = token.map(str::to_string).unwrap_or_else(|| sim.launchdarkly_token.clone());
     let state = dashboard_state_vars(
@@ -41,13 +30,13 @@ pub(crate) async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Opt
         Some(&prom.url),
         Some(&sim.kubeconfig),
         Some(&settings),
-        &[("ROLLOUT_PROXY_SECRET", SECRET), ("LAUNCHDARKLY_API_TOKEN", &token)],
+        &[PROXY_SECRET_ENV, ("LAUNCHDARKLY_API_TOKEN", &token)],
     )
     .await;
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
-pub(crate) fn ld_weights(w: &ControlWorld) -> (i64, i64, i64) {
+fn ld_weights(w: &ControlWorld) -> (i64, i64, i64) {
     let flag = w.sim.launchdarkly.get("diary", "insulin_dose_split").unwrap();
     let v = &flag["environments"]["production"]["fallthrough"]["rollout"]["variations"];
     (flag["_version"].as_i64().unwrap(), v[0]["weight"].as_i64().unwrap(), v[1]["weight"].as_i64().unwrap())
@@ -122,7 +111,7 @@ async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgP
     ))
     .unwrap();
     let token = rollout_dashboard::server::config::Secret::new(w.sim.launchdarkly_token.clone());
-    let ld = rollout_dashboard::server::flags::launchdarkly_api::LaunchDarkly::new(
+    let ld = rollout_dashboard::server::flags::launchdarkly_http::LaunchDarkly::new(
         &settings,
         Some(&token),
         Duration::from_secs(5),
@@ -132,7 +121,7 @@ async fn launchdarkly_rollout_is_read_and_changed_through_its_rest_api(pool: PgP
     let ops = flag.patch_for("production", rollout_dashboard::server::flags::Percentage::new(90).unwrap()).unwrap();
     let stale = ld.patch(1, ops, "stale").await;
     assert!(
-        matches!(stale, Err(rollout_dashboard::server::flags::launchdarkly_api::PatchError::Conflict(_))),
+        matches!(stale, Err(rollout_dashboard::server::flags::launchdarkly_http::PatchError::Conflict(_))),
         "{stale:?}"
     );
     assert_eq!(ld_weights(&w), (2, 25_000, 75_000));

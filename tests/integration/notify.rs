@@ -8,8 +8,8 @@ use diary_writer::openmetrics::synthetic;
 use diary_writer::receivers_api::{Fault, FaultMode, Received};
 use sqlx::PgPool;
 
-use crate::rollout::{call, flag_value, As, ControlWorld, SECRET};
-use crate::support::*;
+use crate::support::control::{call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
+use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
 
 /// What the simulator's receiver stand-in `target` (webhook, slack, grafana) got.
 fn got(w: &ControlWorld, target: &str) -> Vec<Received> {
@@ -30,9 +30,9 @@ async fn notify_world_with(pool: PgPool, notify: &str) -> ControlWorld {
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start("25", 3, None).await;
     let receiver_url = format!("{}/stand-ins", sim.url);
+    let auth = proxy_auth(&["analytics"]);
     let settings = format!(
-        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-         viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n{notify}\
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n{auth}[notify]\nretry_min_secs = 1\nretry_max_secs = 2\n{notify}\
          [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{receiver_url}/webhook/pager\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n\
          [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl = \"{receiver_url}/grafana\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\nevents = [\"flag.*\"]\n\
@@ -46,7 +46,7 @@ async fn notify_world_with(pool: PgPool, notify: &str) -> ControlWorld {
         Some(&sim.kubeconfig),
         Some(&settings),
         &[
-            ("ROLLOUT_PROXY_SECRET", SECRET),
+            PROXY_SECRET_ENV,
             ("TEST_WEBHOOK_KEY", WEBHOOK_KEY),
             ("TEST_SLACK_URL", &slack),
             ("TEST_GRAFANA_TOKEN", "glsa_test"),
@@ -86,7 +86,7 @@ async fn events_reach_every_receiver_in_order_through_failures_signed_and_counte
     let fault = |mode| Fault { target: "webhook".into(), mode, count: Some(1), for_secs: None, retry_after_secs: None };
     w.sim.stand_ins().add_fault(fault(FaultMode::ServerError));
     w.sim.stand_ins().add_fault(fault(FaultMode::TooMany));
-    w.state.notify.spawn(&w.state);
+    rollout_dashboard::server::background::start_receivers(&w.state);
 
     let version =
         call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
@@ -174,7 +174,7 @@ async fn an_event_a_receiver_keeps_failing_is_set_aside_and_sent_again_on_reques
         retry_after_secs: None,
     };
     w.sim.stand_ins().add_fault(fault);
-    w.state.notify.spawn(&w.state);
+    rollout_dashboard::server::background::start_receivers(&w.state);
     let version =
         call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();
     let body = format!(r#"{{"percentage": 30, "reason": "step up", "expected_version": "{version}"}}"#);
@@ -393,7 +393,7 @@ async fn a_receiver_that_refuses_us_is_retried_and_raised(pool: PgPool) {
         retry_after_secs: None,
     };
     w.sim.stand_ins().add_fault(refuse);
-    w.state.notify.spawn(&w.state);
+    rollout_dashboard::server::background::start_receivers(&w.state);
     let kill = Some(r#"{"reason": "doubled doses seen"}"#.to_string());
     assert_eq!(call(&w, As::Operator, "POST", "/api/v1/rollout/kill", kill).await.0, StatusCode::OK);
     until("the webhook refused twice", 20, || got(&w, "webhook").iter().filter(|r| r.status == 401).count() >= 2).await;

@@ -11,8 +11,8 @@ use diary_writer::openmetrics::synthetic;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::auth::{post_form, users_file, ORIGIN};
-use crate::support::*;
+use crate::support::web::{post_form, users_file, ORIGIN};
+use crate::support::{dashboard_state_at, diary_schema, url_of, PgProxy, PrometheusHarness, SimulatorHarness};
 
 const HOOK_TOKEN: &str = "am-hook-token-outage";
 
@@ -57,7 +57,7 @@ async fn on_call_kills_while_the_state_database_is_down(pool: PgPool) {
         ],
     )
     .await;
-    state.spawn_pollers();
+    rollout_dashboard::server::background::start(&state);
     let app = rollout_dashboard::site::app(state.clone());
     let flag = || sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone();
     let signed_in = post_form(&app, "/auth/login", "username=ana&password=operator-pw", ORIGIN, None).await;

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
+use crate::support::{dashboard_state, diary_fixture, diary_schema};
 
 /// The page at `path`: its headers and its HTML (gunzipped when it came compressed).
 async fn page(app: &axum::Router, path: &str, accept: &str, cookie: Option<&str>) -> (HeaderMap, String) {

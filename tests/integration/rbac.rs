@@ -12,7 +12,7 @@ use rollout_dashboard::server::cluster::Cluster;
 use rollout_dashboard::server::config::KubeAccess;
 use sqlx::PgPool;
 
-use crate::rollout::{call, control_world, flag_value, As};
+use crate::support::control::{call, control_world, flag_value, As};
 
 const SHIPPED: &str = include_str!("../../deploy/role.yaml");
 
@@ -140,7 +140,7 @@ async fn zero_counts_are_absent_and_bad_bodies_get_a_status(pool: PgPool) {
 async fn a_write_whose_read_back_fails_is_written_not_confirmed_and_not_an_external_change(pool: PgPool) {
     use diary_writer::cluster::Fault;
     let w = control_world(pool, "25").await;
-    tokio::spawn(rollout_dashboard::server::flag_history::observe_flag_forever(w.state.clone()));
+    rollout_dashboard::server::background::observe_flag(&w.state);
     tokio::time::sleep(Duration::from_millis(2500)).await; // the poller has seen 25
     let version =
         call(&w, As::Operator, "GET", "/api/v1/rollout", None).await.1["version"].as_str().unwrap().to_string();

@@ -8,7 +8,7 @@ use rollout_dashboard::api::window::Window;
 use rollout_dashboard::server::records::{DiaryRecords, SchemaState};
 use sqlx::PgPool;
 
-use crate::support::*;
+use crate::support::diary_schema;
 
 /// Every counter over [from, to) by the definitions, straight from the table.
 async fn direct(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> RecordCounts {

@@ -1,36 +1,23 @@
 //! Reports for BI: every dose counted once, checked against independent SQL.
 
-#![allow(unused_imports)]
-
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use diary_writer::cluster::Fault;
-use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
 use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, rollback::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+use crate::support::{dashboard_state_with, diary_schema, url_of};
 
 // ---------------------------------------------------------------- reports for BI
 
-pub(crate) async fn get_raw(app: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>) {
+async fn get_raw(app: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>) {
     let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let status = resp.status();
     let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     (status, ct, axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap().to_vec())
 }
 
-pub(crate) fn csv_rows(body: &[u8]) -> Vec<Vec<String>> {
+fn csv_rows(body: &[u8]) -> Vec<Vec<String>> {
     String::from_utf8(body.to_vec())
         .unwrap()
         .split("\r\n")

@@ -1,147 +1,17 @@
 //! The guided rollback, for real: the demo's Alembic project, pg_dump/pg_restore, the simulator's cluster and diary API.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use diary_writer::cluster::Fault;
-use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, reports::*, rollback_recovery::*, rollout::*, sources::*, status::*};
+use crate::support::control::{call, flag_value, As};
+use crate::support::rollback::{record_previous, rollback_world, rows, settle, start_body, step, BASE_REV, SPLIT_REV};
 
 // ---------------------------------------------------------------- guarded rollback, for real
-
-pub(crate) const BASE_REV: &str = "a1f3c2d4e5b6";
-pub(crate) const SPLIT_REV: &str = "b7e9d1c0f2a3";
-
-pub(crate) fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The demo's real Alembic project against the test database.
-pub(crate) fn alembic(url: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(repo().join("demo/.venv/bin/alembic"))
-        .args(["-c", "services/api/alembic/alembic.ini"])
-        .args(args)
-        .current_dir(repo().join("demo"))
-        .env("DATABASE_URL", url)
-        .output()
-        .expect("demo/.venv/bin/alembic (scripts/setup creates it)");
-    assert!(out.status.success(), "alembic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub(crate) struct RollbackWorld {
-    pub(crate) w: ControlWorld,
-    pub(crate) backup: std::path::PathBuf,
-    /// The dashboard's settings file text and Prometheus's URL, to start a dashboard process.
-    pub(crate) settings: String,
-    pub(crate) prom_url: String,
-    pub(crate) _dir: tempfile::TempDir,
-}
-
-/// The diary at the base revision with 40 legacy rows, dumped with pg_dump (the backup); then
-/// upgraded to the split revision with 25 split rows; writers running at 3 replicas, flag 25.
-pub(crate) async fn rollback_world(pool: PgPool, rollback_toml: &str) -> RollbackWorld {
-    let url = url_of(&pool);
-    alembic(&url, &["upgrade", BASE_REV]);
-    sqlx::query("INSERT INTO history_records (user_id, dose) SELECT g, 4 FROM generate_series(1, 40) g")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backup = dir.path().join("diary.dump");
-    let out = std::process::Command::new("pg_dump").args(["-Fc", "-f"]).arg(&backup).arg(&url).output().unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    alembic(&url, &["upgrade", SPLIT_REV]);
-    sqlx::query("INSERT INTO history_records (user_id, insulin_short, insulin_long) SELECT g, 4, 12 FROM generate_series(1, 25) g")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
-    let sim = SimulatorHarness::start("25", 3, Some(pool.clone())).await;
-    sim.spawn_writer(pool.clone(), 20.0);
-    let settings = format!(
-        "environment = \"staging-eu\"\nrefresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-         viewer_groups = [\"analytics\"]\n[rollback]\nworking_dir = \"{demo}\"\nbackup_file = \"{backup}\"\n\
-         diary_api_url = \"{sim}\"\npoll_interval_ms = 50\n\
-         smoke_legacy_query = \"vector(10)\"\nsmoke_baseline_query = \"vector(5)\"\n{downgrade}{rollback_toml}\n",
-        demo = repo().join("demo").display(),
-        backup = backup.display(),
-        sim = sim.url,
-        downgrade = if rollback_toml.contains("downgrade") {
-            String::new()
-        } else {
-            format!(
-                "downgrade = {{ kind = \"command\", argv = [\"{}\", \"-c\", \"services/api/alembic/alembic.ini\", \"downgrade\", \"{{previous_revision}}\"] }}\n",
-                repo().join("demo/.venv/bin/alembic").display()
-            )
-        },
-    );
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url.clone()),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[("ROLLOUT_PROXY_SECRET", SECRET)],
-    )
-    .await;
-    let prom_url = prom.url.clone();
-    let w = ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom };
-    RollbackWorld { w, backup, settings, prom_url, _dir: dir }
-}
-
-pub(crate) async fn record_previous(w: &ControlWorld, previous: &str) {
-    let body = format!(
-        r#"{{"revision": "{SPLIT_REV}", "previous_revision": "{previous}", "note": "from the release notes"}}"#
-    );
-    let (status, entry) = call(w, As::Operator, "POST", "/api/v1/deploys", Some(body)).await;
-    assert_eq!(status, StatusCode::OK, "{entry}");
-}
-
-pub(crate) fn start_body(ack: i64, restore: bool) -> String {
-    serde_json::json!({
-        "reason": "doubled doses reported by BI",
-        "confirm_environment": "staging-eu",
-        "acknowledge_data_loss_rows": ack,
-        "restore_data": restore,
-        "restore_confirmation": if restore { Some("RESTORE") } else { None },
-    })
-    .to_string()
-}
-
-/// Polls the run until it leaves `running`.
-pub(crate) async fn settle(w: &ControlWorld, id: i64) -> serde_json::Value {
-    for _ in 0..1200 {
-        let (_, run) = call(w, As::Viewer, "GET", &format!("/api/v1/rollback/{id}"), None).await;
-        if run["state"] != "running" {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("run {id} did not settle in 120 s");
-}
-
-pub(crate) fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    run["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
-}
-
-pub(crate) async fn rows(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(pool).await.unwrap()
-}
 
 #[sqlx::test(migrations = false)]
 async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPool) {

@@ -11,8 +11,9 @@ use diary_writer::jobs::Runtime;
 use diary_writer::rbac::Role;
 use sqlx::PgPool;
 
-use crate::rollback::{record_previous, repo, rollback_world, rows, settle, start_body, step, BASE_REV, SPLIT_REV};
-use crate::rollout::{call, As};
+use crate::support::control::{call, As};
+use crate::support::repo;
+use crate::support::rollback::{record_previous, rollback_world, rows, settle, start_body, step, BASE_REV, SPLIT_REV};
 
 const IMAGE: &str = "registry.example/diary-api:1.42";
 

@@ -1,88 +1,14 @@
 //! The rollback's executor dying and resuming, approvals, the emergency bypass, and the deploy journal.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use diary_writer::cluster::Fault;
-use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
+use axum::http::StatusCode;
 use sqlx::PgPool;
-use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, reports::*, rollback::*, rollout::*, sources::*, status::*};
-
-/// The dashboard as a real process (the binary cargo built for these tests), so it can be killed.
-pub(crate) struct DashboardProcess {
-    pub(crate) child: std::process::Child,
-    pub(crate) url: String,
-}
-
-impl DashboardProcess {
-    pub(crate) fn start(env: Vec<(String, String)>) -> DashboardProcess {
-        let addr = env.iter().find(|(k, _)| k == "LEPTOS_SITE_ADDR").unwrap().1.clone();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollout-dashboard"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "warn")
-            .current_dir(repo())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        DashboardProcess { child, url: format!("http://{addr}") }
-    }
-
-    pub(crate) async fn ready(&self) {
-        for _ in 0..300 {
-            if reqwest::get(format!("{}/readyz", self.url)).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the dashboard process did not become ready");
-    }
-
-    /// SIGKILL: no shutdown, no cleanup, as when the node dies.
-    pub(crate) fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub(crate) async fn post(&self, path: &str, body: Option<String>) -> (u16, serde_json::Value) {
-        let resp = reqwest::Client::new()
-            .post(format!("{}{path}", self.url))
-            .header("origin", &self.url)
-            .header("content-type", "application/json")
-            .header("x-forwarded-user", "ana")
-            .header("x-forwarded-groups", "oncall")
-            .header("x-proxy-secret", SECRET)
-            .body(body.unwrap_or_default())
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or_default())
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.url)).await.unwrap().json().await.unwrap()
-    }
-}
-
-impl Drop for DashboardProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::control::{call, As, PROXY_SECRET_VAR, SECRET};
+use crate::support::process::DashboardProcess;
+use crate::support::rollback::{record_previous, rollback_world, settle, start_body, step, BASE_REV, SPLIT_REV};
+use crate::support::{dashboard_state, diary_schema, free_port, repo, url_of};
 
 #[sqlx::test(migrations = false)]
 async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating_steps(pool: PgPool) {
@@ -114,7 +40,7 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
         ("PROMETHEUS_URL", rw.prom_url.clone()),
         ("KUBECONFIG", w.sim.kubeconfig.display().to_string()),
         ("ROLLOUT_CONFIG", settings_file.display().to_string()),
-        ("ROLLOUT_PROXY_SECRET", SECRET.to_string()),
+        (PROXY_SECRET_VAR, SECRET.to_string()),
         ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", free_port())),
     ]
     .into_iter()

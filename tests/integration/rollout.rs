@@ -1,29 +1,18 @@
 //! Writing the flag and the audit trail; rollout control through the REST door.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use diary_writer::cluster::Fault;
-use diary_writer::openmetrics::synthetic;
-use rollout_dashboard::api::window::Window;
+use axum::http::StatusCode;
 use rollout_dashboard::server::cluster::Cluster;
 use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
-use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, sources::*, status::*};
+use crate::support::control::{audit_rows, call, control_world, flag_value, As};
+use crate::support::{dashboard_state, SimulatorHarness};
 
 // ---------------------------------------------------------------- writing the flag; the audit trail
 
-pub(crate) fn flag_store(cluster: Cluster) -> rollout_dashboard::server::flags::FlagStore {
+fn flag_store(cluster: Cluster) -> rollout_dashboard::server::flags::FlagStore {
     rollout_dashboard::server::flags::FlagStore::kubernetes(cluster, "feature-flags", "insulin_dose_split")
 }
 
@@ -82,6 +71,8 @@ async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
         outcome: Outcome::Done,
         outcome_detail: None,
         request_id: Some("req-1".into()),
+        run_id: None,
+        plan_id: Some(3),
     };
     let id = record(&pool, &entry).await.unwrap();
     for sql in ["UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
@@ -91,6 +82,7 @@ async fn the_audit_table_refuses_update_delete_and_truncate(pool: PgPool) {
     let all = list(&pool, 10, None).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!((all[0].id, all[0].reason.as_deref(), all[0].outcome), (id, Some("step two"), Outcome::Done));
+    assert_eq!((all[0].run_id, all[0].plan_id), (None, Some(3)), "the typed references come back as written");
     assert_eq!(list(&pool, 10, Some("rollback.start")).await.unwrap().len(), 0);
 }
 
@@ -155,91 +147,6 @@ async fn retention_prunes_what_only_grows_and_keeps_the_audit_trail(pool: PgPool
 }
 
 // ---------------------------------------------------------------- rollout control
-
-pub(crate) const SECRET: &str = "proxy-secret-for-tests";
-
-pub(crate) struct ControlWorld {
-    pub(crate) app: axum::Router,
-    pub(crate) state: rollout_dashboard::server::state::AppState,
-    pub(crate) sim: SimulatorHarness,
-    pub(crate) pool: PgPool,
-    pub(crate) _prom: PrometheusHarness,
-}
-
-/// Diary with the split schema and no doubled rows, Prometheus without alerts, the emulated
-/// cluster with the flag at `flag`; identities from proxy headers.
-pub(crate) async fn control_world(pool: PgPool, flag: &str) -> ControlWorld {
-    diary_schema(&pool).await;
-    let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
-    let sim = SimulatorHarness::start(flag, 3, None).await;
-    let settings = "refresh_interval_secs = 1\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\nviewer_groups = [\"analytics\"]\n";
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(settings),
-        &[("ROLLOUT_PROXY_SECRET", SECRET)],
-    )
-    .await;
-    ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum As {
-    Anonymous,
-    Viewer,
-    Operator,
-    /// A second operator (cy), for approvals.
-    OtherOperator,
-}
-
-pub(crate) async fn call(
-    w: &ControlWorld,
-    who: As,
-    method: &str,
-    path: &str,
-    body: Option<String>,
-) -> (StatusCode, serde_json::Value) {
-    let mut req =
-        Request::builder().method(method).uri(path).header("origin", ORIGIN).header("content-type", "application/json");
-    match who {
-        As::Anonymous => {}
-        As::Viewer => {
-            req = req
-                .header("x-forwarded-user", "bo")
-                .header("x-forwarded-groups", "analytics")
-                .header("x-proxy-secret", SECRET)
-        }
-        As::Operator => {
-            req = req
-                .header("x-forwarded-user", "ana")
-                .header("x-forwarded-groups", "oncall")
-                .header("x-proxy-secret", SECRET)
-        }
-        As::OtherOperator => {
-            req = req
-                .header("x-forwarded-user", "cy")
-                .header("x-forwarded-groups", "oncall")
-                .header("x-proxy-secret", SECRET)
-        }
-    }
-    let resp = w.app.clone().oneshot(req.body(Body::from(body.unwrap_or_default())).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
-}
-
-pub(crate) fn flag_value(w: &ControlWorld) -> String {
-    w.sim.cluster.snapshot().0.configmap_data["insulin_dose_split"].clone()
-}
-
-pub(crate) async fn audit_rows(w: &ControlWorld) -> Vec<(String, String, String, Option<String>)> {
-    sqlx::query_as("SELECT actor, action, outcome, value_after FROM audit_log ORDER BY id")
-        .fetch_all(&w.pool)
-        .await
-        .unwrap()
-}
 
 #[sqlx::test(migrations = false)]
 async fn who_may_do_what(pool: PgPool) {

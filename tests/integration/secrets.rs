@@ -12,9 +12,9 @@ use rollout_dashboard::server::access::{PAGES, ROUTES, SERVER_FNS};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::auth::ORIGIN;
-use crate::rollout::{call, As, ControlWorld, SECRET};
-use crate::support::*;
+use crate::support::control::{call, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV, SECRET};
+use crate::support::web::ORIGIN;
+use crate::support::{dashboard_state_vars, diary_schema, free_port, url_of, PrometheusHarness, SimulatorHarness};
 
 /// What the log writes, kept for the search.
 #[derive(Clone, Default)]
@@ -66,20 +66,21 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
         format!("{dead}/services/T000/B000/SLACKSECRET3"),
         format!("{dead}/grafana-GRAFANASECRET4"),
     ];
-    let settings =
-        "refresh_interval_secs = 1\nenvironment = \"test\"\n[auth]\nmode = \"proxy\"\ntrusted_proxies = [\"127.0.0.1\"]\noperator_groups = [\"oncall\"]\n\
-         viewer_groups = [\"analytics\"]\n[notify]\nretry_min_secs = 1\nretry_max_secs = 1\n\
+    let auth = proxy_auth(&["analytics"]);
+    let settings = format!(
+        "refresh_interval_secs = 1\nenvironment = \"test\"\n{auth}[notify]\nretry_min_secs = 1\nretry_max_secs = 1\n\
          [[notify.receivers]]\nname = \"pager\"\nkind = \"webhook\"\nurl_env = \"TEST_WEBHOOK_URL\"\nsecret_env = \"TEST_WEBHOOK_KEY\"\n\
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\
-         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl_env = \"TEST_GRAFANA_URL\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\n";
+         [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl_env = \"TEST_GRAFANA_URL\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\n"
+    );
     let state = dashboard_state_vars(
         &pool,
         Some(url_of(&pool)),
         Some(&prom.url),
         Some(&sim.kubeconfig),
-        Some(settings),
+        Some(&settings),
         &[
-            ("ROLLOUT_PROXY_SECRET", SECRET),
+            PROXY_SECRET_ENV,
             ("TEST_WEBHOOK_URL", &secrets[0]),
             ("TEST_WEBHOOK_KEY", "WEBHOOKKEYSECRET5"),
             ("TEST_SLACK_URL", &secrets[1]),
@@ -92,7 +93,7 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
     let words =
         ["PATHSECRET1", "QUERYSECRET2", "SLACKSECRET3", "GRAFANASECRET4", "WEBHOOKKEYSECRET5", "GRAFANATOKENSECRET6"];
 
-    w.state.notify.spawn(&w.state);
+    rollout_dashboard::server::background::start_receivers(&w.state);
     // An event for every receiver: a kill (critical).
     let (status, body) =
         call(&w, As::Operator, "POST", "/api/v1/rollout/kill", Some(r#"{"reason":"secrets test"}"#.into())).await;

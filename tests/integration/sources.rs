@@ -1,11 +1,7 @@
 //! The diary database, Prometheus and Kubernetes (emulated over HTTP, and mocked with tower-test for its errors), each as the dashboard reads it.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use diary_writer::cluster::Fault;
 use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::api::window::Window;
@@ -14,16 +10,13 @@ use rollout_dashboard::server::config::KubeAccess;
 use rollout_dashboard::server::error::SourceError;
 use rollout_dashboard::server::prometheus::Prometheus;
 use rollout_dashboard::server::records::DiaryRecords;
-use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
-use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, rollout::*, status::*};
+use crate::support::{diary_fixture, diary_schema, free_port, write_kubeconfig, PrometheusHarness, SimulatorHarness};
 
 // ---------------------------------------------------------------- diary database
 
-pub(crate) fn day() -> Window {
+fn day() -> Window {
     "24h".parse().unwrap()
 }
 
@@ -263,7 +256,7 @@ async fn without_a_cluster_kubernetes_is_not_configured() {
 
 // ---------------------------------------------------------------- Kubernetes errors, from tower-test mocks
 
-pub(crate) mod kube_mocks {
+mod kube_mocks {
     use super::*;
     use axum::http::{Request as HttpRequest, Response as HttpResponse};
     use kube::client::Body as KubeBody;

@@ -1,7 +1,5 @@
 //! The status service and its REST door; outside systems going away and coming back; many viewers, one backend query; the records and adoption APIs.
 
-#![allow(unused_imports)]
-
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,17 +7,14 @@ use axum::http::{Request, StatusCode};
 use diary_writer::cluster::Fault;
 use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::api::window::Window;
-use rollout_dashboard::server::cluster::Cluster;
-use rollout_dashboard::server::config::KubeAccess;
-use rollout_dashboard::server::error::SourceError;
-use rollout_dashboard::server::prometheus::Prometheus;
-use rollout_dashboard::server::records::DiaryRecords;
 use rollout_dashboard::server::status::collect;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::*;
-use crate::{auth::*, launchdarkly::*, reports::*, rollback::*, rollback_recovery::*, rollout::*, sources::*};
+use crate::support::{
+    dashboard_state, dashboard_state_with, diary_fixture, diary_schema, free_port, url_of, PgProxy, PrometheusHarness,
+    SimulatorHarness,
+};
 
 // ---------------------------------------------------------------- the status service and its REST door
 
@@ -230,7 +225,7 @@ async fn a_hundred_concurrent_viewers_cost_one_backend_query(pool: PgPool) {
 
 // ---------------------------------------------------------------- the records and adoption APIs
 
-pub(crate) async fn get_json(app: &axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
+async fn get_json(app: &axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
     let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let status = resp.status();
     let body = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();

@@ -193,76 +193,38 @@ fn failed_text(c: &CheckSeen) -> String {
 }
 
 /// Decides one round for `plan`. Pure: the same plan and observation give the same decision.
+/// Its phases, in order, each either decides (`Err`) or lets the next one look: the plan's
+/// state, the kill-class checks and pending kills, the flag as read, a pending step, the flag
+/// against the plan, a pause, the checks that pause and their budgets, and the next step.
 pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
+    match phases(plan, obs, budgets) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn phases(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Result<Round, Round> {
     if !matches!(plan.state, PlanState::Running | PlanState::Paused) {
-        return round(match &obs.promote {
+        return Err(round(match &obs.promote {
             Some(_) => Decision::Refuse { why: format!("plan #{} is {}: nothing to promote", plan.id, plan.state) },
             None => Decision::Idle,
-        });
+        }));
     }
-    let flag_at = match &obs.flag {
-        FlagSeen::Read { percentage, .. } => *percentage,
-        FlagSeen::Unreadable(_) => None,
-    };
-    // Invariant 2: a failing kill-class check kills in every active state.
-    let killing = failing(obs, CheckAction::Kill);
-    if !killing.is_empty() {
-        let why = killing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
-        let acted = killing.iter().map(|c| c.check.clone()).collect();
-        let decision = if flag_at == Some(0) && !obs.kill_pending {
-            Decision::EndKilled { why: format!("{why} (the flag already reads 0 %)") }
-        } else {
-            Decision::Kill { why }
-        };
-        return Round { decision, acted, drop_pending: false };
-    }
-    // Invariant 4: a kill that has not landed is asked again; the plan does not go on.
-    if obs.kill_pending {
-        return round(Decision::Kill { why: "a kill was asked for and the flag does not read 0 % yet".into() });
-    }
-    let (percentage, version) = match &obs.flag {
-        FlagSeen::Unreadable(e) => {
-            return round(match &obs.promote {
-                Some(_) => Decision::Refuse { why: format!("the flag cannot be read ({e}): nothing is promoted") },
-                None => Decision::Hold { clean: Some(false), why: format!("the flag cannot be read: {e}") },
-            })
-        }
-        FlagSeen::Read { percentage: None, .. } => {
-            let why = "the flag holds a value in an unknown format: the autopilot does not write over it".to_string();
-            return round(pause_or_refuse(plan, obs, why, PauseKind::Check));
-        }
-        FlagSeen::Read { percentage: Some(p), version } => (*p, version.clone()),
-    };
+    kills(obs)?;
+    let (percentage, version) = flag_read(plan, obs)?;
     let mut drop_pending = false;
     if let Some(next) = plan.pending_step {
         if plan.steps.get(next as usize).map(|s| s.percentage) == Some(percentage) {
-            return round(Decision::FinishStep { next, version });
+            return Err(round(Decision::FinishStep { next, version }));
         }
         drop_pending = true;
     }
     let with_drop = |decision| Round { decision, acted: Vec::new(), drop_pending };
-    // Invariant 1: the flag moved away from the plan; at 0 % that is a kill, and it is final.
-    // A flag at 0 % on a version the plan did not write was written by somebody else since: a
-    // kill too, even when 0 % is what the plan holds (a plan that started from 0 %).
-    let rewritten = plan.flag_version.as_ref().is_some_and(|v| *v != version);
-    if percentage == 0 && rewritten {
-        let why = "the flag was written at 0 % since the plan last saw it".to_string();
-        return with_drop(Decision::EndKilled { why });
-    }
-    if let Some(expected) = plan.expected() {
-        if percentage != expected {
-            let why = format!("the flag was changed to {percentage} % instead of the plan's {expected} %");
-            if percentage == 0 {
-                return with_drop(Decision::EndKilled { why });
-            }
-            return with_drop(pause_or_refuse(plan, obs, why, PauseKind::FlagChanged));
-        }
-    }
+    flag_as_planned(plan, obs, percentage, &version).map_err(with_drop)?;
     if plan.state == PlanState::Paused {
-        return with_drop(match &obs.promote {
+        return Err(with_drop(match &obs.promote {
             Some(_) => Decision::Refuse { why: format!("plan #{} is paused; resume it before promoting", plan.id) },
             None => Decision::Hold { clean: None, why: "paused: kill-class checks are still evaluated".into() },
-        });
+        }));
     }
     // Running: checks that pause.
     let pausing = failing(obs, CheckAction::Pause);
@@ -273,9 +235,74 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             Some(_) => Decision::Refuse { why: format!("a check fails, so nothing is promoted: {why}") },
             None => Decision::Pause { why, kind: PauseKind::Check },
         };
-        return Round { decision, acted, drop_pending };
+        return Err(Round { decision, acted, drop_pending });
     }
-    // Budgets: a blind medical check is critical; any other inconclusive for too long pauses.
+    within_budgets(plan, obs, budgets).map_err(with_drop)?;
+    Ok(with_drop(next_step(plan, obs, budgets, percentage, version)))
+}
+
+/// Invariant 2: a failing kill-class check kills in every active state. Invariant 4: a kill that
+/// has not landed is asked again; the plan does not go on.
+fn kills(obs: &Observation) -> Result<(), Round> {
+    let flag_at = match &obs.flag {
+        FlagSeen::Read { percentage, .. } => *percentage,
+        FlagSeen::Unreadable(_) => None,
+    };
+    let killing = failing(obs, CheckAction::Kill);
+    if !killing.is_empty() {
+        let why = killing.iter().map(|c| failed_text(c)).collect::<Vec<_>>().join("; ");
+        let acted = killing.iter().map(|c| c.check.clone()).collect();
+        let decision = if flag_at == Some(0) && !obs.kill_pending {
+            Decision::EndKilled { why: format!("{why} (the flag already reads 0 %)") }
+        } else {
+            Decision::Kill { why }
+        };
+        return Err(Round { decision, acted, drop_pending: false });
+    }
+    if obs.kill_pending {
+        return Err(round(Decision::Kill { why: "a kill was asked for and the flag does not read 0 % yet".into() }));
+    }
+    Ok(())
+}
+
+/// The flag's percentage and version, or the decision when it cannot be read or understood.
+fn flag_read(plan: &PlanFacts, obs: &Observation) -> Result<(u8, String), Round> {
+    match &obs.flag {
+        FlagSeen::Unreadable(e) => Err(round(match &obs.promote {
+            Some(_) => Decision::Refuse { why: format!("the flag cannot be read ({e}): nothing is promoted") },
+            None => Decision::Hold { clean: Some(false), why: format!("the flag cannot be read: {e}") },
+        })),
+        FlagSeen::Read { percentage: None, .. } => {
+            let why = "the flag holds a value in an unknown format: the autopilot does not write over it".to_string();
+            Err(round(pause_or_refuse(plan, obs, why, PauseKind::Check)))
+        }
+        FlagSeen::Read { percentage: Some(p), version } => Ok((*p, version.clone())),
+    }
+}
+
+/// Invariant 1: the flag moved away from the plan; at 0 % that is a kill, and it is final. A
+/// flag at 0 % on a version the plan did not write was written by somebody else since: a kill
+/// too, even when 0 % is what the plan holds (a plan that started from 0 %).
+fn flag_as_planned(plan: &PlanFacts, obs: &Observation, percentage: u8, version: &str) -> Result<(), Decision> {
+    let rewritten = plan.flag_version.as_ref().is_some_and(|v| v != version);
+    if percentage == 0 && rewritten {
+        return Err(Decision::EndKilled { why: "the flag was written at 0 % since the plan last saw it".to_string() });
+    }
+    if let Some(expected) = plan.expected() {
+        if percentage != expected {
+            let why = format!("the flag was changed to {percentage} % instead of the plan's {expected} %");
+            if percentage == 0 {
+                return Err(Decision::EndKilled { why });
+            }
+            return Err(pause_or_refuse(plan, obs, why, PauseKind::FlagChanged));
+        }
+    }
+    Ok(())
+}
+
+/// Budgets: a blind medical check is critical; any other inconclusive for too long pauses. A
+/// Promote skips the bake, never the medical checks: they must pass in this very round.
+fn within_budgets(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Result<(), Decision> {
     let bake = plan.current().map_or(0, |s| s.bake_secs as i64);
     for c in obs.checks.iter().filter(|c| c.verdict == Verdict::Inconclusive) {
         if action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::DryRun {
@@ -286,7 +313,7 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
                 "doubled_doses has been blind for {} rounds ({}): no doubled dose can be seen",
                 c.inconclusive_rounds, c.detail
             );
-            return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Blind));
+            return Err(pause_or_refuse(plan, obs, why, PauseKind::Blind));
         }
         let limit = budgets.inconclusive_secs.max(bake);
         if let Some(since) = c.inconclusive_since {
@@ -297,11 +324,10 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
                     since.format("%Y-%m-%d %H:%M:%S UTC"),
                     c.detail
                 );
-                return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Check));
+                return Err(pause_or_refuse(plan, obs, why, PauseKind::Check));
             }
         }
     }
-    // A Promote skips the bake, never the medical checks: they must pass in this very round.
     if obs.promote.is_some() {
         let blind: Vec<&str> = obs
             .checks
@@ -311,16 +337,21 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             .collect();
         if !blind.is_empty() {
             let why = format!("{} cannot be judged now, so nothing is promoted", blind.join(" and "));
-            return with_drop(Decision::Refuse { why });
+            return Err(Decision::Refuse { why });
         }
     }
+    Ok(())
+}
+
+/// Every check clean (or a Promote): the next step, the plan's end, or why not yet.
+fn next_step(plan: &PlanFacts, obs: &Observation, budgets: Budgets, percentage: u8, version: String) -> Decision {
     let clean = obs.checks.iter().all(|c| {
         c.verdict == Verdict::Pass || action_of(&c.check, c.configured, &obs.dismissed) == CheckAction::DryRun
     });
     let due = obs.promote.is_some() || (clean && baked(plan, obs.now));
     if !due {
         let why = if clean { "baking".to_string() } else { "a check is not conclusive yet".to_string() };
-        return with_drop(Decision::Hold { clean: Some(clean), why });
+        return Decision::Hold { clean: Some(clean), why };
     }
     let why = obs.promote.clone().unwrap_or_else(|| "every check passed for the whole bake time".into());
     let next = plan.current_step + 1;
@@ -333,13 +364,13 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
                      {} s before the plan is done",
                     budgets.watch_secs
                 );
-                return with_drop(Decision::Hold { clean: Some(clean), why });
+                return Decision::Hold { clean: Some(clean), why };
             }
         }
-        return with_drop(Decision::Done { why });
+        return Decision::Done { why };
     };
     if let Some(run) = &obs.rollback {
-        return with_drop(pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), PauseKind::Check));
+        return pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), PauseKind::Check);
     }
     // Invariant 3: never down, unless the starter confirmed that the first step lowers the flag.
     if step.percentage < percentage && !(plan.current_step < 0 && plan.lower_confirmed) {
@@ -349,9 +380,9 @@ pub fn decide(plan: &PlanFacts, obs: &Observation, budgets: Budgets) -> Round {
             next + 1,
             step.percentage
         );
-        return with_drop(pause_or_refuse(plan, obs, why, PauseKind::Check));
+        return pause_or_refuse(plan, obs, why, PauseKind::Check);
     }
-    with_drop(Decision::Step { next, percentage: step.percentage, expected_version: version, why })
+    Decision::Step { next, percentage: step.percentage, expected_version: version, why }
 }
 
 fn pause_or_refuse(plan: &PlanFacts, obs: &Observation, why: String, kind: PauseKind) -> Decision {

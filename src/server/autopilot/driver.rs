@@ -36,19 +36,19 @@ pub async fn with_plan_lock<T>(
     id: i64,
     f: impl std::future::Future<Output = Result<T, SourceError>>,
 ) -> Result<Option<T>, SourceError> {
-    with_lock(state, Lock::AutopilotPlan(id), f).await
+    with_lock(&state.locks, Lock::AutopilotPlan(id), f).await
 }
 
 /// One round for the active plan, unless another replica is running one.
 pub async fn tick(state: &AppState) -> Result<(), SourceError> {
     let Some(id) = store::active_id(&state.state_db).await? else { return Ok(()) };
-    with_lock(state, Lock::AutopilotPlan(id), round(state, id, None)).await.map(|_| ())
+    with_lock(&state.locks, Lock::AutopilotPlan(id), round(state, id, None)).await.map(|_| ())
 }
 
 /// A person's Promote: a round that may skip the rest of the bake time, under the plan's lock.
 /// `Err(sentence)` when it is refused (or a round is under way).
 pub async fn promote(state: &AppState, id: i64, why: String) -> Result<Result<(), String>, SourceError> {
-    Ok(match with_lock(state, Lock::AutopilotPlan(id), round(state, id, Some(why))).await? {
+    Ok(match with_lock(&state.locks, Lock::AutopilotPlan(id), round(state, id, Some(why))).await? {
         None => Err("an evaluation round is under way; try again in a moment".into()),
         Some(Decision::Step { .. } | Decision::Done { .. }) => Ok(()),
         Some(Decision::Refuse { why }) => Err(why),
@@ -83,7 +83,7 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
     };
     let mut evaluations = checks::evaluate(state, &plan, percentage, now).await;
     let streaks = store::inconclusive_streaks(db, id, plan.current_step).await?;
-    let rollback = super::super::rollback::store::active_run(db)
+    let rollback = super::super::rollback::facts::active_run(db)
         .await?
         .map(|(run, run_state)| format!("rollback run #{run} is {run_state}"));
     let kill_pending = !super::super::kill_requests::pending(db).await?.is_empty();
@@ -298,7 +298,7 @@ async fn pause(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceErr
 
 /// A check that kills: the flag to 0 % through the kill switch, which ends the plan (as
 /// `autopilot.kill`) before it writes. A write that fails leaves the kill pending: every round
-/// retries it (`kill_requests::retry`) and the failure is told to every receiver.
+/// retries it (`rollout::retry_kills`) and the failure is told to every receiver.
 async fn kill(state: &AppState, plan: &Plan, why: &str) -> Result<(), SourceError> {
     let caller = autopilot(plan.id);
     let reason = format!("autopilot plan #{}: {why}", plan.id);

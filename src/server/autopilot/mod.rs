@@ -17,6 +17,7 @@ pub mod checks;
 pub mod custom;
 pub mod decide;
 pub mod driver;
+pub mod facts;
 pub mod plan;
 pub mod stats;
 pub mod store;
@@ -33,12 +34,6 @@ use super::rollout::check_reason;
 use super::state::AppState;
 
 pub use driver::tick;
-
-/// The autopilot's audit actions drawn as markers on the rollout charts. Its steps are not among
-/// them: a step is a flag change, drawn as one already (by `autopilot`).
-pub fn chart_events() -> Vec<&'static str> {
-    Action::ALL.iter().filter(|a| a.marks_chart()).map(|a| a.as_str()).collect()
-}
 
 pub struct Service<'a> {
     state: &'a AppState,
@@ -300,15 +295,7 @@ impl<'a> Service<'a> {
 
     /// Passes `result` on, a refusal or failure recorded first (`audit::refusal_recorded`).
     async fn recorded<T>(&self, caller: &Caller, action: Action, result: Result<T, ApiError>) -> Result<T, ApiError> {
-        super::audit::refusal_recorded(
-            &self.state.state_db,
-            &self.state.services.metrics,
-            caller,
-            action,
-            "autopilot",
-            result,
-        )
-        .await
+        caller.refusal_recorded(&self.state.state_db, &self.state.services.metrics, action, "autopilot", result).await
     }
 }
 

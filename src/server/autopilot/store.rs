@@ -147,14 +147,14 @@ fn plan(r: PlanRow) -> Result<Plan, SourceError> {
 
 pub async fn load(db: &PgPool, id: i64) -> Result<Option<Plan>, SourceError> {
     let sql = format!("SELECT {COLUMNS} FROM autopilot_plans WHERE id = $1");
-    let row: Option<PlanRow> = sqlx::query_as(&sql).bind(id).fetch_optional(db).await.map_err(db_err)?;
+    let row: Option<PlanRow> = sqlx::query_as(&sql).bind(id).fetch_optional(db).await?;
     row.map(plan).transpose()
 }
 
 /// The active plan, or else the latest one.
 pub async fn latest(db: &PgPool) -> Result<Option<Plan>, SourceError> {
     let sql = format!("SELECT {COLUMNS} FROM autopilot_plans ORDER BY active DESC, id DESC LIMIT 1");
-    let row: Option<PlanRow> = sqlx::query_as(&sql).fetch_optional(db).await.map_err(db_err)?;
+    let row: Option<PlanRow> = sqlx::query_as(&sql).fetch_optional(db).await?;
     row.map(plan).transpose()
 }
 
@@ -163,7 +163,9 @@ pub async fn active_id(db: &PgPool) -> Result<Option<i64>, SourceError> {
 }
 
 async fn note(tx: &mut Transaction<'_, Postgres>, id: i64, n: NewEntry) -> Result<(), SourceError> {
-    audit::record(&mut **tx, &NewEntry { target: format!("autopilot plan #{id}"), ..n }).await.map(|_| ())
+    audit::record(&mut **tx, &NewEntry { target: format!("autopilot plan #{id}"), plan_id: Some(id), ..n })
+        .await
+        .map(|_| ())
 }
 
 /// What a new plan starts with.
@@ -180,7 +182,7 @@ pub struct NewPlan<'a> {
 
 /// A new running plan, unless one is active (None then: the partial unique index said no).
 pub async fn create(db: &PgPool, new: NewPlan<'_>, n: NewEntry) -> Result<Option<i64>, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO autopilot_plans
            (actor, reason, state, steps, guard_override, start_percentage, lower_confirmed, doubled_at_start,
@@ -197,11 +199,10 @@ pub async fn create(db: &PgPool, new: NewPlan<'_>, n: NewEntry) -> Result<Option
     .bind(new.doubled_at_start)
     .bind(new.flag_version)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let Some(id) = id else { return Ok(None) };
     note(&mut tx, id, n).await?;
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(Some(id))
 }
 
@@ -210,11 +211,11 @@ type PlanUpdate<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArgumen
 /// Runs a conditional UPDATE of plan `id` and, when it changed the plan, writes its audit entry
 /// in the same transaction. False (nothing written) when the condition no longer held.
 async fn update_with_note(db: &PgPool, id: i64, update: PlanUpdate<'_>, n: NewEntry) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    let done = update.execute(&mut *tx).await.map_err(db_err)?.rows_affected() == 1;
+    let mut tx = db.begin().await?;
+    let done = update.execute(&mut *tx).await?.rows_affected() == 1;
     if done {
         note(&mut tx, id, n).await?;
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await?;
     }
     Ok(done)
 }
@@ -252,8 +253,7 @@ pub async fn begin_step(db: &PgPool, id: i64, current: i32, next: i32) -> Result
     .bind(current)
     .bind(next)
     .execute(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -291,23 +291,22 @@ pub async fn write_step<E>(
     next: i32,
     write: impl std::future::Future<Output = StepWrite<E>>,
 ) -> Result<Option<Result<(), E>>, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     let held: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM autopilot_plans WHERE id = $1 AND state = 'running' AND pending_step = $2 FOR UPDATE",
     )
     .bind(id)
     .bind(next)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     if held.is_none() {
         return Ok(None);
     }
     match write.await {
         StepWrite::Done(n, version) => {
-            sqlx::query(FINISH_STEP).bind(id).bind(next).bind(version).execute(&mut *tx).await.map_err(db_err)?;
+            sqlx::query(FINISH_STEP).bind(id).bind(next).bind(version).execute(&mut *tx).await?;
             note(&mut tx, id, *n).await?;
-            tx.commit().await.map_err(db_err)?;
+            tx.commit().await?;
             Ok(Some(Ok(())))
         }
         StepWrite::Failed(e) => Ok(Some(Err(e))),
@@ -318,8 +317,8 @@ pub async fn write_step<E>(
 /// every active state, waiting at most a few seconds for a step write under way. Returns the
 /// plan's id when one ended.
 pub async fn end_for_kill(db: &PgPool, why: &str, n: NewEntry) -> Result<Option<i64>, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE autopilot_plans SET state = 'killed', finished_at = now(), updated_at = now(), clean_since = NULL,
                 pending_step = NULL, pause_reason = $1
@@ -327,12 +326,11 @@ pub async fn end_for_kill(db: &PgPool, why: &str, n: NewEntry) -> Result<Option<
     )
     .bind(why)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     if let Some(id) = id {
         note(&mut tx, id, n).await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(id)
 }
 
@@ -356,11 +354,7 @@ pub async fn now(db: &PgPool) -> Result<DateTime<Utc>, SourceError> {
 
 /// The write of the pending step did not happen: forget it.
 pub async fn drop_pending(db: &PgPool, id: i64) -> Result<(), SourceError> {
-    sqlx::query("UPDATE autopilot_plans SET pending_step = NULL WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
+    sqlx::query("UPDATE autopilot_plans SET pending_step = NULL WHERE id = $1").bind(id).execute(db).await?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The daily `history_records` charts of the reports page.
 
-use super::super::reports::DayRow;
+use super::super::records::DayRow;
 use super::{palette, Chart, Line, TimeZoneOffset};
 
 const DAY: f64 = 86_400.0;

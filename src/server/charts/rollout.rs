@@ -214,6 +214,8 @@ mod tests {
             outcome: crate::api::audit::Outcome::Done,
             outcome_detail: Some(detail.into()),
             request_id: None,
+            run_id: None,
+            plan_id: None,
         };
         let events = [
             event(-3, Action::AutopilotStart.as_str(), "too early"),

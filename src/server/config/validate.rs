@@ -1,6 +1,6 @@
 //! The checks a settings document must pass before the dashboard starts with it, by section.
 
-use super::{ConfigError, DowngradeSettings, FlagBackend, ReceiverKind, Settings};
+use super::{ConfigError, DowngradeSettings, FlagBackend, Settings};
 use crate::server::charts::TimeZoneOffset;
 use crate::server::flags::{kubernetes, launchdarkly};
 
@@ -183,13 +183,14 @@ fn autopilot(s: &Settings) -> Result<(), ConfigError> {
     if a.blind_rounds == 0 {
         return Err(invalid("autopilot.blind_rounds must be at least 1"));
     }
-    super::super::autopilot::custom::check_settings(&a.custom, &super::super::autopilot::checks::NAMES)
+    let built_in = super::super::autopilot::checks::names();
+    super::super::autopilot::custom::check_settings(&a.custom, &built_in)
         .map_err(|e| invalid(format!("autopilot.custom: {e}")))?;
     for (name, action) in &a.actions {
-        if !super::super::autopilot::checks::NAMES.contains(&name.as_str()) {
+        if !built_in.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "autopilot.actions names {name:?}, which is not a check ({})",
-                super::super::autopilot::checks::NAMES.join(", ")
+                built_in.join(", ")
             )));
         }
         if super::super::autopilot::decide::is_kill_class(name) && *action != crate::api::autopilot::CheckAction::Kill {
@@ -229,22 +230,10 @@ fn notify(s: &Settings) -> Result<(), ConfigError> {
             (None, Some(_)) => {}
             _ => return Err(invalid(format!("{what}: give either url or url_env"))),
         }
-        if r.kind == ReceiverKind::Alertmanager && !r.events.is_empty() {
-            return Err(invalid(format!(
-                "{what}: Alertmanager gets alerts by condition (killed, paused, failing, stopped), not events; \
-                 remove events (min_severity still applies)"
-            )));
-        }
         // A filter that matches no event is a typo that would silence the receiver.
         if let Some(p) = r.events.iter().find(|p| !crate::api::audit::event_names().any(|e| event_matches(p, e))) {
             let known: Vec<&str> = crate::api::audit::event_names().collect();
             return Err(invalid(format!("{what}: events {p:?} matches no event; the events are {}", known.join(", "))));
-        }
-        if r.kind != ReceiverKind::Alertmanager && r.resend_secs.is_some() {
-            return Err(invalid(format!("{what}: resend_secs is only for alertmanager receivers")));
-        }
-        if r.kind == ReceiverKind::Grafana && r.secret_env.is_none() {
-            return Err(invalid(format!("{what}: Grafana needs secret_env naming its service-account token")));
         }
         if r.timeout_secs.is_some_and(|t| t == 0 || t > 60) {
             return Err(invalid(format!("{what}: timeout_secs must be between 1 and 60")));

@@ -3,7 +3,7 @@
 //! the flag's representation are in `launchdarkly_api.rs`).
 
 use super::super::error::{Source, SourceError};
-use super::launchdarkly_api::{LaunchDarkly, PatchError};
+use super::launchdarkly_http::{LaunchDarkly, PatchError};
 use super::{conflict, BackendFuture, FlagBackend, FlagReading, FlagWriteError, Percentage, Written};
 
 /// A LaunchDarkly flag key: letters, digits, `-`, `_` and `.` (LaunchDarkly's own rule).

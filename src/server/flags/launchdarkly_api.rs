@@ -19,8 +19,6 @@ use super::{Percentage, UnknownFlagFormat, Unwritable};
 
 pub(super) const SOURCE: Source = Source::LaunchDarkly;
 
-pub use super::launchdarkly_http::{LaunchDarkly, PatchError};
-
 /// The parts of the flag representation the dashboard reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Flag {

@@ -18,6 +18,9 @@ pub use format::{FlagFormat, FlagValue, Percentage, UnknownFlagFormat, Unwritabl
 
 use super::error::{Source, SourceError};
 
+/// How an unconfirmed flag write's audit entry begins (the flag observer looks for it).
+pub const UNCONFIRMED: &str = "written, not confirmed";
+
 /// What the flag store holds right now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagReading {
@@ -111,6 +114,30 @@ impl FlagStore {
     /// A ConfigMap key (see [`kubernetes::ConfigMapFlag`]).
     pub fn kubernetes(cluster: super::cluster::Cluster, configmap: &str, key: &str) -> FlagStore {
         FlagStore::new(kubernetes::ConfigMapFlag::new(cluster, configmap, key))
+    }
+
+    /// The backend the settings choose (`flag.backend`): the one place each backend is named,
+    /// besides its own file and the settings' enum. `cluster`: the flag's namespace, if
+    /// Kubernetes answers.
+    pub fn open(
+        settings: &super::config::Settings,
+        cluster: Result<super::cluster::Cluster, SourceError>,
+        launchdarkly_token: Option<&super::config::Secret>,
+        timeout: std::time::Duration,
+    ) -> FlagStore {
+        use super::config::FlagBackend as Backend;
+        let opened = match settings.flag.backend {
+            Backend::Kubernetes => cluster.map(|c| {
+                FlagStore::new(kubernetes::ConfigMapFlag::new(c, &settings.flag.configmap, &settings.flag.key))
+            }),
+            Backend::Launchdarkly => {
+                launchdarkly_http::LaunchDarkly::new(settings, launchdarkly_token, timeout).map(FlagStore::new)
+            }
+        };
+        opened.unwrap_or_else(|e| {
+            tracing::warn!("the flag's store: {e}");
+            FlagStore::unconfigured(e)
+        })
     }
 
     /// The configured backend cannot be reached at all (the error says why).

@@ -1,7 +1,7 @@
 //! Reads per client (issue 31): each client (its address as the ingress saw it, `auth::client`;
 //! an IPv6 client as its /64) may make `client_reads_per_s` reads a second on average, in bursts
 //! of `client_read_burst`, counted by the `governor` crate's keyed limiter (GCRA). Past that it is
-//! answered 429 with `Retry-After`, before any handler or backend is reached. Changes (every POST:
+//! answered 429 (`middleware::client_reads`) with `Retry-After`, before any handler or backend is reached. Changes (every POST:
 //! the kill switch first), the probes, the metrics and the built assets are never limited, so a
 //! client hammering the reports cannot starve on-call. Clients sharing one address (an office
 //! behind NAT) share its allowance: the defaults leave room for dozens of open pages.
@@ -11,15 +11,10 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::server::auth::client;
 use crate::server::auth::network_of;
-use crate::server::state::AppState;
 
 /// Requests between two sweeps of clients no longer limited (their state is forgotten).
 const SWEEP_EVERY: u64 = 4096;
@@ -50,41 +45,6 @@ impl ClientReads {
     }
 }
 
-/// Whether a request counts against its client's reads.
-fn limited(method: &Method, path: &str) -> bool {
-    let read = method == Method::GET || method == Method::HEAD;
-    let exempt = path.starts_with("/pkg/") || matches!(path, "/healthz" | "/readyz" | "/metrics" | "/favicon.ico");
-    read && !exempt
-}
-
-pub async fn limit(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let Some(reads) = state.services.client_reads.as_ref() else { return next.run(req).await };
-    if !limited(req.method(), req.uri().path()) {
-        return next.run(req).await;
-    }
-    let peer = super::extract::peer(req.extensions());
-    // In-process requests have no socket, hence no client to count.
-    let Some(who) = client::address(peer, req.headers(), &state.settings.auth.trusted_proxies) else {
-        return next.run(req).await;
-    };
-    match reads.check(who) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            tracing::info!(client = %who, path = %req.uri().path(), "too many reads from one client: 429");
-            let body = serde_json::json!({
-                "error": format!("too many reads from your address; try again in {secs} s"),
-                "code": "too_many_requests",
-            });
-            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], axum::Json(body)).into_response()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,20 +62,5 @@ mod tests {
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!((0..10).filter(|i| reads.check(v6(&format!("2001:db8::{i}"))).is_ok()).count(), 5);
         assert!(ClientReads::new(0, 10).is_none(), "0: no limit");
-    }
-
-    #[test]
-    fn changes_probes_and_assets_are_never_limited() {
-        assert!(limited(&Method::GET, "/api/v1/reports/insulin-units.png"));
-        assert!(limited(&Method::GET, "/"));
-        for (m, p) in [
-            (Method::POST, "/api/v1/rollout/kill"),
-            (Method::POST, "/api/v1/hooks/alertmanager"),
-            (Method::GET, "/readyz"),
-            (Method::GET, "/metrics"),
-            (Method::GET, "/pkg/rollout-dashboard.wasm"),
-        ] {
-            assert!(!limited(&m, p), "{m} {p}");
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! Layers every response passes: the cross-origin guard, cache headers and request metrics.
+//! Layers every response passes: the cross-origin guard, reads per client, cache headers and
+//! request metrics.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -85,9 +86,51 @@ pub async fn request_metrics(
     resp
 }
 
+/// Whether a request counts against its client's reads.
+fn limited(method: &axum::http::Method, path: &str) -> bool {
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    let exempt = path.starts_with("/pkg/") || matches!(path, "/healthz" | "/readyz" | "/metrics" | "/favicon.ico");
+    read && !exempt
+}
+
+/// Reads past a client's allowance (`client_reads.rs`) are answered 429 with `Retry-After`.
+pub async fn client_reads(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(reads) = state.services.client_reads.as_ref() else { return next.run(req).await };
+    if !limited(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let peer = super::extract::peer(req.extensions());
+    // In-process requests have no socket, hence no client to count.
+    let Some(who) = crate::server::auth::client::address(peer, req.headers(), &state.settings.auth.trusted_proxies)
+    else {
+        return next.run(req).await;
+    };
+    match reads.check(who) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            tracing::info!(client = %who, path = %req.uri().path(), "too many reads from one client: 429");
+            let body = serde_json::json!({
+                "error": format!("too many reads from your address; try again in {secs} s"),
+                "code": "too_many_requests",
+            });
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, secs.to_string())],
+                axum::Json(body),
+            )
+                .into_response()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cache_control;
+    use super::{cache_control, limited};
 
     #[test]
     fn hashed_assets_are_immutable_and_live_answers_are_not_stored() {
@@ -99,5 +142,20 @@ mod tests {
         assert_eq!(cache_control("/favicon.svg", true, true), "public, max-age=3600");
         assert_eq!(cache_control("/", true, false), "no-store");
         assert_eq!(cache_control("/api/v1/status", true, false), "no-store");
+    }
+
+    #[test]
+    fn changes_probes_and_assets_are_never_limited() {
+        assert!(limited(&axum::http::Method::GET, "/api/v1/reports/insulin-units.png"));
+        assert!(limited(&axum::http::Method::GET, "/"));
+        for (m, p) in [
+            (axum::http::Method::POST, "/api/v1/rollout/kill"),
+            (axum::http::Method::POST, "/api/v1/hooks/alertmanager"),
+            (axum::http::Method::GET, "/readyz"),
+            (axum::http::Method::GET, "/metrics"),
+            (axum::http::Method::GET, "/pkg/rollout-dashboard.wasm"),
+        ] {
+            assert!(!limited(&m, p), "{m} {p}");
+        }
     }
 }

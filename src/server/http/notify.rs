@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use crate::api::notify::{NotificationsView, Resend};
 use crate::server::caller::Caller;
 use crate::server::error::ApiError;
+use crate::server::hook::{self, HookAnswer, Payload};
 use crate::server::http::extract::Body;
-use crate::server::notify::hook::{self, HookAnswer, Payload};
 use crate::server::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::DefaultBodyLimit;
@@ -40,15 +40,9 @@ async fn resend(
         Ok(Body(b)) => b,
         Err(e) => {
             let e = caller.operator("sending a dead letter again", "send notifications again").err().unwrap_or(e);
-            return crate::server::audit::refusal_recorded(
-                &state.state_db,
-                &state.services.metrics,
-                &caller,
-                Action::NotifyResend,
-                &receiver,
-                Err(e),
-            )
-            .await;
+            return caller
+                .refusal_recorded(&state.state_db, &state.services.metrics, Action::NotifyResend, &receiver, Err(e))
+                .await;
         }
     };
     crate::server::notify::resend(&state, &caller, &receiver, b.audit_id).await?;

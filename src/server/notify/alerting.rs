@@ -6,48 +6,22 @@
 //! is posted once more with `endsAt` = now: resolved. What is firing is kept in the state database
 //! (`notify_alerts`), so a restarted or another replica resolves what this one raised.
 
-use crate::api::audit::Action;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::api::autopilot::{PlanState, Verdict};
-use crate::api::rollback::RunState;
-
-use super::super::audit;
-use super::super::autopilot::store as plans;
+use super::super::conditions::Condition;
 use super::super::config::Severity;
 use super::super::error::SourceError;
 use super::super::locks::{with_lock, Lock};
-use super::super::rollback::store as runs;
 use super::super::state::AppState;
 use super::outbox::{origin, Pass};
 use super::receivers::{Answer, Origin, Receiver};
 use super::store::{self, Attempt, FiringAlert};
 
-/// One condition that holds now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    pub alertname: &'static str,
-    pub severity: Severity,
-    /// Labels beyond the common ones (the plan, the check, the run).
-    pub labels: BTreeMap<String, String>,
-    pub summary: String,
-    pub description: String,
-}
-
 impl Condition {
-    fn new(alertname: &'static str, severity: Severity, summary: String, description: String) -> Condition {
-        Condition { alertname, severity, labels: BTreeMap::new(), summary, description }
-    }
-
-    fn label(mut self, k: &str, v: impl ToString) -> Condition {
-        self.labels.insert(k.into(), v.to_string());
-        self
-    }
-
     /// Every label the alert carries; together they are its identity in Alertmanager.
     pub fn all_labels(&self, origin: &Origin) -> BTreeMap<String, String> {
         let mut l = self.labels.clone();
@@ -65,40 +39,12 @@ pub fn key_of(labels: &BTreeMap<String, String>) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(",")
 }
 
-/// The conditions that hold now. An error (the state database cannot be read) changes nothing:
-/// no alert is resolved because a source could not be read.
+/// The conditions that hold now: each domain's (`conditions::holding`) and the receivers'
+/// own (one that refuses us tells nobody by itself). An error (the state database cannot be
+/// read) changes nothing: no alert is resolved because a source could not be read.
 pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError> {
     let db = &state.state_db;
-    let mut out = Vec::new();
-    if let Some(change) = audit::last_flag_change(db).await? {
-        if [Action::FlagKill, Action::FlagKillRetry].map(Action::as_str).contains(&change.1.as_str()) {
-            out.push(Condition::new(
-                "RolloutKilled",
-                Severity::Critical,
-                format!("The rollout was killed by {}: the flag is at 0 %", change.0),
-                "Every user writes the legacy dose until someone sets the percentage again.".into(),
-            ));
-        }
-    }
-    // A kill that has not landed holds until it does.
-    if let Some(k) = super::super::kill_requests::pending(db).await?.first() {
-        out.push(
-            Condition::new(
-                "RolloutKillFailing",
-                Severity::Critical,
-                format!("A kill asked by {} has not landed: the rollout is still up", k.actor),
-                format!(
-                    "Asked at {}; {} attempt(s), retried every round; last error: {}. Set the flag to 0 by hand if \
-                     this lasts.",
-                    k.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    k.attempts,
-                    k.last_error.as_deref().unwrap_or("none yet")
-                ),
-            )
-            .label("kill", k.id),
-        );
-    }
-    // A receiver that refuses us (a revoked token, a moved webhook) tells nobody by itself.
+    let mut out = super::super::conditions::holding::holding(db).await?;
     for (receiver, status, since, attempts) in super::store::refusing_receivers(db).await? {
         out.push(
             Condition::new(
@@ -112,57 +58,6 @@ pub async fn conditions(state: &AppState) -> Result<Vec<Condition>, SourceError>
             )
             .label("receiver", &receiver),
         );
-    }
-    if let Some(plan) = plans::latest(db).await? {
-        if plan.state == PlanState::Paused {
-            let why = plan.pause_reason.clone().unwrap_or_default();
-            out.push(
-                Condition::new(
-                    "AutopilotPaused",
-                    Severity::Warning,
-                    format!("Autopilot plan #{} is paused", plan.id),
-                    why,
-                )
-                .label("plan", plan.id),
-            );
-        }
-        if matches!(plan.state, PlanState::Running | PlanState::Paused) {
-            let latest = plans::latest_of(&plans::evaluations(db, plan.id, 200).await?);
-            for e in latest.iter().filter(|e| e.verdict == Verdict::Fail && !plan.dismissed.contains(&e.check)) {
-                out.push(
-                    Condition::new(
-                        "AutopilotCheckFailing",
-                        Severity::Warning,
-                        format!("Autopilot check {} is failing (plan #{})", e.check, plan.id),
-                        format!("{} (passes when {})", e.detail, e.threshold),
-                    )
-                    .label("plan", plan.id)
-                    .label("check", &e.check),
-                );
-            }
-        }
-    }
-    if let Some((id, run)) = runs::active_run(db).await? {
-        let stopped = |what: &str| format!("Rollback run #{id} {what}");
-        let c = match run {
-            RunState::Stopped => {
-                Some(("RollbackStopped", stopped("stopped at a failed step"), "retry, skip or abort it"))
-            }
-            RunState::Interrupted => Some((
-                "RollbackStopped",
-                stopped("was interrupted"),
-                "the dashboard stopped mid-step; resume or abort it",
-            )),
-            RunState::AwaitingApproval => {
-                Some(("RollbackNeedsApproval", stopped("needs a second operator"), "another operator must approve it"))
-            }
-            _ => None,
-        };
-        if let Some((name, summary, what)) = c {
-            out.push(
-                Condition::new(name, Severity::Critical, summary, format!("On /rollback: {what}.")).label("run", id),
-            );
-        }
     }
     Ok(out)
 }
@@ -185,7 +80,8 @@ pub async fn hold_forever(state: AppState, receiver: Receiver) {
     let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
     let mut backoff = min;
     loop {
-        let wait = match with_lock(&state, Lock::Receiver(receiver.name()), pass(&state, &receiver, every)).await {
+        let wait = match with_lock(&state.locks, Lock::Receiver(receiver.name()), pass(&state, &receiver, every)).await
+        {
             Ok(Some(Pass::Failed(retry_after))) => {
                 let wait = retry_after.unwrap_or(backoff).clamp(min, max).min(every);
                 backoff = (backoff * 2).min(max);
@@ -232,12 +128,8 @@ async fn pass(state: &AppState, r: &Receiver, every: Duration) -> Result<Pass, S
     }
     let changed = !resolved.is_empty() || hold.iter().any(|h| !firing.iter().any(|f| f.key == h.key));
     let started = Instant::now();
-    let answer = r.post_alerts(&Value::Array(alerts)).await;
-    let (ok, status, detail) = match &answer {
-        Answer::Delivered { status, .. } => (true, Some(*status), None),
-        Answer::Rejected { status, detail } => (false, Some(*status), Some(detail.clone())),
-        Answer::Failed { status, detail, .. } => (false, *status, Some(detail.clone())),
-    };
+    let answer = super::kinds::alertmanager::post_alerts(r, &Value::Array(alerts)).await;
+    let (ok, status, detail) = answer.summary();
     if changed || !ok {
         let names: Vec<&str> = holding.iter().map(|c| c.alertname).collect();
         let event = format!("alerts: {} firing, {} resolved", names.len(), resolved.len());
@@ -254,22 +146,18 @@ async fn pass(state: &AppState, r: &Receiver, every: Duration) -> Result<Pass, S
         };
         store::record_attempt(db, &attempt).await?;
     }
+    state.services.metrics.notification(r.name(), answer.outcome());
     match answer {
         Answer::Delivered { .. } => {
-            state.services.metrics.notification(r.name(), "delivered");
             let gone: Vec<&str> = resolved.iter().map(|f| f.key.as_str()).collect();
             store::hold_alerts(db, r.name(), &hold, &gone).await?;
             Ok(Pass::Idle)
         }
         Answer::Rejected { .. } => {
-            state.services.metrics.notification(r.name(), "rejected");
             tracing::warn!(receiver = r.name(), "Alertmanager refused the alerts; they are sent again next time");
             Ok(Pass::Idle)
         }
-        Answer::Failed { retry_after, .. } => {
-            state.services.metrics.notification(r.name(), "failed");
-            Ok(Pass::Failed(retry_after))
-        }
+        Answer::Failed { retry_after, .. } => Ok(Pass::Failed(retry_after)),
     }
 }
 

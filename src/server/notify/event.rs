@@ -1,10 +1,9 @@
 //! Which audit entries are events worth telling, how much each matters, and the sentence that
 //! tells it. The audit trail is the outbox (see the migration `notify`): an event is an entry.
 
-use crate::api::audit::{Action, AuditEntry, Outcome, FLAG_KILL_FAILED, ROLLBACK_NEEDS_APPROVAL};
+use crate::api::audit::{Action, AuditEntry, Outcome, AWAITING_APPROVAL, FLAG_KILL_FAILED, ROLLBACK_NEEDS_APPROVAL};
 
 use super::super::config::Severity;
-use super::super::rollback::AWAITING_APPROVAL;
 
 /// The audit actions that are events (those with a severity in [`Action`]), for the outbox query.
 pub fn actions() -> Vec<&'static str> {
@@ -140,6 +139,8 @@ mod tests {
             outcome,
             outcome_detail: detail.map(str::to_string),
             request_id: None,
+            run_id: None,
+            plan_id: None,
         }
     }
 

@@ -1,21 +1,25 @@
-//! Telling people, and taking orders from alerts.
+//! Telling people (taking orders from alerts is `hook/`'s).
 //!
 //! - `event`: which audit entries are events, their severity and their sentence.
-//! - `receivers`: the request each kind of receiver gets (signed webhook, Slack, Grafana) and
-//!   how its answer is read.
+//! - `receivers`: a receiver ready to send, and how its answer is read.
+//! - `kinds`: what each kind of receiver is sent (signed webhook, Slack, Grafana, Alertmanager),
+//!   one file each behind one trait.
 //! - `outbox`: delivery from the audit trail, at least once, in order, with back-off, one
 //!   replica per receiver.
 //! - `alerting`: Alertmanager as a receiver: alerts that fire while a condition holds.
-//! - `hook`: Alertmanager's webhook as an order (kill, pause the autopilot).
 //! - `store`: every SQL statement on the notification tables.
-//! - This file: the receivers as configured, and the service both doors call.
+//! - `configured`: the receivers as configured (held by the shared state).
+//! - This file: the service both doors call.
 
 pub mod alerting;
+pub mod configured;
 pub mod event;
-pub mod hook;
+pub mod kinds;
 pub mod outbox;
 pub mod receivers;
 pub mod store;
+
+pub use configured::Receivers;
 
 use crate::api::audit::Action;
 use crate::api::audit::Outcome;
@@ -23,52 +27,8 @@ use crate::api::notify::{NotificationsView, ReceiverState};
 
 use super::audit;
 use super::caller::Caller;
-use super::config::{Config, ReceiverKind, ReceiverSettings, Secret};
 use super::error::{ApiError, SourceError};
 use super::state::AppState;
-use receivers::Receiver;
-
-/// The receivers as configured: those that can send, those that cannot (a secret they name is
-/// not set) with the reason, and the hook's token.
-#[derive(Debug, Default)]
-pub struct Receivers {
-    pub ready: Vec<Receiver>,
-    pub unusable: Vec<(ReceiverSettings, String)>,
-    pub hook_token: Option<Secret>,
-    /// The hook's kill claims made while the state database did not answer (`hook.rs`).
-    /// By key, whether done.
-    pub outage_claims: std::sync::Mutex<std::collections::HashMap<String, bool>>,
-}
-
-impl Receivers {
-    pub fn from_config(config: &Config) -> Receivers {
-        let mut out = Receivers {
-            hook_token: config.named_secrets.get(&config.settings.hooks.alertmanager.token_env).cloned(),
-            ..Default::default()
-        };
-        for r in &config.settings.notify.receivers {
-            match Receiver::new(r, &config.named_secrets) {
-                Ok(ready) => out.ready.push(ready),
-                Err(why) => {
-                    tracing::error!("notifications: {why}; this receiver gets nothing until it is set");
-                    out.unusable.push((r.clone(), why));
-                }
-            }
-        }
-        out
-    }
-
-    /// One loop per receiver: events from the audit trail, or (Alertmanager) alerts held
-    /// while their condition does.
-    pub fn spawn(&self, state: &AppState) {
-        for r in &self.ready {
-            match r.kind() {
-                ReceiverKind::Alertmanager => tokio::spawn(alerting::hold_forever(state.clone(), r.clone())),
-                _ => tokio::spawn(outbox::deliver_forever(state.clone(), r.clone())),
-            };
-        }
-    }
-}
 
 /// Every receiver's state and the newest delivery attempts.
 pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
@@ -82,7 +42,7 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
         .map(|r| (&r.settings, None))
         .chain(state.notify.unusable.iter().map(|(s, why)| (s, Some(why.clone()))));
     for (s, unusable) in configured {
-        let alerts = s.kind == ReceiverKind::Alertmanager;
+        let alerts = kinds::named(&s.kind).is_some_and(|k| k.holds_conditions());
         let (due, firing) = if alerts {
             let firing = store::firing_alerts(db, &s.name).await?;
             (0, firing.iter().map(|a| a.labels["alertname"].as_str().unwrap_or_default().to_string()).collect())
@@ -94,7 +54,7 @@ pub async fn view(state: &AppState) -> Result<NotificationsView, SourceError> {
         let dead = store::dead_count(db, &s.name).await?;
         receivers.push(ReceiverState {
             name: s.name.clone(),
-            kind: s.kind.as_str().into(),
+            kind: s.kind.clone(),
             events: s.events.clone(),
             min_severity: s.min_severity.as_str().into(),
             unusable,
@@ -135,15 +95,9 @@ pub async fn resend(state: &AppState, caller: &Caller, receiver: &str, audit_id:
             audit::record(&state.state_db, &entry.outcome(Outcome::Done, None)).await?;
         }
         Err(_) => {
-            return audit::refusal_recorded(
-                &state.state_db,
-                &state.services.metrics,
-                caller,
-                Action::NotifyResend,
-                receiver,
-                result,
-            )
-            .await
+            return caller
+                .refusal_recorded(&state.state_db, &state.services.metrics, Action::NotifyResend, receiver, result)
+                .await
         }
     }
     result

@@ -4,7 +4,6 @@
 //! (doubling, or the receiver's `Retry-After`); other receivers are not held up. The action that
 //! made the entry never waits for any of this.
 
-use crate::api::audit::Action;
 use std::time::{Duration, Instant};
 
 use super::super::audit;
@@ -13,7 +12,6 @@ use super::super::state::AppState;
 use super::event::{self, Event};
 use super::receivers::{Answer, Origin, Receiver};
 use super::store::{self, Attempt};
-use crate::server::config::ReceiverKind;
 use crate::server::error::SourceError;
 
 /// How often a receiver with nothing due looks again.
@@ -41,7 +39,7 @@ pub async fn deliver_forever(state: AppState, receiver: Receiver) {
     let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
     let mut backoff = min;
     loop {
-        let wait = match with_lock(&state, Lock::Receiver(receiver.name()), pass(&state, &receiver)).await {
+        let wait = match with_lock(&state.locks, Lock::Receiver(receiver.name()), pass(&state, &receiver)).await {
             Ok(Some(Pass::Idle)) | Ok(None) => {
                 backoff = min;
                 POLL
@@ -85,11 +83,7 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
         };
         let started = Instant::now();
         let answer = send(state, receiver, &ev, &origin).await?;
-        let (ok, status, detail) = match &answer {
-            Answer::Delivered { status, .. } => (true, Some(*status), None),
-            Answer::Rejected { status, detail } => (false, Some(*status), Some(detail.clone())),
-            Answer::Failed { status, detail, .. } => (false, *status, Some(detail.clone())),
-        };
+        let (ok, status, detail) = answer.summary();
         let attempt = Attempt {
             receiver: name,
             audit_id: Some(entry.id),
@@ -101,20 +95,18 @@ async fn pass(state: &AppState, receiver: &Receiver) -> Result<Pass, SourceError
             millis: started.elapsed().as_millis(),
         };
         let n = store::record_attempt(db, &attempt).await?;
+        state.services.metrics.notification(name, answer.outcome());
         match answer {
             Answer::Delivered { .. } => {
-                state.services.metrics.notification(name, "delivered");
                 store::mark(db, name, entry.id, "delivered").await?;
                 set_aside(state, name, suspect.take()).await?;
             }
             Answer::Rejected { .. } => {
-                state.services.metrics.notification(name, "rejected");
                 tracing::warn!(receiver = name, event = ev.name, "a receiver refused an event; it is not sent again");
                 store::mark(db, name, entry.id, "rejected").await?;
                 set_aside(state, name, suspect.take()).await?;
             }
             Answer::Failed { retry_after, .. } => {
-                state.services.metrics.notification(name, "failed");
                 let after = state.settings.notify.dead_letter_after();
                 if suspect.is_none() && n > 0 && (n as u32).is_multiple_of(after) {
                     suspect = Some((entry.id, ev.name.to_string(), n));
@@ -144,49 +136,7 @@ async fn set_aside(state: &AppState, name: &str, suspect: Option<(i64, String, i
     store::mark(&state.state_db, name, id, "dead").await
 }
 
-/// The run a rollback entry is about ("rollback run #12").
-fn run_of(target: &str) -> Option<i64> {
-    target.strip_prefix("rollback run #")?.parse().ok()
-}
-
-/// Sends one event. Grafana draws a rollback run as a region: opened by its start, closed by
-/// its end (done or aborted).
+/// Sends one event as the receiver's kind does.
 async fn send(state: &AppState, r: &Receiver, ev: &Event, origin: &Origin) -> Result<Answer, SourceError> {
-    let run = run_of(&ev.entry.target);
-    if r.kind() != ReceiverKind::Grafana || run.is_none() {
-        return Ok(r.send(ev, origin).await);
-    }
-    let (db, run) = (&state.state_db, run.unwrap_or_default());
-    match ev.action {
-        // A start, waiting for approval or not.
-        Action::RollbackStart => {
-            let answer = r.send(ev, origin).await;
-            if let Answer::Delivered { annotation_id: Some(id), .. } = answer {
-                store::open_region(db, r.name(), run, id).await?;
-            }
-            Ok(answer)
-        }
-        Action::RollbackDone | Action::RollbackAbort => match store::region(db, r.name(), run).await? {
-            Some((id, false)) => {
-                let answer = r.close_region(id, ev.entry.at.timestamp_millis()).await;
-                if matches!(answer, Answer::Delivered { .. }) {
-                    store::close_region(db, r.name(), run).await?;
-                }
-                Ok(answer)
-            }
-            _ => Ok(r.send(ev, origin).await),
-        },
-        _ => Ok(r.send(ev, origin).await),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_read_from_the_target() {
-        assert_eq!(run_of("rollback run #12"), Some(12));
-        assert_eq!(run_of("feature-flags/insulin_dose_split"), None);
-    }
+    super::kinds::of(r).deliver(super::kinds::Delivery { db: &state.state_db, receiver: r, event: ev, origin }).await
 }

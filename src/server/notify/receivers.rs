@@ -1,15 +1,13 @@
-//! What each kind of receiver is sent, and how its answer is read. The request bodies follow the
-//! receivers' published shapes: a signed JSON webhook (ours, documented in the README), Slack's
-//! incoming webhooks (text and blocks), Grafana's `POST /api/annotations` and
-//! `PATCH /api/annotations/{id}`, and Alertmanager's `POST /api/v2/alerts` (alerting.rs).
+//! A receiver ready to send (its settings, secrets, client and kind), and how any receiver's
+//! answer is read. What each kind is sent is its own file under `kinds/`.
 
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
 
-use super::super::config::{ReceiverKind, ReceiverSettings, Secret};
+use super::super::config::{ReceiverSettings, Secret};
 use super::event::Event;
 
 /// What one attempt came to.
@@ -21,6 +19,27 @@ pub enum Answer {
     Rejected { status: u16, detail: String },
     /// No answer, 408, 429 or 5xx: try again later (no sooner than `retry_after` if said).
     Failed { status: Option<u16>, detail: String, retry_after: Option<Duration> },
+}
+
+impl Answer {
+    /// Whether it was delivered, the HTTP status if any, and what went wrong (for the attempt's
+    /// record).
+    pub fn summary(&self) -> (bool, Option<u16>, Option<String>) {
+        match self {
+            Answer::Delivered { status, .. } => (true, Some(*status), None),
+            Answer::Rejected { status, detail } => (false, Some(*status), Some(detail.clone())),
+            Answer::Failed { status, detail, .. } => (false, *status, Some(detail.clone())),
+        }
+    }
+
+    /// The outcome's name in `/metrics` (`rollout_dashboard_notifications_total{outcome}`).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Answer::Delivered { .. } => "delivered",
+            Answer::Rejected { .. } => "rejected",
+            Answer::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// A receiver ready to send: its settings and its secrets, read once at start.
@@ -74,48 +93,14 @@ impl Receiver {
         &self.settings.name
     }
 
-    pub fn kind(&self) -> ReceiverKind {
-        self.settings.kind
+    /// A request to the receiver's URL with `path` appended (Grafana's and Alertmanager's APIs).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.url.expose()))
     }
 
-    /// Sends one event (webhook, Slack, Grafana point annotation).
-    pub async fn send(&self, event: &Event, origin: &Origin) -> Answer {
-        match self.settings.kind {
-            ReceiverKind::Webhook => {
-                let body = webhook_body(event, origin).to_string();
-                let mut req = self.client.post(self.url.expose()).header("content-type", "application/json");
-                req = req.header("x-rollout-event", event.name).header("x-rollout-delivery", delivery_id(self, event));
-                if let Some(key) = &self.secret {
-                    req = req.header("x-rollout-signature", signature(key, chrono::Utc::now().timestamp(), &body));
-                }
-                answer(req.body(body)).await
-            }
-            ReceiverKind::Slack => answer(self.client.post(self.url.expose()).json(&slack_body(event, origin))).await,
-            ReceiverKind::Grafana => {
-                let body = grafana_body(event, origin, None);
-                answer(self.grafana(reqwest::Method::POST, "/api/annotations").json(&body)).await
-            }
-            ReceiverKind::Alertmanager => Answer::Rejected { status: 0, detail: "alerts are sent by condition".into() },
-        }
-    }
-
-    /// Grafana: closes a region annotation at `end_ms`.
-    pub async fn close_region(&self, annotation_id: i64, end_ms: i64) -> Answer {
-        let path = format!("/api/annotations/{annotation_id}");
-        answer(self.grafana(reqwest::Method::PATCH, &path).json(&json!({ "timeEnd": end_ms }))).await
-    }
-
-    fn grafana(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.client.request(method, format!("{}{path}", self.url.expose()));
-        match &self.secret {
-            Some(token) => req.bearer_auth(token.expose()),
-            None => req,
-        }
-    }
-
-    /// Alertmanager: posts alerts (firing or resolved).
-    pub async fn post_alerts(&self, alerts: &Value) -> Answer {
-        answer(self.client.post(format!("{}/api/v2/alerts", self.url.expose())).json(alerts)).await
+    /// The key the settings name in `secret_env` (the webhook's HMAC key, Grafana's token).
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
     }
 }
 
@@ -133,28 +118,6 @@ pub fn signature(key: &Secret, t: i64, body: &str) -> String {
     format!("t={t},sha256={hex}")
 }
 
-/// The generic webhook's JSON body (README: "Notifications").
-pub fn webhook_body(event: &Event, origin: &Origin) -> Value {
-    let e = &event.entry;
-    json!({
-        "id": e.id,
-        "event": event.name,
-        "severity": event.severity.as_str(),
-        "title": event.title,
-        "at": e.at.to_rfc3339(),
-        "environment": origin.environment,
-        "flag": origin.flag,
-        "actor": e.actor,
-        "role": e.role,
-        "target": e.target,
-        "before": e.value_before,
-        "after": e.value_after,
-        "reason": e.reason,
-        "detail": e.outcome_detail,
-        "request_id": e.request_id,
-    })
-}
-
 /// The most of a receiver's answer read: enough for an error message or Grafana's id.
 const ANSWER_CAP: usize = 16 * 1024;
 
@@ -170,13 +133,7 @@ async fn capped_text(mut resp: reqwest::Response, cap: usize) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// Slack's mrkdwn gives `&`, `<` and `>` meaning (`<!channel>` pings everyone, `<url|text>` is a
-/// link): in what people typed (a reason) they are escaped, as Slack asks.
-fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn clip(s: &str, max: usize) -> String {
+pub fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -185,48 +142,7 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-/// Slack's incoming webhook: `text` (the notification's fallback) and `blocks` (a header, the
-/// fields, a context line), within Slack's limits (header 150 characters, field 2,000).
-pub fn slack_body(event: &Event, origin: &Origin) -> Value {
-    let icon = match event.severity {
-        super::super::config::Severity::Critical => ":red_circle:",
-        super::super::config::Severity::Warning => ":warning:",
-        super::super::config::Severity::Info => ":information_source:",
-    };
-    let fields: Vec<Value> = event
-        .details()
-        .into_iter()
-        .map(|(k, v)| json!({ "type": "mrkdwn", "text": clip(&format!("*{k}*\n{}", slack_escape(&v)), 2000) }))
-        .collect();
-    json!({
-        "text": format!("{icon} [{}] {}", origin.environment, slack_escape(&event.title)),
-        "blocks": [
-            { "type": "header", "text": { "type": "plain_text", "text": clip(&event.title, 150), "emoji": true } },
-            { "type": "section", "fields": fields },
-            { "type": "context", "elements": [ { "type": "mrkdwn", "text": format!(
-                "{icon} {} · {} · flag `{}` · audit entry #{}", event.severity.as_str(), origin.environment, origin.flag, event.entry.id) } ] },
-        ],
-    })
-}
-
-/// Grafana's annotation: a point at the event, or a region when `end_ms` is given.
-pub fn grafana_body(event: &Event, origin: &Origin, end_ms: Option<i64>) -> Value {
-    let mut text = event.title.clone();
-    for (k, v) in event.details() {
-        text.push_str(&format!("\n{k}: {v}"));
-    }
-    let mut body = json!({
-        "time": event.entry.at.timestamp_millis(),
-        "tags": ["rollout", origin.flag, event.name, event.severity.as_str(), origin.environment],
-        "text": text,
-    });
-    if let Some(end) = end_ms {
-        body["timeEnd"] = json!(end);
-    }
-    body
-}
-
-async fn answer(req: reqwest::RequestBuilder) -> Answer {
+pub async fn answer(req: reqwest::RequestBuilder) -> Answer {
     let started = Instant::now();
     let resp = match req.send().await {
         Ok(r) => r,
@@ -259,20 +175,12 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::api::audit::Action;
     use crate::api::audit::{AuditEntry, Outcome};
 
-    #[test]
-    fn what_people_typed_cannot_ping_or_link_in_slack() {
-        assert_eq!(
-            slack_escape("<!channel> see <http://evil|here> & more"),
-            "&lt;!channel&gt; see &lt;http://evil|here&gt; &amp; more"
-        );
-    }
-
-    fn event() -> Event {
+    pub fn event() -> Event {
         Event::of(&AuditEntry {
             id: 41,
             at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
@@ -286,11 +194,13 @@ mod tests {
             outcome: Outcome::Done,
             outcome_detail: None,
             request_id: Some("r-1".into()),
+            run_id: None,
+            plan_id: None,
         })
         .unwrap()
     }
 
-    fn origin() -> Origin {
+    pub fn origin() -> Origin {
         Origin { environment: "demo".into(), flag: "insulin_dose_split".into() }
     }
 
@@ -299,24 +209,6 @@ mod tests {
         // Computed independently: printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac key
         let s = signature(&Secret::new("key"), 1_700_000_000, r#"{"a":1}"#);
         assert_eq!(s, "t=1700000000,sha256=a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03");
-    }
-
-    #[test]
-    fn bodies_carry_what_each_receiver_documents() {
-        let w = webhook_body(&event(), &origin());
-        assert_eq!(
-            (w["id"].as_i64(), w["event"].as_str(), w["severity"].as_str()),
-            (Some(41), Some(Action::FlagKill.as_str()), Some("critical"))
-        );
-        assert_eq!((w["before"].as_str(), w["after"].as_str()), (Some("25"), Some("0")));
-        let s = slack_body(&event(), &origin());
-        assert!(s["text"].as_str().unwrap().contains("Kill switch: rollout 25 → 0 % by autopilot"), "{s}");
-        assert_eq!(s["blocks"][0]["type"], "header");
-        assert_eq!(s["blocks"][1]["fields"][0]["text"], "*by*\nautopilot (system)");
-        let g = grafana_body(&event(), &origin(), Some(1_764_000_060_000));
-        assert_eq!(g["time"], 1_764_000_000_000i64);
-        assert_eq!(g["timeEnd"], 1_764_000_060_000i64);
-        assert_eq!(g["tags"], json!(["rollout", "insulin_dose_split", Action::FlagKill, "critical", "demo"]));
     }
 
     #[test]

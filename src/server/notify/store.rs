@@ -31,8 +31,7 @@ pub async fn mark(db: &PgPool, receiver: &str, audit_id: i64, outcome: &str) -> 
         .bind(audit_id)
         .bind(outcome)
         .execute(db)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -109,8 +108,7 @@ pub async fn recent_attempts(db: &PgPool, limit: i64) -> Result<Vec<DeliveryAtte
     )
     .bind(limit)
     .fetch_all(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| DeliveryAttempt {
@@ -185,8 +183,7 @@ pub async fn open_region(db: &PgPool, receiver: &str, run_id: i64, annotation_id
     .bind(run_id)
     .bind(annotation_id)
     .execute(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -195,101 +192,7 @@ pub async fn close_region(db: &PgPool, receiver: &str, run_id: i64) -> Result<()
         .bind(receiver)
         .bind(run_id)
         .execute(db)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Whose an alert's action is, as the claim found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claimed {
-    /// This attempt's now.
-    Taken,
-    /// An earlier attempt's, done.
-    Done,
-    /// An earlier attempt's, still acting (within its lease).
-    Held,
-}
-
-/// Claims an alert's action for the attempt `owner`: taken when no attempt claimed it before, or
-/// when an earlier attempt's claim is not done and older than `lease` (that attempt was cut off or
-/// its process died: this one takes over). A done claim is never taken again.
-pub async fn claim(
-    db: &PgPool,
-    fingerprint: &str,
-    starts_at: DateTime<Utc>,
-    action: &str,
-    lease: std::time::Duration,
-    owner: &str,
-) -> Result<Claimed, SourceError> {
-    let taken: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO alert_hook_actions (fingerprint, starts_at, action, owner) VALUES ($1, $2, $3, $5)
-         ON CONFLICT (fingerprint, starts_at, action) DO UPDATE SET claimed_at = now(), owner = $5
-          WHERE NOT alert_hook_actions.done
-            AND alert_hook_actions.claimed_at < now() - make_interval(secs => $4)
-         RETURNING 1",
-    )
-    .bind(fingerprint)
-    .bind(starts_at)
-    .bind(action)
-    .bind(lease.as_secs_f64())
-    .bind(owner)
-    .fetch_optional(db)
-    .await
-    .map_err(db_err)?;
-    if taken.is_some() {
-        return Ok(Claimed::Taken);
-    }
-    let done: Option<bool> = sqlx::query_scalar(
-        "SELECT done FROM alert_hook_actions WHERE fingerprint = $1 AND starts_at = $2 AND action = $3",
-    )
-    .bind(fingerprint)
-    .bind(starts_at)
-    .bind(action)
-    .fetch_optional(db)
-    .await
-    .map_err(db_err)?;
-    Ok(if done.unwrap_or(false) { Claimed::Done } else { Claimed::Held })
-}
-
-/// The claimed action is done: no later delivery of the alert acts again. (Done by whichever
-/// attempt: an attempt that outlived its lease and succeeded still settles the alert.)
-pub async fn claim_done(
-    db: &PgPool,
-    fingerprint: &str,
-    starts_at: DateTime<Utc>,
-    action: &str,
-) -> Result<(), SourceError> {
-    sqlx::query("UPDATE alert_hook_actions SET done = true WHERE fingerprint = $1 AND starts_at = $2 AND action = $3")
-        .bind(fingerprint)
-        .bind(starts_at)
-        .bind(action)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Gives back `owner`'s claim (its action failed, so a later delivery may try again). A claim
-/// another attempt took over since, or one marked done, is left alone.
-pub async fn forget(
-    db: &PgPool,
-    fingerprint: &str,
-    starts_at: DateTime<Utc>,
-    action: &str,
-    owner: &str,
-) -> Result<(), SourceError> {
-    sqlx::query(
-        "DELETE FROM alert_hook_actions
-          WHERE fingerprint = $1 AND starts_at = $2 AND action = $3 AND owner = $4 AND NOT done",
-    )
-    .bind(fingerprint)
-    .bind(starts_at)
-    .bind(action)
-    .bind(owner)
-    .execute(db)
-    .await
-    .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -315,7 +218,7 @@ pub async fn firing_alerts(db: &PgPool, receiver: &str) -> Result<Vec<FiringAler
 
 /// After a delivered post: `hold` are firing (kept, first start kept), `gone` resolved.
 pub async fn hold_alerts(db: &PgPool, receiver: &str, hold: &[FiringAlert], gone: &[&str]) -> Result<(), SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     for a in hold {
         sqlx::query(
             "INSERT INTO notify_alerts (receiver, key, labels, annotations, starts_at) VALUES ($1, $2, $3, $4, $5)
@@ -327,15 +230,13 @@ pub async fn hold_alerts(db: &PgPool, receiver: &str, hold: &[FiringAlert], gone
         .bind(&a.annotations)
         .bind(a.starts_at)
         .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
     }
     sqlx::query("DELETE FROM notify_alerts WHERE receiver = $1 AND key = ANY($2)")
         .bind(receiver)
         .bind(gone)
         .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
     tx.commit().await.map_err(db_err)
 }
 
@@ -362,7 +263,7 @@ pub async fn dead_letters(db: &PgPool, limit: i64) -> Result<Vec<DeadLetter>, So
     .bind(limit)
     .fetch_all(db)
     .await
-    .map_err(db_err)?;
+    ?;
     Ok(rows
         .into_iter()
         .map(|r| DeadLetter {
@@ -391,7 +292,6 @@ pub async fn resend(db: &PgPool, receiver: &str, audit_id: i64) -> Result<bool, 
         .bind(receiver)
         .bind(audit_id)
         .execute(db)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(done.rows_affected() == 1)
 }

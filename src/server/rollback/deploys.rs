@@ -42,7 +42,7 @@ pub async fn list(db: &PgPool, limit: i64) -> Result<Vec<DeployEntry>, SourceErr
     .bind(limit)
     .fetch_all(db)
     .await
-    .map_err(db_err)?;
+    ?;
     Ok(rows.into_iter().map(DeployEntry::from).collect())
 }
 
@@ -85,8 +85,7 @@ pub async fn insert(
     .bind(actor)
     .bind(note)
     .fetch_one(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(row.into())
 }
 
@@ -97,8 +96,7 @@ pub async fn observe_once(state: &AppState) -> Result<(), SourceError> {
     let last: Option<String> =
         sqlx::query_scalar("SELECT revision FROM deploy_journal ORDER BY at DESC, id DESC LIMIT 1")
             .fetch_optional(&state.state_db)
-            .await
-            .map_err(db_err)?;
+            .await?;
     if last.as_deref() != Some(now.as_str()) {
         // Back to the revision the journal lists before the last one: a rollback, not a deploy.
         // The previous of `now` is then what the journal already knows of it, not `last`.

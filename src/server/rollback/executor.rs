@@ -24,7 +24,7 @@ pub fn spawn_drive(state: AppState, id: i64) {
 
 /// Drives run `id` step by step, if no other executor does.
 async fn drive(state: &AppState, id: i64) -> Result<(), SourceError> {
-    with_lock(state, Lock::RollbackRun(id), drive_locked(state, id)).await.map(|_| ())
+    with_lock(&state.locks, Lock::RollbackRun(id), drive_locked(state, id)).await.map(|_| ())
 }
 
 async fn drive_locked(state: &AppState, id: i64) -> Result<(), SourceError> {
@@ -134,7 +134,7 @@ pub async fn recover(state: &AppState) {
     };
     for id in ids {
         // A run whose lock another replica holds is being driven there.
-        if let Err(e) = with_lock(state, Lock::RollbackRun(id), mark_interrupted(state, id)).await {
+        if let Err(e) = with_lock(&state.locks, Lock::RollbackRun(id), mark_interrupted(state, id)).await {
             tracing::error!(run = id, "rollback recovery: {e}");
         }
     }

@@ -12,13 +12,13 @@
 //! - This file: the service both doors call (start, retry, skip, abort, approve by a second
 //!   operator, the deploy journal).
 
-/// The start entry's detail when the run waits for a second operator (notifications tell it
-/// apart from a start that runs at once).
-pub const AWAITING_APPROVAL: &str = "waiting for a second operator's approval";
+use crate::api::audit::AWAITING_APPROVAL;
 pub mod deploys;
 mod executor;
+pub mod facts;
 pub mod incident;
 pub mod machine;
+pub mod memory;
 mod preconditions;
 pub mod steps;
 pub mod store;
@@ -367,15 +367,7 @@ impl<'a> Service<'a> {
         if result.is_ok() {
             self.state.services.rollback_plan.clear();
         }
-        super::audit::refusal_recorded(
-            &self.state.state_db,
-            &self.state.services.metrics,
-            caller,
-            action,
-            "rollback",
-            result,
-        )
-        .await
+        caller.refusal_recorded(&self.state.state_db, &self.state.services.metrics, action, "rollback", result).await
     }
 }
 

@@ -10,7 +10,7 @@ use crate::api::rollback::{RunState, RunView, StepState, StepView};
 
 use super::super::audit::{self, NewEntry};
 use super::super::error::{db_err, Source, SourceError};
-use super::steps::Memory;
+pub use super::memory::Memory;
 
 fn malformed(detail: String) -> SourceError {
     SourceError::Malformed { system: Source::StateDatabase, detail }
@@ -77,7 +77,7 @@ pub(super) fn executor_note(
 }
 
 async fn note(tx: &mut Transaction<'_, Postgres>, run_id: i64, n: Note) -> Result<i64, SourceError> {
-    audit::record(&mut **tx, &NewEntry { target: format!("rollback run #{run_id}"), ..n }).await
+    audit::record(&mut **tx, &NewEntry { target: format!("rollback run #{run_id}"), run_id: Some(run_id), ..n }).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -119,8 +119,7 @@ pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> R
     )
     .bind(id)
     .fetch_optional(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let Some(r) = run else { return Ok(None) };
     let steps: Vec<StepRow> = sqlx::query_as(
         "SELECT idx, name, title, state, attempts, started_at, finished_at, output, error, skip_reason
@@ -128,8 +127,7 @@ pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> R
     )
     .bind(id)
     .fetch_all(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let now = chrono::Utc::now();
     let steps = steps
         .into_iter()
@@ -178,7 +176,7 @@ pub(super) async fn active_run_id(db: &PgPool) -> Result<Option<i64>, SourceErro
 /// The active run and its state, if any (the rollout's guard asks).
 pub async fn active_run(db: &PgPool) -> Result<Option<(i64, RunState)>, SourceError> {
     let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, state FROM rollback_runs WHERE active").fetch_optional(db).await.map_err(db_err)?;
+        sqlx::query_as("SELECT id, state FROM rollback_runs WHERE active").fetch_optional(db).await?;
     row.map(|(id, st)| {
         RunState::parse(&st)
             .map(|s| (id, s))
@@ -220,7 +218,7 @@ pub(super) struct NewRun<'a> {
 /// Creates the run, its steps and the start's audit entry in one transaction. None when another
 /// run is active (it won the race an instant ago): nothing is written.
 pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note) -> Result<Option<i64>, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     let memory = serde_json::to_value(new.memory).map_err(|e| malformed(e.to_string()))?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO rollback_runs (actor, reason, environment, state, restore_data, bypass_reason, memory, plan)
@@ -236,8 +234,7 @@ pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note) -> Result<
     .bind(&memory)
     .bind(&new.plan)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let Some(id) = id else { return Ok(None) };
     for (i, (name, title, state)) in new.steps.iter().enumerate() {
         sqlx::query("INSERT INTO rollback_steps (run_id, idx, name, title, state) VALUES ($1, $2, $3, $4, $5)")
@@ -247,11 +244,10 @@ pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note) -> Result<
             .bind(title)
             .bind(state.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
     note(&mut tx, id, n).await?;
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(Some(id))
 }
 
@@ -265,11 +261,11 @@ pub(super) async fn transition(
     approved_by: Option<&str>,
     n: Note,
 ) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     if !transition_in(&mut tx, id, from, to, approved_by, n).await? {
         return Ok(false);
     }
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(true)
 }
 
@@ -292,8 +288,7 @@ async fn transition_in(
     .bind(approved_by)
     .bind(to.finished())
     .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
@@ -311,13 +306,13 @@ pub(super) async fn resume(
     (idx, u, step_note): (u32, StepUpdate<'_>, Note),
     run_note: Note,
 ) -> Result<bool, SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     set_step_in(&mut tx, id, idx, u, step_note).await?;
     // Dropping the transaction undoes the step's reset when the run moved on meanwhile.
     if !transition_in(&mut tx, id, from, to, None, run_note).await? {
         return Ok(false);
     }
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(true)
 }
 
@@ -347,7 +342,7 @@ pub(super) async fn set_step(
     u: StepUpdate<'_>,
     n: Note,
 ) -> Result<(), SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     set_step_in(&mut tx, run_id, idx, u, n).await?;
     tx.commit().await.map_err(db_err)
 }
@@ -382,14 +377,12 @@ async fn set_step_in(
     .bind(u.state.ends_attempt())
     .bind(clears_error)
     .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
+    .await?;
     sqlx::query("UPDATE rollback_runs SET updated_at = now(), memory = COALESCE($2, memory) WHERE id = $1")
         .bind(run_id)
         .bind(memory)
         .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
     note(tx, run_id, n).await?;
     Ok(())
 }
@@ -437,7 +430,6 @@ pub async fn allowed_states(db: &PgPool, table: &str) -> Result<Vec<String>, Sou
     )
     .bind(table)
     .fetch_one(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(def.split('\'').skip(1).step_by(2).map(str::to_string).collect())
 }

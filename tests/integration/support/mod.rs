@@ -1,5 +1,7 @@
 //! Test harness: a real Prometheus with backfilled history, the demo simulator's emulated
-//! Kubernetes API on a real socket, and a dashboard state wired to them.
+//! Kubernetes API on a real socket, and a dashboard state wired to them; the worlds built on
+//! them live in the submodules (`control`, `rollback`, `autopilot`), with the browser's side of
+//! the requests (`web`) and the dashboard as a real process (`process`).
 
 #![allow(dead_code)]
 
@@ -15,9 +17,19 @@ use diary_writer::openmetrics::{self, CounterSeries};
 use rollout_dashboard::server::config::Config;
 use rollout_dashboard::server::state::AppState;
 
-mod alertmanager;
-#[allow(unused_imports)]
-pub use alertmanager::AlertmanagerHarness;
+pub mod alertmanager;
+
+// The worlds the feature files share, each in its own module (imported by path).
+pub mod autopilot;
+pub mod control;
+pub mod process;
+pub mod rollback;
+pub mod web;
+
+/// The repository's root (this crate's manifest directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

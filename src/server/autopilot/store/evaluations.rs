@@ -10,7 +10,7 @@ use super::super::super::error::SourceError;
 use super::db_err;
 
 pub async fn record_evaluations(db: &PgPool, plan_id: i64, evaluations: &[Evaluation]) -> Result<(), SourceError> {
-    let mut tx = db.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     for e in evaluations {
         sqlx::query(
             "INSERT INTO autopilot_evaluations
@@ -30,8 +30,7 @@ pub async fn record_evaluations(db: &PgPool, plan_id: i64, evaluations: &[Evalua
         .bind(e.action.as_str())
         .bind(e.acted)
         .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
     }
     tx.commit().await.map_err(db_err)
 }
@@ -64,8 +63,7 @@ pub async fn evaluations(db: &PgPool, plan_id: i64, limit: i64) -> Result<Vec<Ev
     .bind(plan_id)
     .bind(limit)
     .fetch_all(db)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(evaluation).collect())
 }
 

@@ -11,11 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::api::rollback::PlannedStep;
 
 use super::super::state::AppState;
+pub use super::memory::Memory;
 use super::store::{self, Run};
 pub use commands::{job_spec, redact, shown, substitute, ForStep};
 
@@ -59,22 +58,6 @@ pub trait RollbackStep: Sync {
     fn plan(&self, cx: &PlanContext<'_>) -> Vec<String>;
     /// Looks at the world, acts, reads it back; writes what it saw and did to `cx.log`.
     fn run<'a>(&'a self, cx: &'a mut StepContext<'_>) -> StepFuture<'a>;
-}
-
-/// What a run remembers between steps (persisted with the run before a step acts on it).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Memory {
-    /// The writer deployment's replica count before the writers were stopped.
-    pub writer_replicas: Option<i32>,
-    /// The flag's value before it was turned off.
-    pub flag_before: Option<String>,
-    pub from_revision: Option<String>,
-    pub target_revision: String,
-    /// All writes per second when the run started: what the legacy rate must come back to.
-    pub baseline_rate: Option<f64>,
-    pub data_loss_rows: i64,
-    /// The legacy entry the smoke check wrote.
-    pub smoke_entry_id: Option<i64>,
 }
 
 /// What the dry run knows about the world.

@@ -5,7 +5,7 @@
 //! a kill is never lost to that rule:
 //! - a delivery's work runs in a task of its own, so a caller that gives up mid-action
 //!   (Alertmanager's timeout while Kubernetes is slow) does not cancel it half way;
-//! - the claim is a lease until the action is done (`store::claim`): a claim left by a process
+//! - the claim is a lease until the action is done (`claims::claim`): a claim left by a process
 //!   that died while acting is taken over by a resend once the lease has run out;
 //! - a failed action gives its claim back, so the next delivery acts; a delivery that finds an
 //!   earlier attempt still acting is answered 503 (never "repeated"), so Alertmanager sends again;
@@ -18,15 +18,16 @@
 use crate::api::audit::Action;
 use std::collections::BTreeMap;
 
+mod claims;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::super::audit::{self, NewEntry};
-use super::super::caller::Caller;
-use super::super::config::{AlertRule, HookAction};
-use super::super::error::{ApiError, Source, SourceError};
-use super::super::state::AppState;
-use super::store;
+use super::audit::{self, NewEntry};
+use super::caller::Caller;
+use super::config::{AlertRule, HookAction};
+use super::error::{ApiError, Source, SourceError};
+use super::state::AppState;
 use crate::api::audit::Outcome;
 use crate::api::autopilot::{PlanAction, PlanActionBody};
 
@@ -211,11 +212,11 @@ fn claim_key(alert: &Alert, action: HookAction) -> String {
 
 async fn claim(state: &AppState, alert: &Alert, action: HookAction, owner: &str) -> Result<Claim, ApiError> {
     let (db, fp, at) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at);
-    let stored = store::claim(db, fp, at, action.as_str(), lease(state), owner);
+    let stored = claims::claim(db, fp, at, action.as_str(), lease(state), owner);
     match state.services.state_db.call(state.settings.source_timeout(), stored).await {
-        Ok(store::Claimed::Taken) => Ok(Claim::Stored),
-        Ok(store::Claimed::Done) => Ok(Claim::Repeated),
-        Ok(store::Claimed::Held) => Ok(Claim::Held),
+        Ok(claims::Claimed::Taken) => Ok(Claim::Stored),
+        Ok(claims::Claimed::Done) => Ok(Claim::Repeated),
+        Ok(claims::Claimed::Held) => Ok(Claim::Held),
         Err(e) if action == HookAction::Kill => {
             tracing::error!(
                 fingerprint = fp,
@@ -241,8 +242,8 @@ impl Claim {
     async fn settle(self, state: &AppState, alert: &Alert, action: HookAction, done: bool, owner: &str) {
         let (db, fp, at, a) = (&state.state_db, alert.fingerprint.as_str(), alert.starts_at, action.as_str());
         let kept = match (self, done) {
-            (Claim::Stored, true) => store::claim_done(db, fp, at, a).await,
-            (Claim::Stored, false) => store::forget(db, fp, at, a, owner).await,
+            (Claim::Stored, true) => claims::claim_done(db, fp, at, a).await,
+            (Claim::Stored, false) => claims::forget(db, fp, at, a, owner).await,
             (Claim::InProcess, _) => {
                 let mut held = state.notify.outage_claims.lock().unwrap_or_else(|p| p.into_inner());
                 if done {
@@ -275,12 +276,12 @@ async fn act(
     match action {
         HookAction::Record => Ok("recorded".into()),
         HookAction::Kill => {
-            let done = super::super::rollout::kill(state, caller, Some(why(alert, name))).await?;
+            let done = super::rollout::kill(state, caller, Some(why(alert, name))).await?;
             Ok(format!("kill switch: {} → {}", done.before, done.after))
         }
         HookAction::PauseAutopilot => {
             let body = PlanActionBody { reason: Some(why(alert, name)), ..Default::default() };
-            match super::super::autopilot::Service::new(state).act(caller, PlanAction::Pause, body).await {
+            match super::autopilot::Service::new(state).act(caller, PlanAction::Pause, body).await {
                 Ok(view) => Ok(format!("autopilot plan #{} paused", view.plan.map(|p| p.id).unwrap_or_default())),
                 Err(ApiError::Conflict { message, .. }) => Ok(format!("nothing to pause: {message}")),
                 Err(e) => Err(e),
@@ -321,19 +322,13 @@ async fn record(
 /// is anybody, counted in `/metrics` and kept out of the audit trail.
 pub async fn refuse(state: &AppState, request_id: &str, e: ApiError) -> Result<HookAnswer, ApiError> {
     if matches!(e, ApiError::Unauthenticated(_)) {
-        let nobody = super::super::caller::Caller::new(None, request_id);
-        audit::counted_if_anonymous(&state.services.metrics, &nobody, Action::HookAlert);
+        let nobody = super::caller::Caller::new(None, request_id);
+        nobody.counted_if_anonymous(&state.services.metrics, Action::HookAlert);
         return Err(e);
     }
-    audit::refusal_recorded(
-        &state.state_db,
-        &state.services.metrics,
-        &alert_caller(request_id),
-        Action::HookAlert,
-        "alertmanager",
-        Err(e),
-    )
-    .await
+    alert_caller(request_id)
+        .refusal_recorded(&state.state_db, &state.services.metrics, Action::HookAlert, "alertmanager", Err(e))
+        .await
 }
 
 #[cfg(test)]

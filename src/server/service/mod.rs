@@ -1,0 +1,106 @@
+//! The service layer: the one place both doors (REST handlers and server functions) call.
+//! Every answer goes through a refresh-interval, single-flight cache, so many viewers cost the
+//! backends no more than one; every backend answer is timed and updates the source's health.
+
+use chrono::Utc;
+
+use crate::api::adoption::Adoption;
+use crate::api::alerts::{Alert, FlagObservation};
+use crate::api::audit::AuditEntry;
+use crate::api::records::{DoubledRecord, RecordSeries, RecordSummary};
+use crate::api::window::Window;
+use crate::api::StatusReport;
+
+use super::error::{Source, SourceError};
+use super::state::AppState;
+
+pub mod shared;
+pub mod sources;
+
+pub use shared::{Health, Services, RENDER_KILOPIXELS};
+pub use sources::{ask, diary_and_schema};
+
+type Answer<T> = Result<T, SourceError>;
+
+pub async fn status(state: &AppState) -> StatusReport {
+    let mut report = state.services.status.get("status", || super::status::collect(state)).await;
+    report.failing_since = state.services.health.snapshot();
+    report
+}
+
+pub async fn records_summary(state: &AppState, window: Window) -> Answer<RecordSummary> {
+    state
+        .services
+        .summary
+        .get(&window.to_string(), || {
+            ask(state, Source::DiaryDatabase, async {
+                let (diary, schema) = diary_and_schema(state).await?;
+                diary.summary(window, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn records_series(state: &AppState, range: Window, step: Window) -> Answer<RecordSeries> {
+    state
+        .services
+        .series
+        .get(&format!("{range}/{step}"), || {
+            ask(state, Source::DiaryDatabase, async {
+                let (diary, schema) = diary_and_schema(state).await?;
+                diary.series(range, step, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn doubled_records(state: &AppState, limit: i64) -> Answer<Vec<DoubledRecord>> {
+    state
+        .services
+        .doubled
+        .get(&limit.to_string(), || {
+            ask(state, Source::DiaryDatabase, async {
+                let (diary, schema) = diary_and_schema(state).await?;
+                diary.doubled(limit, &schema).await
+            })
+        })
+        .await
+}
+
+pub async fn adoption(state: &AppState, range: Window) -> Answer<Adoption> {
+    state
+        .services
+        .adoption
+        .get(&range.to_string(), || ask(state, Source::Prometheus, super::adoption::adoption(state, range)))
+        .await
+}
+
+pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {
+    state.services.alerts.get("alerts", || ask(state, Source::Prometheus, super::alerts::rollout_alerts(state))).await
+}
+
+/// The autopilot's starts, pauses, dismissals, kills and ends over the range (the charts'
+/// markers beside the flag changes), oldest first.
+pub async fn autopilot_events(state: &AppState, range: Window) -> Answer<Vec<AuditEntry>> {
+    state
+        .services
+        .autopilot_events
+        .get(&range.to_string(), || async move {
+            let since = Utc::now() - chrono::Duration::seconds(range.as_secs());
+            let chart_events = crate::api::audit::chart_markers();
+            ask(state, Source::StateDatabase, super::audit::done_since(&state.state_db, since, &chart_events, 200))
+                .await
+        })
+        .await
+}
+
+pub async fn flag_history(state: &AppState, range: Window) -> Answer<Vec<FlagObservation>> {
+    state
+        .services
+        .flag_history
+        .get(&range.to_string(), || {
+            let since = Utc::now() - chrono::Duration::seconds(range.as_secs());
+            ask(state, Source::StateDatabase, super::flag_history::history(state, since))
+        })
+        .await
+}
