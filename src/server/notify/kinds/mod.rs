@@ -127,7 +127,10 @@ mod tests {
         let grafana = ReceiverSettings { secret_env: Some("GRAFANA_TOKEN".into()), ..settings("grafana") };
         assert!(checked(&grafana).is_ok());
         assert!(checked(&settings("alertmanager")).is_ok());
-        let am = ReceiverSettings { events: vec!["flag.kill".into()], ..settings("alertmanager") };
+        let am = ReceiverSettings {
+            events: vec![crate::api::audit::Action::FlagKill.as_str().into()],
+            ..settings("alertmanager")
+        };
         assert!(checked(&am).unwrap_err().contains("alerts by condition"));
         let resend = ReceiverSettings { resend_secs: Some(5), ..settings("webhook") };
         assert!(checked(&resend).unwrap_err().contains("only for receivers that hold alerts"));
