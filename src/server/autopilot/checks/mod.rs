@@ -15,21 +15,23 @@ use super::super::state::AppState;
 use super::decide::action_of;
 use super::store::Plan;
 
-mod alerts;
-mod doubled_doses;
-mod legacy_share;
-mod sample_ratio;
-mod schema;
+/// Declares each check's file and lists the check in [`BUILT_IN`], from one line per check.
+macro_rules! built_in {
+    ($($file:ident => $check:ident),+ $(,)?) => {
+        $(mod $file;)+
+        /// Every built-in check, in the order they are evaluated and shown.
+        pub const BUILT_IN: &[&dyn Check] = &[$(&$file::$check),+];
+    };
+}
 
-/// Every built-in check, in the order they are evaluated and shown. A new check is a file of
-/// this directory implementing [`Check`], and one line here.
-pub const BUILT_IN: &[&dyn Check] = &[
-    &doubled_doses::DoubledDoses,
-    &sample_ratio::SampleRatio,
-    &legacy_share::LegacyShare,
-    &alerts::FiringAlerts,
-    &schema::Schema,
-];
+// A new check is a file of this directory implementing [`Check`], and one line here.
+built_in! {
+    doubled_doses => DoubledDoses,
+    sample_ratio => SampleRatio,
+    legacy_share => LegacyShare,
+    alerts => FiringAlerts,
+    schema => Schema,
+}
 
 /// One built-in check of the autopilot.
 pub trait Check: Sync {

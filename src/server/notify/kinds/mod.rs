@@ -12,13 +12,22 @@ use super::super::error::SourceError;
 use super::event::Event;
 use super::receivers::{Answer, Origin, Receiver};
 
-pub mod alertmanager;
-mod grafana;
-mod slack;
-mod webhook;
+/// Declares each kind's file and lists the kind in [`KINDS`], from one line per kind.
+macro_rules! kinds {
+    ($($file:ident => $kind:ident),+ $(,)?) => {
+        $(pub mod $file;)+
+        /// Every kind, by the name the settings use.
+        pub const KINDS: &[&dyn Kind] = &[$(&$file::$kind),+];
+    };
+}
 
-/// Every kind, by the name the settings use.
-pub const KINDS: &[&dyn Kind] = &[&webhook::Webhook, &slack::Slack, &grafana::Grafana, &alertmanager::Alertmanager];
+// A new kind is a file of this directory implementing [`Kind`], and one line here.
+kinds! {
+    webhook => Webhook,
+    slack => Slack,
+    grafana => Grafana,
+    alertmanager => Alertmanager,
+}
 
 /// One kind of receiver.
 pub trait Kind: Sync {
