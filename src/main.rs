@@ -45,6 +45,13 @@ async fn run() -> std::process::ExitCode {
     };
     match rollout_dashboard::site::serve(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Settings refused once the receivers are built (a receiver's kind and what it needs,
+        // `notify::kinds::checked`): a configuration error like any other.
+        Err(e @ server::StartError::Settings(_)) => {
+            tracing::error!("configuration error: {e}");
+            eprintln!("rollout-dashboard: configuration error: {e}");
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!("fatal: {e}");
             eprintln!("rollout-dashboard: {e}");

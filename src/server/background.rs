@@ -43,8 +43,15 @@ where
     });
 }
 
-/// Runs the long-lived loop `run` makes under the name `task`, started again (after a second)
-/// whenever it ends or panics; `/metrics` shows it failing while it is down.
+/// How long a restarted loop must run before it counts as recovered (and its back-off resets).
+const STEADY: Duration = Duration::from_secs(60);
+/// The longest wait before a loop that keeps ending is started again.
+const MOST_BACK_OFF: Duration = Duration::from_secs(60);
+
+/// Runs the long-lived loop `run` makes under the name `task`, started again whenever it ends or
+/// panics: after a second, doubling up to a minute while it keeps ending within a minute of its
+/// start. `/metrics` counts its restarts (`rollout_dashboard_background_rounds_total`) and shows
+/// it failing from an end until it has run a minute again.
 pub fn supervise<F, Fut>(state: &AppState, task: String, mut run: F)
 where
     F: FnMut(AppState) -> Fut + Send + 'static,
@@ -52,15 +59,27 @@ where
 {
     let state = state.clone();
     tokio::spawn(async move {
+        let metrics = state.services.metrics.clone();
+        metrics.background_loop(&task, true);
+        let mut back_off = Duration::from_secs(1);
         loop {
-            state.services.metrics.background_loop(&task, true);
-            let ended = tokio::spawn(run(state.clone())).await;
-            state.services.metrics.background_loop(&task, false);
+            let started = tokio::time::Instant::now();
+            let mut running = tokio::spawn(run(state.clone()));
+            let ended = tokio::select! {
+                ended = &mut running => ended,
+                () = tokio::time::sleep(STEADY) => {
+                    metrics.background_loop(&task, true);
+                    running.await
+                }
+            };
+            metrics.background_round(&task, false);
             match ended {
-                Ok(()) => tracing::error!(task, "background loop ended; started again"),
-                Err(e) => tracing::error!(task, "background loop failed: {e}; started again"),
+                Ok(()) => tracing::error!(task, "background loop ended; started again in {back_off:?}"),
+                Err(e) => tracing::error!(task, "background loop failed: {e}; started again in {back_off:?}"),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(back_off).await;
+            back_off =
+                if started.elapsed() >= STEADY { Duration::from_secs(1) } else { (back_off * 2).min(MOST_BACK_OFF) };
         }
     });
 }

@@ -79,7 +79,7 @@ impl FlagObserver {
             .bind(&state.settings.flag.key)
             .fetch_optional(&state.state_db)
             .await
-            .map_err(|e| format!("the state database: {e}"))?;
+            .map_err(|e| SourceError::from(e).to_string())?;
             (self.last_version, self.last_raw) = match last {
                 Some((v, r)) => (v, Some(r)),
                 None => (None, None),
@@ -109,7 +109,7 @@ impl FlagObserver {
         .bind(&reading.version)
         .execute(&state.state_db)
         .await
-        .map_err(|e| format!("could not record the flag observation: {e}"))?;
+        .map_err(|e| format!("could not record the flag observation: {}", SourceError::from(e)))?;
         tracing::info!(raw = ?reading.raw, version = ?reading.version, "flag value observed");
         if let Some(before) = &self.last_raw {
             record_if_external(state, before.clone(), reading.raw.clone(), percentage).await;

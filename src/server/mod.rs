@@ -49,7 +49,7 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("leptos configuration: {0}")]
     Leptos(String),
-    #[error("settings: {0}")]
+    #[error("{0}")]
     Settings(String),
     #[error("authentication setup: {0}")]
     Auth(String),
