@@ -10,8 +10,8 @@ use diary_writer::openmetrics::synthetic;
 use sqlx::PgPool;
 
 use crate::support::alertmanager::AlertmanagerHarness;
-use crate::support::control::{call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
-use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
+use crate::support::control::{call, flag_value, proxied_state, proxy_auth, As, ControlWorld};
+use crate::support::{diary_schema, PrometheusHarness, SimulatorHarness};
 
 const HOOK_TOKEN: &str = "am-hook-token-chain-0123";
 
@@ -44,15 +44,7 @@ async fn a_rule_on_legacy_usage_kills_through_alertmanager_and_the_killed_alert_
          [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\", rollout = \"insulin_dose_split\" }}\naction = \"kill\"\n",
         am.url
     );
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[PROXY_SECRET_ENV, ("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN)],
-    )
-    .await;
+    let state = proxied_state(&pool, &prom, &sim, &settings, &[("ROLLOUT_ALERT_HOOK_TOKEN", HOOK_TOKEN)]).await;
     let app = rollout_dashboard::site::app(state.clone());
     let served = app.clone();
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });

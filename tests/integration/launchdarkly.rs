@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use diary_writer::openmetrics::synthetic;
 use sqlx::PgPool;
 
-use crate::support::control::{call, control_world, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
-use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
+use crate::support::control::{call, control_world, proxied_state, proxy_auth, As, ControlWorld};
+use crate::support::{diary_schema, PrometheusHarness, SimulatorHarness};
 
 // ---------------------------------------------------------------- LaunchDarkly as the flag store
 
@@ -24,15 +24,7 @@ async fn launchdarkly_world(pool: PgPool, percentage: u32, token: Option<&str>) 
         proxy_auth(&[])
     );
     let token = token.map(str::to_string).unwrap_or_else(|| sim.launchdarkly_token.clone());
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[PROXY_SECRET_ENV, ("LAUNCHDARKLY_API_TOKEN", &token)],
-    )
-    .await;
+    let state = proxied_state(&pool, &prom, &sim, &settings, &[("LAUNCHDARKLY_API_TOKEN", &token)]).await;
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 

@@ -8,8 +8,8 @@ use diary_writer::openmetrics::synthetic;
 use diary_writer::receivers_api::{Fault, FaultMode, Received};
 use sqlx::PgPool;
 
-use crate::support::control::{call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
-use crate::support::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
+use crate::support::control::{call, flag_value, proxied_state, proxy_auth, As, ControlWorld};
+use crate::support::{diary_schema, PrometheusHarness, SimulatorHarness};
 
 /// What the simulator's receiver stand-in `target` (webhook, slack, grafana) got.
 fn got(w: &ControlWorld, target: &str) -> Vec<Received> {
@@ -39,14 +39,12 @@ async fn notify_world_with(pool: PgPool, notify: &str) -> ControlWorld {
          [[hooks.alertmanager.rules]]\nmatch = {{ alertname = \"LegacyDoseSurge\" }}\naction = \"kill\"\n"
     );
     let slack = format!("{receiver_url}/slack/oncall");
-    let state = dashboard_state_vars(
+    let state = proxied_state(
         &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
+        &prom,
+        &sim,
+        &settings,
         &[
-            PROXY_SECRET_ENV,
             ("TEST_WEBHOOK_KEY", WEBHOOK_KEY),
             ("TEST_SLACK_URL", &slack),
             ("TEST_GRAFANA_TOKEN", "glsa_test"),

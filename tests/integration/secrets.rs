@@ -12,9 +12,9 @@ use rollout_dashboard::server::access::{PAGES, ROUTES, SERVER_FNS};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::control::{call, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV, SECRET};
+use crate::support::control::{call, proxied_state, proxy_auth, As, ControlWorld, SECRET};
 use crate::support::web::ORIGIN;
-use crate::support::{dashboard_state_vars, diary_schema, free_port, url_of, PrometheusHarness, SimulatorHarness};
+use crate::support::{diary_schema, free_port, PrometheusHarness, SimulatorHarness};
 
 /// What the log writes, kept for the search.
 #[derive(Clone, Default)]
@@ -73,14 +73,12 @@ async fn no_receiver_secret_reaches_a_page_an_answer_a_csv_or_the_log(pool: PgPo
          [[notify.receivers]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\
          [[notify.receivers]]\nname = \"grafana\"\nkind = \"grafana\"\nurl_env = \"TEST_GRAFANA_URL\"\nsecret_env = \"TEST_GRAFANA_TOKEN\"\n"
     );
-    let state = dashboard_state_vars(
+    let state = proxied_state(
         &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
+        &prom,
+        &sim,
+        &settings,
         &[
-            PROXY_SECRET_ENV,
             ("TEST_WEBHOOK_URL", &secrets[0]),
             ("TEST_WEBHOOK_KEY", "WEBHOOKKEYSECRET5"),
             ("TEST_SLACK_URL", &secrets[1]),

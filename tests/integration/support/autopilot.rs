@@ -8,8 +8,8 @@ use diary_writer::openmetrics::synthetic;
 use rollout_dashboard::server::autopilot::driver;
 use sqlx::PgPool;
 
-use super::control::{call, flag_value, proxy_auth, As, ControlWorld, PROXY_SECRET_ENV};
-use super::{dashboard_state_vars, diary_schema, url_of, PrometheusHarness, SimulatorHarness};
+use super::control::{call, flag_value, proxied_state, proxy_auth, As, ControlWorld};
+use super::{diary_schema, PrometheusHarness, SimulatorHarness};
 
 /// The control world with a one-second autopilot, every check run for real. The simulator's
 /// writer replicas write 10 entries a second each into the diary, split or legacy by the flag,
@@ -32,15 +32,7 @@ pub async fn autopilot_world_with(pool: PgPool, flag: &str, more: &str) -> Contr
          sample_ratio_grace_secs = 1\nsample_ratio_min_window_secs = 5\n{more}",
         auth = proxy_auth(&["analytics"]),
     );
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[PROXY_SECRET_ENV],
-    )
-    .await;
+    let state = proxied_state(&pool, &prom, &sim, &settings, &[]).await;
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 

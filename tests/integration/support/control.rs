@@ -20,6 +20,20 @@ pub const PROXY_SECRET_VAR: &str = "ROLLOUT_PROXY_SECRET";
 /// `PROXY_SECRET_VAR` set to `SECRET`, for a dashboard's extra environment.
 pub const PROXY_SECRET_ENV: (&str, &str) = (PROXY_SECRET_VAR, SECRET);
 
+/// The dashboard's state over a world's parts: the diary in `pool`, `prom`, the cluster of
+/// `sim`, `settings` (with `proxy_auth`), the proxy's secret and `env` in its environment.
+pub async fn proxied_state(
+    pool: &PgPool,
+    prom: &PrometheusHarness,
+    sim: &SimulatorHarness,
+    settings: &str,
+    env: &[(&str, &str)],
+) -> AppState {
+    let mut vars = vec![PROXY_SECRET_ENV];
+    vars.extend_from_slice(env);
+    dashboard_state_vars(pool, Some(url_of(pool)), Some(&prom.url), Some(&sim.kubeconfig), Some(settings), &vars).await
+}
+
 /// The `[auth]` table of every world: identities from proxy headers, which count only from the
 /// proxy at 127.0.0.1 (and with the secret, `PROXY_SECRET_ENV`); operators are in `oncall`,
 /// viewers in `viewer_groups` (with none, nobody is a viewer). Put it after the top-level keys.
@@ -48,15 +62,7 @@ pub async fn control_world(pool: PgPool, flag: &str) -> ControlWorld {
     let prom = PrometheusHarness::start(&synthetic(1.9, 0.07, 7200, 3600, 15));
     let sim = SimulatorHarness::start(flag, 3, None).await;
     let settings = format!("refresh_interval_secs = 1\n{}", proxy_auth(&["analytics"]));
-    let state = dashboard_state_vars(
-        &pool,
-        Some(url_of(&pool)),
-        Some(&prom.url),
-        Some(&sim.kubeconfig),
-        Some(&settings),
-        &[PROXY_SECRET_ENV],
-    )
-    .await;
+    let state = proxied_state(&pool, &prom, &sim, &settings, &[]).await;
     ControlWorld { app: rollout_dashboard::site::app(state.clone()), state, sim, pool, _prom: prom }
 }
 
