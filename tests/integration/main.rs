@@ -19,6 +19,7 @@ mod rbac;
 mod records;
 mod reports;
 mod rollback;
+mod rollback_archive;
 mod rollback_jobs;
 mod rollback_recovery;
 mod rollout;

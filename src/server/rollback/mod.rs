@@ -13,6 +13,7 @@
 //!   operator, the deploy journal).
 
 use crate::api::audit::AWAITING_APPROVAL;
+pub mod archive;
 pub mod deploys;
 mod executor;
 pub mod facts;

@@ -1,0 +1,200 @@
+//! The archive of the diary's split values a rollback run takes before anything destructive
+//! (issue 33, item 1; docs/design/lossless-rollback.md §1–3). It lives in the state database.
+//!
+//! Taking it: the diary is read in one `REPEATABLE READ READ ONLY` transaction (its tally and its
+//! rows are one snapshot); the rows go into the state database in one transaction, which tallies
+//! them alike and commits, with the archive's header, only when both tallies are equal. So a
+//! header exists only for a verified archive, and a run killed midway leaves nothing (taking it
+//! again replaces whatever the run archived before). Verifying it later compares the archive
+//! with the diary as it is now.
+//!
+//! The tally: the row count, the units of each column, and a checksum that is the sum of a
+//! 64-bit md5 hash of each row's values as text (order-independent, exact as `numeric`, the same
+//! under any session time zone). It catches a lost, added or changed row, or a transport error;
+//! it is no defence against someone forging rows.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::super::categories::SPLIT_WRITE;
+use super::super::error::{from_sqlx, Source, SourceError};
+
+/// Rows copied per statement into the state database.
+const BATCH: usize = 5_000;
+
+/// What a set of rows adds up to; equal tallies mean the same rows with the same values.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Tally {
+    pub rows: i64,
+    pub checksum: String,
+    pub short_units: Option<String>,
+    pub long_units: Option<String>,
+    pub dose_units: Option<String>,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let u = |v: &Option<String>| v.clone().unwrap_or_else(|| "0".into());
+        write!(
+            f,
+            "{} rows, checksum {}, insulin_short {} u, insulin_long {} u, dose {} u",
+            self.rows,
+            self.checksum,
+            u(&self.short_units),
+            u(&self.long_units),
+            u(&self.dose_units)
+        )
+    }
+}
+
+/// Why an archive could not be taken or does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("the archive does not match the diary: the diary has {diary}; the archive has {archive}")]
+    Mismatch { diary: Tally, archive: Tally },
+    #[error("run #{0} has no verified archive")]
+    Missing(i64),
+}
+
+/// A bare `?` on the state database's errors (the diary's name their source: `diary_err`).
+impl From<sqlx::Error> for ArchiveError {
+    fn from(e: sqlx::Error) -> ArchiveError {
+        ArchiveError::Source(e.into())
+    }
+}
+
+/// The tally SQL over `from` (a table or subquery) whose record id column is `id`.
+fn tally_sql(from: &str, id: &str) -> String {
+    let text = |c: &str| format!("coalesce({c}::text, '\\N')");
+    let row = [
+        text(id),
+        text("user_id"),
+        "coalesce(to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '\\N')".to_string(),
+        text("dose"),
+        text("insulin_short"),
+        text("insulin_long"),
+    ]
+    .join(", ");
+    format!(
+        "SELECT count(*) AS rows,
+                coalesce(sum(('x' || left(md5(concat_ws(E'\\x1f', {row})), 16))::bit(64)::bigint::numeric), 0)::text
+                    AS checksum,
+                sum(insulin_short)::text AS short_units, sum(insulin_long)::text AS long_units,
+                sum(dose)::text AS dose_units
+           FROM {from}"
+    )
+}
+
+fn diary_rows(table: &str) -> String {
+    format!("(SELECT id, user_id, created_at, dose, insulin_short, insulin_long FROM {table} WHERE {SPLIT_WRITE}) r")
+}
+
+fn diary_err(e: sqlx::Error) -> SourceError {
+    from_sqlx(Source::DiaryDatabase, &e)
+}
+
+/// The diary's split rows as they are now.
+pub async fn diary_tally(diary: &PgPool, table: &str) -> Result<Tally, SourceError> {
+    sqlx::query_as(&tally_sql(&diary_rows(table), "id")).fetch_one(diary).await.map_err(diary_err)
+}
+
+/// What run `run_id`'s archive holds.
+async fn archive_tally(db: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<Tally, SourceError> {
+    let from = format!("(SELECT * FROM rollback_archive_rows WHERE run_id = {run_id}) a");
+    Ok(sqlx::query_as(&tally_sql(&from, "record_id")).fetch_one(&mut **db).await?)
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    user_id: Option<i64>,
+    created_at: DateTime<Utc>,
+    dose: Option<String>,
+    insulin_short: Option<String>,
+    insulin_long: Option<String>,
+}
+
+/// Takes run `run_id`'s archive of `table`'s split rows (replacing one it took before) and
+/// verifies it; its tally when it verified.
+pub async fn take(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> Result<Tally, ArchiveError> {
+    let mut read = diary.begin().await.map_err(diary_err)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *read)
+        .await
+        .map_err(diary_err)?;
+    let diary_side: Tally =
+        sqlx::query_as(&tally_sql(&diary_rows(table), "id")).fetch_one(&mut *read).await.map_err(diary_err)?;
+    // Numerics travel as text: their scale is kept (12.0 stays 12.0, which the checksum sees).
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT id, user_id::bigint, created_at, dose::text, insulin_short::text, insulin_long::text
+           FROM {table} WHERE {SPLIT_WRITE} ORDER BY id"
+    ))
+    .fetch_all(&mut *read)
+    .await
+    .map_err(diary_err)?;
+    read.commit().await.map_err(diary_err)?;
+
+    let mut write = state.begin().await?;
+    sqlx::query("DELETE FROM rollback_archives WHERE run_id = $1").bind(run_id).execute(&mut *write).await?;
+    sqlx::query("DELETE FROM rollback_archive_rows WHERE run_id = $1").bind(run_id).execute(&mut *write).await?;
+    for batch in rows.chunks(BATCH) {
+        let col = |f: fn(&Row) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO rollback_archive_rows (run_id, record_id, user_id, created_at, dose, insulin_short, insulin_long)
+             SELECT $1, id, user_id, created_at, d::numeric, s::numeric, l::numeric
+               FROM unnest($2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
+                    AS r(id, user_id, created_at, d, s, l)",
+        )
+        .bind(run_id)
+        .bind(batch.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(batch.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(batch.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(col(|r| r.dose.clone()))
+        .bind(col(|r| r.insulin_short.clone()))
+        .bind(col(|r| r.insulin_long.clone()))
+        .execute(&mut *write)
+        .await
+        ?;
+    }
+    let archive_side = archive_tally(&mut write, run_id).await?;
+    if archive_side != diary_side {
+        // Dropped: nothing of this attempt stays.
+        return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
+    }
+    sqlx::query(
+        "INSERT INTO rollback_archives (run_id, diary_table, rows, checksum, short_units, long_units, dose_units)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(run_id)
+    .bind(table)
+    .bind(archive_side.rows)
+    .bind(&archive_side.checksum)
+    .bind(&archive_side.short_units)
+    .bind(&archive_side.long_units)
+    .bind(&archive_side.dose_units)
+    .execute(&mut *write)
+    .await?;
+    write.commit().await?;
+    Ok(archive_side)
+}
+
+/// Verifies run `run_id`'s archive against the diary as it is now (what the downgrade will
+/// need: nothing written, changed or lost since the archive was taken).
+pub async fn verify(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> Result<Tally, ArchiveError> {
+    let mut tx = state.begin().await?;
+    let header: Option<i64> = sqlx::query_scalar("SELECT rows FROM rollback_archives WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if header.is_none() {
+        return Err(ArchiveError::Missing(run_id));
+    }
+    let archive_side = archive_tally(&mut tx, run_id).await?;
+    let diary_side = diary_tally(diary, table).await?;
+    if archive_side != diary_side {
+        return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
+    }
+    Ok(archive_side)
+}
