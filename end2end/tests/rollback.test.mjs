@@ -53,10 +53,12 @@ test("an operator runs the whole rollback from the page and every step turns gre
     () => document.querySelector('[data-testid="run-state"]')?.innerText.endsWith(": done"),
     null, { timeout: 120000 },
   );
-  for (const name of ["stop_writers", "flag_off", "schema_downgrade", "verify_schema", "scale_writers_back", "smoke_checks", "incident_record"]) {
+  for (const name of ["stop_writers", "flag_off", "archive_split_values", "schema_downgrade", "verify_schema", "scale_writers_back", "smoke_checks", "incident_record"]) {
     assert.equal(await state(page, name), "done", name);
   }
-  assert.equal(await state(page, "restore_data"), "not_chosen");
+  for (const name of ["fill_dose", "restore_data", "reinsert_dropped_rows"]) {
+    assert.equal(await state(page, name), "not_chosen", name);
+  }
   await page.screenshot({ path: ".artifacts/rollback-done.png", fullPage: true });
 
   // The world: flag 0, writers back at 3, the split columns gone.

@@ -478,26 +478,26 @@ def run_rollback_kill():
         return
     run_id = r.json()["id"]
 
-    def step_state(n):
+    def step_state(name):
         run = get(f"/api/v1/rollback/{run_id}", cookie=op, timeout=10).json()
-        return run["steps"][n - 1]["state"], run
+        return next(s["state"] for s in run["steps"] if s["name"] == name), run
 
-    # The downgrade wrapper migrates and then holds for a while: kill while step 3 is running.
-    wait_until("step 3 to run", lambda: step_state(3)[0] == "running", 60)
+    # The downgrade wrapper migrates and then holds for a while: kill while the downgrade runs.
+    wait_until("the downgrade to run", lambda: step_state("schema_downgrade")[0] == "running", 60)
     time.sleep(5)
     DASHBOARD.kill(signal.SIGKILL)
     start_dashboard()
     op = login("ana", "operator-demo")
-    st, run = step_state(3)
+    st, run = step_state("schema_downgrade")
     check(run["state"] == "interrupted" and st in ("running", "interrupted"),
-          f"after the restart the run is interrupted at step 3 ({run['state']}, step 3 {st})")
+          f"after the restart the run is interrupted at the downgrade ({run['state']}, schema_downgrade {st})")
     r = post_json(f"/api/v1/rollback/{run_id}/retry", {}, op)
     check(r.status == 200, f"retry is accepted (HTTP {r.status})")
-    wait_until("the run to finish", lambda: step_state(1)[1]["state"] in ("done", "failed", "aborted"), 180, 1)
-    run = step_state(1)[1]
+    wait_until("the run to finish", lambda: step_state("stop_writers")[1]["state"] in ("done", "failed", "aborted"), 180, 1)
+    run = step_state("stop_writers")[1]
     check(run["state"] == "done", f"the resumed run is done ({run['state']})")
     attempts = [s.get("attempts") for s in run["steps"]]
-    check(all(a is not None and a <= 2 for a in attempts) and attempts[:2] == [1, 1],
+    check(all(a is not None and a <= 2 for a in attempts) and attempts[:3] == [1, 1, 1],
           f"steps before the kill ran once ({attempts})")
     entries = [e for e in audit_entries(op) if e["action"] == "rollback.step"]
     done_steps = [s["index"] for s in run["steps"] if s["state"] == "done"]

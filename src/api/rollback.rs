@@ -34,11 +34,30 @@ pub struct RollbackPlan {
     pub require_approval: bool,
 }
 
+/// The operator's choices for a run: which of the optional steps it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choices {
+    /// Restore the diary from the backup (`pg_restore`), typed RESTORE.
+    #[serde(default)]
+    pub restore_data: bool,
+    /// Fill an empty `dose` from `insulin_short` before the downgrade, typed FILL.
+    #[serde(default)]
+    pub fill_dose: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     #[serde(default)]
     pub restore_data: bool,
+    #[serde(default)]
+    pub fill_dose: bool,
+}
+
+impl PlanRequest {
+    pub fn choices(&self) -> Choices {
+        Choices { restore_data: self.restore_data, fill_dose: self.fill_dose }
+    }
 }
 
 /// `POST /api/v1/rollback`.
@@ -55,6 +74,12 @@ pub struct StartRollback {
     /// With `restore_data`: the word RESTORE, typed.
     #[serde(default)]
     pub restore_confirmation: Option<String>,
+    /// Fill an empty `dose` from `insulin_short` before the downgrade (see the plan's step).
+    #[serde(default)]
+    pub fill_dose: bool,
+    /// With `fill_dose`: the word FILL, typed.
+    #[serde(default)]
+    pub fill_confirmation: Option<String>,
     /// When a second operator's approval is required: start anyway, for this reason.
     #[serde(default)]
     pub emergency_bypass_reason: Option<String>,
@@ -194,6 +219,9 @@ pub struct RunView {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub restore_data: bool,
+    /// Whether the run fills an empty `dose` from `insulin_short`.
+    #[serde(default)]
+    pub fill_dose: bool,
     pub approved_by: Option<String>,
     pub bypass_reason: Option<String>,
     /// What the run remembers (replica count, old flag value, revisions, baseline), as JSON.

@@ -26,13 +26,15 @@ pub const PLAN_REGION: &str = "rollback-plan-region";
 #[component]
 pub fn RollbackPage() -> impl IntoView {
     let query = use_query_map();
-    let (restore, only_run) = query
-        .with_untracked(|q| (q.get("restore").as_deref() == Some("true"), q.get("part").as_deref() == Some("run")));
+    let (restore, fill, only_run) = query.with_untracked(|q| {
+        let yes = |k: &str| q.get(k).as_deref() == Some("true");
+        (yes("restore"), yes("fill"), q.get("part").as_deref() == Some("run"))
+    });
     let data = Resource::new(
         || (),
         move |_| async move {
             let progress = get_progress().await?;
-            let plan = if only_run { None } else { Some(get_rollback(restore).await?) };
+            let plan = if only_run { None } else { Some(get_rollback(restore, fill).await?) };
             Ok::<_, ServerFnError>((progress, plan))
         },
     );
@@ -245,14 +247,14 @@ fn DryRun(plan: RollbackPlan) -> impl IntoView {
 use crate::server::fns::{caller, refused};
 
 #[server(endpoint = "rollback", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
-pub async fn get_rollback(restore_data: bool) -> Result<RollbackView, ServerFnError> {
+pub async fn get_rollback(restore_data: bool, fill_dose: bool) -> Result<RollbackView, ServerFnError> {
     let (state, caller) = caller().await?;
     let me = caller.who().cloned();
     let svc = crate::server::rollback::Service::new(&state);
     // The survey counts the diary's rows and runs the backup-status program: not for anyone
     // who can reach the page.
     let plan = match &me {
-        Some(_) => svc.plan(restore_data).await.map_err(|e| e.to_string()),
+        Some(_) => svc.plan(crate::api::rollback::Choices { restore_data, fill_dose }).await.map_err(|e| e.to_string()),
         None => Err("Sign in to see the rollback plan and its preconditions.".to_string()),
     };
     let run = svc.latest_run().await.map_err(refused)?;

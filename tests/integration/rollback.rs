@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use diary_writer::cluster::Fault;
+use rollout_dashboard::server::rollback::fill::FillRule;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
@@ -86,9 +87,11 @@ async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPoo
     let run = settle(w, id).await;
     assert_eq!(run["state"], "done", "{run:#}");
     for s in run["steps"].as_array().unwrap() {
+        // The fill was not chosen; every other step ran once.
+        let (want, attempts) = if s["name"] == "fill_dose" { ("not_chosen", 0) } else { ("done", 1) };
         assert_eq!(
             (s["name"].as_str(), s["state"].as_str(), s["attempts"].as_i64()),
-            (s["name"].as_str(), Some("done"), Some(1)),
+            (s["name"].as_str(), Some(want), Some(attempts)),
             "{s:#}"
         );
     }
@@ -103,6 +106,21 @@ async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPoo
     let rev: String =
         sqlx::query_scalar("SELECT version_num::text FROM alembic_version").fetch_one(&w.pool).await.unwrap();
     assert_eq!(rev, BASE_REV);
+    // Step 3 archived every split row, verified, before the downgrade dropped the columns.
+    let archived = run["memory"]["archived_rows"].as_i64().expect("the archive's row count is remembered");
+    assert!(archived >= 25, "the 25 split rows and the writers' until they stopped: {archived}");
+    let (kept, long_units): (i64, Option<String>) = sqlx::query_as(
+        "SELECT count(*), sum(insulin_long)::text FROM rollback_archive_rows WHERE run_id = $1 AND insulin_long IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert!(kept >= 25 && long_units.is_some(), "the long doses are kept: {kept} rows, {long_units:?} u");
+    let archive_out = step(&run, "archive_split_values")["output"].as_str().unwrap().to_string();
+    assert!(archive_out.contains(&format!("{archived} row(s) archived and verified")), "{archive_out}");
+    let downgrade_out = step(&run, "schema_downgrade")["output"].as_str().unwrap().to_string();
+    assert!(downgrade_out.contains(&format!("{archived} row(s) archived and verified (run #{id})")), "{downgrade_out}");
     assert!(
         step(&run, "schema_downgrade")["output"]
             .as_str()
@@ -110,15 +128,40 @@ async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPoo
             .contains("Running downgrade b7e9d1c0f2a3 -> a1f3c2d4e5b6"),
         "{run:#}"
     );
-    // pg_restore brought back exactly the backup's rows, plus what the writers and the smoke
-    // check wrote after the restore (all legacy).
-    let without_dose: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE dose IS NULL").fetch_one(&w.pool).await.unwrap();
-    assert_eq!(without_dose, 0, "every row after the rollback is a legacy dose");
-    let from_backup: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE id <= 40").fetch_one(&w.pool).await.unwrap();
-    assert_eq!(from_backup, 40);
-    assert!(step(&run, "restore_data")["output"].as_str().unwrap().contains("read back"), "{run:#}");
+    // pg_restore brought back the backup's 40 rows; step 8 re-inserted, ids kept, every row the
+    // restore dropped: the 25 split rows (dose empty without the fill; their split values are in
+    // the archive) and what the writers wrote before they stopped. Nothing is lost.
+    let count = |sql: &'static str| {
+        let pool = w.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    assert_eq!(count("SELECT count(*) FROM history_records WHERE id <= 40 AND $1 > 0").await, 40);
+    assert_eq!(count("SELECT count(*) FROM history_records WHERE id BETWEEN 41 AND 65 AND $1 > 0").await, 25);
+    let archived_all = count("SELECT count(*) FROM rollback_archive_whole WHERE run_id = $1").await;
+    let missing = count(
+        "SELECT count(*) FROM rollback_archive_whole a WHERE run_id = $1
+            AND NOT EXISTS (SELECT 1 FROM history_records h WHERE h.id = a.record_id)",
+    )
+    .await;
+    assert_eq!(missing, 0, "every archived row is in the diary after the rollback ({archived_all} archived)");
+    let without_dose = count("SELECT count(*) FROM history_records WHERE dose IS NULL AND $1 > 0").await;
+    let archived_without_dose =
+        count("SELECT count(*) FROM rollback_archive_whole WHERE run_id = $1 AND row -> 'dose' = 'null'").await;
+    assert_eq!(without_dose, archived_without_dose, "only the split rows without a dose have none");
+    let restore_out = step(&run, "restore_data")["output"].as_str().unwrap().to_string();
+    assert!(
+        restore_out.contains("rows of the table were archived and verified") && restore_out.contains("read back"),
+        "{restore_out}"
+    );
+    let reinsert_out = step(&run, "reinsert_dropped_rows")["output"].as_str().unwrap().to_string();
+    assert!(
+        reinsert_out.contains("re-inserted, ids kept")
+            && reinsert_out.contains("verified: the re-inserted rows and the archive both hold"),
+        "{reinsert_out}"
+    );
+    // The sequence moved above the re-inserted ids: the smoke check's entry came after them.
+    let max_archived = count("SELECT max(record_id) FROM rollback_archive_whole WHERE run_id = $1").await;
+    assert!(run["memory"]["smoke_entry_id"].as_i64().unwrap() > max_archived, "{run:#}");
     assert!(rw.backup.exists());
     // Writers back at the remembered 3, the flag off, the smoke entry readable.
     assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 3);
@@ -154,7 +197,7 @@ async fn the_whole_rollback_runs_for_real_once_however_many_start_it(pool: PgPoo
             .unwrap();
     let starts = actions.iter().filter(|a| a.0 == "rollback.start").count();
     let step_done = actions.iter().filter(|a| a.1.as_deref().is_some_and(|v| v.contains(": done in"))).count();
-    assert_eq!((starts, step_done), (1, 8), "{actions:?}");
+    assert_eq!((starts, step_done), (1, 10), "{actions:?}");
     assert_eq!(actions.last().unwrap().0, "rollback.done");
     // A new plan shows no active run, and the run is the latest.
     let (_, latest) = call(w, As::Viewer, "GET", "/api/v1/rollback", None).await;
@@ -206,6 +249,34 @@ async fn a_failing_step_stops_the_run_until_retried_skipped_or_aborted(pool: PgP
     let s3 = step(&run, "schema_downgrade");
     assert_eq!(s3["state"], "failed");
     assert!(s3["output"].as_str().unwrap().contains("Can't locate revision identified by 'ffffffffffff'"), "{s3:#}");
+    // The guard: the downgrade runs only while step 3's archive verifies against the diary. A
+    // split row written behind the run's back makes it refuse; so does a missing archive.
+    let archived = run["memory"]["archived_rows"].as_i64().unwrap();
+    let archive_out = step(&run, "archive_split_values")["output"].as_str().unwrap().to_string();
+    assert!(archive_out.contains(&format!("{archived} row(s) archived and verified")), "{archive_out}");
+    let retry = format!("/api/v1/rollback/{id}/retry");
+    sqlx::query("INSERT INTO history_records (user_id, insulin_short) VALUES (99, 2)").execute(&w.pool).await.unwrap();
+    assert_eq!(call(w, As::Operator, "POST", &retry, None).await.0, StatusCode::OK);
+    let run = settle(w, id).await;
+    let s3 = step(&run, "schema_downgrade");
+    assert_eq!(s3["state"], "failed");
+    let error = s3["error"].as_str().unwrap();
+    assert!(
+        error.contains("the diary changed since the archive") && error.contains("the downgrade is refused"),
+        "{s3:#}"
+    );
+    assert!(!s3["output"].as_str().unwrap().contains("Can't locate revision"), "the command did not run: {s3:#}");
+    sqlx::query("DELETE FROM history_records WHERE user_id = 99").execute(&w.pool).await.unwrap();
+    sqlx::query("DELETE FROM rollback_archives WHERE run_id = $1").bind(id).execute(&w.pool).await.unwrap();
+    assert_eq!(call(w, As::Operator, "POST", &retry, None).await.0, StatusCode::OK);
+    let run = settle(w, id).await;
+    let s3 = step(&run, "schema_downgrade");
+    assert_eq!(s3["state"], "failed");
+    assert!(s3["error"].as_str().unwrap().contains(&format!("no verified archive of run #{id}")), "{s3:#}");
+    let rev: String =
+        sqlx::query_scalar("SELECT version_num::text FROM alembic_version").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(rev, SPLIT_REV, "nothing was downgraded");
+
     // The writers really stopped writing while scaled to 0.
     assert_eq!(w.sim.cluster.snapshot().0.desired_replicas, 0);
     let stopped_at = rows(&w.pool).await;
@@ -315,4 +386,90 @@ async fn a_missing_program_is_a_failed_precondition_not_a_failed_step(pool: PgPo
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "a run does not start");
+}
+
+/// Issue 33, item 2: the fill, chosen with its own typed FILL, gives legacy clients the short
+/// dose and nothing else: never the long part, never over a dose, never where the parts are
+/// equal; rows whose parts differ are filled and named; the archive keeps the dose from before.
+#[sqlx::test(migrations = false)]
+async fn a_chosen_fill_gives_legacy_clients_the_short_dose_and_nothing_reads_doubled(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    // One row per rule (users 901..904); the world's 25 split rows (ids 41..65) have short 4,
+    // long 12: both parts, different.
+    sqlx::query(
+        "INSERT INTO history_records (user_id, dose, insulin_short, insulin_long) VALUES
+           (901, NULL, 3, NULL), (902, NULL, 5, 5), (903, NULL, NULL, 9), (904, 6, 6, 6)",
+    )
+    .execute(&w.pool)
+    .await
+    .unwrap();
+    let plan_body = Some(r#"{"fill_dose": true}"#.to_string());
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", plan_body).await;
+    let fill = plan["steps"].as_array().unwrap().iter().find(|s| s["name"] == "fill_dose").unwrap().clone();
+    assert_eq!(fill["chosen"], true, "{fill:#}");
+    let lines = fill["actions"].to_string();
+    assert!(lines.contains("fill_both_differ: ") && lines.contains("skip_parts_equal: "), "{lines}");
+    let loss = plan["data_loss_rows"].as_i64().unwrap();
+    let mut body: serde_json::Value = serde_json::from_str(&start_body(loss, false)).unwrap();
+    body["fill_dose"] = true.into();
+    let (status, err) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the fill needs its typed FILL: {err}");
+    body["fill_confirmation"] = "FILL".into();
+    let (status, run) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    assert_eq!(run["fill_dose"], true);
+    let run = settle(w, id).await;
+    assert_eq!(run["state"], "done", "{run:#}");
+    let out = step(&run, "fill_dose")["output"].as_str().unwrap().to_string();
+    assert!(out.contains("verified: the diary and the archive with the fill both hold"), "{out}");
+    assert!(out.contains("flagged (both parts, different; dose shows the short part only): ids 41, 42"), "{out}");
+    // The diary after the downgrade: the short dose where the rules allow, nothing else.
+    let dose_of = |user: i64| {
+        let pool = w.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("SELECT dose::text FROM history_records WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(dose_of(901).await.as_deref(), Some("3"), "short only: filled");
+    assert_eq!(dose_of(902).await, None, "parts equal: not filled (it would read as doubled)");
+    assert_eq!(dose_of(903).await, None, "long only: never from insulin_long");
+    assert_eq!(dose_of(904).await.as_deref(), Some("6"), "a set dose is never overwritten");
+    let filled: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE id BETWEEN 41 AND 65 AND dose = 4")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(filled, 25, "both parts, different: the short part");
+    // The archive keeps the dose from before the fill, and its header says the fill was made.
+    let (archived_empty, fill_counts): (i64, Option<serde_json::Value>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1 AND record_id BETWEEN 41 AND 65 AND dose IS NULL),
+                (SELECT fill_counts FROM rollback_archives WHERE run_id = $1 AND filled_at IS NOT NULL)",
+    )
+    .bind(id)
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(archived_empty, 25);
+    let fill_counts = fill_counts.expect("the header records the fill");
+    // Each rule's count is what the archive (the values from before) says of it.
+    for rule in FillRule::ALL.iter().filter(|r| **r != FillRule::NotSplit) {
+        let archived: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1 AND {}",
+            rule.predicate()
+        ))
+        .bind(id)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        assert_eq!(fill_counts[rule.name()].as_i64(), Some(archived), "{rule:?}: {fill_counts}");
+    }
+    assert!(fill_counts["fill_both_differ"].as_i64().unwrap() >= 25, "{fill_counts}");
+    assert!(fill_counts["skip_parts_equal"].as_i64().unwrap() >= 1, "{fill_counts}");
 }

@@ -84,3 +84,35 @@ async fn the_archive_holds_every_split_value_verified_and_sees_a_change_since(po
     };
     assert_eq!(diary.rows, archive.rows + 1);
 }
+
+/// The fill's rules as SQL and as Rust agree on every combination of empty, 0, 4 and 8 in the
+/// three columns; each row falls under exactly one rule.
+#[sqlx::test(migrations = false)]
+async fn the_fill_rules_in_sql_and_in_rust_agree_and_are_disjoint(pool: PgPool) {
+    use rollout_dashboard::server::rollback::fill::FillRule;
+    let values = [None, Some(0.0), Some(4.0), Some(8.0)];
+    let mut rows = Vec::new();
+    for d in values {
+        for s in values {
+            for l in values {
+                rows.push((d, s, l));
+            }
+        }
+    }
+    let sql_of = |v: Option<f64>| v.map(|x| format!("{x}::numeric")).unwrap_or("NULL::numeric".into());
+    let list: Vec<String> =
+        rows.iter().map(|(d, s, l)| format!("({}, {}, {})", sql_of(*d), sql_of(*s), sql_of(*l))).collect();
+    let matches: Vec<String> = FillRule::ALL.iter().map(|r| format!("({})::int", r.predicate())).collect();
+    let sql = format!(
+        "SELECT ARRAY[{}] FROM (VALUES {}) AS v(dose, insulin_short, insulin_long)",
+        matches.join(", "),
+        list.join(", ")
+    );
+    let answers: Vec<Vec<i32>> = sqlx::query_scalar(&sql).fetch_all(&pool).await.unwrap();
+    assert_eq!(answers.len(), 64);
+    for ((d, s, l), hits) in rows.iter().zip(&answers) {
+        assert_eq!(hits.iter().sum::<i32>(), 1, "exactly one rule for {d:?} {s:?} {l:?}: {hits:?}");
+        let sql_rule = FillRule::ALL[hits.iter().position(|h| *h == 1).unwrap()];
+        assert_eq!(sql_rule, FillRule::of(*d, *s, *l), "{d:?} {s:?} {l:?}");
+    }
+}

@@ -12,8 +12,8 @@ use crate::support::{dashboard_state, diary_schema, free_port, repo, url_of};
 
 #[sqlx::test(migrations = false)]
 async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating_steps(pool: PgPool) {
-    // The downgrade command holds for a while after migrating: the kill lands after step 3 acted
-    // and before step 4 began.
+    // The downgrade command holds for a while after migrating: the kill lands after step 5 acted
+    // and before step 6 began.
     let scripts = tempfile::tempdir().unwrap();
     let wrapper = scripts.path().join("downgrade-then-hold.sh");
     std::fs::write(
@@ -68,15 +68,22 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
     assert!(at_target, "the downgrade ran");
     dash.kill();
     let states: Vec<(String, String)> =
-        sqlx::query_as("SELECT name, state FROM rollback_steps WHERE run_id = $1 AND idx <= 4 ORDER BY idx")
+        sqlx::query_as("SELECT name, state FROM rollback_steps WHERE run_id = $1 AND idx <= 6 ORDER BY idx")
             .bind(id)
             .fetch_all(&w.pool)
             .await
             .unwrap();
     assert_eq!(
         states.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect::<Vec<_>>(),
-        [("stop_writers", "done"), ("flag_off", "done"), ("schema_downgrade", "running"), ("verify_schema", "pending")],
-        "killed between steps 3 and 4"
+        [
+            ("stop_writers", "done"),
+            ("flag_off", "done"),
+            ("archive_split_values", "done"),
+            ("fill_dose", "not_chosen"),
+            ("schema_downgrade", "running"),
+            ("verify_schema", "pending")
+        ],
+        "killed between steps 5 and 6"
     );
 
     // Restarted: the run shows as interrupted at the exact step.
@@ -92,7 +99,7 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
     }
     assert_eq!(run["state"], "interrupted", "{run:#}");
     assert_eq!(step(&run, "schema_downgrade")["state"], "interrupted");
-    // Resume: step 3 finds the schema already at the target and runs nothing; 1 and 2 are not repeated.
+    // Resume: step 5 finds the schema already at the target and runs nothing; 1 to 3 are not repeated.
     let (status, _) = dash.post(&format!("/api/v1/rollback/{id}/retry"), None).await;
     assert_eq!(status, 200);
     for _ in 0..600 {
@@ -104,7 +111,7 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
     }
     assert_eq!(run["state"], "done", "{run:#}");
     let attempts: Vec<i64> = run["steps"].as_array().unwrap().iter().map(|s| s["attempts"].as_i64().unwrap()).collect();
-    assert_eq!(attempts, [1, 1, 2, 1, 0, 1, 1, 1], "only the interrupted step ran again");
+    assert_eq!(attempts, [1, 1, 1, 0, 2, 1, 0, 0, 1, 1, 1], "only the interrupted step ran again");
     assert!(step(&run, "schema_downgrade")["output"]
         .as_str()
         .unwrap()
@@ -119,9 +126,9 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
     .unwrap();
     let count = |prefix: &str| notes.iter().filter(|n| n.starts_with(prefix)).count();
     assert_eq!(count("rollback.step step 1 stop_writers: done"), 1, "{notes:#?}");
-    assert_eq!(count("rollback.step step 3 schema_downgrade: running"), 2, "{notes:#?}");
-    assert_eq!(count("rollback.step step 3 schema_downgrade: interrupted"), 1, "{notes:#?}");
-    assert_eq!(count("rollback.step step 3 schema_downgrade: done"), 1, "{notes:#?}");
+    assert_eq!(count("rollback.step step 5 schema_downgrade: running"), 2, "{notes:#?}");
+    assert_eq!(count("rollback.step step 5 schema_downgrade: interrupted"), 1, "{notes:#?}");
+    assert_eq!(count("rollback.step step 5 schema_downgrade: done"), 1, "{notes:#?}");
     assert_eq!(count("rollback.interrupted"), 1, "{notes:#?}");
     assert_eq!(count("rollback.done"), 1, "{notes:#?}");
 }

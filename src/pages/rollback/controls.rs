@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{PLAN_REGION, RUN_REGION};
-use crate::api::rollback::{NewDeploy, RollbackPlan, RunActionBody, StartRollback};
+use crate::api::rollback::{Choices, NewDeploy, RollbackPlan, RunActionBody, StartRollback};
 use crate::components::client;
 use crate::components::panel::Panel;
 
@@ -56,9 +56,11 @@ impl PlanFacts {
     }
 }
 
-/// The plan's region drawn again (for the restore chosen or not), and the facts read off it.
-async fn redraw_plan(restore: bool, facts: RwSignal<PlanFacts>) {
-    if client::swap(&format!("/rollback?restore={restore}"), &[PLAN_REGION]).await.is_ok() {
+/// The plan's region drawn again (for the fill and the restore chosen or not), and the facts
+/// read off it.
+async fn redraw_plan(c: Choices, facts: RwSignal<PlanFacts>) {
+    let url = format!("/rollback?restore={}&fill={}", c.restore_data, c.fill_dose);
+    if client::swap(&url, &[PLAN_REGION]).await.is_ok() {
         if let Some(now) = PlanFacts::shown() {
             facts.set(now);
         }
@@ -67,11 +69,11 @@ async fn redraw_plan(restore: bool, facts: RwSignal<PlanFacts>) {
 
 /// The run's region drawn again; the plan's too when the run changed (another run, or a state
 /// the preconditions depend on).
-async fn redraw_run(restore: bool, facts: RwSignal<PlanFacts>) -> Result<(), String> {
+async fn redraw_run(choices: Choices, facts: RwSignal<PlanFacts>) -> Result<(), String> {
     let before = run_key();
     client::swap("/rollback?part=run", &[RUN_REGION]).await?;
     if run_key() != before {
-        redraw_plan(restore, facts).await;
+        redraw_plan(choices, facts).await;
     }
     Ok(())
 }
@@ -88,16 +90,16 @@ fn run_key() -> Option<String> {
 #[island(lazy)]
 pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, children: Children) -> impl IntoView {
     let facts = RwSignal::new(facts);
-    let restore = RwSignal::new(false);
+    let choices = RwSignal::new(Choices::default());
     let act_error = RwSignal::new(None::<String>);
     // The run, every second; since when, and why, it could not be read (its region then shows
     // the last values).
-    let failing = client::redraw_every(1, move || redraw_run(restore.get_untracked(), facts));
-    // The plan again when the restore is chosen or dropped.
+    let failing = client::redraw_every(1, move || redraw_run(choices.get_untracked(), facts));
+    // The plan again when the fill or the restore is chosen or dropped.
     Effect::new(move |ran: Option<()>| {
-        let r = restore.get();
+        let c = choices.get();
         if ran.is_some() {
-            leptos::task::spawn_local(redraw_plan(r, facts));
+            leptos::task::spawn_local(redraw_plan(c, facts));
         }
     });
     let act = move |action: String, id: String, reason: Option<String>| {
@@ -105,7 +107,7 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
             let url = format!("/api/v1/rollback/{id}/{action}");
             let done = client::post::<_, serde::de::IgnoredAny>(&url, &RunActionBody { reason }).await;
             act_error.set(done.err());
-            let _ = redraw_run(restore.get_untracked(), facts).await;
+            let _ = redraw_run(choices.get_untracked(), facts).await;
         });
     };
     let planned = Memo::new(move |_| facts.read().planned);
@@ -129,8 +131,8 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
         // its facts: a redraw would drop what was typed and the deploy form's answer.
         {move || planned.get().then(|| view! {
             <div class="panels">
-                <DeployForm operator revision=revision.clone() facts restore/>
-                <StartForm operator facts restore/>
+                <DeployForm operator revision=revision.clone() facts choices/>
+                <StartForm operator facts choices/>
             </div>
         })}
     }
@@ -138,7 +140,12 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
 
 /// The deploy journal's form: an operator records which revision came after which.
 #[component]
-fn DeployForm(operator: bool, revision: String, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>) -> impl IntoView {
+fn DeployForm(
+    operator: bool,
+    revision: String,
+    facts: RwSignal<PlanFacts>,
+    choices: RwSignal<Choices>,
+) -> impl IntoView {
     #[derive(Clone, Deserialize)]
     struct Recorded {
         revision: String,
@@ -152,7 +159,7 @@ fn DeployForm(operator: bool, revision: String, facts: RwSignal<PlanFacts>, rest
         leptos::task::spawn_local(async move {
             let done = client::post::<_, Recorded>("/api/v1/deploys", &body).await;
             if done.is_ok() {
-                redraw_plan(restore.get_untracked(), facts).await;
+                redraw_plan(choices.get_untracked(), facts).await;
             }
             result.set(Some(done));
         });
@@ -177,9 +184,13 @@ fn DeployForm(operator: bool, revision: String, facts: RwSignal<PlanFacts>, rest
     }
 }
 
-/// The start: reason, the typed confirmations (data loss, environment, RESTORE) and the bypass.
+/// The start: reason, the typed confirmations (data loss, environment, FILL, RESTORE) and the
+/// bypass.
 #[component]
-fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>) -> impl IntoView {
+fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, choices: RwSignal<Choices>) -> impl IntoView {
+    let restore = Signal::derive(move || choices.get().restore_data);
+    let fill = Signal::derive(move || choices.get().fill_dose);
+    let fill_word = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
     let typed_env = RwSignal::new(String::new());
     let ack = RwSignal::new(String::new());
@@ -194,6 +205,7 @@ fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>
             && typed_env.get() == f.environment
             && f.loss_rows.is_some_and(|l| ack.get().trim().parse::<i64>().ok() == Some(l))
             && (!restore.get() || restore_word.get() == "RESTORE")
+            && (!fill.get() || fill_word.get() == "FILL")
     };
     let start = move |_| {
         let body = StartRollback {
@@ -202,20 +214,30 @@ fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>
             acknowledge_data_loss_rows: ack.get_untracked().trim().parse().unwrap_or(-1),
             restore_data: restore.get_untracked(),
             restore_confirmation: Some(restore_word.get_untracked()).filter(|w| !w.is_empty()),
+            fill_dose: fill.get_untracked(),
+            fill_confirmation: Some(fill_word.get_untracked()).filter(|w| !w.is_empty()),
             emergency_bypass_reason: Some(bypass.get_untracked()).filter(|w| !w.trim().is_empty()),
         };
         leptos::task::spawn_local(async move {
             let done = client::post::<_, serde::de::IgnoredAny>("/api/v1/rollback", &body).await;
             error.set(done.err());
-            let _ = redraw_run(restore.get_untracked(), facts).await;
+            let _ = redraw_run(choices.get_untracked(), facts).await;
         });
     };
     let loss = move || facts.read().loss_rows.map(|l| l.to_string()).unwrap_or_else(|| "?".into());
     view! {
         <Panel title="Start the rollback" id="rollback-start" error=None class="kill">
             {move || facts.read().active.then(|| view! { <p class="disabled-reason">"A run is active: act on it above."</p> })}
+            <label><input type="checkbox" disabled=!operator data-testid="fill-dose" prop:checked=move || fill.get()
+                on:change=move |ev| choices.update(|c| c.fill_dose = event_target_checked(&ev))/>
+                " Fill an empty dose from insulin_short before the downgrade, so legacy clients show the short dose (never from insulin_long; undone by the roll-forward)"</label>
+            {move || fill.get().then(|| view! {
+                <label class="field">"Type FILL to confirm the fill"
+                    <input type="text" data-testid="fill-word" prop:value=move || fill_word.get()
+                        on:input=move |ev| fill_word.set(event_target_value(&ev))/></label>
+            })}
             <label><input type="checkbox" disabled=!operator data-testid="restore" prop:checked=move || restore.get()
-                on:change=move |ev| restore.set(event_target_checked(&ev))/>
+                on:change=move |ev| choices.update(|c| c.restore_data = event_target_checked(&ev))/>
                 " Also restore data from the backup (pg_restore --clean)"</label>
             {move || restore.get().then(|| view! {
                 <label class="field">"Type RESTORE to confirm the restore"
@@ -226,7 +248,7 @@ fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, restore: RwSignal<bool>
                 <textarea disabled=!operator data-testid="rollback-reason" prop:value=move || reason.get()
                     on:input=move |ev| reason.set(event_target_value(&ev))></textarea></label>
             <label class="field">
-                {move || format!("Data loss: the downgrade drops insulin_short / insulin_long of {} row(s). Type that number to acknowledge", loss())}
+                {move || format!("{} row(s) hold insulin_short / insulin_long: step 3 archives and verifies them before the downgrade drops the columns. Type that number to acknowledge", loss())}
                 <input type="text" disabled=!operator data-testid="ack-rows" prop:value=move || ack.get()
                     on:input=move |ev| ack.set(event_target_value(&ev))/></label>
             <label class="field">{move || format!("Type the environment's name ({}) to confirm", facts.read().environment)}

@@ -14,6 +14,9 @@ pub struct Memory {
     /// All writes per second when the run started: what the legacy rate must come back to.
     pub baseline_rate: Option<f64>,
     pub data_loss_rows: i64,
+    /// The rows the archive holds and its checksum, once it was taken and verified.
+    pub archived_rows: Option<i64>,
+    pub archive_checksum: Option<String>,
     /// The legacy entry the smoke check wrote.
     pub smoke_entry_id: Option<i64>,
 }

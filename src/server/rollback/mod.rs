@@ -17,6 +17,7 @@ pub mod archive;
 pub mod deploys;
 mod executor;
 pub mod facts;
+pub mod fill;
 pub mod incident;
 pub mod machine;
 pub mod memory;
@@ -29,7 +30,8 @@ use crate::api::audit::Outcome;
 use crate::api::auth::Identity;
 use crate::api::check::Check;
 use crate::api::rollback::{
-    DeployEntry, NewDeploy, PlanRequest, RollbackPlan, RunAction, RunActionBody, RunState, RunView, StartRollback,
+    Choices, DeployEntry, NewDeploy, PlanRequest, RollbackPlan, RunAction, RunActionBody, RunState, RunView,
+    StartRollback,
 };
 
 use super::caller::Caller;
@@ -48,7 +50,7 @@ pub struct Service<'a> {
 /// A start request that passed its own checks (who, typed confirmations, reasons).
 struct Confirmed {
     reason: String,
-    restore_data: bool,
+    choices: Choices,
     bypass: Option<String>,
     acknowledged_rows: i64,
 }
@@ -61,14 +63,19 @@ impl<'a> Service<'a> {
     /// The dry run: preconditions and the whole plan with concrete values. Executes nothing.
     /// Shared by everyone asking within a second (`Services::rollback_plan`); a start surveys
     /// afresh.
-    pub async fn plan(&self, restore_data: bool) -> Result<RollbackPlan, ApiError> {
-        let key = if restore_data { "restore" } else { "keep" };
-        let survey = || async { Ok(preconditions::survey(self.state, restore_data).await?.plan) };
+    pub async fn plan(&self, choices: Choices) -> Result<RollbackPlan, ApiError> {
+        let key = match (choices.restore_data, choices.fill_dose) {
+            (false, false) => "keep",
+            (true, false) => "restore",
+            (false, true) => "fill",
+            (true, true) => "fill+restore",
+        };
+        let survey = || async { Ok(preconditions::survey(self.state, choices).await?.plan) };
         self.state.services.rollback_plan.get(key, survey).await
     }
 
     pub async fn plan_request(&self, body: PlanRequest) -> Result<RollbackPlan, ApiError> {
-        self.plan(body.restore_data).await
+        self.plan(body.choices()).await
     }
 
     pub async fn run(&self, id: i64) -> Result<RunView, ApiError> {
@@ -113,7 +120,7 @@ impl<'a> Service<'a> {
         if let Some(id) = store::active_run_id(&s.state_db).await? {
             return Ok(RunView { joined: true, ..self.run(id).await? });
         }
-        let survey = preconditions::survey(s, c.restore_data).await?;
+        let survey = preconditions::survey(s, c.choices).await?;
         // A concurrent start created the run while this one surveyed: join it, as above.
         if let Some(id) = survey.plan.active_run {
             return Ok(RunView { joined: true, ..self.run(id).await? });
@@ -131,13 +138,13 @@ impl<'a> Service<'a> {
             reason: &c.reason,
             environment: &s.settings.environment,
             state: initial,
-            restore_data: c.restore_data,
+            choices: c.choices,
             bypass_reason: c.bypass.as_deref(),
             memory: &survey.memory,
             plan: serde_json::to_value(&survey.plan).unwrap_or_default(),
             steps: steps::REGISTRY
                 .iter()
-                .map(|step| (step.name(), step.title(), machine::planned_step(step.chosen(c.restore_data))))
+                .map(|step| (step.name(), step.title(), machine::planned_step(step.chosen(c.choices))))
                 .collect(),
         };
         let note = caller
@@ -173,13 +180,19 @@ impl<'a> Service<'a> {
                 "restoring data needs its own confirmation: restore_confirmation = \"RESTORE\"".into(),
             ));
         }
+        if b.fill_dose && b.fill_confirmation.as_deref() != Some("FILL") {
+            return Err(ApiError::BadRequest(
+                "filling dose from insulin_short needs its own confirmation: fill_confirmation = \"FILL\"".into(),
+            ));
+        }
         let bypass = b
             .emergency_bypass_reason
             .as_deref()
             .map(|r| check_reason(r, "emergency_bypass_reason", true))
             .transpose()?
             .flatten();
-        Ok(Confirmed { reason, restore_data: b.restore_data, bypass, acknowledged_rows: b.acknowledge_data_loss_rows })
+        let choices = Choices { restore_data: b.restore_data, fill_dose: b.fill_dose };
+        Ok(Confirmed { reason, choices, bypass, acknowledged_rows: b.acknowledge_data_loss_rows })
     }
 
     /// `POST /api/v1/rollback/{id}/{action}`.

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use crate::api::check::Check;
-use crate::api::rollback::RollbackPlan;
+use crate::api::rollback::{Choices, RollbackPlan};
 
 use super::super::error::{ApiError, SourceError};
 use super::super::records::{DiaryRecords, SchemaState};
 use super::super::state::AppState;
 use super::steps::{self, Memory, PlanContext};
-use super::{deploys, store};
+use super::{deploys, fill, store};
 
 /// What the plan found out, kept for the start.
 pub(super) struct Survey {
@@ -19,7 +19,8 @@ pub(super) struct Survey {
     pub memory: Memory,
 }
 
-pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, ApiError> {
+pub(super) async fn survey(s: &AppState, choices: Choices) -> Result<Survey, ApiError> {
+    let restore_data = choices.restore_data;
     let db = &s.state_db;
     let mut pre = Vec::new();
     let active = store::active_run_id(db).await?;
@@ -47,11 +48,16 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
         Ok(n) => Check::pass(
             "data_loss_warning",
             format!(
-                "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those values. Acknowledge by typing {n} (acknowledge_data_loss_rows)"
+                "{n} row(s) hold insulin_short or insulin_long; the downgrade drops those columns. Step 3 archives them in the state database and verifies the copy, and the downgrade is refused unless it verifies. Acknowledge by typing {n} (acknowledge_data_loss_rows)"
             ),
         ),
         Err(e) => Check::fail("data_loss_warning", format!("cannot count the rows the downgrade would drop: {e}")),
     });
+    // How many rows each fill rule would touch (shown in the plan whether chosen or not).
+    let fill_counts = match &diary {
+        Ok((d, sc)) if sc.has_split_columns() => fill_counts(d).await.ok(),
+        _ => None,
+    };
     let writer_now = match s.writer_cluster.as_ref() {
         Ok(c) => c.deployment_replicas(&s.settings.writer.deployment).await.ok().map(|r| r.desired),
         Err(_) => None,
@@ -73,7 +79,8 @@ pub(super) async fn survey(s: &AppState, restore_data: bool) -> Result<Survey, A
         memory: &memory,
         writer_now,
         flag_now: flag_now.as_deref(),
-        restore_data,
+        choices,
+        fill_counts: fill_counts.as_deref(),
     });
     let ready = pre.iter().all(|p| p.passed);
     Ok(Survey {
@@ -142,6 +149,10 @@ async fn rows_losing_split_values(d: &DiaryRecords, sc: &SchemaState) -> Result<
         .fetch_one(d.pool())
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn fill_counts(d: &DiaryRecords) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(&fill::counts_sql(d.table())).fetch_one(d.pool()).await
 }
 
 async fn backup_check(s: &AppState) -> Check {

@@ -6,7 +6,7 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::api::audit::Outcome;
-use crate::api::rollback::{RunState, RunView, StepState, StepView};
+use crate::api::rollback::{Choices, RunState, RunView, StepState, StepView};
 
 use super::super::audit::{self, NewEntry};
 use super::super::error::{db_err, Source, SourceError};
@@ -29,6 +29,7 @@ pub struct Run {
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub restore_data: bool,
+    pub fill_dose: bool,
     pub approved_by: Option<String>,
     pub bypass_reason: Option<String>,
     pub memory: Memory,
@@ -53,6 +54,7 @@ impl Run {
             updated_at: self.updated_at,
             finished_at: self.finished_at,
             restore_data: self.restore_data,
+            fill_dose: self.fill_dose,
             approved_by: self.approved_by.clone(),
             bypass_reason: self.bypass_reason.clone(),
             memory: serde_json::to_value(&self.memory).unwrap_or_default(),
@@ -91,6 +93,7 @@ struct RunRow {
     updated_at: chrono::DateTime<chrono::Utc>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
     restore_data: bool,
+    fill_dose: bool,
     approved_by: Option<String>,
     bypass_reason: Option<String>,
     memory: serde_json::Value,
@@ -114,7 +117,7 @@ struct StepRow {
 pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> Result<Option<Run>, SourceError> {
     let run: Option<RunRow> = sqlx::query_as(
         "SELECT r.id, r.state, r.actor, r.reason, r.environment, r.created_at, r.updated_at, r.finished_at,
-                r.restore_data, r.approved_by, r.bypass_reason, r.memory, i.id AS incident_id
+                r.restore_data, r.fill_dose, r.approved_by, r.bypass_reason, r.memory, i.id AS incident_id
          FROM rollback_runs r LEFT JOIN incidents i ON i.run_id = r.id WHERE r.id = $1",
     )
     .bind(id)
@@ -162,6 +165,7 @@ pub(super) async fn load<'e>(db: impl sqlx::PgExecutor<'e> + Copy, id: i64) -> R
         updated_at: r.updated_at,
         finished_at: r.finished_at,
         restore_data: r.restore_data,
+        fill_dose: r.fill_dose,
         approved_by: r.approved_by,
         bypass_reason: r.bypass_reason,
         incident_id: r.incident_id,
@@ -207,7 +211,7 @@ pub(super) struct NewRun<'a> {
     pub reason: &'a str,
     pub environment: &'a str,
     pub state: RunState,
-    pub restore_data: bool,
+    pub choices: Choices,
     pub bypass_reason: Option<&'a str>,
     pub memory: &'a Memory,
     pub plan: serde_json::Value,
@@ -221,15 +225,16 @@ pub(super) async fn create_run(db: &PgPool, new: NewRun<'_>, n: Note) -> Result<
     let mut tx = db.begin().await?;
     let memory = serde_json::to_value(new.memory).map_err(|e| malformed(e.to_string()))?;
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO rollback_runs (actor, reason, environment, state, restore_data, bypass_reason, memory, plan)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO rollback_runs (actor, reason, environment, state, restore_data, fill_dose, bypass_reason, memory, plan)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (active) WHERE active DO NOTHING RETURNING id",
     )
     .bind(new.actor)
     .bind(new.reason)
     .bind(new.environment)
     .bind(new.state.as_str())
-    .bind(new.restore_data)
+    .bind(new.choices.restore_data)
+    .bind(new.choices.fill_dose)
     .bind(new.bypass_reason)
     .bind(&memory)
     .bind(&new.plan)

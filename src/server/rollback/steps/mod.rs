@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
+pub use crate::api::rollback::Choices;
 use crate::api::rollback::PlannedStep;
 
 use super::super::state::AppState;
@@ -30,9 +31,12 @@ macro_rules! registry {
 registry! {
     stop_writers => StopWriters,
     flag_off => FlagOff,
+    archive_split_values => ArchiveSplitValues,
+    fill_dose => FillDose,
     schema_downgrade => SchemaDowngrade,
     verify_schema => VerifySchema,
     restore_data => RestoreData,
+    reinsert_dropped_rows => ReinsertDroppedRows,
     scale_writers_back => ScaleWritersBack,
     smoke_checks => SmokeChecks,
     incident_record => IncidentRecord,
@@ -50,8 +54,8 @@ pub trait RollbackStep: Sync {
     /// Its stable name (stored with the run, used in URLs of tests and in the page's test ids).
     fn name(&self) -> &'static str;
     fn title(&self) -> &'static str;
-    /// Whether this run does it (only the data restore can be left out).
-    fn chosen(&self, _restore_data: bool) -> bool {
+    /// Whether this run does it (the fill and the data restore are the operator's choices).
+    fn chosen(&self, _choices: Choices) -> bool {
         true
     }
     /// The dry run: the concrete commands, calls and values it would use.
@@ -66,7 +70,9 @@ pub struct PlanContext<'a> {
     pub memory: &'a Memory,
     pub writer_now: Option<i32>,
     pub flag_now: Option<&'a str>,
-    pub restore_data: bool,
+    pub choices: Choices,
+    /// Rows per fill rule (`FillRule::ALL`'s order), when the diary could be read.
+    pub fill_counts: Option<&'a [i64]>,
 }
 
 /// What a running step works with.
@@ -125,7 +131,7 @@ pub fn describe(cx: &PlanContext<'_>) -> Vec<PlannedStep> {
             name: step.name().to_string(),
             title: step.title().to_string(),
             actions: step.plan(cx),
-            chosen: step.chosen(cx.restore_data),
+            chosen: step.chosen(cx.choices),
         })
         .collect()
 }
@@ -149,6 +155,17 @@ async fn wait_for_ready(state: &AppState, want: i32, log: &mut Log) -> Result<()
         }
         tokio::time::sleep(state.settings.rollback.poll_interval()).await;
     }
+}
+
+/// A connection to the diary that may write (the fill, the re-insert): `DATABASE_URL`, the one
+/// the downgrade's command gets.
+async fn diary_writer(state: &AppState) -> Result<sqlx::PgConnection, String> {
+    use sqlx::Connection;
+    let url = state.diary_database_url.as_ref().ok_or("DATABASE_URL is not configured: nothing can be written")?;
+    sqlx::PgConnection::connect(url.expose()).await.map_err(|e| {
+        let e = crate::server::error::from_sqlx(crate::server::error::Source::DiaryDatabase, &e);
+        format!("cannot connect to the diary database to write: {e}")
+    })
 }
 
 /// The diary's Alembic revision now.
@@ -198,9 +215,12 @@ mod tests {
             [
                 "stop_writers",
                 "flag_off",
+                "archive_split_values",
+                "fill_dose",
                 "schema_downgrade",
                 "verify_schema",
                 "restore_data",
+                "reinsert_dropped_rows",
                 "scale_writers_back",
                 "smoke_checks",
                 "incident_record"
@@ -210,8 +230,14 @@ mod tests {
             assert!(std::ptr::eq(find(s.name()).unwrap() as *const _ as *const u8, *s as *const _ as *const u8));
         }
         assert!(find("drop_table").is_none());
-        // Only the restore depends on the operator's choice.
-        let optional: Vec<&str> = REGISTRY.iter().filter(|s| !s.chosen(false)).map(|s| s.name()).collect();
-        assert_eq!(optional, ["restore_data"]);
+        // Only the fill and the restore depend on the operator's choices, each on its own.
+        let left_out = |c: Choices| REGISTRY.iter().filter(|s| !s.chosen(c)).map(|s| s.name()).collect::<Vec<_>>();
+        assert_eq!(left_out(Choices::default()), ["fill_dose", "restore_data", "reinsert_dropped_rows"]);
+        assert_eq!(
+            left_out(Choices { fill_dose: true, restore_data: false }),
+            ["restore_data", "reinsert_dropped_rows"]
+        );
+        assert_eq!(left_out(Choices { fill_dose: false, restore_data: true }), ["fill_dose"]);
+        assert!(left_out(Choices { fill_dose: true, restore_data: true }).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! configured command, unless it is there already, and read the revision back.
 
 use super::super::super::config::DowngradeSettings;
+use super::super::archive::{self, ArchiveError};
 use super::commands::{run_command, shown, substitute};
 use super::{
     current_revision, for_step, in_working_dir, shown_target, Memory, PlanContext, RollbackStep, StepContext, StepFuture,
@@ -24,6 +25,7 @@ impl RollbackStep for SchemaDowngrade {
         let with_target = Memory { target_revision: target.into(), ..cx.memory.clone() };
         vec![
             format!("if alembic_version is not already {target}:"),
+            "verify the archive of step 3 against the diary now (count, checksum, units); refuse the downgrade unless it verifies".into(),
             format!(
                 "$ {}{} with DATABASE_URL=***",
                 shown(&substitute(argv, cx.state, &with_target), cx.state),
@@ -43,6 +45,7 @@ impl RollbackStep for SchemaDowngrade {
                 cx.log.line("already at the target revision: nothing to run");
                 return Ok(());
             }
+            archive_verifies(cx).await?;
             let DowngradeSettings::Command { argv } = &state.settings.rollback.downgrade;
             let argv = substitute(argv, state, cx.memory);
             run_command(state, &argv, for_step(cx, self.name()), &mut cx.log).await?;
@@ -56,5 +59,30 @@ impl RollbackStep for SchemaDowngrade {
             cx.log.line(format!("read back: revision {target}"));
             Ok(())
         })
+    }
+}
+
+/// The guard: the downgrade drops the split columns, so it runs only while the run's archive
+/// holds exactly what the diary holds.
+async fn archive_verifies(cx: &mut StepContext<'_>) -> Result<(), String> {
+    let state = cx.state;
+    let run = cx.run.id;
+    let diary = state.diary.as_ref().map_err(|e| e.to_string())?;
+    match archive::verify(diary.pool(), &state.state_db, run, diary.table()).await {
+        Ok(t) => {
+            cx.log.line(format!(
+                "{} row(s) archived and verified (run #{run}): the downgrade may drop their split values",
+                t.rows
+            ));
+            Ok(())
+        }
+        Err(ArchiveError::Missing(_)) => {
+            Err(format!("no verified archive of run #{run}'s split values: the downgrade is refused"))
+        }
+        Err(ArchiveError::Mismatch { diary, archive }) => Err(format!(
+            "the diary changed since the archive (diary {diary}; archive {archive}): the downgrade is refused; \
+             abort and start a new run, which archives afresh"
+        )),
+        Err(e) => Err(format!("cannot verify the archive: {e}: the downgrade is refused")),
     }
 }

@@ -14,16 +14,20 @@
 //! it is no defence against someone forging rows.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 
 use super::super::categories::SPLIT_WRITE;
 use super::super::error::{from_sqlx, Source, SourceError};
+use super::fill::filled_dose_sql;
+
+pub mod reapply;
+pub mod whole;
 
 /// Rows copied per statement into the state database.
 const BATCH: usize = 5_000;
 
 /// What a set of rows adds up to; equal tallies mean the same rows with the same values.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct Tally {
     pub rows: i64,
     pub checksum: String,
@@ -56,6 +60,10 @@ pub enum ArchiveError {
     Mismatch { diary: Tally, archive: Tally },
     #[error("run #{0} has no verified archive")]
     Missing(i64),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the archive of the whole table does not match: the diary has {diary}; the archive has {archive}")]
+    WholeMismatch { diary: whole::WholeTally, archive: whole::WholeTally },
 }
 
 /// A bare `?` on the state database's errors (the diary's name their source: `diary_err`).
@@ -95,15 +103,58 @@ fn diary_err(e: sqlx::Error) -> SourceError {
     from_sqlx(Source::DiaryDatabase, &e)
 }
 
-/// The diary's split rows as they are now.
-pub async fn diary_tally(diary: &PgPool, table: &str) -> Result<Tally, SourceError> {
+/// The diary's split rows as they are now (a pool, or the fill's own transaction).
+pub async fn diary_tally<'c>(diary: impl sqlx::PgExecutor<'c>, table: &str) -> Result<Tally, SourceError> {
     sqlx::query_as(&tally_sql(&diary_rows(table), "id")).fetch_one(diary).await.map_err(diary_err)
 }
 
-/// What run `run_id`'s archive holds.
-async fn archive_tally(db: &mut Transaction<'_, Postgres>, run_id: i64) -> Result<Tally, SourceError> {
-    let from = format!("(SELECT * FROM rollback_archive_rows WHERE run_id = {run_id}) a");
-    Ok(sqlx::query_as(&tally_sql(&from, "record_id")).fetch_one(&mut **db).await?)
+/// What run `run_id`'s archive holds; with `filled`, as the diary holds it after the fill (the
+/// archive keeps the values from before it; the rule is a function of them, `fill.rs`).
+async fn archive_tally(db: &mut PgConnection, run_id: i64, filled: bool) -> Result<Tally, SourceError> {
+    Ok(sqlx::query_as(&archive_tally_sql(run_id, filled)).fetch_one(db).await?)
+}
+
+/// The tally SQL of run `run_id`'s archive (see [`archive_tally`]).
+fn archive_tally_sql(run_id: i64, filled: bool) -> String {
+    let dose = if filled { filled_dose_sql() } else { "dose".into() };
+    let from = format!(
+        "(SELECT record_id, user_id, created_at, {dose} AS dose, insulin_short, insulin_long
+            FROM rollback_archive_rows WHERE run_id = {run_id}) a"
+    );
+    tally_sql(&from, "record_id")
+}
+
+/// An archive's header: written only by the transaction that verified it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Header {
+    pub rows: i64,
+    pub archived_at: DateTime<Utc>,
+    /// When the fill of `dose` was applied to the diary (`steps/fill_dose.rs`).
+    pub filled_at: Option<DateTime<Utc>>,
+}
+
+/// Run `run_id`'s archive header, when it has one.
+pub async fn header(state: &PgPool, run_id: i64) -> Result<Option<Header>, SourceError> {
+    Ok(sqlx::query_as("SELECT rows, archived_at, filled_at FROM rollback_archives WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(state)
+        .await?)
+}
+
+/// What the diary must hold once the fill is applied: the archive with the fill's rules.
+pub async fn filled_tally(state: &PgPool, run_id: i64) -> Result<Tally, SourceError> {
+    let mut db = state.acquire().await?;
+    archive_tally(&mut db, run_id, true).await
+}
+
+/// Records that the fill was applied to the diary, with its counts by rule.
+pub async fn mark_filled(state: &PgPool, run_id: i64, counts: serde_json::Value) -> Result<(), SourceError> {
+    sqlx::query("UPDATE rollback_archives SET filled_at = now(), fill_counts = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(counts)
+        .execute(state)
+        .await?;
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -158,7 +209,7 @@ pub async fn take(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> R
         .await
         ?;
     }
-    let archive_side = archive_tally(&mut write, run_id).await?;
+    let archive_side = archive_tally(&mut write, run_id, false).await?;
     if archive_side != diary_side {
         // Dropped: nothing of this attempt stays.
         return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
@@ -181,17 +232,12 @@ pub async fn take(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> R
 }
 
 /// Verifies run `run_id`'s archive against the diary as it is now (what the downgrade will
-/// need: nothing written, changed or lost since the archive was taken).
+/// need: nothing written, changed or lost since the archive was taken, but the fill if it was
+/// applied).
 pub async fn verify(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> Result<Tally, ArchiveError> {
-    let mut tx = state.begin().await?;
-    let header: Option<i64> = sqlx::query_scalar("SELECT rows FROM rollback_archives WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if header.is_none() {
-        return Err(ArchiveError::Missing(run_id));
-    }
-    let archive_side = archive_tally(&mut tx, run_id).await?;
+    let Some(header) = header(state, run_id).await? else { return Err(ArchiveError::Missing(run_id)) };
+    let mut db = state.acquire().await?;
+    let archive_side = archive_tally(&mut db, run_id, header.filled_at.is_some()).await?;
     let diary_side = diary_tally(diary, table).await?;
     if archive_side != diary_side {
         return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
