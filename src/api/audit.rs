@@ -95,6 +95,7 @@ actions! {
     RollbackAbort = "rollback.abort", Warning, false, "rollback aborted";
     RollbackDone = "rollback.done", Info, false, "rollback done";
     RollbackScaleBack = "rollback.scale_back", -, false, "writers scaled back";
+    RollbackReapply = "rollback.reapply", Warning, false, "split values re-applied";
     DeployRecord = "deploy.record", -, false, "deploy recorded";
     HookAlert = "hook.alert", Critical, false, "alert acted on";
     NotifyResend = "notify.resend", -, false, "notification resent";

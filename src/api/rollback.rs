@@ -85,6 +85,45 @@ pub struct StartRollback {
     pub emergency_bypass_reason: Option<String>,
 }
 
+/// `POST /api/v1/rollback/{id}/roll_forward/apply`: re-apply the run's archived split values
+/// once the split revision is back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollForward {
+    pub reason: String,
+    /// Must equal the environment's name.
+    pub confirm_environment: String,
+    /// Must equal the dry run's `restorable`: the operator saw what will be written.
+    pub acknowledge_rows: i64,
+}
+
+/// How many archived rows got one verdict, by the category they were archived in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictCount {
+    pub verdict: String,
+    pub category: String,
+    pub rows: i64,
+}
+
+/// What the roll-forward would do (`/roll_forward/plan`) or did (`/roll_forward/apply`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollForwardView {
+    pub run_id: i64,
+    pub dry_run: bool,
+    pub archived_rows: i64,
+    pub archived_at: DateTime<Utc>,
+    /// Whether the run filled `dose` from `insulin_short` (the roll-forward empties it again).
+    pub filled: bool,
+    pub counts: Vec<VerdictCount>,
+    /// Rows written (`restore` and `restore_undo_fill`).
+    pub restorable: i64,
+    pub undo_fill: i64,
+    /// After a real roll-forward: the rows holding the archived values, as both sides tally.
+    pub verified: Option<String>,
+    /// When the archive was last re-applied.
+    pub reapplied_at: Option<DateTime<Utc>>,
+}
+
 /// `POST /api/v1/rollback/{id}/retry|skip|abort|approve`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

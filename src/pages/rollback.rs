@@ -14,6 +14,7 @@ use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
 
 mod controls;
+mod roll_forward;
 
 use controls::{PlanFacts, RollbackControls};
 
@@ -55,7 +56,7 @@ pub fn RollbackPage() -> impl IntoView {
 #[component]
 fn Rollback(p: RunProgress, v: RollbackView) -> impl IntoView {
     let operator = v.me.as_ref().is_some_and(|m| m.role == Role::Operator);
-    let facts = PlanFacts::of_plan(v.plan.as_ref().ok());
+    let facts = PlanFacts::of_plan(v.plan.as_ref().ok()).with_run(v.run.as_ref());
     let revision = v.plan.as_ref().ok().and_then(|p| p.from_revision.clone()).unwrap_or_default();
     view! {
         <RollbackControls operator facts revision>
@@ -149,8 +150,8 @@ fn Run(run: RunView, operator: bool, me: String) -> impl IntoView {
 /// Preconditions, the deploy journal and the dry run, or why the plan could not be made.
 #[component]
 fn PlanRegion(v: RollbackView) -> impl IntoView {
-    let RollbackView { me, plan, deploys, .. } = v;
-    let facts = PlanFacts::of_plan(plan.as_ref().ok());
+    let RollbackView { me, plan, deploys, run } = v;
+    let facts = PlanFacts::of_plan(plan.as_ref().ok()).with_run(run.as_ref());
     let why_not = match &me {
         None => Some("Sign in as an operator to run a rollback.".to_string()),
         Some(m) if m.role != Role::Operator => {
@@ -172,7 +173,8 @@ fn PlanRegion(v: RollbackView) -> impl IntoView {
     view! {
         <div id=PLAN_REGION data-planned=facts.planned.to_string() data-ready=facts.ready.to_string() data-environment=facts.environment
             data-loss-rows=facts.loss_rows.map(|l| l.to_string()).unwrap_or_default()
-            data-require-approval=facts.require_approval.to_string() data-active=facts.active.to_string()>
+            data-require-approval=facts.require_approval.to_string() data-active=facts.active.to_string()
+            data-archived-run=facts.archived_run.map(|r| r.to_string()).unwrap_or_default()>
             {body}
             {why_not.map(|w| view! { <p class="disabled-reason" data-testid="rollback-disabled">{w}</p> })}
         </div>

@@ -45,6 +45,8 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/abort", Access::Operator),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/approve", Access::Operator),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/scale_back", Access::Operator),
+    ("POST", "/api/v1/rollback/{id}/roll_forward/plan", "/api/v1/rollback/1/roll_forward/plan", Access::SignedIn),
+    ("POST", "/api/v1/rollback/{id}/roll_forward/apply", "/api/v1/rollback/1/roll_forward/apply", Access::Operator),
     ("GET", "/api/v1/incidents/{file}", "/api/v1/incidents/1.md", Access::Anyone),
     ("GET", "/api/v1/deploys", "/api/v1/deploys", Access::Anyone),
     ("POST", "/api/v1/deploys", "/api/v1/deploys", Access::Operator),

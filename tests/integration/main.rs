@@ -21,6 +21,7 @@ mod reports;
 mod rollback;
 mod rollback_archive;
 mod rollback_jobs;
+mod rollback_lossless;
 mod rollback_recovery;
 mod rollout;
 mod secrets;

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use diary_writer::cluster::Fault;
-use rollout_dashboard::server::rollback::fill::FillRule;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
@@ -386,90 +385,4 @@ async fn a_missing_program_is_a_failed_precondition_not_a_failed_step(pool: PgPo
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "a run does not start");
-}
-
-/// Issue 33, item 2: the fill, chosen with its own typed FILL, gives legacy clients the short
-/// dose and nothing else: never the long part, never over a dose, never where the parts are
-/// equal; rows whose parts differ are filled and named; the archive keeps the dose from before.
-#[sqlx::test(migrations = false)]
-async fn a_chosen_fill_gives_legacy_clients_the_short_dose_and_nothing_reads_doubled(pool: PgPool) {
-    let rw = rollback_world(pool, "").await;
-    let w = &rw.w;
-    record_previous(w, BASE_REV).await;
-    // One row per rule (users 901..904); the world's 25 split rows (ids 41..65) have short 4,
-    // long 12: both parts, different.
-    sqlx::query(
-        "INSERT INTO history_records (user_id, dose, insulin_short, insulin_long) VALUES
-           (901, NULL, 3, NULL), (902, NULL, 5, 5), (903, NULL, NULL, 9), (904, 6, 6, 6)",
-    )
-    .execute(&w.pool)
-    .await
-    .unwrap();
-    let plan_body = Some(r#"{"fill_dose": true}"#.to_string());
-    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", plan_body).await;
-    let fill = plan["steps"].as_array().unwrap().iter().find(|s| s["name"] == "fill_dose").unwrap().clone();
-    assert_eq!(fill["chosen"], true, "{fill:#}");
-    let lines = fill["actions"].to_string();
-    assert!(lines.contains("fill_both_differ: ") && lines.contains("skip_parts_equal: "), "{lines}");
-    let loss = plan["data_loss_rows"].as_i64().unwrap();
-    let mut body: serde_json::Value = serde_json::from_str(&start_body(loss, false)).unwrap();
-    body["fill_dose"] = true.into();
-    let (status, err) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(body.to_string())).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "the fill needs its typed FILL: {err}");
-    body["fill_confirmation"] = "FILL".into();
-    let (status, run) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(body.to_string())).await;
-    assert_eq!(status, StatusCode::OK, "{run}");
-    let id = run["id"].as_i64().unwrap();
-    assert_eq!(run["fill_dose"], true);
-    let run = settle(w, id).await;
-    assert_eq!(run["state"], "done", "{run:#}");
-    let out = step(&run, "fill_dose")["output"].as_str().unwrap().to_string();
-    assert!(out.contains("verified: the diary and the archive with the fill both hold"), "{out}");
-    assert!(out.contains("flagged (both parts, different; dose shows the short part only): ids 41, 42"), "{out}");
-    // The diary after the downgrade: the short dose where the rules allow, nothing else.
-    let dose_of = |user: i64| {
-        let pool = w.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, Option<String>>("SELECT dose::text FROM history_records WHERE user_id = $1")
-                .bind(user)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(dose_of(901).await.as_deref(), Some("3"), "short only: filled");
-    assert_eq!(dose_of(902).await, None, "parts equal: not filled (it would read as doubled)");
-    assert_eq!(dose_of(903).await, None, "long only: never from insulin_long");
-    assert_eq!(dose_of(904).await.as_deref(), Some("6"), "a set dose is never overwritten");
-    let filled: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM history_records WHERE id BETWEEN 41 AND 65 AND dose = 4")
-            .fetch_one(&w.pool)
-            .await
-            .unwrap();
-    assert_eq!(filled, 25, "both parts, different: the short part");
-    // The archive keeps the dose from before the fill, and its header says the fill was made.
-    let (archived_empty, fill_counts): (i64, Option<serde_json::Value>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1 AND record_id BETWEEN 41 AND 65 AND dose IS NULL),
-                (SELECT fill_counts FROM rollback_archives WHERE run_id = $1 AND filled_at IS NOT NULL)",
-    )
-    .bind(id)
-    .fetch_one(&w.pool)
-    .await
-    .unwrap();
-    assert_eq!(archived_empty, 25);
-    let fill_counts = fill_counts.expect("the header records the fill");
-    // Each rule's count is what the archive (the values from before) says of it.
-    for rule in FillRule::ALL.iter().filter(|r| **r != FillRule::NotSplit) {
-        let archived: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1 AND {}",
-            rule.predicate()
-        ))
-        .bind(id)
-        .fetch_one(&w.pool)
-        .await
-        .unwrap();
-        assert_eq!(fill_counts[rule.name()].as_i64(), Some(archived), "{rule:?}: {fill_counts}");
-    }
-    assert!(fill_counts["fill_both_differ"].as_i64().unwrap() >= 25, "{fill_counts}");
-    assert!(fill_counts["skip_parts_equal"].as_i64().unwrap() >= 1, "{fill_counts}");
 }

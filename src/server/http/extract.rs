@@ -83,6 +83,7 @@ impl ControlBody for crate::api::rollout::KillSwitch {
 }
 impl ControlBody for crate::api::rollback::StartRollback {}
 impl ControlBody for crate::api::rollback::NewDeploy {}
+impl ControlBody for crate::api::rollback::RollForward {}
 impl ControlBody for crate::api::notify::Resend {}
 impl ControlBody for crate::api::autopilot::StartPlan {}
 impl ControlBody for crate::api::autopilot::PlanActionBody {

@@ -7,8 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::extract::{run_id, Body};
-use crate::api::rollback::StartRollback;
 use crate::api::rollback::{DeployEntry, NewDeploy, PlanRequest, RollbackPlan, RunAction, RunActionBody, RunView};
+use crate::api::rollback::{RollForward, RollForwardView, StartRollback};
 use crate::server::caller::Caller;
 use crate::server::error::ApiError;
 use crate::server::rollback::Service as Rollback;
@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/rollback/plan", post(plan))
         .route("/api/v1/rollback/{id}", get(run))
         .route("/api/v1/rollback/{id}/{action}", post(act))
+        .route("/api/v1/rollback/{id}/roll_forward/plan", post(roll_forward_plan))
+        .route("/api/v1/rollback/{id}/roll_forward/apply", post(roll_forward))
         .route("/api/v1/incidents/{file}", get(incident))
         .route("/api/v1/deploys", get(deploys).post(record_deploy))
 }
@@ -66,6 +68,29 @@ async fn act(
     match body {
         Ok(Body(b)) => svc.act(&caller, id, action, b).await,
         Err(e) => svc.refuse(&caller, action.audited_as(), e).await,
+    }
+    .map(Json)
+}
+
+async fn roll_forward_plan(
+    State(state): State<AppState>,
+    _who: super::extract::SignedIn,
+    Path(id): Path<String>,
+) -> Result<Json<RollForwardView>, ApiError> {
+    Ok(Json(Rollback::new(&state).roll_forward_plan(run_id(&id)?).await?))
+}
+
+async fn roll_forward(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    body: Result<Body<RollForward>, ApiError>,
+) -> Result<Json<RollForwardView>, ApiError> {
+    let id = run_id(&id)?;
+    let svc = Rollback::new(&state);
+    match body {
+        Ok(Body(b)) => svc.roll_forward(&caller, id, b).await,
+        Err(e) => svc.refuse(&caller, Action::RollbackReapply, e).await,
     }
     .map(Json)
 }

@@ -22,6 +22,7 @@ pub mod incident;
 pub mod machine;
 pub mod memory;
 mod preconditions;
+mod roll_forward;
 pub mod steps;
 pub mod store;
 

@@ -131,11 +131,13 @@ pub struct Header {
     pub archived_at: DateTime<Utc>,
     /// When the fill of `dose` was applied to the diary (`steps/fill_dose.rs`).
     pub filled_at: Option<DateTime<Utc>>,
+    /// When the archive was last re-applied (`reapply.rs`).
+    pub reapplied_at: Option<DateTime<Utc>>,
 }
 
 /// Run `run_id`'s archive header, when it has one.
 pub async fn header(state: &PgPool, run_id: i64) -> Result<Option<Header>, SourceError> {
-    Ok(sqlx::query_as("SELECT rows, archived_at, filled_at FROM rollback_archives WHERE run_id = $1")
+    Ok(sqlx::query_as("SELECT rows, archived_at, filled_at, reapplied_at FROM rollback_archives WHERE run_id = $1")
         .bind(run_id)
         .fetch_optional(state)
         .await?)

@@ -109,15 +109,17 @@ impl Report {
     }
 }
 
-/// Re-applies run `run_id`'s archive to `table` (or, with `dry_run`, says what it would do and
-/// writes nothing). `writer` is a connection to the diary that may write.
+/// Re-applies run `run_id`'s archive to `table` when `acknowledged` equals the rows it would
+/// write; without `acknowledged`, the dry run: what it would do, nothing written. `writer` is a
+/// connection to the diary that may write.
 pub async fn reapply(
     writer: &mut PgConnection,
     state: &PgPool,
     run_id: i64,
     table: &str,
-    dry_run: bool,
+    acknowledged: Option<i64>,
 ) -> Result<Report, ArchiveError> {
+    let dry_run = acknowledged.is_none();
     let mut tx = writer.begin().await.map_err(diary_err)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await.map_err(diary_err)?;
     copy_archive(&mut tx, state, run_id).await?;
@@ -142,6 +144,13 @@ pub async fn reapply(
     if dry_run {
         tx.rollback().await.map_err(diary_err)?;
         return Ok(report);
+    }
+    if acknowledged != Some(report.restorable) {
+        return Err(ArchiveError::Refused(format!(
+            "the re-apply would write {} row(s), not the {} acknowledged: look at the dry run again",
+            report.restorable,
+            acknowledged.unwrap_or_default()
+        )));
     }
     let written = sqlx::query(&format!(
         "UPDATE {table} h SET insulin_short = a.insulin_short, insulin_long = a.insulin_long, dose = a.dose
@@ -255,4 +264,14 @@ async fn verify_applied(tx: &mut PgConnection, table: &str) -> Result<Tally, Arc
         return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
     }
     Ok(diary_side)
+}
+
+/// Records the re-apply on the archive's header.
+pub async fn mark_reapplied(state: &PgPool, run_id: i64, counts: serde_json::Value) -> Result<(), super::SourceError> {
+    sqlx::query("UPDATE rollback_archives SET reapplied_at = now(), reapply_counts = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(counts)
+        .execute(state)
+        .await?;
+    Ok(())
 }

@@ -159,7 +159,7 @@ async fn wait_for_ready(state: &AppState, want: i32, log: &mut Log) -> Result<()
 
 /// A connection to the diary that may write (the fill, the re-insert): `DATABASE_URL`, the one
 /// the downgrade's command gets.
-async fn diary_writer(state: &AppState) -> Result<sqlx::PgConnection, String> {
+pub(super) async fn diary_writer(state: &AppState) -> Result<sqlx::PgConnection, String> {
     use sqlx::Connection;
     let url = state.diary_database_url.as_ref().ok_or("DATABASE_URL is not configured: nothing can be written")?;
     sqlx::PgConnection::connect(url.expose()).await.map_err(|e| {
