@@ -3,6 +3,8 @@
 // confirmations, starts the run and watches every step turn green; the incident record exists.
 // Prometheus is already stopped by sources_down (before it in the order): the run must not need it.
 import { test, before, after } from "node:test";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import assert from "node:assert/strict";
 import { BASE, SIM, KUBE_TOKEN, launch, signedIn as signedInTo } from "../lib.mjs";
 
@@ -82,6 +84,51 @@ test("an operator runs the whole rollback from the page and every step turns gre
   assert.match(md, /^# Incident: rollback of insulin_dose_split in e2e/);
   assert.match(md, /doubled doses in the BI report/);
   assert.match(md, /## Postmortem/);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+// Issue 33: the run archived every split value before the downgrade; once the split revision is
+// deployed again (here: alembic upgrade head, as the diary service's deploy would), the roll-forward
+// puts them back from the page: dry run, reason, environment and count typed.
+const psql = (sql) => execFileSync("psql", ["-tAq", process.env.E2E_DIARY_URL, "-c", sql]).toString().trim();
+
+test("after the rollback, an operator rolls forward from the page and every fixture split value is back", async () => {
+  // The rollback dropped the columns: none of the fixture's split values is readable now.
+  assert.equal(psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'history_records' AND column_name LIKE 'insulin_%'"), "0");
+  execFileSync(path.resolve("../demo/.venv/bin/alembic"), ["-c", "alembic/alembic.ini", "upgrade", "head"], {
+    cwd: "../demo/services/api", env: { ...process.env, DATABASE_URL: process.env.E2E_DIARY_URL }, stdio: "pipe",
+  });
+  const { context, page, problems } = await signedIn("ana", "operator-demo");
+  await page.locator('[data-testid="roll-forward-dry-run"]').click();
+  const plan = page.locator('[data-testid="roll-forward-plan"]');
+  await plan.waitFor();
+  const planText = await plan.innerText();
+  assert.match(planText, /skipped doubled\s+doubled\s+1/, planText);
+  const restorable = Number(/Dry run: (\d+) row\(s\) would be written/.exec(planText)[1]);
+  assert.ok(restorable >= 10, `the fixture's 10 non-doubled split rows at least: ${planText}`);
+  await page.fill('[data-testid="roll-forward-reason"]', "split revision redeployed after the fix");
+  await page.fill('[data-testid="roll-forward-env"]', "e2e");
+  await page.fill('[data-testid="roll-forward-ack"]', String(restorable + 1));
+  assert.ok(await page.locator('[data-testid="roll-forward-apply"]').isDisabled(), "a wrong count keeps it disabled");
+  await page.fill('[data-testid="roll-forward-ack"]', String(restorable));
+  await page.locator('[data-testid="roll-forward-apply"]').click();
+  const done = page.locator('[data-testid="roll-forward-done"]');
+  await done.waitFor();
+  assert.match(await done.innerText(), new RegExp(`Rolled forward: ${restorable} row\\(s\\) written .*verified: .*checksum`));
+  await page.locator("#roll-forward").screenshot({ path: ".artifacts/roll-forward.png" });
+
+  // The fixture's split rows, read from the diary: each back with its exact values; the
+  // doubled one stays legacy (its dose), never doubled again.
+  // The fixture is the diary's first 15 rows (loaded before any writer starts).
+  const back = (where) => psql(`SELECT count(*) FROM history_records WHERE id <= 15 AND ${where}`);
+  assert.equal(back("insulin_short IS NOT NULL AND insulin_long IS NULL AND dose IS NULL"), "5", "short only");
+  assert.equal(back("insulin_short IS NULL AND insulin_long IS NOT NULL AND dose IS NULL"), "2", "long only");
+  assert.equal(back("insulin_short IS NOT NULL AND insulin_long IS NOT NULL AND dose IS NULL"), "3", "both parts");
+  assert.equal(back("user_id = 7 AND insulin_short = 4.5 AND insulin_long = 6.0"), "1", "the smoke example, exact");
+  assert.equal(back("user_id = 10 AND dose = 4.0 AND insulin_short IS NULL AND insulin_long IS NULL"), "1", "the doubled row stays legacy");
+  assert.equal(back("dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL"), "4", "legacy: 3 and the doubled one");
+  assert.equal(psql("SELECT count(*) FROM history_records WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose"), "0", "nothing doubled");
   assert.deepEqual(problems, []);
   await context.close();
 });

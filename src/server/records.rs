@@ -186,6 +186,12 @@ impl DiaryRecords {
         self.rollup().size()
     }
 
+    /// Forgets the counted history: old rows were rewritten (the rollback's re-insert, its
+    /// roll-forward), so every hour is counted again from the table.
+    pub fn forget_counts(&self) {
+        self.rollup().forget();
+    }
+
     fn rollup(&self) -> std::sync::MutexGuard<'_, Rollup> {
         self.rollup.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -3,13 +3,16 @@
 //! the real Alembic project, pg_restore and PostgreSQL: every archived split value back but the
 //! ones the rules keep out, each verdict counted, nothing doubled.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use rollout_dashboard::server::rollback::fill::FillRule;
 use sqlx::PgPool;
 
 use crate::support::control::{call, As};
+use crate::support::process::DashboardProcess;
 use crate::support::rollback::{
-    alembic, record_previous, rollback_world, settle, start_body, step, BASE_REV, SPLIT_REV,
+    alembic, dashboard_env, record_previous, rollback_world, settle, start_body, step, BASE_REV, SPLIT_REV,
 };
 use crate::support::url_of;
 
@@ -244,4 +247,91 @@ async fn a_rollback_with_fill_and_restore_then_a_roll_forward_loses_no_split_val
     let outcomes: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(outcomes, ["refused", "refused", "refused", "done"], "{entries:?}");
     assert_eq!(entries.last().unwrap().1, Some(id));
+}
+
+/// Crash recovery of the archive: the dashboard is killed (SIGKILL) after it copied the rows
+/// into the state database and before the transaction that verifies them committed. Nothing of
+/// the archive stays, the downgrade has not run; restarted and retried, the archive is taken
+/// afresh, verified, and the run finishes.
+#[sqlx::test(migrations = false)]
+async fn a_sigkill_while_the_archive_is_written_leaves_no_archive_and_the_retry_takes_it(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = dashboard_env(&rw, dir.path());
+    // Held by the test: the archive's header cannot be written (its DELETE waits on the lock),
+    // so the archive's transaction is caught with its rows copied and not committed.
+    let mut blocker = w.pool.acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
+    sqlx::query("LOCK TABLE rollback_archives IN SHARE MODE").execute(&mut *blocker).await.unwrap();
+    let mut dash = DashboardProcess::start(env.clone());
+    dash.ready().await;
+    let plan = dash.post("/api/v1/rollback/plan", None).await.1;
+    let (status, run) =
+        dash.post("/api/v1/rollback", Some(start_body(plan["data_loss_rows"].as_i64().unwrap(), false))).await;
+    assert_eq!(status, 200, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let mut waiting = false;
+    for _ in 0..300 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM rollback_archives%'",
+        )
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+        if n == 1 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waiting, "the archive reached its header with the rows copied");
+    dash.kill();
+    sqlx::query("ROLLBACK").execute(&mut *blocker).await.unwrap();
+    drop(blocker);
+    // What the killed transaction wrote is gone: no row, no header; the split columns are there.
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1), (SELECT count(*) FROM rollback_archives WHERE run_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0), "nothing of the archive stays");
+    let rev: String =
+        sqlx::query_scalar("SELECT version_num::text FROM alembic_version").fetch_one(&w.pool).await.unwrap();
+    assert_eq!(rev, SPLIT_REV, "the downgrade did not run");
+
+    let dash = DashboardProcess::start(env);
+    dash.ready().await;
+    let mut run = serde_json::Value::Null;
+    for _ in 0..100 {
+        run = dash.get(&format!("/api/v1/rollback/{id}")).await;
+        if run["state"] == "interrupted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(step(&run, "archive_split_values")["state"], "interrupted", "{run:#}");
+    assert_eq!(dash.post(&format!("/api/v1/rollback/{id}/retry"), None).await.0, 200);
+    for _ in 0..600 {
+        run = dash.get(&format!("/api/v1/rollback/{id}")).await;
+        if run["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(run["state"], "done", "{run:#}");
+    let archived = run["memory"]["archived_rows"].as_i64().unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1")
+        .bind(id)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, archived);
+    assert!(step(&run, "archive_split_values")["output"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{archived} row(s) archived and verified")));
 }

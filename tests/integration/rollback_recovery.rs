@@ -5,10 +5,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use sqlx::PgPool;
 
-use crate::support::control::{call, As, PROXY_SECRET_VAR, SECRET};
+use crate::support::control::{call, As};
 use crate::support::process::DashboardProcess;
-use crate::support::rollback::{record_previous, rollback_world, settle, start_body, step, BASE_REV, SPLIT_REV};
-use crate::support::{dashboard_state, diary_schema, free_port, repo, url_of};
+use crate::support::rollback::{
+    dashboard_env, record_previous, rollback_world, settle, start_body, step, BASE_REV, SPLIT_REV,
+};
+use crate::support::{dashboard_state, diary_schema, repo};
 
 #[sqlx::test(migrations = false)]
 async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating_steps(pool: PgPool) {
@@ -32,20 +34,7 @@ async fn a_run_killed_with_sigkill_after_the_downgrade_resumes_without_repeating
     .await;
     let w = &rw.w;
     record_previous(w, BASE_REV).await;
-    let settings_file = scripts.path().join("settings.toml");
-    std::fs::write(&settings_file, &rw.settings).unwrap();
-    let env: Vec<(String, String)> = [
-        ("STATE_DATABASE_URL", url_of(&w.pool)),
-        ("DATABASE_URL", url_of(&w.pool)),
-        ("PROMETHEUS_URL", rw.prom_url.clone()),
-        ("KUBECONFIG", w.sim.kubeconfig.display().to_string()),
-        ("ROLLOUT_CONFIG", settings_file.display().to_string()),
-        (PROXY_SECRET_VAR, SECRET.to_string()),
-        ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", free_port())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = dashboard_env(&rw, scripts.path());
     let mut dash = DashboardProcess::start(env.clone());
     dash.ready().await;
     let plan = dash.post("/api/v1/rollback/plan", None).await.1;

@@ -117,6 +117,11 @@ pub fn sum_minutes(minutes: &BTreeMap<i64, Counts>, from: i64, to: i64) -> Count
 
 impl Rollup {
     /// Forgets everything when the schema's split columns came or went.
+    /// Forgets every count (old rows were rewritten: a rollback's re-insert or roll-forward).
+    pub fn forget(&mut self) {
+        *self = Rollup::default();
+    }
+
     pub fn schema_is(&mut self, split_columns: bool) {
         if self.split_columns != Some(split_columns) {
             *self = Rollup { split_columns: Some(split_columns), ..Rollup::default() };

@@ -23,7 +23,21 @@ pub fn markdown(run: &RunView, now: chrono::DateTime<chrono::Utc>) -> String {
     }
     let _ = writeln!(md, "- State when recorded: {} ({})", run.state, t(now));
     let _ = writeln!(md, "- Data restored from backup: {}", if run.restore_data { "yes" } else { "no" });
+    let _ = writeln!(
+        md,
+        "- dose filled from insulin_short: {}",
+        if run.fill_dose { "yes (undone by the roll-forward)" } else { "no" }
+    );
     let m = &run.memory;
+    let _ = match m["archived_rows"].as_i64() {
+        Some(n) => writeln!(
+            md,
+            "- Split values archived and verified in the state database: {n} rows (checksum {}); roll forward with POST /api/v1/rollback/{}/roll_forward/plan",
+            m["archive_checksum"].as_str().unwrap_or("?"),
+            run.id
+        ),
+        None => writeln!(md, "- Split values archived: not (yet) by this run"),
+    };
     let _ = writeln!(
         md,
         "- Remembered: writer replicas {}, flag before {}, revision {} → {}, rows with split values {}\n",

@@ -104,6 +104,8 @@ impl Service<'_> {
         if !report.dry_run {
             let counts = serde_json::to_value(&report.counts).unwrap_or_default();
             reapply::mark_reapplied(&s.state_db, id, counts).await?;
+            // Old hours changed category: the charts count them again (this replica).
+            diary.forget_counts();
         }
         let header = archive::header(&s.state_db, id).await?.unwrap_or(header);
         Ok(RollForwardView {

@@ -129,3 +129,22 @@ pub fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
 pub async fn rows(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(pool).await.unwrap()
 }
+
+/// The environment of a dashboard process for the rollback world (its settings written into
+/// `dir`).
+pub fn dashboard_env(rw: &RollbackWorld, dir: &std::path::Path) -> Vec<(String, String)> {
+    let settings_file = dir.join("settings.toml");
+    std::fs::write(&settings_file, &rw.settings).unwrap();
+    [
+        ("STATE_DATABASE_URL", url_of(&rw.w.pool)),
+        ("DATABASE_URL", url_of(&rw.w.pool)),
+        ("PROMETHEUS_URL", rw.prom_url.clone()),
+        ("KUBECONFIG", rw.w.sim.kubeconfig.display().to_string()),
+        ("ROLLOUT_CONFIG", settings_file.display().to_string()),
+        (super::control::PROXY_SECRET_VAR, super::control::SECRET.to_string()),
+        ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", super::free_port())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}

@@ -14,6 +14,7 @@
 //! it is no defence against someone forging rows.
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool};
 
 use super::super::categories::SPLIT_WRITE;
@@ -169,6 +170,26 @@ struct Row {
     insulin_long: Option<String>,
 }
 
+async fn insert_rows(write: &mut PgConnection, run_id: i64, batch: &[Row]) -> Result<(), SourceError> {
+    let col = |f: fn(&Row) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO rollback_archive_rows (run_id, record_id, user_id, created_at, dose, insulin_short, insulin_long)
+         SELECT $1, id, user_id, created_at, d::numeric, s::numeric, l::numeric
+           FROM unnest($2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
+                AS r(id, user_id, created_at, d, s, l)",
+    )
+    .bind(run_id)
+    .bind(batch.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(col(|r| r.dose.clone()))
+    .bind(col(|r| r.insulin_short.clone()))
+    .bind(col(|r| r.insulin_long.clone()))
+    .execute(write)
+    .await?;
+    Ok(())
+}
+
 /// Takes run `run_id`'s archive of `table`'s split rows (replacing one it took before) and
 /// verifies it; its tally when it verified.
 pub async fn take(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> Result<Tally, ArchiveError> {
@@ -180,42 +201,35 @@ pub async fn take(diary: &PgPool, state: &PgPool, run_id: i64, table: &str) -> R
     let diary_side: Tally =
         sqlx::query_as(&tally_sql(&diary_rows(table), "id")).fetch_one(&mut *read).await.map_err(diary_err)?;
     // Numerics travel as text: their scale is kept (12.0 stays 12.0, which the checksum sees).
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    // Streamed in batches from the snapshot into the state's transaction: memory stays flat.
+    let select = format!(
         "SELECT id, user_id::bigint, created_at, dose::text, insulin_short::text, insulin_long::text
-           FROM {table} WHERE {SPLIT_WRITE} ORDER BY id"
-    ))
-    .fetch_all(&mut *read)
-    .await
-    .map_err(diary_err)?;
-    read.commit().await.map_err(diary_err)?;
-
+           FROM {table} WHERE {SPLIT_WRITE}"
+    );
     let mut write = state.begin().await?;
-    sqlx::query("DELETE FROM rollback_archives WHERE run_id = $1").bind(run_id).execute(&mut *write).await?;
     sqlx::query("DELETE FROM rollback_archive_rows WHERE run_id = $1").bind(run_id).execute(&mut *write).await?;
-    for batch in rows.chunks(BATCH) {
-        let col = |f: fn(&Row) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
-            "INSERT INTO rollback_archive_rows (run_id, record_id, user_id, created_at, dose, insulin_short, insulin_long)
-             SELECT $1, id, user_id, created_at, d::numeric, s::numeric, l::numeric
-               FROM unnest($2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
-                    AS r(id, user_id, created_at, d, s, l)",
-        )
-        .bind(run_id)
-        .bind(batch.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(batch.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(batch.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(col(|r| r.dose.clone()))
-        .bind(col(|r| r.insulin_short.clone()))
-        .bind(col(|r| r.insulin_long.clone()))
-        .execute(&mut *write)
-        .await
-        ?;
+    let mut stream = sqlx::query_as::<_, Row>(&select).fetch(&mut *read);
+    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
+    loop {
+        let next = stream.try_next().await.map_err(diary_err)?;
+        let end = next.is_none();
+        batch.extend(next);
+        if batch.len() == BATCH || (end && !batch.is_empty()) {
+            insert_rows(&mut write, run_id, &std::mem::take(&mut batch)).await?;
+        }
+        if end {
+            break;
+        }
     }
+    drop(stream);
+    read.commit().await.map_err(diary_err)?;
     let archive_side = archive_tally(&mut write, run_id, false).await?;
     if archive_side != diary_side {
         // Dropped: nothing of this attempt stays.
         return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
     }
+    // The header last: the old one (a verified archive taken before) goes in the same commit.
+    sqlx::query("DELETE FROM rollback_archives WHERE run_id = $1").bind(run_id).execute(&mut *write).await?;
     sqlx::query(
         "INSERT INTO rollback_archives (run_id, diary_table, rows, checksum, short_units, long_units, dose_units)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -52,6 +52,9 @@ impl RollbackStep for ReinsertDroppedRows {
                 "reinserted": done.reinserted, "present": done.present, "resurrected": done.resurrected
             });
             whole::mark_reinserted(&state.state_db, run, counts).await.map_err(|e| e.to_string())?;
+            // Old hours changed: the charts count them again (this replica; others at their next
+            // reconcile of the last 48 hours, or their next start).
+            diary.forget_counts();
             cx.log.line(format!(
                 "pg_restore dropped {} archived row(s): re-inserted, ids kept{}",
                 done.reinserted,
