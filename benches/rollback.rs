@@ -108,9 +108,10 @@ async fn bench_reapply(admin: &PgPool, state: &PgPool, rows: i64, run_id: i64, s
         .unwrap();
     sqlx::query("VACUUM ANALYZE history_records").execute(&copy).await.unwrap();
     let mut writer = sqlx::PgConnection::connect(&db_url(&name)).await.unwrap();
-    let dry = reapply::reapply(&mut writer, state, run_id, "history_records", None).await.unwrap();
+    let dry = reapply::reapply(&mut writer, state, run_id, "history_records", false, None).await.unwrap();
     let t = Instant::now();
-    let done = reapply::reapply(&mut writer, state, run_id, "history_records", Some(dry.restorable)).await.unwrap();
+    let done =
+        reapply::reapply(&mut writer, state, run_id, "history_records", false, Some(dry.restorable)).await.unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(done.restorable, dry.restorable);
     println!(

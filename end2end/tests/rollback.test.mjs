@@ -104,7 +104,9 @@ test("after the rollback, an operator rolls forward from the page and every fixt
   const plan = page.locator('[data-testid="roll-forward-plan"]');
   await plan.waitFor();
   const planText = await plan.innerText();
-  assert.match(planText, /skipped doubled\s+doubled\s+1/, planText);
+  // The fixture's doubled row and the writers' faulty clients' ones: never brought back.
+  const doubled = /skipped doubled\s+doubled\s+(\d+)/.exec(planText);
+  assert.ok(doubled && Number(doubled[1]) >= 1, planText);
   const restorable = Number(/Dry run: (\d+) row\(s\) would be written/.exec(planText)[1]);
   assert.ok(restorable >= 10, `the fixture's 10 non-doubled split rows at least: ${planText}`);
   await page.fill('[data-testid="roll-forward-reason"]', "split revision redeployed after the fix");

@@ -17,6 +17,7 @@ mod controls;
 mod roll_forward;
 
 use controls::{PlanFacts, RollbackControls};
+use roll_forward::RollForward;
 
 /// The run's region (`?part=run` renders it alone, for the island's every-second read).
 pub const RUN_REGION: &str = "rollback-run-region";
@@ -56,13 +57,18 @@ pub fn RollbackPage() -> impl IntoView {
 #[component]
 fn Rollback(p: RunProgress, v: RollbackView) -> impl IntoView {
     let operator = v.me.as_ref().is_some_and(|m| m.role == Role::Operator);
-    let facts = PlanFacts::of_plan(v.plan.as_ref().ok()).with_run(v.run.as_ref());
+    let facts = PlanFacts::of_plan(v.plan.as_ref().ok());
     let revision = v.plan.as_ref().ok().and_then(|p| p.from_revision.clone()).unwrap_or_default();
+    // The roll-forward, once the latest run ended holding an archive: an island of its own, so
+    // its code loads only where it is shown.
+    let archived = v.run.as_ref().filter(|r| !r.active() && r.memory["archived_rows"].is_i64()).map(|r| r.id);
+    let environment = facts.environment.clone();
     view! {
         <RollbackControls operator facts revision>
             <RunRegion p/>
             <PlanRegion v/>
         </RollbackControls>
+        {archived.filter(|_| !environment.is_empty()).map(|id| view! { <RollForward operator id environment/> })}
     }
 }
 
@@ -150,8 +156,8 @@ fn Run(run: RunView, operator: bool, me: String) -> impl IntoView {
 /// Preconditions, the deploy journal and the dry run, or why the plan could not be made.
 #[component]
 fn PlanRegion(v: RollbackView) -> impl IntoView {
-    let RollbackView { me, plan, deploys, run } = v;
-    let facts = PlanFacts::of_plan(plan.as_ref().ok()).with_run(run.as_ref());
+    let RollbackView { me, plan, deploys, .. } = v;
+    let facts = PlanFacts::of_plan(plan.as_ref().ok());
     let why_not = match &me {
         None => Some("Sign in as an operator to run a rollback.".to_string()),
         Some(m) if m.role != Role::Operator => {
@@ -173,8 +179,7 @@ fn PlanRegion(v: RollbackView) -> impl IntoView {
     view! {
         <div id=PLAN_REGION data-planned=facts.planned.to_string() data-ready=facts.ready.to_string() data-environment=facts.environment
             data-loss-rows=facts.loss_rows.map(|l| l.to_string()).unwrap_or_default()
-            data-require-approval=facts.require_approval.to_string() data-active=facts.active.to_string()
-            data-archived-run=facts.archived_run.map(|r| r.to_string()).unwrap_or_default()>
+            data-require-approval=facts.require_approval.to_string() data-active=facts.active.to_string()>
             {body}
             {why_not.map(|w| view! { <p class="disabled-reason" data-testid="rollback-disabled">{w}</p> })}
         </div>

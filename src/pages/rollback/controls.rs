@@ -5,7 +5,6 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::roll_forward::RollForwardForm;
 use super::{PLAN_REGION, RUN_REGION};
 use crate::api::rollback::{Choices, NewDeploy, RollbackPlan, RunActionBody, StartRollback};
 use crate::components::client;
@@ -22,9 +21,6 @@ pub struct PlanFacts {
     pub loss_rows: Option<i64>,
     pub require_approval: bool,
     pub active: bool,
-    /// The latest run, when it has ended with an archive of split values (it can be rolled
-    /// forward).
-    pub archived_run: Option<i64>,
 }
 
 impl PlanFacts {
@@ -36,15 +32,8 @@ impl PlanFacts {
             loss_rows: p.data_loss_rows,
             require_approval: p.require_approval,
             active: p.active_run.is_some(),
-            archived_run: None,
         })
         .unwrap_or_default()
-    }
-
-    /// With the latest run, when it ended holding an archive.
-    pub fn with_run(self, run: Option<&crate::api::rollback::RunView>) -> PlanFacts {
-        let archived = run.filter(|r| !r.active() && r.memory["archived_rows"].is_i64()).map(|r| r.id);
-        PlanFacts { archived_run: archived, ..self }
     }
 
     /// As the plan's region states them now.
@@ -60,7 +49,6 @@ impl PlanFacts {
                 loss_rows: region.get_attribute("data-loss-rows").and_then(|l| l.parse().ok()),
                 require_approval: flag("data-require-approval"),
                 active: flag("data-active"),
-                archived_run: region.get_attribute("data-archived-run").and_then(|l| l.parse().ok()),
             })
         }
         #[cfg(not(feature = "hydrate"))]
@@ -146,10 +134,6 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
                 <DeployForm operator revision=revision.clone() facts choices/>
                 <StartForm operator facts choices/>
             </div>
-            {move || facts.read().archived_run.map(|id| {
-                let environment = Signal::derive(move || facts.read().environment.clone());
-                view! { <RollForwardForm operator id environment/> }
-            })}
         })}
     }
 }

@@ -1,4 +1,5 @@
-//! The roll-forward form (issue 33, item 4), part of the rollback page's island: once the split
+//! The roll-forward form (issue 33, item 4), an island of its own (lazy: its code loads only on a
+//! page that shows it): once the split
 //! revision is back, the latest run's archive is re-applied. Dry run first (what each verdict
 //! counts, by the category the row was archived in); then a reason, the environment's name and
 //! the dry run's count typed. Everything goes through the REST API.
@@ -9,8 +10,8 @@ use crate::api::rollback::{RollForward, RollForwardView};
 use crate::components::client;
 use crate::components::panel::Panel;
 
-#[component]
-pub fn RollForwardForm(operator: bool, id: i64, environment: Signal<String>) -> impl IntoView {
+#[island(lazy)]
+pub fn RollForward(operator: bool, id: i64, environment: String) -> impl IntoView {
     let dry = RwSignal::new(None::<RollForwardView>);
     let done = RwSignal::new(None::<RollForwardView>);
     let reason = RwSignal::new(String::new());
@@ -29,10 +30,11 @@ pub fn RollForwardForm(operator: bool, id: i64, environment: Signal<String>) -> 
             }
         });
     };
+    let env_label = format!("Type the environment's name ({environment}) to confirm");
     let ready = move || {
         operator
             && !reason.get().trim().is_empty()
-            && typed_env.get() == environment.get()
+            && typed_env.get() == environment
             && dry.read().as_ref().is_some_and(|d| ack.get().trim().parse::<i64>().ok() == Some(d.restorable))
     };
     let apply = move |_| {
@@ -66,7 +68,7 @@ pub fn RollForwardForm(operator: bool, id: i64, environment: Signal<String>) -> 
             <label class="field">"Reason (required, recorded)"
                 <input type="text" disabled=!operator data-testid="roll-forward-reason" prop:value=move || reason.get()
                     on:input=move |ev| reason.set(event_target_value(&ev))/></label>
-            <label class="field">{move || format!("Type the environment's name ({}) to confirm", environment.get())}
+            <label class="field">{env_label}
                 <input type="text" disabled=!operator data-testid="roll-forward-env" prop:value=move || typed_env.get()
                     on:input=move |ev| typed_env.set(event_target_value(&ev))/></label>
             <label class="field">{move || format!(

@@ -116,6 +116,8 @@ impl Default for RollbackSettings {
                 "--clean",
                 "--if-exists",
                 "--no-owner",
+                // A restore killed midway leaves the old table or the backup's, never none.
+                "--single-transaction",
                 "--dbname={diary_database_url}",
                 "{backup_file}",
             ]

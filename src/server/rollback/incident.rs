@@ -25,8 +25,8 @@ pub fn markdown(run: &RunView, now: chrono::DateTime<chrono::Utc>) -> String {
     let _ = writeln!(md, "- Data restored from backup: {}", if run.restore_data { "yes" } else { "no" });
     let _ = writeln!(
         md,
-        "- dose filled from insulin_short: {}",
-        if run.fill_dose { "yes (undone by the roll-forward)" } else { "no" }
+        "- Fill of dose from insulin_short chosen: {}",
+        if run.fill_dose { "yes (step 4 says whether it ran; the roll-forward undoes it)" } else { "no" }
     );
     let m = &run.memory;
     let _ = match m["archived_rows"].as_i64() {

@@ -73,6 +73,19 @@ impl Service<'_> {
         let header = archive::header(&s.state_db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("run #{id} has no archive of split values")))?;
+        // Only the newest archive, and only of a run whose downgrade ran: an older run's values
+        // would overwrite what users wrote since it (a later run archived those).
+        if let Some(newer) = archive::newest_run(&s.state_db).await?.filter(|n| *n != id) {
+            return Err(conflict(format!(
+                "run #{newer} archived the split values after run #{id}: roll forward from run #{newer}"
+            )));
+        }
+        let downgraded = run.steps.iter().any(|st| st.name == "schema_downgrade" && st.state.passed());
+        if !downgraded {
+            return Err(conflict(format!(
+                "run #{id} never downgraded the schema: its split values were not dropped, nothing to roll forward"
+            )));
+        }
         let diary = s.diary.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))?;
         let schema = diary.schema().await.map_err(ApiError::Unavailable)?;
         if !schema.has_split_columns() {
@@ -89,9 +102,10 @@ impl Service<'_> {
         }
         let writer = steps::diary_writer(s).await.map_err(ApiError::Failed)?;
         let table = diary.table().to_string();
+        let filled = header.filled_at.is_some();
         let work = async move {
             let mut writer = writer;
-            Ok(reapply::reapply(&mut writer, &s.state_db, id, &table, acknowledged).await)
+            Ok(reapply::reapply(&mut writer, &s.state_db, id, &table, filled, acknowledged).await)
         };
         let report = match with_lock(&s.locks, Lock::RollbackRun(id), work).await? {
             Some(r) => r.map_err(|e| match e {

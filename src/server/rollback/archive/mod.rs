@@ -144,10 +144,42 @@ pub async fn header(state: &PgPool, run_id: i64) -> Result<Option<Header>, Sourc
         .await?)
 }
 
+/// The run whose archive is the newest (the one a roll-forward may use).
+pub async fn newest_run(state: &PgPool) -> Result<Option<i64>, SourceError> {
+    Ok(sqlx::query_scalar("SELECT run_id FROM rollback_archives ORDER BY archived_at DESC, run_id DESC LIMIT 1")
+        .fetch_optional(state)
+        .await?)
+}
+
 /// What the diary must hold once the fill is applied: the archive with the fill's rules.
 pub async fn filled_tally(state: &PgPool, run_id: i64) -> Result<Tally, SourceError> {
     let mut db = state.acquire().await?;
     archive_tally(&mut db, run_id, true).await
+}
+
+/// How many archived rows each fill rule touches (`FillRule::ALL`'s order): decided from the
+/// values before the fill, so the same whether or not the fill ran already.
+pub async fn fill_counts(state: &PgPool, run_id: i64) -> Result<Vec<i64>, SourceError> {
+    let from =
+        format!("(SELECT dose, insulin_short, insulin_long FROM rollback_archive_rows WHERE run_id = {run_id}) a");
+    Ok(sqlx::query_scalar(&super::fill::counts_sql(&from)).fetch_one(state).await?)
+}
+
+/// The first `limit` archived ids under `rule`.
+pub async fn ids_under(
+    state: &PgPool,
+    run_id: i64,
+    rule: super::fill::FillRule,
+    limit: i64,
+) -> Result<Vec<i64>, SourceError> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT record_id FROM rollback_archive_rows WHERE run_id = $1 AND {} ORDER BY record_id LIMIT $2",
+        rule.predicate()
+    ))
+    .bind(run_id)
+    .bind(limit)
+    .fetch_all(state)
+    .await?)
 }
 
 /// Records that the fill was applied to the diary, with its counts by rule.

@@ -71,7 +71,7 @@ impl Verdict {
 
 /// The verdict SQL over `a` (the archived row) and `h` (the row now, NULL when gone), in the
 /// order of its rules.
-fn verdict_sql() -> String {
+fn verdict_sql(filled: bool) -> String {
     let a_doubled = DOUBLED.replace("dose", "a.dose").replace("insulin_", "a.insulin_");
     let a_fills = fills_sql().replace("dose", "a.dose").replace("insulin_", "a.insulin_");
     format!(
@@ -79,11 +79,11 @@ fn verdict_sql() -> String {
            WHEN h.id IS NULL THEN 'skipped_row_gone'
            WHEN h.user_id::text IS DISTINCT FROM a.user_id::text OR h.created_at <> a.created_at THEN 'skipped_other_record'
            WHEN {a_doubled} THEN 'skipped_doubled'
-           WHEN (h.dose, h.insulin_short, h.insulin_long) IS NOT DISTINCT FROM (a.dose, a.insulin_short, a.insulin_long)
-                THEN 'already_applied'
+           WHEN (h.dose::text, h.insulin_short::text, h.insulin_long::text)
+                IS NOT DISTINCT FROM (a.dose::text, a.insulin_short::text, a.insulin_long::text) THEN 'already_applied'
            WHEN h.insulin_short IS NOT NULL OR h.insulin_long IS NOT NULL THEN 'skipped_split_changed'
            WHEN h.dose IS NOT DISTINCT FROM a.dose THEN 'restore'
-           WHEN {a_fills} AND h.dose = a.insulin_short THEN 'restore_undo_fill'
+           WHEN {filled} AND {a_fills} AND h.dose = a.insulin_short THEN 'restore_undo_fill'
            ELSE 'skipped_dose_changed' END"
     )
 }
@@ -117,6 +117,7 @@ pub async fn reapply(
     state: &PgPool,
     run_id: i64,
     table: &str,
+    filled: bool,
     acknowledged: Option<i64>,
 ) -> Result<Report, ArchiveError> {
     let dry_run = acknowledged.is_none();
@@ -127,7 +128,7 @@ pub async fn reapply(
         "CREATE TEMP TABLE rollback_verdict ON COMMIT DROP AS
          SELECT a.id, {} AS verdict, {} AS category
            FROM rollback_reapply a LEFT JOIN {table} h ON h.id = a.id",
-        verdict_sql(),
+        verdict_sql(filled),
         Category::case_sql(true).replace("dose", "a.dose").replace("insulin_", "a.insulin_")
     ))
     .execute(&mut *tx)

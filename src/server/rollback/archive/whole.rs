@@ -267,3 +267,39 @@ pub async fn mark_reinserted(state: &PgPool, run_id: i64, counts: serde_json::Va
         .await?;
     Ok(())
 }
+
+/// The diary now against run `run_id`'s whole-table archive, by what both schemas hold for every
+/// row: id, user, time and dose (the fill's rule applied when `filled`). Before `pg_restore`:
+/// a row written or changed since the archive would be dropped or reverted without a copy.
+pub async fn verify_legacy(
+    diary: &PgPool,
+    state: &PgPool,
+    run_id: i64,
+    table: &str,
+    filled: bool,
+) -> Result<Tally, ArchiveError> {
+    let no_split = "NULL::numeric AS insulin_short, NULL::numeric AS insulin_long";
+    let diary_side: Tally =
+        sqlx::query_as(&tally_sql(&format!("(SELECT id, user_id, created_at, dose, {no_split} FROM {table}) d"), "id"))
+            .fetch_one(diary)
+            .await
+            .map_err(diary_err)?;
+    let dose = if filled { super::super::fill::filled_dose_sql() } else { "dose".into() };
+    let archive_side: Tally = sqlx::query_as(&tally_sql(
+        &format!(
+            "(SELECT id, user_id, created_at, {dose} AS dose, {no_split}
+                FROM (SELECT record_id AS id, (row ->> 'user_id')::bigint AS user_id,
+                             (row ->> 'created_at')::timestamptz AS created_at, (row ->> 'dose')::numeric AS dose,
+                             (row ->> 'insulin_short')::numeric AS insulin_short,
+                             (row ->> 'insulin_long')::numeric AS insulin_long
+                        FROM rollback_archive_whole WHERE run_id = {run_id}) j) a"
+        ),
+        "id",
+    ))
+    .fetch_one(state)
+    .await?;
+    if diary_side != archive_side {
+        return Err(ArchiveError::Mismatch { diary: diary_side, archive: archive_side });
+    }
+    Ok(diary_side)
+}

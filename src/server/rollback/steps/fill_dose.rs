@@ -67,14 +67,11 @@ impl RollbackStep for FillDose {
             let want = archive::filled_tally(&state.state_db, run).await.map_err(|e| e.to_string())?;
             let mut conn = super::diary_writer(state).await?;
             let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
-            let counts: Vec<i64> = sqlx::query_scalar(&fill::counts_sql(table)).fetch_one(&mut *tx).await.map_err(|e| e.to_string())?;
-            let flagged: Vec<i64> = sqlx::query_scalar(&format!(
-                "SELECT id FROM {table} WHERE {} ORDER BY id LIMIT {SHOWN_IDS}",
-                FillRule::FillBothDiffer.predicate()
-            ))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| e.to_string())?;
+            // Counted from the archive (the values before the fill): right on a retry too.
+            let counts = archive::fill_counts(&state.state_db, run).await.map_err(|e| e.to_string())?;
+            let flagged = archive::ids_under(&state.state_db, run, FillRule::FillBothDiffer, SHOWN_IDS)
+                .await
+                .map_err(|e| e.to_string())?;
             let written = sqlx::query(&format!("UPDATE {table} SET dose = insulin_short WHERE {}", fill::fills_sql()))
                 .execute(&mut *tx)
                 .await

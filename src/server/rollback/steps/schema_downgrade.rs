@@ -3,6 +3,7 @@
 
 use super::super::super::config::DowngradeSettings;
 use super::super::archive::{self, ArchiveError};
+use super::super::fill;
 use super::commands::{run_command, shown, substitute};
 use super::{
     current_revision, for_step, in_working_dir, shown_target, Memory, PlanContext, RollbackStep, StepContext, StepFuture,
@@ -79,10 +80,41 @@ async fn archive_verifies(cx: &mut StepContext<'_>) -> Result<(), String> {
         Err(ArchiveError::Missing(_)) => {
             Err(format!("no verified archive of run #{run}'s split values: the downgrade is refused"))
         }
+        Err(ArchiveError::Mismatch { diary: now, .. }) if fill_landed(state, run, &now).await? => {
+            // The fill committed in the diary and the run died before it recorded so (step 4
+            // killed between its two commits, then skipped): recorded now, from the archive.
+            let counts = archive::fill_counts(&state.state_db, run).await.map_err(|e| e.to_string())?;
+            let named: serde_json::Map<String, serde_json::Value> = fill::named_counts(&counts)
+                .iter()
+                .map(|(r, n)| (r.name().to_string(), (*n).into()))
+                .collect();
+            archive::mark_filled(&state.state_db, run, named.into()).await.map_err(|e| e.to_string())?;
+            cx.log.line(format!(
+                "{} row(s) archived and verified (run #{run}), with the fill of dose found applied in the diary and \
+                 recorded now: the downgrade may drop their split values",
+                now.rows
+            ));
+            Ok(())
+        }
         Err(ArchiveError::Mismatch { diary, archive }) => Err(format!(
             "the diary changed since the archive (diary {diary}; archive {archive}): the downgrade is refused; \
              abort and start a new run, which archives afresh"
         )),
         Err(e) => Err(format!("cannot verify the archive: {e}: the downgrade is refused")),
     }
+}
+
+/// Whether the diary holds exactly the archive with the fill applied while the header says no
+/// fill was made.
+async fn fill_landed(
+    state: &crate::server::state::AppState,
+    run: i64,
+    now: &archive::Tally,
+) -> Result<bool, String> {
+    let header = archive::header(&state.state_db, run).await.map_err(|e| e.to_string())?;
+    if header.is_none_or(|h| h.filled_at.is_some()) {
+        return Ok(false);
+    }
+    let filled = archive::filled_tally(&state.state_db, run).await.map_err(|e| e.to_string())?;
+    Ok(&filled == now)
 }
