@@ -302,7 +302,15 @@ async fn two_dashboard_processes_drive_one_plan_and_survive_a_sigkill(pool: PgPo
     a.kill();
     wait_for("20", 75).await;
     wait_for("30", 75).await;
-    let view = b.get("/api/v1/autopilot").await;
+    // The flag is written (and read back) before the step is recorded: the record follows it.
+    let mut view = b.get("/api/v1/autopilot").await;
+    for _ in 0..100 {
+        if view["plan"]["current_step"].as_i64() == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view = b.get("/api/v1/autopilot").await;
+    }
     assert_eq!(
         (view["plan"]["state"].as_str(), view["plan"]["current_step"].as_i64()),
         (Some("running"), Some(2)),

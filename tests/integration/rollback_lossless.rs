@@ -335,3 +335,60 @@ async fn a_sigkill_while_the_archive_is_written_leaves_no_archive_and_the_retry_
         .unwrap()
         .contains(&format!("{archived} row(s) archived and verified")));
 }
+
+/// The roll-forward of a run without the fill leaves a dose a person typed since alone (it
+/// equals the short part, as a fill's would), and a part re-saved with another scale (4.0 for
+/// 4) is newer than the archive: skipped, counted, and it does not block the others.
+#[sqlx::test(migrations = false)]
+async fn without_the_fill_a_typed_dose_stays_and_a_rescaled_part_does_not_block(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    let (status, run) = call(
+        w,
+        As::Operator,
+        "POST",
+        "/api/v1/rollback",
+        Some(start_body(plan["data_loss_rows"].as_i64().unwrap(), false)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    assert_eq!(settle(w, id).await["state"], "done");
+    // After the downgrade a person types the short dose into row 41 (a legacy client).
+    sqlx::query("UPDATE history_records SET dose = 4 WHERE id = 41").execute(&w.pool).await.unwrap();
+    alembic(&url_of(&w.pool), &["upgrade", SPLIT_REV]);
+    sqlx::query("UPDATE history_records SET insulin_short = 4.0, insulin_long = 12 WHERE id = 42")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    let (status, dry) = call(w, As::Viewer, "POST", &format!("/api/v1/rollback/{id}/roll_forward/plan"), None).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    let of = |verdict: &str| -> i64 {
+        dry["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["verdict"] == verdict)
+            .map(|c| c["rows"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (of("restore_undo_fill"), of("skipped_dose_changed"), of("skipped_split_changed")),
+        (0, 1, 1),
+        "{dry:#}"
+    );
+    let body = serde_json::json!({"reason": "redeployed", "confirm_environment": "staging-eu", "acknowledge_rows": dry["restorable"]});
+    let (status, done) =
+        call(w, As::Operator, "POST", &format!("/api/v1/rollback/{id}/roll_forward/apply"), Some(body.to_string()))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (dose41, short42): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT dose::text FROM history_records WHERE id = 41), (SELECT insulin_short::text FROM history_records WHERE id = 42)",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    assert_eq!((dose41.as_deref(), short42.as_deref()), (Some("4"), Some("4.0")), "both left as people wrote them");
+}
