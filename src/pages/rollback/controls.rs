@@ -228,17 +228,17 @@ fn StartForm(operator: bool, facts: RwSignal<PlanFacts>, choices: RwSignal<Choic
     view! {
         <Panel title="Start the rollback" id="rollback-start" error=None class="kill">
             {move || facts.read().active.then(|| view! { <p class="disabled-reason">"A run is active: act on it above."</p> })}
-            <label><input type="checkbox" disabled=!operator data-testid="fill-dose" prop:checked=move || fill.get()
+            <div><label><input type="checkbox" disabled=!operator data-testid="fill-dose" prop:checked=move || fill.get()
                 on:change=move |ev| choices.update(|c| c.fill_dose = event_target_checked(&ev))/>
-                " Fill an empty dose from insulin_short before the downgrade, so legacy clients show the short dose (never from insulin_long; undone by the roll-forward)"</label>
+                " Fill an empty dose from insulin_short before the downgrade, so legacy clients show the short dose (never from insulin_long; undone by the roll-forward)"</label></div>
             {move || fill.get().then(|| view! {
                 <label class="field">"Type FILL to confirm the fill"
                     <input type="text" data-testid="fill-word" prop:value=move || fill_word.get()
                         on:input=move |ev| fill_word.set(event_target_value(&ev))/></label>
             })}
-            <label><input type="checkbox" disabled=!operator data-testid="restore" prop:checked=move || restore.get()
+            <div><label><input type="checkbox" disabled=!operator data-testid="restore" prop:checked=move || restore.get()
                 on:change=move |ev| choices.update(|c| c.restore_data = event_target_checked(&ev))/>
-                " Also restore data from the backup (pg_restore --clean)"</label>
+                " Also restore data from the backup (pg_restore --clean)"</label></div>
             {move || restore.get().then(|| view! {
                 <label class="field">"Type RESTORE to confirm the restore"
                     <input type="text" data-testid="restore-word" prop:value=move || restore_word.get()
