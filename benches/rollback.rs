@@ -4,7 +4,10 @@
 //! unindexed table of the state database). Printed as times and ratios, not asserted: these
 //! machines are shared and noisy. The roll-forward runs on a copy of the seeded database
 //! (`CREATE DATABASE … TEMPLATE`) whose split values were emptied, as after a downgrade and the
-//! upgrade that adds the columns back.
+//! upgrade that adds the columns back. The rehearsal (issue 33, item 5) runs whole through the
+//! dashboard's service on a pg_dump of the seeded database at the split revision: restored into a
+//! scratch database, archived, downgraded and upgraded by the demo's real Alembic, re-applied and
+//! compared; each part's time is printed, the whole against the plain COPY of every row.
 
 #[path = "common/seeded.rs"]
 mod seeded;
@@ -102,7 +105,98 @@ async fn bench_size(admin: &PgPool, state: &PgPool, rows: i64) -> Vec<Line> {
     diary.close().await;
     lines.push(bench_reapply(admin, state, rows, run_id, split_rows, median(plain_split)).await);
     sqlx::query("DELETE FROM rollback_archive_whole WHERE run_id = $1").bind(run_id).execute(state).await.unwrap();
+    let plain = lines[1].plain;
+    lines.push(bench_rehearsal(admin, rows, all_rows, plain).await);
     lines
+}
+
+/// A whole rehearsal on a pg_dump of the seeded database marked at the split revision, through
+/// the dashboard's service (a state of its own; no live diary: nothing counts it meanwhile).
+async fn bench_rehearsal(admin: &PgPool, rows: i64, all_rows: u64, plain_all: f64) -> Line {
+    use rollout_dashboard::api::rehearsal::{RehearsalState, StartRehearsal};
+    use rollout_dashboard::server::rollback::{rehearsal, Service};
+    let src = format!("rollout_bench_rehearsal_src_{rows}");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {src} WITH (FORCE)")).execute(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {src} TEMPLATE rollout_bench_{rows}")).execute(admin).await.unwrap();
+    let db = ensure_db(admin, &src).await;
+    sqlx::raw_sql(
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('b7e9d1c0f2a3')",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let out = std::process::Command::new("pg_dump")
+        .args(["-Fc", "-Z1", "-f"])
+        .arg(dir.path().join("nightly.dump"))
+        .arg(db_url(&src))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "  {rows} rows: the backup (pg_dump -Fc) took {:.1} s (not part of the rehearsal)",
+        t.elapsed().as_secs_f64()
+    );
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {src} WITH (FORCE)")).execute(admin).await.unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let alembic = repo.join("demo/.venv/bin/alembic").display().to_string();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "[rollback]\nworking_dir = \"{demo}\"\n\
+             downgrade = {{ kind = \"command\", argv = [\"{alembic}\", \"-c\", \"services/api/alembic/alembic.ini\", \"downgrade\", \"{{previous_revision}}\"] }}\n\
+             [rollback.rehearsal]\nbackup_dir = \"{backups}\"\n\
+             upgrade_argv = [\"{alembic}\", \"-c\", \"services/api/alembic/alembic.ini\", \"upgrade\", \"{{split_revision}}\"]\n",
+            demo = repo.join("demo").display(),
+            backups = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let state_name = format!("rollout_bench_rehearsal_state_{rows}");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {state_name} WITH (FORCE)")).execute(admin).await.unwrap();
+    ensure_db(admin, &state_name).await.close().await;
+    let vars = [
+        ("STATE_DATABASE_URL", db_url(&state_name)),
+        ("REHEARSAL_DATABASE_URL", admin_url()),
+        ("ROLLOUT_CONFIG", settings.display().to_string()),
+    ];
+    let config = rollout_dashboard::server::config::Config::from_vars(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let options = leptos::config::LeptosOptions::builder().output_name("rollout-dashboard").build();
+    let app = rollout_dashboard::server::state::AppState::connect(config, options).await.unwrap();
+    let caller = rollout_dashboard::server::caller::Caller::system("bench", "bench");
+    let svc = Service::new(&app);
+    let deploy = rollout_dashboard::api::rollback::NewDeploy {
+        revision: "b7e9d1c0f2a3".into(),
+        previous_revision: "a1f3c2d4e5b6".into(),
+        note: None,
+    };
+    svc.record_deploy(&caller, deploy).await.unwrap();
+    let started = svc.rehearse(&caller, StartRehearsal { fill_dose: true }).await.unwrap();
+    let done = loop {
+        let r = rehearsal::store::get(&app.state_db, started.id).await.unwrap().unwrap();
+        if r.state != RehearsalState::Running {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(done.state, RehearsalState::Passed, "{:?}", done.failure);
+    for p in &done.parts {
+        println!("  {rows} rows: rehearsal part {:<9} {:>8.2} s", p.name, p.seconds);
+    }
+    app.state_db.close().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {state_name} WITH (FORCE)")).execute(admin).await.unwrap();
+    Line {
+        what: "rehearsal (restore .. compare, with fill)",
+        rows: all_rows,
+        secs: done.seconds.unwrap_or_default(),
+        plain: plain_all,
+    }
 }
 
 /// The roll-forward on a copy of the seeded database whose split values were emptied.

@@ -14,6 +14,15 @@ after(async () => { await browser?.close(); });
 
 const signedIn = (user, password) => signedInTo(browser, user, password, "/rollback");
 
+// The diary, read as the tests' own client (psql), and the categories as src/server/categories.rs
+// defines them.
+const psql = (sql) => execFileSync("psql", ["-tAq", process.env.E2E_DIARY_URL, "-c", sql]).toString().trim();
+const CATEGORY = `CASE WHEN dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose THEN 'doubled'
+  WHEN insulin_short IS NOT NULL AND insulin_long IS NOT NULL THEN 'both'
+  WHEN insulin_short IS NOT NULL THEN 'short_only' WHEN insulin_long IS NOT NULL THEN 'long_only'
+  WHEN dose IS NOT NULL THEN 'legacy_only' ELSE 'empty' END`;
+const ROW_HASH = "md5(concat_ws('|', id, user_id, created_at, dose, insulin_short, insulin_long))";
+
 const state = (page, name) => page.locator(`[data-testid="step-${name}"]`).getAttribute("data-state");
 
 test("a viewer sees the rollback disabled, with the reason", async () => {
@@ -48,6 +57,8 @@ test("an operator runs the whole rollback from the page and every step turns gre
   await page.fill('[data-testid="confirm-env"]', "production");
   assert.ok(await page.locator('[data-testid="start-rollback"]').isDisabled(), "the wrong environment name keeps it disabled");
   await page.fill('[data-testid="confirm-env"]', "e2e");
+  // Every record as it is before the rollback, by category and hash (compared after the roll-forward).
+  psql(`DROP TABLE IF EXISTS e2e_round_trip; CREATE TABLE e2e_round_trip AS SELECT id, ${CATEGORY} AS category, ${ROW_HASH} AS hash, dose FROM history_records`);
   await page.click('[data-testid="start-rollback"]');
 
   // Live progress: every step done (restore not chosen), the run done.
@@ -91,7 +102,6 @@ test("an operator runs the whole rollback from the page and every step turns gre
 // Issue 33: the run archived every split value before the downgrade; once the split revision is
 // deployed again (here: alembic upgrade head, as the diary service's deploy would), the roll-forward
 // puts them back from the page: dry run, reason, environment and count typed.
-const psql = (sql) => execFileSync("psql", ["-tAq", process.env.E2E_DIARY_URL, "-c", sql]).toString().trim();
 
 test("after the rollback, an operator rolls forward from the page and every fixture split value is back", async () => {
   // The rollback dropped the columns: none of the fixture's split values is readable now.
@@ -131,6 +141,56 @@ test("after the rollback, an operator rolls forward from the page and every fixt
   assert.equal(back("user_id = 10 AND dose = 4.0 AND insulin_short IS NULL AND insulin_long IS NULL"), "1", "the doubled row stays legacy");
   assert.equal(back("dose IS NOT NULL AND insulin_short IS NULL AND insulin_long IS NULL"), "4", "legacy: 3 and the doubled one");
   assert.equal(psql("SELECT count(*) FROM history_records WHERE dose IS NOT NULL AND insulin_short = dose AND insulin_long = dose"), "0", "nothing doubled");
+
+  // Every record that existed before the rollback, by the category it had: back identical (its
+  // hash), or, doubled, back as a legacy row with its dose. Rows lost: 0 in every category; the
+  // guide's plan (downgrade without the archive) loses every split row's values.
+  const rows = psql(`SELECT b.category, count(*), count(*) FILTER (WHERE a.hash = b.hash),
+      count(*) FILTER (WHERE b.category = 'doubled' AND a.category = 'legacy_only' AND a.dose = b.dose),
+      count(*) FILTER (WHERE a.id IS NULL)
+    FROM e2e_round_trip b LEFT JOIN (SELECT id, ${CATEGORY} AS category, ${ROW_HASH} AS hash, dose FROM history_records) a USING (id)
+    GROUP BY 1 ORDER BY 1`).split("\n").map((l) => l.split("|"));
+  const table = Object.fromEntries(rows.map(([c, n, same, legacy, gone]) => [c, { rows: +n, same: +same, legacy: +legacy, gone: +gone }]));
+  console.log("round trip by category (rows, identical, doubled kept legacy, gone):", JSON.stringify(table));
+  for (const [c, t] of Object.entries(table)) {
+    assert.equal(t.gone, 0, `${c}: none gone`);
+    assert.equal(t.same + t.legacy, t.rows, `${c}: every row back as it was (or, doubled, as legacy)`);
+  }
+  for (const c of ["short_only", "long_only", "both", "legacy_only", "doubled"]) assert.ok(table[c]?.rows > 0, `${c} is in the round trip`);
+  assert.equal(table.doubled.legacy, table.doubled.rows);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+// Issue 33, item 5: a rehearsal from the page, on the newest backup (the world's pg_dump of the
+// split diary): restored into a scratch database, rolled back and forward there, every record back.
+test("an operator rehearses the rollback from the page; the copy loses no record and the page says when it passed", async () => {
+  const { context, page, problems } = await signedIn("ana", "operator-demo");
+  const summary = page.locator('[data-testid="rehearsal-summary"]');
+  assert.match(await summary.innerText(), /never rehearsed/);
+  const liveBefore = psql(`SELECT count(*), sum(('x' || left(${ROW_HASH}, 16))::bit(64)::bigint::numeric) FROM history_records`);
+  await page.check('[data-testid="rehearse-fill"]');
+  await page.click('[data-testid="rehearse"]');
+  await page.waitForFunction(
+    () => ["passed", "failed"].includes(document.querySelector('[data-testid="rehearsal-summary"]')?.dataset.state),
+    null, { timeout: 120000 },
+  );
+  const text = await summary.innerText();
+  assert.match(text, /^rehearsed less than a minute ago on the backup of \d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ s, passed$/, text);
+  const parts = await page.locator('[data-testid="rehearsal-parts"] tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.part));
+  assert.deepEqual(parts, ["restore", "read", "archive", "fill", "downgrade", "verify", "upgrade", "reapply", "compare"]);
+  // The fixture's categories in the backup, each back: nothing changed or gone.
+  const cats = await page.locator('[data-testid="rehearsal-categories"] tbody tr').evaluateAll((rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.category, [...r.querySelectorAll("td.num")].map((td) => Number(td.innerText))])));
+  for (const c of ["short_only", "long_only", "both", "legacy_only", "doubled"]) assert.ok(cats[c], `${c}: ${JSON.stringify(cats)}`);
+  for (const [c, [rows, same, legacy, changed, gone]] of Object.entries(cats)) {
+    assert.equal(changed + gone, 0, c);
+    assert.equal(same + legacy, rows, c);
+  }
+  assert.equal(cats.short_only[6], cats.short_only[0], "the guide's plan loses every short-only row's values");
+  await page.locator("#rollback-rehearsal").screenshot({ path: ".artifacts/rehearsal.png" });
+  // The live diary is as it was.
+  assert.equal(psql(`SELECT count(*), sum(('x' || left(${ROW_HASH}, 16))::bit(64)::bigint::numeric) FROM history_records`), liveBefore);
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -96,6 +96,7 @@ actions! {
     RollbackDone = "rollback.done", Info, false, "rollback done";
     RollbackScaleBack = "rollback.scale_back", -, false, "writers scaled back";
     RollbackReapply = "rollback.reapply", Warning, false, "split values re-applied";
+    RollbackRehearse = "rollback.rehearse", Warning, false, "rollback rehearsed";
     DeployRecord = "deploy.record", -, false, "deploy recorded";
     HookAlert = "hook.alert", Critical, false, "alert acted on";
     NotifyResend = "notify.resend", -, false, "notification resent";

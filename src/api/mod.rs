@@ -46,6 +46,7 @@ pub mod codec;
 pub mod notify;
 pub mod overview;
 pub mod records;
+pub mod rehearsal;
 pub mod reports;
 pub mod rollback;
 pub mod rollout;

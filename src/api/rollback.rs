@@ -328,4 +328,6 @@ pub struct RollbackView {
 pub struct RunProgress {
     pub me: Option<Identity>,
     pub run: Option<RunView>,
+    /// The rehearsals (or why they cannot be read), drawn in the run's region.
+    pub rehearsals: Result<super::rehearsal::Rehearsals, String>,
 }

@@ -14,6 +14,7 @@ use crate::components::panel::Panel;
 use crate::components::time::{self, Shown};
 
 mod controls;
+mod rehearsal;
 mod roll_forward;
 
 use controls::{PlanFacts, RollbackControls};
@@ -81,6 +82,8 @@ fn seconds(ms: Option<i64>) -> String {
 #[component]
 fn RunRegion(p: RunProgress) -> impl IntoView {
     let key = p.run.as_ref().map(|r| format!("{}:{}", r.id, r.state)).unwrap_or_default();
+    let operator = p.me.as_ref().is_some_and(|m| m.role == Role::Operator);
+    let rehearsals = p.rehearsals;
     let body = match p.run {
         None => view! { <p class="detail" data-testid="no-run">"No rollback has run yet."</p> }.into_any(),
         Some(run) => {
@@ -89,7 +92,12 @@ fn RunRegion(p: RunProgress) -> impl IntoView {
             view! { <Run run operator me/> }.into_any()
         }
     };
-    view! { <div id=RUN_REGION data-run-key=key>{body}</div> }
+    view! {
+        <div id=RUN_REGION data-run-key=key>
+            {body}
+            <rehearsal::RehearsalPanel r=rehearsals operator/>
+        </div>
+    }
 }
 
 #[component]
@@ -272,6 +280,11 @@ pub async fn get_rollback(restore_data: bool, fill_dose: bool) -> Result<Rollbac
 #[server(endpoint = "rollback_progress", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_progress() -> Result<RunProgress, ServerFnError> {
     let (state, caller) = caller().await?;
-    let run = crate::server::rollback::Service::new(&state).latest_run().await.map_err(refused)?;
-    Ok(RunProgress { me: caller.who().cloned(), run })
+    let svc = crate::server::rollback::Service::new(&state);
+    let run = svc.latest_run().await.map_err(refused)?;
+    let rehearsals = match caller.who() {
+        Some(_) => svc.rehearsals().await.map_err(|e| e.to_string()),
+        None => Err("sign in to see them".to_string()),
+    };
+    Ok(RunProgress { me: caller.who().cloned(), run, rehearsals })
 }

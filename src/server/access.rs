@@ -39,6 +39,9 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("POST", "/api/v1/rollback", "/api/v1/rollback", Access::Operator),
     // The plan's survey counts the diary's rows and runs the backup-status program: signed in.
     ("POST", "/api/v1/rollback/plan", "/api/v1/rollback/plan", Access::SignedIn),
+    // What the rehearsal's commands printed: signed in.
+    ("GET", "/api/v1/rollback/rehearsals", "/api/v1/rollback/rehearsals", Access::SignedIn),
+    ("POST", "/api/v1/rollback/rehearsals", "/api/v1/rollback/rehearsals", Access::Operator),
     ("GET", "/api/v1/rollback/{id}", "/api/v1/rollback/1", Access::Anyone),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/retry", Access::Operator),
     ("POST", "/api/v1/rollback/{id}/{action}", "/api/v1/rollback/1/skip", Access::Operator),

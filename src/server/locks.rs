@@ -25,6 +25,8 @@ pub enum Lock<'a> {
     Receiver(&'a str),
     /// The retry of kills that were asked for and not yet written.
     KillRetry,
+    /// The rollback rehearsal running (one at a time, across replicas).
+    Rehearsal,
 }
 
 impl Lock<'_> {
@@ -35,6 +37,7 @@ impl Lock<'_> {
             Lock::AutopilotPlan(id) => (0x4155_544f, id as i32),       // "AUTO"
             Lock::Receiver(name) => (0x4e54_4659, receiver_key(name)), // "NTFY"
             Lock::KillRetry => (0x4b49_4c4c, 0),                       // "KILL"
+            Lock::Rehearsal => (0x5248_5253, 0),                       // "RHRS"
         }
     }
 }
@@ -59,9 +62,9 @@ pub struct Locks {
 
 impl Locks {
     /// Room for every holder one process can have at once: a connection per receiver loop, the
-    /// rollback executor, the autopilot's round, a person's Promote and the kill retry.
+    /// rollback executor, the autopilot's round, a person's Promote, the kill retry and a rehearsal.
     pub fn new(options: PgConnectOptions, receivers: usize, acquire: Duration) -> Locks {
-        let size = u32::try_from(receivers).unwrap_or(u32::MAX).saturating_add(4);
+        let size = u32::try_from(receivers).unwrap_or(u32::MAX).saturating_add(5);
         let pool = PgPoolOptions::new().max_connections(size).acquire_timeout(acquire).connect_lazy_with(options);
         Locks { pool, limit: acquire }
     }

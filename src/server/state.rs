@@ -28,6 +28,9 @@ pub struct AppState {
     pub diary: Result<DiaryRecords, SourceError>,
     /// The diary database's URL, handed to rollback commands as `DATABASE_URL` (never shown).
     pub diary_database_url: Option<super::config::Secret>,
+    /// Where rollback rehearsals create their scratch databases (`REHEARSAL_DATABASE_URL`).
+    #[from_ref(skip)]
+    pub rehearsal_database_url: Option<super::config::Secret>,
     pub prometheus: Result<Prometheus, SourceError>,
     /// Namespace of the writer deployment; the flag store holds its own.
     pub writer_cluster: Result<Cluster, SourceError>,
@@ -125,6 +128,7 @@ impl AppState {
             locks,
             diary,
             diary_database_url,
+            rehearsal_database_url: config.rehearsal_database_url.clone(),
             prometheus,
             writer_cluster,
             flags,

@@ -23,6 +23,7 @@ mod rollback_archive;
 mod rollback_jobs;
 mod rollback_lossless;
 mod rollback_recovery;
+mod rollback_rehearsal;
 mod rollout;
 mod secrets;
 mod sources;

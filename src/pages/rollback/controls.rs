@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{PLAN_REGION, RUN_REGION};
+use crate::api::rehearsal::StartRehearsal;
 use crate::api::rollback::{Choices, NewDeploy, RollbackPlan, RunActionBody, StartRollback};
 use crate::components::client;
 use crate::components::panel::Panel;
@@ -110,6 +111,14 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
             let _ = redraw_run(choices.get_untracked(), facts).await;
         });
     };
+    let rehearse = move |fill_dose: bool| {
+        leptos::task::spawn_local(async move {
+            let body = StartRehearsal { fill_dose };
+            let done = client::post::<_, serde::de::IgnoredAny>("/api/v1/rollback/rehearsals", &body).await;
+            act_error.set(done.err());
+            let _ = redraw_run(choices.get_untracked(), facts).await;
+        });
+    };
     let planned = Memo::new(move |_| facts.read().planned);
     let failing_line = move || {
         failing.get().map(|(since, why)| {
@@ -122,7 +131,10 @@ pub fn RollbackControls(operator: bool, facts: PlanFacts, revision: String, chil
     };
     view! {
         {failing_line}
-        <div on:click=move |ev| browser::run_button(&ev).map(|(a, id, r)| act(a, id, r)).unwrap_or_default()
+        <div on:click=move |ev| match browser::rehearse_button(&ev) {
+                Some(fill) => rehearse(fill),
+                None => browser::run_button(&ev).map(|(a, id, r)| act(a, id, r)).unwrap_or_default(),
+            }
             on:input=move |ev| browser::skip_typed(&ev)>
             {children()}
         </div>
@@ -284,6 +296,28 @@ mod browser {
             }
             let reason = skip_input().map(|i| i.value()).filter(|r| !r.trim().is_empty());
             Some((button.get_attribute("data-run-action")?, button.get_attribute("data-run-id")?, reason))
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = ev;
+            None
+        }
+    }
+
+    /// A click on the rehearsal's button: whether the fill is asked for.
+    pub fn rehearse_button(ev: &leptos::ev::MouseEvent) -> Option<bool> {
+        #[cfg(feature = "hydrate")]
+        {
+            let target: web_sys::Element = ev.target()?.dyn_into().ok()?;
+            let button = target.closest("[data-rehearse]").ok()??;
+            if button.has_attribute("disabled") {
+                return None;
+            }
+            let fill = leptos::prelude::document()
+                .get_element_by_id("rehearse-fill")
+                .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+                .is_some_and(|i| i.checked());
+            Some(fill)
         }
         #[cfg(not(feature = "hydrate"))]
         {

@@ -19,6 +19,10 @@
 //!    starter confirmed exactly that.
 //! 4. **A kill that has not landed blocks every raise.** While a kill is pending (its write
 //!    failed), the round decides the kill again and never a step.
+//! 5. **Past the configured percentage, only with a recent rehearsal.** With
+//!    `autopilot.require_rehearsal`, no step above its percentage is written (nor promoted to)
+//!    unless a rollback rehearsal passed within its age ([`rehearsal_gate`]); the plan holds and
+//!    says why.
 //!
 //! `tests` below checks these over generated histories (rounds whose writes race a person's
 //! kill, Promote, pause, resume, dismiss, kubectl, failing writes and restarts).
@@ -113,6 +117,8 @@ pub struct Observation {
     pub dismissed: Vec<String>,
     /// A person's Promote (skip the rest of the bake time), with their sentence.
     pub promote: Option<String>,
+    /// When the newest passing rollback rehearsal ended (None: none, or it cannot be read).
+    pub rehearsed_at: Option<DateTime<Utc>>,
 }
 
 /// How long a check may stay inconclusive, and how blind the doubled-dose check may be.
@@ -124,11 +130,44 @@ pub struct Budgets {
     pub blind_rounds: u32,
     /// At 100 %, the plan watches this long (the guide's target judged over it) before it is done.
     pub watch_secs: i64,
+    /// Steps above `above_percentage` need a rehearsal that passed within `max_age_secs`.
+    pub rehearsal: Option<RehearsalGate>,
+}
+
+/// The autopilot's demand for a recent passing rollback rehearsal (`autopilot.require_rehearsal`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RehearsalGate {
+    pub above_percentage: u8,
+    pub max_age_secs: i64,
 }
 
 impl Default for Budgets {
     fn default() -> Self {
-        Budgets { inconclusive_secs: 3600, blind_rounds: 4, watch_secs: 86_400 }
+        Budgets { inconclusive_secs: 3600, blind_rounds: 4, watch_secs: 86_400, rehearsal: None }
+    }
+}
+
+/// Invariant 5: why a step to `percentage` may not be written now for want of a recent passing
+/// rehearsal, or None when it may.
+pub fn rehearsal_gate(percentage: u8, obs: &Observation, budgets: Budgets) -> Option<String> {
+    let gate = budgets.rehearsal?;
+    if percentage <= gate.above_percentage {
+        return None;
+    }
+    let hours = gate.max_age_secs as f64 / 3600.0;
+    match obs.rehearsed_at {
+        Some(at) if obs.now - at <= Duration::seconds(gate.max_age_secs) => None,
+        Some(at) => Some(format!(
+            "the step to {percentage} % waits for a rollback rehearsal that passed within {hours} h (required above \
+             {} %): the newest passed {:.1} h ago",
+            gate.above_percentage,
+            (obs.now - at).num_seconds() as f64 / 3600.0
+        )),
+        None => Some(format!(
+            "the step to {percentage} % waits for a rollback rehearsal that passed within {hours} h (required above \
+             {} %): none has passed on a fresh backup (or the rehearsals cannot be read)",
+            gate.above_percentage
+        )),
     }
 }
 
@@ -371,6 +410,12 @@ fn next_step(plan: &PlanFacts, obs: &Observation, budgets: Budgets, percentage: 
     };
     if let Some(run) = &obs.rollback {
         return pause_or_refuse(plan, obs, format!("{run}: the rollout waits for it"), PauseKind::Check);
+    }
+    if let Some(why) = rehearsal_gate(step.percentage, obs, budgets) {
+        return match &obs.promote {
+            Some(_) => Decision::Refuse { why },
+            None => Decision::Hold { clean: Some(clean), why },
+        };
     }
     // Invariant 3: never down, unless the starter confirmed that the first step lowers the flag.
     if step.percentage < percentage && !(plan.current_step < 0 && plan.lower_confirmed) {

@@ -88,6 +88,17 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
         .map(|(run, run_state)| format!("rollback run #{run} is {run_state}"));
     let kill_pending = !super::super::kill_requests::pending(db).await?.is_empty();
     let a = &state.settings.autopilot;
+    // Read only when demanded; unreadable reads as none passed (the plan holds, never steps).
+    let rehearsed_at = match a.require_rehearsal {
+        Some(_) => {
+            let max_age = state.settings.rollback.backup_max_age_hours;
+            super::super::rollback::facts::rehearsal_passed_at(db, max_age).await.unwrap_or_else(|e| {
+                tracing::warn!("the rehearsals cannot be read ({e}): the plan holds below the demanded percentage");
+                None
+            })
+        }
+        None => None,
+    };
     let obs = Observation {
         now,
         flag,
@@ -96,11 +107,16 @@ async fn round(state: &AppState, id: i64, promote: Option<String>) -> Result<Dec
         kill_pending,
         dismissed: plan.dismissed.clone(),
         promote,
+        rehearsed_at,
     };
     let budgets = Budgets {
         inconclusive_secs: a.inconclusive_secs as i64,
         blind_rounds: a.blind_rounds,
         watch_secs: a.watch_secs as i64,
+        rehearsal: a.require_rehearsal.map(|r| super::decide::RehearsalGate {
+            above_percentage: r.above_percentage,
+            max_age_secs: r.max_age_hours as i64 * 3600,
+        }),
     };
     let decided = decide(&plan.facts(), &obs, budgets);
     for e in evaluations.iter_mut() {

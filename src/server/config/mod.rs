@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod notify;
+mod rehearsal;
 mod sections;
 mod validate;
 pub use notify::*;
+pub use rehearsal::*;
 pub use sections::*;
 
 /// A value that must never reach a log or a page (a URL with a password, a token).
@@ -66,6 +68,9 @@ pub struct Config {
     pub session_key: Option<Secret>,
     /// LaunchDarkly flag backend: an API access token with writer rights on the flag.
     pub launchdarkly_token: Option<Secret>,
+    /// The server rollback rehearsals create their scratch databases on (`REHEARSAL_DATABASE_URL`,
+    /// a role with `CREATEDB`); unset, there are no rehearsals.
+    pub rehearsal_database_url: Option<Secret>,
     /// The secrets the settings name by environment variable (receivers' URLs, keys and
     /// tokens; the alert hook's token), by variable name. Unset variables are absent.
     pub named_secrets: std::collections::BTreeMap<String, Secret>,
@@ -205,6 +210,7 @@ impl Config {
             proxy_secret: var("ROLLOUT_PROXY_SECRET").map(Secret::new),
             session_key: var("ROLLOUT_SESSION_KEY").map(Secret::new),
             launchdarkly_token: var("LAUNCHDARKLY_API_TOKEN").map(Secret::new),
+            rehearsal_database_url: var("REHEARSAL_DATABASE_URL").map(Secret::new),
             settings,
             settings_file,
         })
@@ -223,6 +229,7 @@ impl Config {
             self.proxy_secret.as_ref(),
             self.session_key.as_ref(),
             self.launchdarkly_token.as_ref(),
+            self.rehearsal_database_url.as_ref(),
         ];
         single.into_iter().flatten().chain(self.named_secrets.values()).map(|s| s.expose().to_string()).collect()
     }

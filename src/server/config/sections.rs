@@ -64,6 +64,8 @@ pub struct RollbackSettings {
     pub smoke_baseline_query: String,
     /// The smoke_checks step: the legacy rate must reach this fraction of the baseline.
     pub smoke_fraction: f64,
+    /// Rehearsals of the plan's data steps on a scratch copy of the newest backup.
+    pub rehearsal: super::RehearsalSettings,
 }
 
 /// How the rollback's commands run as Kubernetes Jobs. The command is the same argument list;
@@ -133,6 +135,7 @@ impl Default for RollbackSettings {
             smoke_baseline_query: "sum(rate(legacy_dose_used_total[5m])) + sum(rate(split_dose_saved_total[5m]))"
                 .into(),
             smoke_fraction: 0.8,
+            rehearsal: Default::default(),
         }
     }
 }
@@ -398,6 +401,8 @@ pub struct AutopilotSettings {
     pub actions: std::collections::BTreeMap<String, crate::api::autopilot::CheckAction>,
     /// Custom PromQL checks (`[[autopilot.custom]]`, see `server::autopilot::custom`).
     pub custom: Vec<crate::server::autopilot::custom::CustomCheck>,
+    /// Past a percentage, step only with a recent passing rollback rehearsal.
+    pub require_rehearsal: Option<super::RequireRehearsal>,
 }
 
 impl Default for AutopilotSettings {
@@ -422,6 +427,7 @@ impl Default for AutopilotSettings {
             blind_rounds: 4,
             actions: Default::default(),
             custom: Vec::new(),
+            require_rehearsal: None,
         }
     }
 }

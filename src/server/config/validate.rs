@@ -94,6 +94,20 @@ fn rollback(s: &Settings) -> Result<(), ConfigError> {
     if argv.is_empty() || rb.restore_argv.is_empty() {
         return Err(invalid("rollback commands must name a program"));
     }
+    let rh = &rb.rehearsal;
+    if rh.restore_argv.is_empty() || rh.upgrade_argv.is_empty() {
+        return Err(invalid("rollback.rehearsal commands must name a program"));
+    }
+    if !(10..=24 * 3600).contains(&rh.timeout_secs) {
+        return Err(invalid("rollback.rehearsal.timeout_secs must be between 10 and 86400"));
+    }
+    if let Some(r) = &s.autopilot.require_rehearsal {
+        if r.above_percentage >= 100 || !(1..=24 * 365).contains(&r.max_age_hours) {
+            return Err(invalid(
+                "autopilot.require_rehearsal needs above_percentage below 100 and max_age_hours between 1 and 8760",
+            ));
+        }
+    }
     if !(1..=100).contains(&rb.default_writer_replicas) {
         return Err(invalid("rollback.default_writer_replicas must be between 1 and 100"));
     }

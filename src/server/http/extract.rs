@@ -84,6 +84,11 @@ impl ControlBody for crate::api::rollout::KillSwitch {
 impl ControlBody for crate::api::rollback::StartRollback {}
 impl ControlBody for crate::api::rollback::NewDeploy {}
 impl ControlBody for crate::api::rollback::RollForward {}
+impl ControlBody for crate::api::rehearsal::StartRehearsal {
+    fn when_empty() -> Option<Self> {
+        Some(Self::default())
+    }
+}
 impl ControlBody for crate::api::notify::Resend {}
 impl ControlBody for crate::api::autopilot::StartPlan {}
 impl ControlBody for crate::api::autopilot::PlanActionBody {

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::extract::{run_id, Body};
+use crate::api::rehearsal::{RehearsalView, Rehearsals, StartRehearsal};
 use crate::api::rollback::{DeployEntry, NewDeploy, PlanRequest, RollbackPlan, RunAction, RunActionBody, RunView};
 use crate::api::rollback::{RollForward, RollForwardView, StartRollback};
 use crate::server::caller::Caller;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/rollback", get(latest).post(start))
         .route("/api/v1/rollback/plan", post(plan))
+        .route("/api/v1/rollback/rehearsals", get(rehearsals).post(rehearse))
         .route("/api/v1/rollback/{id}", get(run))
         .route("/api/v1/rollback/{id}/{action}", post(act))
         .route("/api/v1/rollback/{id}/roll_forward/plan", post(roll_forward_plan))
@@ -91,6 +93,26 @@ async fn roll_forward(
     match body {
         Ok(Body(b)) => svc.roll_forward(&caller, id, b).await,
         Err(e) => svc.refuse(&caller, Action::RollbackReapply, e).await,
+    }
+    .map(Json)
+}
+
+async fn rehearsals(
+    State(state): State<AppState>,
+    _who: super::extract::SignedIn,
+) -> Result<Json<Rehearsals>, ApiError> {
+    Ok(Json(Rollback::new(&state).rehearsals().await?))
+}
+
+async fn rehearse(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Body<StartRehearsal>, ApiError>,
+) -> Result<Json<RehearsalView>, ApiError> {
+    let svc = Rollback::new(&state);
+    match body {
+        Ok(Body(b)) => svc.rehearse(&caller, b).await,
+        Err(e) => svc.refuse(&caller, Action::RollbackRehearse, e).await,
     }
     .map(Json)
 }

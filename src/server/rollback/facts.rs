@@ -16,6 +16,15 @@ pub async fn active_run(db: &PgPool) -> Result<Option<(i64, RunState)>, SourceEr
     store::active_run(db).await
 }
 
+/// When the newest passing rehearsal on a fresh enough backup ended (the autopilot's
+/// `require_rehearsal` reads it).
+pub async fn rehearsal_passed_at(
+    db: &PgPool,
+    backup_max_age_hours: u64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, SourceError> {
+    super::rehearsal::store::last_passed_at(db, backup_max_age_hours).await
+}
+
 /// A run stopped at a failed step, interrupted, or waiting for a second operator.
 pub async fn conditions(db: &PgPool) -> Result<Vec<Condition>, SourceError> {
     let Some((id, run)) = active_run(db).await? else { return Ok(Vec::new()) };

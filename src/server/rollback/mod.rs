@@ -22,6 +22,7 @@ pub mod incident;
 pub mod machine;
 pub mod memory;
 mod preconditions;
+pub mod rehearsal;
 mod roll_forward;
 pub mod steps;
 pub mod store;

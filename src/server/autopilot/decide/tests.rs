@@ -46,6 +46,8 @@ enum Event {
     /// The driver's retry of pending kills.
     RetryKills,
     StoreHealthy(bool),
+    /// A rollback rehearsal passes now.
+    Rehearsed,
 }
 
 fn verdict() -> impl Strategy<Value = Verdict> {
@@ -69,6 +71,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Restart),
         2 => Just(Event::RetryKills),
         1 => proptest::bool::weighted(0.7).prop_map(Event::StoreHealthy),
+        1 => Just(Event::Rehearsed),
     ]
 }
 
@@ -84,6 +87,9 @@ struct World {
     /// The flag reached 0 % by a kill or by hand after the plan started: nothing automatic may
     /// raise it any more.
     killed: bool,
+    /// The budgets the driver passes (with or without the rehearsal demand).
+    budgets: Budgets,
+    rehearsed_at: Option<DateTime<Utc>>,
 }
 
 impl World {
@@ -109,6 +115,8 @@ impl World {
             kill_pending: false,
             in_flight: None,
             killed: false,
+            budgets: Budgets::default(),
+            rehearsed_at: None,
         }
     }
 
@@ -140,6 +148,7 @@ impl World {
             kill_pending: self.kill_pending,
             dismissed: self.dismissed.clone(),
             promote: promote.then(|| "promoted by ana: the bake is long enough".into()),
+            rehearsed_at: self.rehearsed_at,
         }
     }
 
@@ -254,8 +263,8 @@ impl World {
             Event::Decide { verdicts, flag_readable } => {
                 if self.in_flight.is_none() {
                     let obs = self.observe(*verdicts, *flag_readable, false);
-                    let r = decide(&self.plan, &obs, Budgets::default());
-                    check_decision(&self.plan, &obs, &r)?;
+                    let r = decide(&self.plan, &obs, self.budgets);
+                    check_decision(&self.plan, &obs, self.budgets, &r)?;
                     self.in_flight = Some((r, obs));
                 }
             }
@@ -267,8 +276,8 @@ impl World {
             Event::Promote { verdicts } => {
                 if self.in_flight.is_none() && self.active() {
                     let obs = self.observe(*verdicts, true, true);
-                    let r = decide(&self.plan, &obs, Budgets::default());
-                    check_decision(&self.plan, &obs, &r)?;
+                    let r = decide(&self.plan, &obs, self.budgets);
+                    check_decision(&self.plan, &obs, self.budgets, &r)?;
                     self.execute(r, &obs)?;
                 }
             }
@@ -305,6 +314,7 @@ impl World {
                 }
             }
             Event::StoreHealthy(ok) => self.store_ok = *ok,
+            Event::Rehearsed => self.rehearsed_at = Some(self.now),
         }
         if self.kill_pending && self.active() {
             return Err("a kill is pending and the plan is still active".into());
@@ -314,7 +324,7 @@ impl World {
 }
 
 /// The invariants a single decision must keep, whatever the history before it.
-fn check_decision(plan: &PlanFacts, obs: &Observation, r: &Round) -> Result<(), String> {
+fn check_decision(plan: &PlanFacts, obs: &Observation, budgets: Budgets, r: &Round) -> Result<(), String> {
     let active = matches!(plan.state, PlanState::Running | PlanState::Paused);
     let kill_class_fails = obs.checks.iter().any(|c| is_kill_class(&c.check) && c.verdict == Verdict::Fail);
     if active && kill_class_fails && !matches!(r.decision, Decision::Kill { .. } | Decision::EndKilled { .. }) {
@@ -335,6 +345,12 @@ fn check_decision(plan: &PlanFacts, obs: &Observation, r: &Round) -> Result<(), 
         }
         if percentage < now && !(plan.current_step < 0 && plan.lower_confirmed) {
             return Err(format!("a step from {now} % down to {percentage} % unasked"));
+        }
+        if let Some(gate) = budgets.rehearsal {
+            let fresh = obs.rehearsed_at.is_some_and(|at| obs.now - at <= Duration::seconds(gate.max_age_secs));
+            if *percentage > gate.above_percentage && !fresh {
+                return Err(format!("a step to {percentage} % without a rehearsal passed within the demanded age"));
+            }
         }
     }
     Ok(())
@@ -359,9 +375,11 @@ proptest! {
     #[test]
     fn the_invariants_hold_over_generated_histories(
         (start, steps, lower_confirmed) in plan_shape(),
+        gate in proptest::option::of(Just(RehearsalGate { above_percentage: 25, max_age_secs: 600 })),
         events in proptest::collection::vec(event(), 1..80),
     ) {
         let mut w = World::new(start, steps, lower_confirmed);
+        w.budgets.rehearsal = gate;
         for (i, e) in events.iter().enumerate() {
             if let Err(broken) = w.apply(e) {
                 prop_assert!(false, "event {i} {e:?}: {broken}; history {events:?}");

@@ -76,6 +76,19 @@ impl From<sqlx::Error> for ArchiveError {
 
 /// The tally SQL over `from` (a table or subquery) whose record id column is `id`.
 fn tally_sql(from: &str, id: &str) -> String {
+    let hash = row_hash_sql(id);
+    format!(
+        "SELECT count(*) AS rows,
+                coalesce(sum({hash}), 0)::text AS checksum,
+                sum(insulin_short)::text AS short_units, sum(insulin_long)::text AS long_units,
+                sum(dose)::text AS dose_units
+           FROM {from}"
+    )
+}
+
+/// A row's 64-bit hash (as `numeric`, to be summed) over its id, user, time (UTC, to the
+/// microsecond), dose and both parts as text: the tally's, and the rehearsal's per category.
+pub fn row_hash_sql(id: &str) -> String {
     let text = |c: &str| format!("coalesce({c}::text, '\\N')");
     let row = [
         text(id),
@@ -86,14 +99,7 @@ fn tally_sql(from: &str, id: &str) -> String {
         text("insulin_long"),
     ]
     .join(", ");
-    format!(
-        "SELECT count(*) AS rows,
-                coalesce(sum(('x' || left(md5(concat_ws(E'\\x1f', {row})), 16))::bit(64)::bigint::numeric), 0)::text
-                    AS checksum,
-                sum(insulin_short)::text AS short_units, sum(insulin_long)::text AS long_units,
-                sum(dose)::text AS dose_units
-           FROM {from}"
-    )
+    format!("('x' || left(md5(concat_ws(E'\\x1f', {row})), 16))::bit(64)::bigint::numeric")
 }
 
 fn diary_rows(table: &str) -> String {
@@ -146,9 +152,28 @@ pub async fn header(state: &PgPool, run_id: i64) -> Result<Option<Header>, Sourc
 
 /// The run whose archive is the newest (the one a roll-forward may use).
 pub async fn newest_run(state: &PgPool) -> Result<Option<i64>, SourceError> {
-    Ok(sqlx::query_scalar("SELECT run_id FROM rollback_archives ORDER BY archived_at DESC, run_id DESC LIMIT 1")
-        .fetch_optional(state)
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT run_id FROM rollback_archives WHERE run_id > 0 ORDER BY archived_at DESC, run_id DESC LIMIT 1",
+    )
+    .fetch_optional(state)
+    .await?)
+}
+
+/// The key a rehearsal's archive is kept under: below every run's (a rehearsal's archive is of a
+/// scratch copy; it never feeds a roll-forward, and it is forgotten when the rehearsal ends).
+pub fn rehearsal_key(rehearsal_id: i64) -> i64 {
+    -rehearsal_id
+}
+
+/// Forgets a rehearsal's archive (its header and rows), in one transaction.
+pub async fn forget_rehearsal(state: &PgPool, rehearsal_id: i64) -> Result<(), SourceError> {
+    let key = rehearsal_key(rehearsal_id);
+    let mut tx = state.begin().await?;
+    for table in ["rollback_archive_rows", "rollback_archive_whole", "rollback_archives"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1")).bind(key).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What the diary must hold once the fill is applied: the archive with the fill's rules.

@@ -27,11 +27,32 @@ pub fn substitute(argv: &[String], state: &AppState, mem: &Memory) -> Vec<String
         Some(_) => "$(DATABASE_URL)",
         None => state.diary_database_url.as_ref().map(Secret::expose).unwrap_or_default(),
     };
+    let split = mem.from_revision.as_deref().unwrap_or_default();
+    fill_in(
+        argv,
+        &Placeholders { previous_revision: &mem.target_revision, split_revision: split, backup_file: &backup, url },
+    )
+}
+
+/// The values of a command's placeholders.
+pub struct Placeholders<'a> {
+    /// `{previous_revision}`: the revision before the split one (the downgrade's target).
+    pub previous_revision: &'a str,
+    /// `{split_revision}`: the revision the diary held before the downgrade (the rehearsal's upgrade).
+    pub split_revision: &'a str,
+    pub backup_file: &'a str,
+    /// `{diary_database_url}`.
+    pub url: &'a str,
+}
+
+/// `argv` with the placeholders replaced inside each argument (never through a shell).
+pub fn fill_in(argv: &[String], p: &Placeholders<'_>) -> Vec<String> {
     argv.iter()
         .map(|a| {
-            a.replace("{previous_revision}", &mem.target_revision)
-                .replace("{backup_file}", &backup)
-                .replace("{diary_database_url}", url)
+            a.replace("{previous_revision}", p.previous_revision)
+                .replace("{split_revision}", p.split_revision)
+                .replace("{backup_file}", p.backup_file)
+                .replace("{diary_database_url}", p.url)
         })
         .collect()
 }
@@ -70,11 +91,54 @@ pub(super) async fn run_command(
 ) -> Result<(), String> {
     match &state.settings.rollback.job {
         Some(_) => run_as_job(state, argv, of, log).await,
-        None => run_here(state, argv, log).await,
+        None => run_here(state, argv, state.diary_database_url.as_ref(), log).await,
     }
 }
 
-async fn run_here(state: &AppState, argv: &[String], log: &mut Log) -> Result<(), String> {
+/// Runs `argv` in the dashboard's process (in the configured working directory) with `url` as
+/// `DATABASE_URL`.
+async fn run_here(state: &AppState, argv: &[String], url: Option<&Secret>, log: &mut Log) -> Result<(), String> {
+    let env = |cmd: &mut tokio::process::Command| {
+        if let Some(url) = url {
+            cmd.env("DATABASE_URL", url.expose());
+        }
+    };
+    run_in_process(state, argv, env, log).await
+}
+
+/// What an isolated command keeps of the dashboard's environment: where programs are, the
+/// locale, TLS roots. Nothing that could name a database.
+const KEPT: [&str; 10] =
+    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "PGSSLROOTCERT"];
+
+/// Runs `argv` like `run_here`, with an environment of `vars` and `KEPT` only (a rehearsal's
+/// commands: no variable of the dashboard's, such as `PGHOST` or the diary's URL, reaches them).
+pub async fn run_isolated(
+    state: &AppState,
+    argv: &[String],
+    vars: &[(&str, &str)],
+    log: &mut Log,
+) -> Result<(), String> {
+    let env = |cmd: &mut tokio::process::Command| {
+        cmd.env_clear();
+        for k in KEPT {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+    };
+    run_in_process(state, argv, env, log).await
+}
+
+async fn run_in_process(
+    state: &AppState,
+    argv: &[String],
+    env: impl FnOnce(&mut tokio::process::Command),
+    log: &mut Log,
+) -> Result<(), String> {
     let rb = &state.settings.rollback;
     let (program, args) = argv.split_first().ok_or("an empty command")?;
     let mut cmd = tokio::process::Command::new(program);
@@ -82,9 +146,7 @@ async fn run_here(state: &AppState, argv: &[String], log: &mut Log) -> Result<()
     if let Some(dir) = &rb.working_dir {
         cmd.current_dir(dir);
     }
-    if let Some(url) = &state.diary_database_url {
-        cmd.env("DATABASE_URL", url.expose());
-    }
+    env(&mut cmd);
     let cwd = rb.working_dir.as_ref().map(|d| format!(" (in {})", d.display())).unwrap_or_default();
     log.line(format!("$ {}{cwd}", shown(argv, state)));
     let t0 = Instant::now();

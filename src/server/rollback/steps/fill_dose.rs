@@ -3,8 +3,6 @@
 //! before it, so the roll-forward can undo it; the diary's transaction commits only when the
 //! diary then equals the archive with the same rules applied.
 
-use sqlx::Connection as _;
-
 use super::super::archive;
 use super::super::fill::{self, named_counts, FillRule};
 use super::{Choices, PlanContext, RollbackStep, StepContext, StepFuture};
@@ -64,31 +62,15 @@ impl RollbackStep for FillDose {
                 cx.log.line(format!("already filled, and the diary verifies against the archive with the fill: {t}"));
                 return Ok(());
             }
-            let want = archive::filled_tally(&state.state_db, run).await.map_err(|e| e.to_string())?;
             let mut conn = super::diary_writer(state).await?;
-            let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
             // Counted from the archive (the values before the fill): right on a retry too.
             let counts = archive::fill_counts(&state.state_db, run).await.map_err(|e| e.to_string())?;
             let flagged = archive::ids_under(&state.state_db, run, FillRule::FillBothDiffer, SHOWN_IDS)
                 .await
                 .map_err(|e| e.to_string())?;
-            let written = sqlx::query(&format!("UPDATE {table} SET dose = insulin_short WHERE {}", fill::fills_sql()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?
-                .rows_affected();
-            let got = archive::diary_tally(&mut *tx, table).await.map_err(|e| e.to_string())?;
-            if got != want {
-                tx.rollback().await.map_err(|e| e.to_string())?;
-                return Err(format!(
-                    "after the fill the diary holds {got}, but the archive with the fill says {want}: nothing was written"
-                ));
-            }
-            tx.commit().await.map_err(|e| e.to_string())?;
+            let (written, got) = fill::apply(&mut conn, &state.state_db, run, table).await?;
+            archive::mark_filled(&state.state_db, run, fill::counts_json(&counts)).await.map_err(|e| e.to_string())?;
             let named = named_counts(&counts);
-            let json: serde_json::Map<String, serde_json::Value> =
-                named.iter().map(|(r, n)| (r.name().to_string(), (*n).into())).collect();
-            archive::mark_filled(&state.state_db, run, json.into()).await.map_err(|e| e.to_string())?;
             cx.log.line(format!("filled {written} row(s); verified: the diary and the archive with the fill both hold {got}"));
             for (rule, n) in named.iter().filter(|(r, _)| *r != FillRule::NotSplit) {
                 cx.log.line(format!("{}: {n} row(s): {}", rule.name(), rule.describe()));

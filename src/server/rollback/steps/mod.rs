@@ -17,7 +17,7 @@ use crate::api::rollback::PlannedStep;
 use super::super::state::AppState;
 pub use super::memory::Memory;
 use super::store::{self, Run};
-pub use commands::{job_spec, redact, shown, substitute, ForStep};
+pub use commands::{fill_in, job_spec, redact, run_isolated, shown, substitute, ForStep, Placeholders};
 
 /// Declares each step's file and lists the step in [`REGISTRY`], from one line per step.
 macro_rules! registry {
@@ -99,6 +99,12 @@ pub struct Log(String);
 impl Log {
     pub fn line(&mut self, s: impl AsRef<str>) {
         let _ = writeln!(self.0, "{}", s.as_ref());
+    }
+
+    /// Its last `n` lines.
+    pub fn tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.0.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 }
 

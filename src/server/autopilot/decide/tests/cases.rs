@@ -110,3 +110,46 @@ fn at_100_percent_the_plan_watches_before_it_is_done() {
     let r = decide(&w.plan, &obs, Budgets::default());
     assert!(matches!(r.decision, Decision::Done { .. }), "{r:?}");
 }
+
+#[test]
+fn past_the_demanded_percentage_the_plan_steps_only_with_a_recent_passing_rehearsal() {
+    let mut w = World::new(25, vec![step(25, 60), step(50, 60)], false);
+    w.plan.current_step = 0;
+    w.plan.step_started_at = Some(w.now - Duration::seconds(120));
+    w.plan.clean_since = Some(w.now - Duration::seconds(120));
+    let gate = Budgets {
+        rehearsal: Some(RehearsalGate { above_percentage: 25, max_age_secs: 24 * 3600 }),
+        ..Budgets::default()
+    };
+    let held = |r: &Round| match &r.decision {
+        Decision::Hold { why, clean: Some(true) } => why.clone(),
+        d => panic!("expected a hold, got {d:?}"),
+    };
+    // None passed: the step to 50 % waits, and says why.
+    let r = decide(&w.plan, &w.observe([Verdict::Pass; 5], true, false), gate);
+    assert!(held(&r).contains("none has passed"), "{r:?}");
+    // A Promote is refused alike.
+    let r = decide(&w.plan, &w.observe([Verdict::Pass; 5], true, true), gate);
+    assert!(matches!(&r.decision, Decision::Refuse { why } if why.contains("rehearsal")), "{r:?}");
+    // One passed 30 h ago: too old.
+    w.rehearsed_at = Some(w.now - Duration::hours(30));
+    let r = decide(&w.plan, &w.observe([Verdict::Pass; 5], true, false), gate);
+    assert!(held(&r).contains("the newest passed 30.0 h ago"), "{r:?}");
+    // One passed 3 h ago: the step is written.
+    w.rehearsed_at = Some(w.now - Duration::hours(3));
+    let r = decide(&w.plan, &w.observe([Verdict::Pass; 5], true, false), gate);
+    assert!(matches!(r.decision, Decision::Step { percentage: 50, .. }), "{r:?}");
+    // Up to the demanded percentage no rehearsal is needed; without the demand, none at all.
+    w.rehearsed_at = None;
+    let low = Budgets { rehearsal: Some(RehearsalGate { above_percentage: 50, max_age_secs: 3600 }), ..gate };
+    assert!(matches!(
+        decide(&w.plan, &w.observe([Verdict::Pass; 5], true, false), low).decision,
+        Decision::Step { .. }
+    ));
+    let r = decide(&w.plan, &w.observe([Verdict::Pass; 5], true, false), Budgets::default());
+    assert!(matches!(r.decision, Decision::Step { .. }));
+    // A failing kill-class check still kills while the plan waits for a rehearsal.
+    let mut verdicts = [Verdict::Pass; 5];
+    verdicts[0] = Verdict::Fail;
+    assert!(matches!(decide(&w.plan, &w.observe(verdicts, true, false), gate).decision, Decision::Kill { .. }));
+}
