@@ -452,14 +452,17 @@ async fn rehearse(
             Ok(((), format!("{} row(s) re-applied ({} with the fill undone): {}; verified: {verified}", r.restorable, r.undo_fill, counts.join(", "))))
         })
         .await?;
-        *categories = p
+        let added;
+        (*categories, added) = p
             .part("compare", async {
                 let c = round_trip::compare(&pool, &table).await?;
-                let shown: Vec<String> = c.iter().map(|c| format!("{} {}/{} identical", c.category, c.identical, c.rows)).collect();
-                Ok((c, shown.join(", ")))
+                let added = round_trip::added(&pool, &table).await?;
+                let shown: Vec<String> =
+                    c.iter().map(|c| format!("{} {}/{} identical", c.category, c.identical, c.rows)).collect();
+                Ok(((c, added), format!("{}; {added} added", shown.join(", "))))
             })
             .await?;
-        round_trip::verdict(categories)
+        round_trip::verdict(categories, added)
     }
     .await;
     pool.close().await;

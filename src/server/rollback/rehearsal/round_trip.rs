@@ -14,9 +14,17 @@ use super::super::archive::row_hash_sql;
 
 const BEFORE: &str = "rollout_rehearsal_before";
 
-/// The rows as they are now (id, category, hash, dose).
+/// The rows as they are now: id, category, the archive's row hash (summed into the checksums),
+/// a hash of every column (`whole`: a column the round trip lost or changed shows), and one of
+/// every column but the split parts (`legacy`: a doubled row kept legacy keeps the rest).
 fn rows_now(table: &str) -> String {
-    format!("SELECT id, {} AS category, {} AS hash, dose FROM {table}", Category::case_sql(true), row_hash_sql("id"))
+    format!(
+        "SELECT id, {} AS category, {} AS hash, md5(to_jsonb(t)::text) AS whole,
+                md5((to_jsonb(t) - 'insulin_short' - 'insulin_long')::text) AS legacy
+           FROM {table} t",
+        Category::case_sql(true),
+        row_hash_sql("id")
+    )
 }
 
 /// Keeps every row's category and hash before the rollback; returns the rows per category.
@@ -34,8 +42,8 @@ pub async fn compare(scratch: &PgPool, table: &str) -> Result<Vec<CategoryRoundT
     type Row = (String, i64, String, String, i64, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT b.category, count(*), coalesce(sum(b.hash), 0)::text, coalesce(sum(a.hash), 0)::text,
-                count(*) FILTER (WHERE a.hash = b.hash),
-                count(*) FILTER (WHERE b.category = 'doubled' AND a.category = 'legacy_only' AND a.dose = b.dose),
+                count(*) FILTER (WHERE a.whole = b.whole),
+                count(*) FILTER (WHERE b.category = 'doubled' AND a.category = 'legacy_only' AND a.legacy = b.legacy),
                 count(*) FILTER (WHERE a.id IS NULL)
            FROM {BEFORE} b LEFT JOIN ({}) a USING (id)
           GROUP BY 1 ORDER BY 1",
@@ -61,13 +69,26 @@ pub async fn compare(scratch: &PgPool, table: &str) -> Result<Vec<CategoryRoundT
         .collect())
 }
 
-/// Why the round trip lost or changed a record, if it did.
-pub fn verdict(categories: &[CategoryRoundTrip]) -> Result<(), String> {
-    let bad: Vec<String> = categories
+/// Rows there now that were not there before the round trip.
+pub async fn added(scratch: &PgPool, table: &str) -> Result<i64, String> {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} a WHERE NOT EXISTS (SELECT 1 FROM {BEFORE} b WHERE b.id = a.id)"
+    ))
+    .fetch_one(scratch)
+    .await
+    .map_err(|e| format!("cannot count the rows added: {e}"))
+}
+
+/// Why the round trip lost, changed or added a record, if it did.
+pub fn verdict(categories: &[CategoryRoundTrip], added: i64) -> Result<(), String> {
+    let mut bad: Vec<String> = categories
         .iter()
         .filter(|c| c.changed != 0 || c.gone != 0)
         .map(|c| format!("{}: {} changed, {} gone", c.category, c.changed, c.gone))
         .collect();
+    if added != 0 {
+        bad.push(format!("{added} row(s) added"));
+    }
     if bad.is_empty() {
         Ok(())
     } else {
@@ -95,8 +116,9 @@ mod tests {
 
     #[test]
     fn a_record_changed_or_gone_fails_and_a_doubled_one_kept_legacy_does_not() {
-        assert!(verdict(&[cat("short_only", 5, 5, 0, 0), cat("doubled", 2, 0, 2, 0)]).is_ok());
-        assert!(verdict(&[cat("long_only", 2, 1, 0, 1)]).unwrap_err().contains("long_only: 0 changed, 1 gone"));
-        assert!(verdict(&[cat("both", 3, 2, 0, 0)]).unwrap_err().contains("both: 1 changed"));
+        assert!(verdict(&[cat("short_only", 5, 5, 0, 0), cat("doubled", 2, 0, 2, 0)], 0).is_ok());
+        assert!(verdict(&[cat("long_only", 2, 1, 0, 1)], 0).unwrap_err().contains("long_only: 0 changed, 1 gone"));
+        assert!(verdict(&[cat("both", 3, 2, 0, 0)], 0).unwrap_err().contains("both: 1 changed"));
+        assert!(verdict(&[cat("both", 3, 3, 0, 0)], 2).unwrap_err().contains("2 row(s) added"));
     }
 }
