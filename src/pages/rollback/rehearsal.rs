@@ -71,7 +71,7 @@ fn Latest(l: RehearsalView) -> impl IntoView {
                             <td>{p.name}</td>
                             <td class="num">{format!("{:.1}", p.seconds)}</td>
                             <td>{if p.passed { "passed" } else { "failed" }}</td>
-                            <td><pre class="output">{p.detail}</pre></td>
+                            <td><pre class="step-output">{p.detail}</pre></td>
                         </tr>
                     }}).collect_view()}
                 </tbody>
