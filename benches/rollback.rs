@@ -171,12 +171,14 @@ async fn bench_rehearsal(admin: &PgPool, rows: i64, all_rows: u64, plain_all: f6
     let app = rollout_dashboard::server::state::AppState::connect(config, options).await.unwrap();
     let caller = rollout_dashboard::server::caller::Caller::system("bench", "bench");
     let svc = Service::new(&app);
-    let deploy = rollout_dashboard::api::rollback::NewDeploy {
-        revision: "b7e9d1c0f2a3".into(),
-        previous_revision: "a1f3c2d4e5b6".into(),
-        note: None,
-    };
-    svc.record_deploy(&caller, deploy).await.unwrap();
+    // What the journal would have observed of a live diary (this bench has none).
+    sqlx::query(
+        "INSERT INTO deploy_journal (revision, previous_revision, source, actor, note)
+         VALUES ('b7e9d1c0f2a3', 'a1f3c2d4e5b6', 'operator', 'bench', 'the split revision')",
+    )
+    .execute(&app.state_db)
+    .await
+    .unwrap();
     let started = svc.rehearse(&caller, StartRehearsal { fill_dose: true }).await.unwrap();
     let done = loop {
         let r = rehearsal::store::get(&app.state_db, started.id).await.unwrap().unwrap();

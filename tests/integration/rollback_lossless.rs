@@ -392,3 +392,86 @@ async fn without_the_fill_a_typed_dose_stays_and_a_rescaled_part_does_not_block(
     .unwrap();
     assert_eq!((dose41.as_deref(), short42.as_deref()), (Some("4"), Some("4.0")), "both left as people wrote them");
 }
+
+/// Crash recovery of the roll-forward: the dashboard is killed (SIGKILL) while its one diary
+/// transaction waits to write the archived values (the test holds one of the rows). No row gets
+/// its split values back, nothing is recorded as re-applied; restarted, the same acknowledged
+/// count re-applies every one.
+#[sqlx::test(migrations = false)]
+async fn a_sigkill_during_the_roll_forward_leaves_no_row_half_restored_and_the_retry_restores_all(pool: PgPool) {
+    let rw = rollback_world(pool, "").await;
+    let w = &rw.w;
+    record_previous(w, BASE_REV).await;
+    let (_, plan) = call(w, As::Viewer, "POST", "/api/v1/rollback/plan", None).await;
+    let ack = plan["data_loss_rows"].as_i64().unwrap();
+    let (status, run) = call(w, As::Operator, "POST", "/api/v1/rollback", Some(start_body(ack, false))).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    assert_eq!(settle(w, id).await["state"], "done");
+    alembic(&url_of(&w.pool), &["upgrade", SPLIT_REV]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = dashboard_env(&rw, dir.path());
+    let mut dash = DashboardProcess::start(env.clone());
+    dash.ready().await;
+    let (status, dry) = dash.post(&format!("/api/v1/rollback/{id}/roll_forward/plan"), None).await;
+    assert_eq!(status, 200, "{dry}");
+    let restorable = dry["restorable"].as_i64().unwrap();
+    assert!(restorable >= 25, "{dry}");
+    let apply = serde_json::json!({
+        "reason": "split revision redeployed", "confirm_environment": "staging-eu", "acknowledge_rows": restorable,
+    })
+    .to_string();
+    // The test holds the last archived row: the roll-forward's UPDATE waits on it.
+    let mut blocker = w.pool.acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM history_records WHERE id = (SELECT max(record_id) FROM rollback_archive_rows WHERE run_id = $1) FOR UPDATE",
+    )
+    .bind(id)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let answer = dash.post_in_background(&format!("/api/v1/rollback/{id}/roll_forward/apply"), apply.clone());
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE history_records h SET insulin_short%'";
+    let mut caught = false;
+    for _ in 0..300 {
+        if sqlx::query_scalar::<_, i64>(waiting).fetch_one(&w.pool).await.unwrap() == 1 {
+            caught = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught, "the roll-forward reached its UPDATE");
+    dash.kill();
+    assert!(answer.await.unwrap().is_err(), "the killed dashboard never answered");
+    sqlx::query("ROLLBACK").execute(&mut *blocker).await.unwrap();
+    drop(blocker);
+    // The killed session's statement ends and its transaction is rolled back by PostgreSQL.
+    let gone = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE history_records h SET insulin_short%' AND state <> 'idle'";
+    for _ in 0..100 {
+        if sqlx::query_scalar::<_, i64>(gone).fetch_one(&w.pool).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let split_back =
+        "SELECT count(*) FROM history_records h JOIN rollback_archive_rows a ON a.record_id = h.id AND a.run_id = $1
+                       WHERE h.insulin_short IS NOT NULL OR h.insulin_long IS NOT NULL";
+    let back: i64 = sqlx::query_scalar(split_back).bind(id).fetch_one(&w.pool).await.unwrap();
+    assert_eq!(back, 0, "no archived row got its split values back");
+    let reapplied: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT reapplied_at FROM rollback_archives WHERE run_id = $1")
+            .bind(id)
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert!(reapplied.is_none());
+
+    let dash = DashboardProcess::start(env);
+    dash.ready().await;
+    let (status, done) = dash.post(&format!("/api/v1/rollback/{id}/roll_forward/apply"), Some(apply)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["restorable"], restorable);
+    let back: i64 = sqlx::query_scalar(split_back).bind(id).fetch_one(&w.pool).await.unwrap();
+    assert_eq!(back, restorable, "every restorable row is back");
+}

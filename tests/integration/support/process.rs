@@ -56,6 +56,25 @@ impl DashboardProcess {
         (resp.status().as_u16(), resp.json().await.unwrap_or_default())
     }
 
+    /// `post`, sent from a task of its own: the test can kill the process while it is answered.
+    pub fn post_in_background(&self, path: &str, body: String) -> tokio::task::JoinHandle<Result<u16, String>> {
+        let (url, path) = (self.url.clone(), path.to_string());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}{path}"))
+                .header("origin", &url)
+                .header("content-type", "application/json")
+                .header("x-forwarded-user", "ana")
+                .header("x-forwarded-groups", "oncall")
+                .header("x-proxy-secret", SECRET)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(resp.status().as_u16())
+        })
+    }
+
     pub async fn get(&self, path: &str) -> serde_json::Value {
         reqwest::get(format!("{}{path}", self.url)).await.unwrap().json().await.unwrap()
     }
