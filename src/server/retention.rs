@@ -5,7 +5,9 @@
 //! trigger), flag observations (a row per change, and the rollout's start is read from them),
 //! rollback runs and their incidents, the deploy journal and plans (small, and the record of what
 //! was done), and `notify_sent` and `alert_hook_actions`, which are what stop an old notification
-//! from being sent again or an old alert from acting twice.
+//! from being sent again or an old alert from acting twice. A rollback's archive of split values
+//! (rows and whole-table rows) goes `retention_days` after its roll-forward put them back, never
+//! before (until then it is the only copy of those doses); its header stays, marked purged.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use super::error::SourceError;
 pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// (table, statement): `$1` is the retention in days.
-const PRUNES: [(&str, &str); 4] = [
+const PRUNES: [(&str, &str); 7] = [
     ("sessions", "DELETE FROM sessions WHERE expires_at < now()"),
     (
         "autopilot_evaluations",
@@ -26,6 +28,21 @@ const PRUNES: [(&str, &str); 4] = [
     ),
     ("notify_attempts", "DELETE FROM notify_attempts WHERE at < now() - make_interval(days => $1)"),
     ("kill_requests", "DELETE FROM kill_requests WHERE landed_at < now() - make_interval(days => $1)"),
+    (
+        "rollback_archives",
+        "UPDATE rollback_archives SET purged_at = now()
+          WHERE run_id > 0 AND purged_at IS NULL AND reapplied_at < now() - make_interval(days => $1)",
+    ),
+    (
+        "rollback_archive_rows",
+        "DELETE FROM rollback_archive_rows r USING rollback_archives a
+          WHERE r.run_id = a.run_id AND a.purged_at IS NOT NULL",
+    ),
+    (
+        "rollback_archive_whole",
+        "DELETE FROM rollback_archive_whole r USING rollback_archives a
+          WHERE r.run_id = a.run_id AND a.purged_at IS NOT NULL",
+    ),
 ];
 
 /// Deletes what is older than `days`; the rows deleted per table.

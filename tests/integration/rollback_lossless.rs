@@ -466,6 +466,16 @@ async fn a_sigkill_during_the_roll_forward_leaves_no_row_half_restored_and_the_r
             .await
             .unwrap();
     assert!(reapplied.is_none());
+    // Until its roll-forward the archive is the only copy of those doses: however old, kept.
+    let archived_rows = "SELECT count(*) FROM rollback_archive_rows WHERE run_id = $1";
+    let kept: i64 = sqlx::query_scalar(archived_rows).bind(id).fetch_one(&w.pool).await.unwrap();
+    sqlx::query("UPDATE rollback_archives SET archived_at = now() - interval '400 days' WHERE run_id = $1")
+        .bind(id)
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    rollout_dashboard::server::retention::prune(&w.pool, 90).await.unwrap();
+    assert_eq!(sqlx::query_scalar::<_, i64>(archived_rows).bind(id).fetch_one(&w.pool).await.unwrap(), kept);
 
     let dash = DashboardProcess::start(env);
     dash.ready().await;
@@ -474,4 +484,16 @@ async fn a_sigkill_during_the_roll_forward_leaves_no_row_half_restored_and_the_r
     assert_eq!(done["restorable"], restorable);
     let back: i64 = sqlx::query_scalar(split_back).bind(id).fetch_one(&w.pool).await.unwrap();
     assert_eq!(back, restorable, "every restorable row is back");
+    // retention_days after the roll-forward the rows go; the header stays and says when, and a
+    // roll-forward of it is refused with that.
+    sqlx::query("UPDATE rollback_archives SET reapplied_at = now() - interval '91 days' WHERE run_id = $1")
+        .bind(id)
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    rollout_dashboard::server::retention::prune(&w.pool, 90).await.unwrap();
+    assert_eq!(sqlx::query_scalar::<_, i64>(archived_rows).bind(id).fetch_one(&w.pool).await.unwrap(), 0);
+    let (status, refused) = dash.post(&format!("/api/v1/rollback/{id}/roll_forward/plan"), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("was purged on"), "{refused}");
 }

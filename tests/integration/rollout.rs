@@ -131,7 +131,19 @@ async fn retention_prunes_what_only_grows_and_keeps_the_audit_trail(pool: PgPool
         .unwrap();
 
     let deleted = prune(&pool, 90).await.unwrap();
-    assert_eq!(deleted, [("sessions", 1), ("autopilot_evaluations", 1), ("notify_attempts", 1), ("kill_requests", 1)]);
+    assert_eq!(
+        deleted,
+        [
+            ("sessions", 1),
+            ("autopilot_evaluations", 1),
+            ("notify_attempts", 1),
+            ("kill_requests", 1),
+            // No rollback archive was re-applied: none is purged (tests/integration/rollback_lossless.rs).
+            ("rollback_archives", 0),
+            ("rollback_archive_rows", 0),
+            ("rollback_archive_whole", 0)
+        ]
+    );
     let count = |table: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}")).fetch_one(&pool).await.unwrap() }

@@ -73,6 +73,12 @@ impl Service<'_> {
         let header = archive::header(&s.state_db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("run #{id} has no archive of split values")))?;
+        if let Some(purged) = header.purged_at {
+            return Err(conflict(format!(
+                "run #{id}'s archive was purged on {} (retention_days after its roll-forward): nothing left to re-apply",
+                purged.format("%Y-%m-%d %H:%M UTC")
+            )));
+        }
         // Only the newest archive, and only of a run whose downgrade ran: an older run's values
         // would overwrite what users wrote since it (a later run archived those).
         if let Some(newer) = archive::newest_run(&s.state_db).await?.filter(|n| *n != id) {

@@ -140,14 +140,18 @@ pub struct Header {
     pub filled_at: Option<DateTime<Utc>>,
     /// When the archive was last re-applied (`reapply.rs`).
     pub reapplied_at: Option<DateTime<Utc>>,
+    /// When its rows were purged (`retention.rs`, `retention_days` after the re-apply).
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// Run `run_id`'s archive header, when it has one.
 pub async fn header(state: &PgPool, run_id: i64) -> Result<Option<Header>, SourceError> {
-    Ok(sqlx::query_as("SELECT rows, archived_at, filled_at, reapplied_at FROM rollback_archives WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(state)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT rows, archived_at, filled_at, reapplied_at, purged_at FROM rollback_archives WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(state)
+    .await?)
 }
 
 /// The run whose archive is the newest (the one a roll-forward may use).
