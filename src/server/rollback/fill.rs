@@ -114,35 +114,6 @@ pub fn counts_sql(from: &str) -> String {
     format!("SELECT ARRAY[{}]::bigint[] FROM {from}", counts.join(", "))
 }
 
-/// Fills `dose` in `table` under the rules, in one transaction on `writer` that commits only
-/// when the diary then equals archive `key` with the rules applied (the archive keeps the values
-/// from before). Returns the rows written and the diary's tally after; on a mismatch nothing is
-/// written. The caller records the fill in the archive's header.
-pub async fn apply(
-    writer: &mut sqlx::PgConnection,
-    state: &sqlx::PgPool,
-    key: i64,
-    table: &str,
-) -> Result<(u64, super::archive::Tally), String> {
-    use sqlx::Connection as _;
-    let want = super::archive::filled_tally(state, key).await.map_err(|e| e.to_string())?;
-    let mut tx = writer.begin().await.map_err(|e| e.to_string())?;
-    let written = sqlx::query(&format!("UPDATE {table} SET dose = insulin_short WHERE {}", fills_sql()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?
-        .rows_affected();
-    let got = super::archive::diary_tally(&mut *tx, table).await.map_err(|e| e.to_string())?;
-    if got != want {
-        tx.rollback().await.map_err(|e| e.to_string())?;
-        return Err(format!(
-            "after the fill the diary holds {got}, but the archive with the fill says {want}: nothing was written"
-        ));
-    }
-    tx.commit().await.map_err(|e| e.to_string())?;
-    Ok((written, got))
-}
-
 /// How many rows each rule touches, by name, as the archive's header records them.
 pub fn counts_json(counts: &[i64]) -> serde_json::Value {
     let m: serde_json::Map<String, serde_json::Value> =

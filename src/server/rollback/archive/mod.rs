@@ -180,6 +180,35 @@ pub async fn forget_rehearsal(state: &PgPool, rehearsal_id: i64) -> Result<(), S
     Ok(())
 }
 
+/// Fills `dose` in `table` under the rules, in one transaction on `writer` that commits only
+/// when the diary then equals archive `key` with the rules applied (the archive keeps the values
+/// from before). Returns the rows written and the diary's tally after; on a mismatch nothing is
+/// written. The caller records the fill in the archive's header.
+pub async fn apply_fill(
+    writer: &mut sqlx::PgConnection,
+    state: &sqlx::PgPool,
+    key: i64,
+    table: &str,
+) -> Result<(u64, Tally), String> {
+    use sqlx::Connection as _;
+    let want = filled_tally(state, key).await.map_err(|e| e.to_string())?;
+    let mut tx = writer.begin().await.map_err(|e| e.to_string())?;
+    let written = sqlx::query(&format!("UPDATE {table} SET dose = insulin_short WHERE {}", super::fill::fills_sql()))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?
+        .rows_affected();
+    let got = diary_tally(&mut *tx, table).await.map_err(|e| e.to_string())?;
+    if got != want {
+        tx.rollback().await.map_err(|e| e.to_string())?;
+        return Err(format!(
+            "after the fill the diary holds {got}, but the archive with the fill says {want}: nothing was written"
+        ));
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok((written, got))
+}
+
 /// What the diary must hold once the fill is applied: the archive with the fill's rules.
 pub async fn filled_tally(state: &PgPool, run_id: i64) -> Result<Tally, SourceError> {
     let mut db = state.acquire().await?;

@@ -413,7 +413,7 @@ async fn rehearse(
             p.part("fill", async {
                 let mut conn = scratch.connect().await?;
                 let counts = archive::fill_counts(db, key).await.map_err(|e| e.to_string())?;
-                let (written, t) = fill::apply(&mut conn, db, key, &table).await?;
+                let (written, t) = archive::apply_fill(&mut conn, db, key, &table).await?;
                 archive::mark_filled(db, key, fill::counts_json(&counts)).await.map_err(|e| e.to_string())?;
                 Ok(((), format!("filled {written} row(s); verified: {t}")))
             })

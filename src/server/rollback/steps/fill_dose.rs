@@ -68,7 +68,7 @@ impl RollbackStep for FillDose {
             let flagged = archive::ids_under(&state.state_db, run, FillRule::FillBothDiffer, SHOWN_IDS)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (written, got) = fill::apply(&mut conn, &state.state_db, run, table).await?;
+            let (written, got) = archive::apply_fill(&mut conn, &state.state_db, run, table).await?;
             archive::mark_filled(&state.state_db, run, fill::counts_json(&counts)).await.map_err(|e| e.to_string())?;
             let named = named_counts(&counts);
             cx.log.line(format!("filled {written} row(s); verified: the diary and the archive with the fill both hold {got}"));
