@@ -12,18 +12,13 @@ use rollout_dashboard::server::rollback::archive::diary_tally;
 use sqlx::PgPool;
 
 use crate::support::control::{call, proxied_state, proxy_auth, As, ControlWorld};
-use crate::support::rollback::{alembic, record_previous, BASE_REV, SPLIT_REV};
+use crate::support::rollback::{alembic, pg_dump, record_previous, BASE_REV, SPLIT_REV};
 use crate::support::{repo, url_of, PrometheusHarness, SimulatorHarness};
 
 /// The same server's `postgres` database: where the scratch databases are created from.
 fn admin_url(pool: &PgPool) -> String {
     let url = url_of(pool);
     format!("{}/postgres", &url[..url.rfind('/').unwrap()])
-}
-
-fn pg_dump(url: &str, to: &std::path::Path) {
-    let out = std::process::Command::new("pg_dump").args(["-Fc", "-f"]).arg(to).arg(url).output().unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A row of every category and fill rule at the split revision, besides 40 legacy rows.

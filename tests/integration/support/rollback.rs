@@ -26,6 +26,12 @@ pub fn alembic(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A real backup of the database at `url`: `pg_dump -Fc` into `to`.
+pub fn pg_dump(url: &str, to: &std::path::Path) {
+    let out = std::process::Command::new("pg_dump").args(["-Fc", "-f"]).arg(to).arg(url).output().unwrap();
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub struct RollbackWorld {
     pub w: ControlWorld,
     pub backup: std::path::PathBuf,
@@ -46,8 +52,7 @@ pub async fn rollback_world(pool: PgPool, rollback_toml: &str) -> RollbackWorld 
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("diary.dump");
-    let out = std::process::Command::new("pg_dump").args(["-Fc", "-f"]).arg(&backup).arg(&url).output().unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    pg_dump(&url, &backup);
     alembic(&url, &["upgrade", SPLIT_REV]);
     sqlx::query("INSERT INTO history_records (user_id, insulin_short, insulin_long) SELECT g, 4, 12 FROM generate_series(1, 25) g")
         .execute(&pool)

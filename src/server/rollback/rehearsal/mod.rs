@@ -10,34 +10,28 @@
 //! unique index); one whose dashboard stopped is marked failed, and its scratch database dropped,
 //! by the next look.
 
+mod parts;
 mod round_trip;
 mod scratch;
 pub mod store;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::api::audit::{Action, Outcome};
-use crate::api::rehearsal::{
-    CategoryRoundTrip, RehearsalPart, RehearsalState, RehearsalView, Rehearsals, StartRehearsal,
-};
+use crate::api::rehearsal::{CategoryRoundTrip, RehearsalState, RehearsalView, Rehearsals, StartRehearsal};
 
 use super::super::audit::{self, NewEntry};
 use super::super::caller::Caller;
-use super::super::config::{DowngradeSettings, Secret};
+use super::super::config::Secret;
 use super::super::error::ApiError;
 use super::super::locks::{with_lock, Lock};
-use super::super::records::DiaryRecords;
-use super::super::redact::without_urls;
 use super::super::state::AppState;
-use super::archive::{self, reapply};
-use super::steps::{fill_in, run_isolated, Log, Placeholders};
-use super::{conflict, deploys, fill, operator, store as runs, Service};
-use scratch::Scratch;
+use super::archive;
+use super::{conflict, operator, store as runs, Service};
+use parts::Progress;
 
 /// The backup a rehearsal restores: its path and when it was taken (its modification time).
 #[derive(Debug, Clone)]
@@ -94,9 +88,12 @@ impl Service<'_> {
     /// `GET /api/v1/rollback/rehearsals`.
     pub async fn rehearsals(&self) -> Result<Rehearsals, ApiError> {
         let db = &self.state.state_db;
-        // A running rehearsal whose heartbeat stopped: its dashboard stopped.
-        store::fail_stale(db).await?;
-        let recent = store::recent(db, 10).await?;
+        let mut recent = store::recent(db, 10).await?;
+        // A running rehearsal whose heartbeat stopped: its dashboard stopped (written only then,
+        // not at every look).
+        if recent.first().is_some_and(|r| r.state == RehearsalState::Running) && store::fail_stale(db).await? > 0 {
+            recent = store::recent(db, 10).await?;
+        }
         let last_passed = store::last_passed(db).await?;
         Ok(Rehearsals {
             summary: summary(recent.first(), last_passed.as_ref(), Utc::now()),
@@ -233,36 +230,8 @@ async fn rehearse_locked(
         tell(Ok(id));
         let mut progress = Progress { db: &db, id, parts: Vec::new() };
         let mut categories = Vec::new();
-        let limit = std::time::Duration::from_secs(state.settings.rollback.rehearsal.timeout_secs);
-        let scratch = scratch::for_rehearsal(&admin, state.diary_database_url.as_ref(), &tag, id);
-        let mut failure = match &scratch {
-            Ok(scratch) => {
-                let work = rehearse(&state, scratch, &backup, fill_dose, &mut progress, &mut categories);
-                let beating = heartbeat(&db, id);
-                tokio::select! {
-                    r = tokio::time::timeout(limit, work) => match r {
-                        Ok(r) => r.err(),
-                        Err(_) => Some(format!("it took longer than rollback.rehearsal.timeout_secs ({} s)", limit.as_secs())),
-                    },
-                    () = beating => None,
-                }
-            }
-            Err(e) => Some(e.clone()),
-        };
-        let dropped = match &scratch {
-            Ok(scratch) => match scratch.drop_now().await {
-                Ok(()) => true,
-                Err(e) => {
-                    let kept = format!(
-                        "its scratch database {} could not be dropped (the next rehearsal tries again): {e}",
-                        scratch.name
-                    );
-                    failure = Some(failure.map_or(kept.clone(), |f| format!("{f}; {kept}")));
-                    false
-                }
-            },
-            Err(_) => true,
-        };
+        let (failure, dropped) =
+            on_scratch(&state, &admin, &tag, &backup, fill_dose, &mut progress, &mut categories).await;
         archive::forget_rehearsal(&db, id).await?;
         store::finish(&db, id, failure.as_deref(), &progress.parts, &categories).await?;
         if dropped {
@@ -286,6 +255,45 @@ async fn rehearse_locked(
     }
 }
 
+/// The rehearsal on its scratch database, within its time limit and beating; then the scratch
+/// database dropped. Why it failed, if it did, and whether the database is gone.
+async fn on_scratch(
+    state: &AppState,
+    admin: &Secret,
+    tag: &str,
+    backup: &Backup,
+    fill_dose: bool,
+    progress: &mut Progress<'_>,
+    categories: &mut Vec<CategoryRoundTrip>,
+) -> (Option<String>, bool) {
+    let id = progress.id;
+    let limit = std::time::Duration::from_secs(state.settings.rollback.rehearsal.timeout_secs);
+    let scratch = match scratch::for_rehearsal(admin, state.diary_database_url.as_ref(), tag, id) {
+        Ok(s) => s,
+        Err(e) => return (Some(e), true),
+    };
+    let db = progress.db;
+    let mut failure = tokio::select! {
+        r = tokio::time::timeout(limit, parts::rehearse(state, &scratch, backup, fill_dose, progress, categories)) => match r {
+            Ok(r) => r.err(),
+            Err(_) => Some(format!("it took longer than rollback.rehearsal.timeout_secs ({} s)", limit.as_secs())),
+        },
+        () = heartbeat(db, id) => None,
+    };
+    let dropped = match scratch.drop_now().await {
+        Ok(()) => true,
+        Err(e) => {
+            let kept = format!(
+                "its scratch database {} could not be dropped (the next rehearsal tries again): {e}",
+                scratch.name
+            );
+            failure = Some(failure.map_or(kept.clone(), |f| format!("{f}; {kept}")));
+            false
+        }
+    };
+    (failure, dropped)
+}
+
 /// Beats every 5 s while the rehearsal runs (never ends by itself).
 async fn heartbeat(db: &PgPool, id: i64) {
     loop {
@@ -294,177 +302,4 @@ async fn heartbeat(db: &PgPool, id: i64) {
             tracing::warn!(rehearsal = id, "its heartbeat could not be written: {e}");
         }
     }
-}
-
-/// The parts done so far, saved after each (the page follows a rehearsal as it goes).
-struct Progress<'a> {
-    db: &'a PgPool,
-    id: i64,
-    parts: Vec<RehearsalPart>,
-}
-
-impl Progress<'_> {
-    /// Runs and times one part; its outcome and what it said are kept whatever it was.
-    async fn part<T>(&mut self, name: &str, f: impl Future<Output = Result<(T, String), String>>) -> Result<T, String> {
-        let t0 = Instant::now();
-        let r = f.await;
-        let (passed, detail) = match &r {
-            Ok((_, d)) => (true, d.clone()),
-            Err(e) => (false, e.clone()),
-        };
-        self.parts.push(RehearsalPart { name: name.into(), seconds: t0.elapsed().as_secs_f64(), passed, detail });
-        if let Err(e) = store::save_parts(self.db, self.id, &self.parts).await {
-            tracing::warn!(rehearsal = self.id, "its progress could not be saved: {e}");
-        }
-        r.map(|(t, _)| t).map_err(|e| format!("{name}: {e}"))
-    }
-}
-
-/// The live diary's revision and split columns, when it can be read (the commands' tripwire).
-async fn live_schema(state: &AppState) -> Option<(Option<String>, bool, bool)> {
-    let diary = state.diary.as_ref().ok()?;
-    diary.schema().await.ok().map(|s| (s.alembic_revision, s.insulin_short, s.insulin_long))
-}
-
-/// A configured command against the scratch database, with an environment naming it and nothing
-/// else; its last lines are the part's detail. The live diary's schema is read before and after:
-/// a change stops the rehearsal (a command that went to the wrong database).
-async fn command(
-    state: &AppState,
-    argv: &[String],
-    p: &Placeholders<'_>,
-    scratch: &Scratch,
-) -> Result<((), String), String> {
-    let argv = fill_in(argv, p);
-    let mut log = Log::default();
-    let vars = scratch.environment();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let live_before = live_schema(state).await;
-    let ran = run_isolated(state, &argv, &vars, &mut log).await;
-    let live_after = live_schema(state).await;
-    if live_before.is_some() && live_after.is_some() && live_before != live_after {
-        return Err(format!(
-            "the live diary's schema changed while this command ran ({live_before:?} → {live_after:?}): the rehearsal stops; \
-             find out what the command connected to"
-        ));
-    }
-    match ran {
-        Ok(()) => Ok(((), without_urls(&log.tail(4)))),
-        Err(e) => Err(without_urls(&format!("{e}\n{}", log.tail(8)))),
-    }
-}
-
-/// The rehearsal's parts, in the plan's order, on the scratch database.
-async fn rehearse(
-    state: &AppState,
-    scratch: &Scratch,
-    backup: &Backup,
-    fill_dose: bool,
-    p: &mut Progress<'_>,
-    categories: &mut Vec<CategoryRoundTrip>,
-) -> Result<(), String> {
-    let rb = &state.settings.rollback;
-    let table = state.settings.schema.table.clone();
-    let key = archive::rehearsal_key(p.id);
-    let db = &state.state_db;
-    // The commands run in the working directory: the backup's path is the dashboard's.
-    let backup_file = std::path::absolute(&backup.path).unwrap_or_else(|_| backup.path.clone()).display().to_string();
-    let restore = Placeholders {
-        previous_revision: "",
-        split_revision: "",
-        backup_file: &backup_file,
-        url: scratch.url.expose(),
-    };
-    p.part("restore", async {
-        scratch.create().await?;
-        let ((), out) = command(state, &rb.rehearsal.restore_argv, &restore, scratch).await?;
-        Ok(((), format!("{} restored into {}\n{out}", backup.file_name(), scratch.name).trim_end().to_string()))
-    })
-    .await?;
-    let pool = scratch.pool().await?;
-    let diary = DiaryRecords::new(pool.clone(), &table);
-    let result = async {
-        let (split, previous, total) = p
-            .part("read", async {
-                let schema = diary.schema().await.map_err(|e| e.to_string())?;
-                let rev = schema.alembic_revision.clone().ok_or("the backup has no Alembic revision")?;
-                if !schema.has_split_columns() {
-                    return Err(format!(
-                        "the backup holds revision {rev}, without insulin_short and insulin_long: it predates the split \
-                         revision, so it rehearses nothing of the split; rehearse on a newer backup"
-                    ));
-                }
-                let previous = deploys::previous_of(db, &rev).await.map_err(|e| e.to_string())?.ok_or_else(|| {
-                    format!("the deploy journal does not know the revision before {rev}: enter it (POST /api/v1/deploys)")
-                })?;
-                let counts = round_trip::snapshot(&pool, &table).await?;
-                let total: i64 = counts.iter().map(|(_, n)| n).sum();
-                let shown: Vec<String> = counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
-                let detail = format!("revision {rev} (the deploy journal: after {previous}); {total} rows: {}", shown.join(", "));
-                Ok(((rev, previous, total), detail))
-            })
-            .await?;
-        p.part("archive", async {
-            let t = archive::take(&pool, db, key, &table).await.map_err(|e| e.to_string())?;
-            Ok(((), format!("archived and verified: {t}")))
-        })
-        .await?;
-        if fill_dose {
-            p.part("fill", async {
-                let mut conn = scratch.connect().await?;
-                let counts = archive::fill_counts(db, key).await.map_err(|e| e.to_string())?;
-                let (written, t) = archive::apply_fill(&mut conn, db, key, &table).await?;
-                archive::mark_filled(db, key, fill::counts_json(&counts)).await.map_err(|e| e.to_string())?;
-                Ok(((), format!("filled {written} row(s); verified: {t}")))
-            })
-            .await?;
-        }
-        let ph = Placeholders { previous_revision: &previous, split_revision: &split, backup_file: &backup_file, url: scratch.url.expose() };
-        let DowngradeSettings::Command { argv } = &rb.downgrade;
-        p.part("downgrade", command(state, argv, &ph, scratch)).await?;
-        p.part("verify", async {
-            let s = diary.schema().await.map_err(|e| e.to_string())?;
-            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&pool).await.map_err(|e| e.to_string())?;
-            if s.alembic_revision.as_deref() != Some(previous.as_str()) || s.insulin_short || s.insulin_long || rows != total {
-                return Err(format!(
-                    "after the downgrade: revision {}, insulin_short {}, insulin_long {}, {rows} rows; expected revision {previous}, neither column, {total} rows",
-                    s.alembic_revision.as_deref().unwrap_or("none"), s.insulin_short, s.insulin_long
-                ));
-            }
-            Ok(((), format!("revision {previous}, no split columns, {rows} rows")))
-        })
-        .await?;
-        p.part("upgrade", async {
-            let ((), out) = command(state, &rb.rehearsal.upgrade_argv, &ph, scratch).await?;
-            let s = diary.schema().await.map_err(|e| e.to_string())?;
-            if s.alembic_revision.as_deref() != Some(split.as_str()) || !s.has_split_columns() {
-                return Err(format!("after the upgrade the revision is {}, not {split} with both split columns", s.alembic_revision.as_deref().unwrap_or("none")));
-            }
-            Ok(((), format!("revision {split} with both split columns again\n{out}").trim_end().to_string()))
-        })
-        .await?;
-        p.part("reapply", async {
-            let mut conn = scratch.connect().await?;
-            let dry = reapply::reapply(&mut conn, db, key, &table, fill_dose, None).await.map_err(|e| e.to_string())?;
-            let r = reapply::reapply(&mut conn, db, key, &table, fill_dose, Some(dry.restorable)).await.map_err(|e| e.to_string())?;
-            let counts: Vec<String> = r.counts.iter().map(|(v, c, n)| format!("{v} {c}: {n}")).collect();
-            let verified = r.verified.map(|t| t.to_string()).unwrap_or_default();
-            Ok(((), format!("{} row(s) re-applied ({} with the fill undone): {}; verified: {verified}", r.restorable, r.undo_fill, counts.join(", "))))
-        })
-        .await?;
-        let added;
-        (*categories, added) = p
-            .part("compare", async {
-                let c = round_trip::compare(&pool, &table).await?;
-                let added = round_trip::added(&pool, &table).await?;
-                let shown: Vec<String> =
-                    c.iter().map(|c| format!("{} {}/{} identical", c.category, c.identical, c.rows)).collect();
-                Ok(((c, added), format!("{}; {added} added", shown.join(", "))))
-            })
-            .await?;
-        round_trip::verdict(categories, added)
-    }
-    .await;
-    pool.close().await;
-    result
 }
