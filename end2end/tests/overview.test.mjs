@@ -77,7 +77,7 @@ test("the record counters on the page equal the API's, and follow the definition
 
 test("the charts are drawn from data, and the alerts panel shows only the rollout's alerts", async () => {
   const { page, problems } = await openOverview();
-  for (const id of ["chart-usage", "chart-share", "chart-records"]) {
+  for (const id of ["chart-usage", "chart-share", "chart-records", "chart-versions"]) {
     const fig = page.locator(`[data-testid="${id}"]`);
     assert.ok(Number(await fig.getAttribute("data-points")) > 10, `${id} has points`);
     assert.ok(await fig.locator("svg polyline, svg path").count() > 0, `${id} has lines`);
@@ -99,7 +99,7 @@ test("the charts are drawn from data, and the alerts panel shows only the rollou
 
 test("each chart travels once: drawn in the HTML, left out of the hydration data, kept and refreshed in the browser", async () => {
   const html = await (await fetch(BASE + "/")).text();
-  assert.equal(svgsIn(html), 3, "one SVG per chart in the whole page, none in the hydration data");
+  assert.equal(svgsIn(html), 4, "one SVG per chart in the whole page, none in the hydration data");
   const { page, problems } = await openOverview();
   await page.waitForSelector("body[data-hydrated=true]", { timeout: 30000 });
   const lines = async () => {
@@ -122,9 +122,38 @@ test("each chart travels once: drawn in the HTML, left out of the hydration data
   await page.close();
 });
 
+test("the app versions table shows exactly the writes the fixtures imply, legacy writers first", async () => {
+  // The synthetic history by client_version (demo/diary-writer openmetrics::synthetic): split
+  // 1.2/s from 4.1.0 and 0.7/s from 4.0.0, legacy 0.05/s from 3.1.4 and 0.02/s from 4.0.0; the
+  // hour asked for lies wholly inside it, so each count is its rate times 3,600 s.
+  const { page, problems } = await open(browser, "/?range=1h&window=24h");
+  const rows = await page.locator('[data-testid="versions-table"] tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [...tr.querySelectorAll("td")].slice(0, 5).map((td) => td.textContent.trim())));
+  assert.deepEqual(rows, [
+    ["3.1.4", "180", "0", "100.0 %", "71.4 %"],
+    ["4.0.0", "72", "2,520", "2.8 %", "28.6 %"],
+    ["4.1.0", "0", "4,320", "0.0 %", "0.0 %"],
+  ]);
+  assert.equal((await text(page, "versions-blame")).trim(), "100 % of legacy writes come from 3.1.4 and 4.0.0");
+  const api = await (await fetch(BASE + "/api/v1/adoption/versions?range=1h")).json();
+  assert.deepEqual(api.versions.map((v) => [v.version, v.legacy_writes, v.split_writes]),
+    [["3.1.4", 180, 0], ["4.0.0", 72, 2520], ["4.1.0", 0, 4320]]);
+  const csv = await (await fetch(BASE + "/api/v1/adoption/versions.csv?range=1h")).text();
+  assert.match(csv, /^client_version,legacy writes,split writes,/);
+  assert.match(csv, /\r\n3\.1\.4,180,0,1\.000000,0\.714286,/);
+  // The chart draws each legacy-writing version.
+  const chart = await page.locator('[data-testid="chart-versions"] svg').innerHTML();
+  assert.match(chart, /client_version 3\.1\.4/);
+  assert.match(chart, /client_version 4\.0\.0/);
+  await page.locator('[data-testid="versions"]').screenshot({ path: ".artifacts/versions.png" });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test("bad ranges and windows get a 400 with a JSON error", async () => {
   for (const path of ["/api/v1/records/summary?window=91d", "/api/v1/records/series?range=7d&step=1w",
-    "/api/v1/adoption?range=abc", "/api/v1/records/doubled?limit=0", "/api/v1/records/summary?bogus=1"]) {
+    "/api/v1/adoption?range=abc", "/api/v1/records/doubled?limit=0", "/api/v1/records/summary?bogus=1",
+    "/api/v1/adoption/versions?range=1y"]) {
     const r = await fetch(BASE + path);
     assert.equal(r.status, 400, path);
     const body = await r.json();

@@ -44,6 +44,7 @@ pub mod autopilot;
 pub mod check;
 pub mod codec;
 pub mod notify;
+pub mod numbers;
 pub mod overview;
 pub mod records;
 pub mod rehearsal;
@@ -51,6 +52,7 @@ pub mod reports;
 pub mod rollback;
 pub mod rollout;
 pub mod status;
+pub mod versions;
 pub mod window;
 
 pub use status::*;

@@ -40,6 +40,8 @@ pub struct Overview {
     pub alerts: Result<Vec<Alert>, String>,
     pub adoption: Result<AdoptionSummary, String>,
     pub charts: Vec<ChartView>,
+    /// Legacy and split writes by app version over the range.
+    pub versions: Result<super::versions::ClientVersions, String>,
     /// Kills whose write has not landed (a red line above everything).
     #[serde(default)]
     pub pending_kills: Vec<super::rollout::PendingKill>,

@@ -11,6 +11,8 @@ use crate::components::live::LiveRefresh;
 use crate::components::panel::{since_text, Panel, Stale, Value};
 use crate::components::time::{self, Shown};
 
+mod versions;
+
 /// The guide's rule, quoted where a breach is shown.
 pub const DOUBLING_RULE: &str = "dose is read-only and means the short dose. It is forbidden to copy dose into both \
 insulin_short and insulin_long: that doubles the insulin and breaks the audit trail.";
@@ -22,7 +24,7 @@ fn fmt_rate(v: Option<f64>) -> Option<String> {
     v.map(|v| if v.is_finite() { format!("{v:.2} /s") } else { v.to_string() })
 }
 fn fmt_count(v: Option<i64>) -> Option<String> {
-    v.map(|v| v.to_string())
+    v.map(crate::api::numbers::count)
 }
 fn fmt_bool(v: Option<bool>) -> Option<String> {
     v.map(|b| if b { "present" } else { "missing" }.to_string())
@@ -101,6 +103,7 @@ fn OverviewBody(o: Overview) -> impl IntoView {
             </Panel>
             <SchemaWriterPanel o=o.clone() kube_since=since("kubernetes") db_since=since("diary_database")/>
             <AlertsPanel o=o.clone() since=since("prometheus")/>
+            <versions::VersionsPanel versions=o.versions.clone() range=o.range.clone() since=since("prometheus")/>
         </div>
     }
 }
@@ -130,7 +133,7 @@ fn Headline(o: Overview) -> impl IntoView {
                 <span class=check_class data-testid="headline-check">{check_text}</span>
                 <span class="tile-note" data-testid="headline-check-message">{check.map(|c| c.message)}</span></div>
             <div class="tile" class:tile-bad=doubled.is_some_and(|d| d > 0)><span class="tile-label">{format!("Doubled records, last {}", o.window)}</span>
-                <span class="tile-value" data-testid="headline-doubled">{doubled.map(|d| d.to_string()).unwrap_or_else(|| "—".into())}</span></div>
+                <span class="tile-value" data-testid="headline-doubled">{doubled.map(crate::api::numbers::count).unwrap_or_else(|| "—".into())}</span></div>
         </div>
     }
 }

@@ -39,6 +39,7 @@ pub mod service;
 pub mod state;
 pub mod status;
 pub mod telemetry;
+pub mod versions;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
         window.parse().map(Window::snapped).map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
     let step = records_step(range_w);
     // Each boxed, so that the joined future stays small wherever it is polled.
-    let (status, summary, doubled, alerts, adoption, series, history, events) = tokio::join!(
+    let (status, summary, doubled, alerts, adoption, series, history, events, versions) = tokio::join!(
         Box::pin(service::status(state)),
         Box::pin(service::records_summary(state, window_w)),
         Box::pin(service::doubled_records(state, 20)),
@@ -41,6 +41,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
         Box::pin(service::records_series(state, range_w, step)),
         Box::pin(service::flag_history(state, range_w)),
         Box::pin(service::autopilot_events(state, range_w)),
+        Box::pin(service::client_versions(state, range_w)),
     );
     // Markers only: without them the charts still say what they measure.
     let history = history.unwrap_or_default();
@@ -64,25 +65,11 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
             chart("share", "Legacy share", None, &prom_caption, Some(e.to_string())),
         ),
     };
-    let records_caption = format!(
-        "PostgreSQL: {} counted per {step} over the last {range} (created_at, UTC); doubled rows drawn on their own; \
-         the current, unfinished {step} is not drawn",
-        state.settings.schema.table
-    );
-    let records = match &series {
-        Ok(s) => chart(
-            "records",
-            "history_records",
-            Some(draw_svg(&rollout::records(s), CHART_SIZE)),
-            &records_caption,
-            None,
-        ),
-        Err(e) => chart("records", "history_records", None, &records_caption, Some(e.to_string())),
-    };
-    let (usage, share, records) = (
+    let records = records_chart(state, &series, range, step);
+    let by_version = versions_chart(state, &versions, range);
+    let (usage, share) = (
         ChartView { source: Source::Prometheus.key().into(), ..usage },
         ChartView { source: Source::Prometheus.key().into(), ..share },
-        ChartView { source: Source::DiaryDatabase.key().into(), ..records },
     );
     Ok(Overview {
         status,
@@ -94,11 +81,50 @@ pub async fn overview(state: &AppState, range: &str, window: &str) -> Result<Ove
         adoption: adoption
             .map(|a| AdoptionSummary { current_share: a.current_share, target: a.target, check: a.check })
             .map_err(|e| e.to_string()),
-        charts: vec![usage, share, records],
+        charts: vec![usage, share, records, by_version],
+        versions: versions.map_err(|e| e.to_string()),
         // A kill that has not landed is said above everything (none shown when the state
         // database cannot be read: the status panels say that).
         pending_kills: super::kill_requests::pending(&state.state_db).await.unwrap_or_default(),
     })
+}
+
+/// `history_records` per step over the range, from the rollup.
+fn records_chart(
+    state: &AppState,
+    series: &Result<crate::api::records::RecordSeries, super::error::SourceError>,
+    range: &str,
+    step: Window,
+) -> ChartView {
+    let caption = format!(
+        "PostgreSQL: {} counted per {step} over the last {range} (created_at, UTC); doubled rows drawn on their own; \
+         the current, unfinished {step} is not drawn",
+        state.settings.schema.table
+    );
+    let view = match series {
+        Ok(s) => chart("records", "history_records", Some(draw_svg(&rollout::records(s), CHART_SIZE)), &caption, None),
+        Err(e) => chart("records", "history_records", None, &caption, Some(e.to_string())),
+    };
+    ChartView { source: Source::DiaryDatabase.key().into(), ..view }
+}
+
+/// Legacy doses per second by app version.
+fn versions_chart(
+    state: &AppState,
+    versions: &Result<crate::api::versions::ClientVersions, super::error::SourceError>,
+    range: &str,
+) -> ChartView {
+    let s = &state.settings.client_versions;
+    let caption = format!("Prometheus: {} and {} by {}, last {range}, UTC", s.legacy_counter, s.split_counter, s.label);
+    let title = "Legacy doses by app version";
+    let view = match versions {
+        Ok(v) => {
+            let drawn = draw_svg(&super::charts::versions::legacy_by_version(v), CHART_SIZE);
+            chart("versions", title, Some(drawn), &caption, None)
+        }
+        Err(e) => chart("versions", title, None, &caption, Some(e.to_string())),
+    };
+    ChartView { source: Source::Prometheus.key().into(), ..view }
 }
 
 fn chart(

@@ -133,11 +133,17 @@ pub enum ReportKind {
     LegacyShare,
     RecordCategories,
     InsulinUnits,
+    ClientVersions,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 4] =
-        [ReportKind::Usage, ReportKind::LegacyShare, ReportKind::RecordCategories, ReportKind::InsulinUnits];
+    pub const ALL: [ReportKind; 5] = [
+        ReportKind::Usage,
+        ReportKind::LegacyShare,
+        ReportKind::RecordCategories,
+        ReportKind::InsulinUnits,
+        ReportKind::ClientVersions,
+    ];
 
     pub fn slug(self) -> &'static str {
         match self {
@@ -145,6 +151,7 @@ impl ReportKind {
             ReportKind::LegacyShare => "legacy-share",
             ReportKind::RecordCategories => "record-categories",
             ReportKind::InsulinUnits => "insulin-units",
+            ReportKind::ClientVersions => "client-versions",
         }
     }
 
@@ -158,6 +165,7 @@ impl ReportKind {
             ReportKind::LegacyShare => "Legacy share of doses saved",
             ReportKind::RecordCategories => "history_records per day, by category",
             ReportKind::InsulinUnits => "Insulin units per day, by kind",
+            ReportKind::ClientVersions => "Legacy doses by app version",
         }
     }
 }
@@ -191,6 +199,16 @@ fn caption_for(state: &AppState, kind: ReportKind, range: Window, tz: TimeZoneOf
             range: range_text(start, end, tz),
             time_zone: tz.label(),
         },
+        ReportKind::ClientVersions => Caption {
+            source: format!(
+                "Prometheus (query_range), the counters by their {} label; the table of every version is \
+                 /api/v1/adoption/versions.csv",
+                state.settings.client_versions.label
+            ),
+            query: String::new(),
+            range: range_text(start, end, tz),
+            time_zone: tz.label(),
+        },
         _ => Caption {
             source: format!("PostgreSQL, table {}, by created_at", state.settings.schema.table),
             query: String::new(),
@@ -219,13 +237,24 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
                 charts::rollout::legacy_share(&a, &history, &events, state.flags.version_field())
             }
         }
+        ReportKind::ClientVersions => {
+            let v = service::client_versions(state, range).await?;
+            caption.query = v.queries.join("\n");
+            charts::versions::legacy_by_version(&v)
+        }
         ReportKind::RecordCategories | ReportKind::InsulinUnits => {
             let (diary, schema) = service::diary_and_schema(state).await?;
-            let end = Utc::now();
-            let start = local_day_start(end - Duration::seconds(range.as_secs()), tz);
+            // Whole local days only: today is unfinished and would read as a cliff to near zero.
+            let now = Utc::now();
+            let end = local_day_start(now, tz);
+            let start = local_day_start(now - Duration::seconds(range.as_secs()), tz).min(end - Duration::days(1));
             let (days, sql) = daily(diary, &schema, start, end, tz).await?;
             caption.query = sql;
-            caption.range = range_text(start, end, tz);
+            caption.range = format!(
+                "{}; today, unfinished until {}, is left out",
+                range_text(start, end, tz),
+                range_text(end, end + Duration::days(1), tz).split(" to ").nth(1).unwrap_or_default()
+            );
             let x_range = (start.timestamp() as f64, end.timestamp() as f64);
             if kind == ReportKind::RecordCategories {
                 report_charts::record_categories(&days, tz, x_range)

@@ -28,3 +28,4 @@ mod rollout;
 mod secrets;
 mod sources;
 mod status;
+mod versions;

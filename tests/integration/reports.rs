@@ -35,8 +35,9 @@ async fn report_csvs_count_every_dose_once_and_match_independent_sql(pool: PgPoo
          SELECT 1, date_trunc('day', now()) - (d || ' days')::interval + (h || ' hours')::interval, dose, s, l, NULL
          FROM (VALUES (6.0, NULL, NULL), (NULL, 4.0, NULL), (NULL, NULL, 12.0), (NULL, 4.5, 10.0),
                       (8.0, 8.0, 8.0), (4.0, 4.0, 12.0), (NULL, NULL, NULL)) AS v(dose, s, l),
-              generate_series(1, 3) d, (VALUES (2), (9)) AS hh(h);
-         INSERT INTO history_records (user_id, created_at, dose) VALUES (2, date_trunc('day', now()) - interval '90 minutes', 7);",
+              generate_series(2, 4) d, (VALUES (2), (9)) AS hh(h);
+         INSERT INTO history_records (user_id, created_at, dose)
+         VALUES (2, date_trunc('day', now()) - interval '1 day 90 minutes', 7);",
     )
     .execute(&pool)
     .await
@@ -74,18 +75,31 @@ async fn report_csvs_count_every_dose_once_and_match_independent_sql(pool: PgPoo
     assert_eq!((total(1), total(2), total(3)), (short, long, doubled));
     // By hand: per day, 2 × (6 legacy + 4 + 4.5 + 4) short, 2 × (12 + 10 + 12) long, 2 × 8 doubled.
     assert_eq!((short, long, doubled), (3.0 * 37.0 + 7.0, 3.0 * 68.0, 3.0 * 16.0));
-    // The 22:30 UTC row (yesterday in UTC) belongs to the UTC date of today in +03:00, where it is
-    // the only short dose: the other rows of that date are the seeded days' 02:00 and 09:00 UTC,
-    // which start at yesterday. (Not simply the last row: from 21:00 UTC on, +03:00 is a day ahead.)
-    let utc_today: String = sqlx::query_scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' 00:00:00'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let today = rows.iter().find(|r| r[0] == utc_today).unwrap_or_else(|| panic!("no row {utc_today}: {rows:?}"));
-    assert_eq!(today[1..], ["7", "0", "0"], "{rows:?}");
+    // The 22:30 UTC row (two days ago in UTC) belongs to yesterday's UTC date in +03:00, where it
+    // is the only short dose: the other rows of that date are the seeded days' 02:00 and 09:00
+    // UTC, which start two days ago. (Not simply the last row: from 21:00 UTC on, +03:00 is a
+    // day ahead.)
+    let utc_yesterday: String = sqlx::query_scalar(
+        "SELECT to_char((now() AT TIME ZONE 'UTC') - interval '1 day', 'YYYY-MM-DD') || ' 00:00:00'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let day = rows.iter().find(|r| r[0] == utc_yesterday).unwrap_or_else(|| panic!("no row {utc_yesterday}: {rows:?}"));
+    assert_eq!(day[1..], ["7", "0", "0"], "{rows:?}");
+    // Whole days only: today (in +03:00) is unfinished and left out, drawn neither as a day nor
+    // as a cliff; the last row is yesterday's.
+    let local_yesterday: String = sqlx::query_scalar(
+        "SELECT to_char((now() AT TIME ZONE 'UTC') + interval '3 hours' - interval '1 day', 'YYYY-MM-DD') || ' 00:00:00'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.last().unwrap()[0], local_yesterday, "{rows:?}");
 
     let (_, _, body) = get_raw(&app, "/api/v1/reports/record-categories.csv?range=7d").await;
-    let rows = csv_rows(&body);
+    let categories = csv_rows(&body);
+    let rows = categories.clone();
     assert_eq!(
         rows[0][1..],
         ["legacy only (dose)", "short only", "long only", "both parts", "DOUBLED (defect)", "empty (no dose)"]
@@ -95,6 +109,12 @@ async fn report_csvs_count_every_dose_once_and_match_independent_sql(pool: PgPoo
     assert_eq!((1..=6).map(sum_col).collect::<Vec<_>>(), [7, 6, 6, 12, 6, 6]);
     let all: i64 = sqlx::query_scalar("SELECT count(*) FROM history_records").fetch_one(&pool).await.unwrap();
     assert_eq!((1..=6).map(sum_col).sum::<i64>(), all, "every row in exactly one category");
+    sqlx::query("INSERT INTO history_records (user_id, created_at, dose) VALUES (3, now(), 50)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (_, _, again) = get_raw(&app, "/api/v1/reports/record-categories.csv?range=7d").await;
+    assert_eq!(csv_rows(&again), categories, "a dose written today changes no drawn day");
 
     // The SVG names its series, axis units and time zone; the PNG decodes at the asked size.
     let (status, ct, svg) = get_raw(&app, "/api/v1/reports/insulin-units.svg?range=7d").await;

@@ -83,8 +83,10 @@ async fn create(
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("database: {e}")),
         }
     }
+    let user_id = body.user_id.unwrap_or(1);
     let mut entry = Entry {
-        user_id: body.user_id.unwrap_or(1),
+        user_id,
+        version: crate::writer::version_of(user_id),
         dose: body.dose,
         insulin_short: body.insulin_short,
         insulin_long: body.insulin_long,

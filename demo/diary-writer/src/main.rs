@@ -203,7 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cluster.set_admin_token(admin_token);
             let counters = match &pool {
                 Some(p) => match count_rows(p).await {
-                    Ok((split, legacy)) => DoseCounters::starting_at(split, legacy),
+                    Ok(rows) => DoseCounters::starting_at(&rows),
                     Err(e) => {
                         tracing::warn!("cannot count existing rows ({e}); counters start at 0");
                         DoseCounters::default()

@@ -51,10 +51,33 @@ pub fn flag_percentage(raw: Option<&str>) -> u32 {
         .unwrap_or(0)
 }
 
+/// The app versions the simulated phones run. One user in a hundred still runs `OLD_VERSION`,
+/// which knows nothing of the split and sends `dose` whatever the flag says (the guide's "check
+/// that clients are updated"); the others run 4.0.0 or 4.1.0, which follow the flag.
+pub const VERSIONS: [&str; 3] = [OLD_VERSION, "4.0.0", "4.1.0"];
+pub const OLD_VERSION: &str = "3.1.4";
+
+/// The version of `user_id`'s app: a multiplicative hash of the id, so that it has nothing to do
+/// with the flag's bucket (`user_id % 100`). `VERSION_SQL` is the same rule in SQL.
+pub fn version_of(user_id: i64) -> &'static str {
+    match user_id.wrapping_mul(2_654_435_761).rem_euclid(1 << 32) * 100 / (1 << 32) {
+        0 => VERSIONS[0],
+        1..=59 => VERSIONS[1],
+        _ => VERSIONS[2],
+    }
+}
+
+/// `version_of` over a row's `user_id` in SQL (for the backfill, the seed and the counters' start).
+pub const VERSION_SQL: &str =
+    "(CASE WHEN ((user_id::bigint * 2654435761) % 4294967296) * 100 / 4294967296 < 1 THEN '3.1.4'
+      WHEN ((user_id::bigint * 2654435761) % 4294967296) * 100 / 4294967296 < 60 THEN '4.0.0' ELSE '4.1.0' END)";
+
 /// One diary entry as a client would send it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry {
     pub user_id: i64,
+    /// The app version that sends it (labels the counters).
+    pub version: &'static str,
     pub dose: Option<f64>,
     pub insulin_short: Option<f64>,
     pub insulin_long: Option<f64>,
@@ -118,15 +141,17 @@ impl Traffic {
 /// The `n`-th simulated entry, given the rollout percentage and whether the split columns exist.
 pub fn entry(n: u64, percentage: u32, split_schema: bool) -> Entry {
     let user_id = user_of(n);
+    let version = version_of(user_id);
     let short = 2.0 + (n % 17) as f64 * 0.5;
     let long = 8.0 + (n % 11) as f64;
-    if !split_schema || (user_id % 100) as u32 >= percentage {
-        return Entry { user_id, dose: Some(short), insulin_short: None, insulin_long: None };
+    let e = Entry { user_id, version, dose: None, insulin_short: None, insulin_long: None };
+    if !split_schema || (user_id % 100) as u32 >= percentage || version == OLD_VERSION {
+        return Entry { dose: Some(short), ..e };
     }
     match n.wrapping_mul(13) % 100 {
-        0..=59 => Entry { user_id, dose: None, insulin_short: Some(short), insulin_long: None },
-        60..=74 | 85..=99 => Entry { user_id, dose: None, insulin_short: Some(short), insulin_long: Some(long) },
-        _ => Entry { user_id, dose: None, insulin_short: None, insulin_long: Some(long) },
+        0..=59 => Entry { insulin_short: Some(short), ..e },
+        60..=74 | 85..=99 => Entry { insulin_short: Some(short), insulin_long: Some(long), ..e },
+        _ => Entry { insulin_long: Some(long), ..e },
     }
 }
 
@@ -158,9 +183,9 @@ pub async fn insert(world: &World, pool: &PgPool, e: Entry, note: Option<&str>) 
         .await?
     };
     if split {
-        world.counters.record_split();
+        world.counters.record_split(e.version);
     } else if e.dose.is_some() {
-        world.counters.record_legacy();
+        world.counters.record_legacy(e.version);
     }
     Ok(id)
 }
@@ -183,7 +208,9 @@ pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
         while legacy_owed >= 1.0 {
             legacy_owed -= 1.0;
             n += 1;
-            if let Err(e) = insert(&world, &pool, entry_with_fault(n, 0, false, 0), None).await {
+            // Phones that were never updated.
+            let old = Entry { version: OLD_VERSION, ..entry_with_fault(n, 0, false, 0) };
+            if let Err(e) = insert(&world, &pool, old, None).await {
                 tracing::warn!(error = %e, "an old client could not insert an entry");
                 break;
             }
@@ -234,7 +261,10 @@ mod tests {
         let doubled = |e: &Entry| e.dose.is_some() && e.dose == e.insulin_short && e.dose == e.insulin_long;
         assert!((0..1000).map(|n| entry_with_fault(n, 100, true, 0)).all(|e| !doubled(&e)));
         let all: Vec<Entry> = (0..1000).map(|n| entry_with_fault(n, 100, true, 100)).collect();
-        assert!(all.iter().all(doubled));
+        // Every split writer copies; the old app writes the legacy dose and copies nothing.
+        let (old, new): (Vec<&Entry>, Vec<&Entry>) = all.iter().partition(|e| e.version == OLD_VERSION);
+        assert!(new.iter().all(|e| doubled(e)) && new.len() > 900);
+        assert!(old.iter().all(|e| !doubled(e) && e.dose.is_some() && e.insulin_short.is_none()));
         let some = (0..1000).map(|n| entry_with_fault(n, 100, true, 10)).filter(doubled).count();
         assert!((50..=150).contains(&some), "{some} of 1000 at 10 %");
         // Legacy writers cannot double anything.
@@ -268,6 +298,24 @@ mod tests {
         assert!((0.28..0.32).contains(&extra), "{extra}");
         let none = Traffic { split_lift: 1.0, ..t };
         assert!((0..10_000).all(|n| !none.basal_entry(n)));
+    }
+
+    #[test]
+    fn one_user_in_a_hundred_runs_the_old_app_and_it_never_writes_split() {
+        let old = (1..=USERS as i64).filter(|u| version_of(*u) == OLD_VERSION).count();
+        assert!((30..=70).contains(&old), "{old} of {USERS}");
+        for n in 0..20_000 {
+            let e = entry(n, 100, true);
+            assert_eq!(e.version, version_of(e.user_id));
+            if e.version == OLD_VERSION {
+                assert!(e.dose.is_some() && e.insulin_short.is_none() && e.insulin_long.is_none());
+            }
+        }
+        // Versions are spread over the flag's buckets: each bucket holds every version.
+        for bucket in [0, 7, 42, 99] {
+            let in_bucket: Vec<&str> = (0..400).map(|k| version_of(k * 100 + bucket + 1)).collect();
+            assert!(VERSIONS[1..].iter().all(|v| in_bucket.contains(v)), "bucket {bucket}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{value_at, Chart, Line};
+use super::hover::value_at;
+use super::{Chart, Line};
 
 /// Exactly the numbers the chart draws: one row per point in time, one column per line, the
 /// time in the chart's time zone. Step lines give the value holding at each time.

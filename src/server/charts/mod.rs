@@ -5,16 +5,21 @@
 
 pub mod autopilot;
 mod csv;
+mod hover;
 pub mod reports;
 pub mod rollout;
+mod ticks;
 mod time_zone;
+pub mod versions;
 
+pub use ticks::{number, time_ticks};
 pub use time_zone::TimeZoneOffset;
 
 pub use csv::to_csv;
 
-use std::fmt::Write as _;
 use std::sync::Once;
+
+use hover::{escape, hover_layer};
 
 use plotters::prelude::*;
 
@@ -119,23 +124,6 @@ pub struct Drawn {
     pub points: usize,
 }
 
-fn time_label(t: f64, span: f64, tz: TimeZoneOffset) -> String {
-    let Some(dt) = tz.local(t) else { return String::new() };
-    if span <= 2.0 * 86400.0 {
-        dt.format("%H:%M").to_string()
-    } else {
-        dt.format("%m-%d").to_string()
-    }
-}
-
-fn hover_time(t: f64, tz: TimeZoneOffset) -> String {
-    tz.local(t).map(|d| format!("{} {}", d.format("%Y-%m-%d %H:%M"), tz.label())).unwrap_or_default()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// Splits points where consecutive timestamps are further apart than `max_gap`.
 fn segments(points: &[(f64, f64)], max_gap: f64) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -163,21 +151,6 @@ fn step_points(points: &[(f64, f64)], end: f64) -> Vec<(f64, f64)> {
         }
     }
     out
-}
-
-fn value_at(line: &Line, t: f64, tolerance: f64) -> Option<f64> {
-    if line.step {
-        return line.points.iter().take_while(|p| p.0 <= t).last().map(|p| p.1);
-    }
-    line.points.iter().find(|p| (p.0 - t).abs() <= tolerance).map(|p| p.1)
-}
-
-fn format_value(v: f64, unit: &str) -> String {
-    match unit {
-        "%" => format!("{v:.1} %"),
-        "" => format!("{v:.0}"),
-        u => format!("{v:.3} {u}"),
-    }
 }
 
 pub fn draw_svg(chart: &Chart, size: (u32, u32)) -> Drawn {
@@ -225,65 +198,16 @@ pub fn draw_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, String> {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The hover layer: strips centred on each point in time, and one per marker, each with its
-/// values as a tooltip. `x_of` maps a time to its pixel column inside `plot` (x and y pixel ranges).
-fn hover_layer(
-    chart: &Chart,
-    (px, py): (std::ops::Range<i32>, std::ops::Range<i32>),
-    x_of: impl Fn(f64) -> i32,
-    overlay: &mut String,
-) {
-    let (x0, x1) = chart.x_range;
-    let mut times: Vec<f64> = chart.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
-    times.sort_by(f64::total_cmp);
-    times.dedup();
-    let _ = write!(overlay, r#"<g class="hover" fill="transparent">"#);
-    for (i, &t) in times.iter().enumerate() {
-        let left = if i == 0 { px.start } else { (x_of(times[i - 1]) + x_of(t)) / 2 };
-        let right = if i + 1 == times.len() { px.end } else { (x_of(t) + x_of(times[i + 1])) / 2 };
-        let mut text = hover_time(t, chart.tz);
-        for l in chart.lines.iter().chain(&chart.secondary) {
-            if let Some(v) = value_at(l, t, chart.step / 2.0) {
-                let _ = write!(text, "\n{}: {}", l.name, format_value(v, l.unit));
-            }
-        }
-        let _ = write!(
-            overlay,
-            r#"<rect x="{left}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
-            py.start,
-            (right - left).max(1),
-            py.end - py.start,
-            escape(&text)
-        );
-    }
-    for m in chart.markers.iter().filter(|m| m.at >= x0 && m.at <= x1) {
-        let x = x_of(m.at);
-        let _ = write!(
-            overlay,
-            r#"<rect class="{}" x="{}" y="{}" width="6" height="{}"><title>{}</title></rect>"#,
-            m.kind.class(),
-            x - 3,
-            py.start,
-            py.end - py.start,
-            escape(&format!("{}\n{}", hover_time(m.at, chart.tz), m.text))
-        );
-    }
-    overlay.push_str("</g>");
-}
-
-/// The y axis's top: the highest value or threshold with room above it.
-fn y_max(chart: &Chart) -> f64 {
+/// The y axis: round ticks up to the highest value or threshold with room above it, and their
+/// spacing (for the labels' decimals).
+fn y_axis(chart: &Chart) -> (f64, Vec<f64>) {
     let ymax = chart
         .lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .chain(chart.thresholds.iter().map(|t| t.0))
         .fold(0.0f64, f64::max);
-    if ymax <= 0.0 {
-        1.0
-    } else {
-        ymax * 1.15
-    }
+    ticks::value_ticks(ymax * 1.15, 7)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -295,26 +219,74 @@ where
     DB::ErrorType: 'static,
 {
     let (x0, x1) = chart.x_range;
-    let span = (x1 - x0).max(1.0);
-    let ymax = y_max(chart);
+    let (y_step, y_ticks) = y_axis(chart);
+    let ymax = y_ticks.last().copied().unwrap_or(1.0);
+    // About one time label per 110 pixels, on round times of the chart's time zone.
+    let max_labels = (root.dim_in_pixel().0 as usize / 110).clamp(3, 12);
+    let x_ticks = time_ticks(x0, x1, chart.tz, max_labels);
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(12).caption(&chart.title, ("sans-serif", 17)).x_label_area_size(32).y_label_area_size(64);
     if chart.secondary_label.is_some() {
         builder.right_y_label_area_size(52);
     }
-    let mut ctx = builder.build_cartesian_2d(x0..x1, 0f64..ymax)?.set_secondary_coord(x0..x1, 0f64..105f64);
+    let x_axis = ticks::Ticked::new(x0..x1, x_ticks.at.clone());
+    let y_axis = ticks::Ticked::new(0f64..ymax, y_ticks);
+    let mut ctx = builder.build_cartesian_2d(x_axis, y_axis)?.set_secondary_coord(x0..x1, 0f64..105f64);
     ctx.configure_mesh()
-        .x_labels(8)
-        .y_labels(6)
-        .x_label_formatter(&|t| time_label(*t, span, chart.tz))
+        .x_label_formatter(&|t| ticks::time_label(*t, x_ticks.step, chart.tz))
+        .y_label_formatter(&|v| number(*v, y_step))
         .x_desc(format!("time ({})", chart.tz.label()))
         .y_desc(chart.y_label.as_str())
         .light_line_style(RGBColor(0xee, 0xee, 0xee))
         .draw()?;
     if let Some(label) = &chart.secondary_label {
-        ctx.configure_secondary_axes().y_desc(label.as_str()).y_labels(6).draw()?;
+        ctx.configure_secondary_axes()
+            .y_desc(label.as_str())
+            .y_labels(6)
+            .y_label_formatter(&|v| number(*v, 1.0))
+            .draw()?;
     }
+    draw_lines(&mut ctx, chart)?;
+    for (value, label) in &chart.thresholds {
+        let style = ShapeStyle::from(&palette::VERMILLION).stroke_width(1);
+        ctx.draw_series(DashedLineSeries::new(vec![(x0, *value), (x1, *value)], 6, 4, style))?
+            .label(label.as_str())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], palette::VERMILLION));
+    }
+    for m in &chart.markers {
+        if m.at >= x0 && m.at <= x1 {
+            let style = ShapeStyle::from(&m.kind.color()).stroke_width(1);
+            ctx.draw_series(DashedLineSeries::new(vec![(m.at, 0.0), (m.at, ymax)], 3, 3, style))?;
+        }
+    }
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+        .label_font(("sans-serif", 13))
+        .draw()?;
+
+    let (px, py) = ctx.plotting_area().get_pixel_range();
+    hover_layer(chart, (px, py), |t| ctx.backend_coord(&(t, 0.0)).0, overlay);
+    root.present()?;
+    Ok(())
+}
+
+/// The axes a chart draws on: round time ticks, round value ticks, and 0–105 % on the right.
+type Axes<'a, DB> = plotters::chart::DualCoordChartContext<
+    'a,
+    DB,
+    Cartesian2d<ticks::Ticked, ticks::Ticked>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The chart's lines (gaps wider than 1.5 steps break them) and its lines on the right axis.
+fn draw_lines<DB: DrawingBackend>(ctx: &mut Axes<'_, DB>, chart: &Chart) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let x1 = chart.x_range.1;
     let max_gap = chart.step * 1.5;
     for line in &chart.lines {
         let style = ShapeStyle::from(&line.color).stroke_width(if line.thick { 3 } else { 2 });
@@ -340,28 +312,6 @@ where
             PathElement::new(vec![(x, y), (x + 18, y)], ShapeStyle::from(&color).stroke_width(2))
         });
     }
-    for (value, label) in &chart.thresholds {
-        let style = ShapeStyle::from(&palette::VERMILLION).stroke_width(1);
-        ctx.draw_series(DashedLineSeries::new(vec![(x0, *value), (x1, *value)], 6, 4, style))?
-            .label(label.as_str())
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], palette::VERMILLION));
-    }
-    for m in &chart.markers {
-        if m.at >= x0 && m.at <= x1 {
-            let style = ShapeStyle::from(&m.kind.color()).stroke_width(1);
-            ctx.draw_series(DashedLineSeries::new(vec![(m.at, 0.0), (m.at, ymax)], 3, 3, style))?;
-        }
-    }
-    ctx.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-        .label_font(("sans-serif", 13))
-        .draw()?;
-
-    let (px, py) = ctx.plotting_area().get_pixel_range();
-    hover_layer(chart, (px, py), |t| ctx.backend_coord(&(t, 0.0)).0, overlay);
-    root.present()?;
     Ok(())
 }
 
@@ -408,6 +358,34 @@ mod tests {
         assert!(d.svg.contains("<title>2023-11-14 22:13 UTC\nsplit: 1.000 /s\nrollout: 5.0 %</title>"), "hover text");
         assert!(d.svg.contains("flag 5 → 25 %"));
         assert_eq!(d.svg.matches("<title>").count(), 61 + 1);
+    }
+
+    /// The texts of an SVG's `<text>` elements, trimmed.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("</text>").filter_map(|s| s.rsplit_once('>')).map(|(_, text)| text.trim().to_string()).collect()
+    }
+
+    #[test]
+    fn axes_read_round_times_and_counts() {
+        let shown = texts(&draw_svg(&sample(), (800, 300)).svg);
+        // An hour from 22:13:20 at 800 px: ticks every 10 minutes, on the ten; rates to the half.
+        let times: Vec<&str> = shown.iter().map(String::as_str).filter(|t| t.len() == 5 && t.contains(':')).collect();
+        assert_eq!(times, ["22:20", "22:30", "22:40", "22:50", "23:00", "23:10"], "{shown:?}");
+        for label in ["0.0", "0.5", "2.5", "0", "20", "100"] {
+            assert!(shown.iter().any(|t| t == label), "{label}: {shown:?}");
+        }
+        let mut counts = sample();
+        counts.lines[0].points = vec![(1_700_000_000.0, 8_000.0), (1_700_003_600.0, 50_000.0)];
+        counts.lines[0].unit = "";
+        counts.thresholds.clear();
+        let d = draw_svg(&counts, (800, 300));
+        let shown = texts(&d.svg);
+        assert!(shown.iter().any(|t| t == "50,000") && shown.iter().any(|t| t == "10,000"), "{shown:?}");
+        assert!(
+            !shown.iter().any(|t| t.ends_with(".0") || t.contains("0000")),
+            "no trailing .0, no bare thousands: {shown:?}"
+        );
+        assert!(d.svg.contains("split: 50,000\n"), "the hover reads the same way");
     }
 
     #[test]

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod autopilot;
 mod notify;
 mod rehearsal;
 mod sections;
 mod validate;
+mod versions;
+pub use autopilot::*;
 pub use notify::*;
 pub use rehearsal::*;
 pub use sections::*;
+pub use versions::*;
 
 /// A value that must never reach a log or a page (a URL with a password, a token).
 #[derive(Clone, Deserialize)]
@@ -102,6 +106,7 @@ pub struct Settings {
     pub flag: FlagSettings,
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
+    pub client_versions: ClientVersionSettings,
     pub schema: SchemaSettings,
     pub adoption: AdoptionSettings,
     pub autopilot: AutopilotSettings,
@@ -126,6 +131,7 @@ impl Default for Settings {
             flag: FlagSettings::default(),
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),
+            client_versions: ClientVersionSettings::default(),
             schema: SchemaSettings::default(),
             adoption: AdoptionSettings::default(),
             autopilot: AutopilotSettings::default(),

@@ -39,6 +39,30 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     if s.metrics.split_rate_query.trim().is_empty() || s.metrics.legacy_rate_query.trim().is_empty() {
         return Err(invalid("metrics queries must not be empty"));
     }
+    client_versions(s)
+}
+
+/// The counters' names and label are PromQL identifiers; the split-only requirement parses.
+fn client_versions(s: &Settings) -> Result<(), ConfigError> {
+    let v = &s.client_versions;
+    let identifier = |x: &str| {
+        x.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for (what, name) in
+        [("label", &v.label), ("split_counter", &v.split_counter), ("legacy_counter", &v.legacy_counter)]
+    {
+        if !identifier(name) {
+            return Err(invalid(format!("client_versions.{what} {name:?} is not a Prometheus name")));
+        }
+    }
+    if v.selector.contains(['{', '}']) {
+        return Err(invalid("client_versions.selector holds label matchers without braces: service=\"diary-api\""));
+    }
+    if let Some(req) = &v.split_only {
+        super::SplitOnly::parse(req)
+            .map_err(|e| invalid(format!("client_versions.split_only {req:?}: {e} (e.g. \">= 4.0.0\")")))?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/records/series", get(records_series))
         .route("/api/v1/records/doubled", get(records_doubled))
         .route("/api/v1/adoption", get(adoption))
+        .route("/api/v1/adoption/versions", get(client_versions))
+        .route("/api/v1/adoption/versions.csv", get(client_versions_csv))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/flag/history", get(flag_history))
 }
@@ -51,6 +53,24 @@ async fn records_doubled(State(state): State<AppState>, p: Params) -> Result<imp
 async fn adoption(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
     let range = window_param("range", p.range.as_deref(), "24h")?;
     Ok(Json(service::adoption(&state, range).await?))
+}
+
+async fn client_versions(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let range = window_param("range", p.range.as_deref(), "24h")?;
+    Ok(Json(service::client_versions(&state, range).await?))
+}
+
+/// The versions table as CSV (`client-versions-24h.csv`): exactly the numbers of the JSON.
+async fn client_versions_csv(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let range = window_param("range", p.range.as_deref(), "24h")?;
+    let v = service::client_versions(&state, range).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"client-versions-{range}.csv\"")),
+        ],
+        crate::server::versions::table_csv(&v),
+    ))
 }
 
 async fn alerts(State(state): State<AppState>, _: Params) -> Result<impl IntoResponse, ApiError> {

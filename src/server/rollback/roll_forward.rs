@@ -63,35 +63,7 @@ impl Service<'_> {
     /// the verdicts' count equals it.
     async fn reapplied(&self, id: i64, acknowledged: Option<i64>) -> Result<RollForwardView, ApiError> {
         let s = self.state;
-        let run = self.load(id).await?;
-        if run.state.active() {
-            return Err(conflict(format!("run #{id} is still {}: roll forward once it has ended", run.state)));
-        }
-        if let Some(active) = store::active_run_id(&s.state_db).await? {
-            return Err(conflict(format!("rollback run #{active} is active: roll forward once it has ended")));
-        }
-        let header = archive::header(&s.state_db, id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("run #{id} has no archive of split values")))?;
-        if let Some(purged) = header.purged_at {
-            return Err(conflict(format!(
-                "run #{id}'s archive was purged on {} (retention_days after its roll-forward): nothing left to re-apply",
-                purged.format("%Y-%m-%d %H:%M UTC")
-            )));
-        }
-        // Only the newest archive, and only of a run whose downgrade ran: an older run's values
-        // would overwrite what users wrote since it (a later run archived those).
-        if let Some(newer) = archive::newest_run(&s.state_db).await?.filter(|n| *n != id) {
-            return Err(conflict(format!(
-                "run #{newer} archived the split values after run #{id}: roll forward from run #{newer}"
-            )));
-        }
-        let downgraded = run.steps.iter().any(|st| st.name == "schema_downgrade" && st.state.passed());
-        if !downgraded {
-            return Err(conflict(format!(
-                "run #{id} never downgraded the schema: its split values were not dropped, nothing to roll forward"
-            )));
-        }
+        let (run, header) = self.rollable(id).await?;
         let diary = s.diary.as_ref().map_err(|e| ApiError::Unavailable(e.clone()))?;
         let schema = diary.schema().await.map_err(ApiError::Unavailable)?;
         if !schema.has_split_columns() {
@@ -128,25 +100,65 @@ impl Service<'_> {
             diary.forget_counts();
         }
         let header = archive::header(&s.state_db, id).await?.unwrap_or(header);
-        Ok(RollForwardView {
-            run_id: id,
-            dry_run: report.dry_run,
-            archived_rows: header.rows,
-            archived_at: header.archived_at,
-            filled: header.filled_at.is_some(),
-            counts: report
-                .counts
-                .iter()
-                .map(|(verdict, category, rows)| VerdictCount {
-                    verdict: verdict.clone(),
-                    category: category.clone(),
-                    rows: *rows,
-                })
-                .collect(),
-            restorable: report.restorable,
-            undo_fill: report.undo_fill,
-            verified: report.verified.map(|t| t.to_string()),
-            reapplied_at: header.reapplied_at,
-        })
+        Ok(view(id, &header, report))
+    }
+
+    /// Run `id` and its archive, when its split values may be re-applied now: the run ended,
+    /// no other is active, its archive is the newest and not purged, and its downgrade ran.
+    async fn rollable(&self, id: i64) -> Result<(store::Run, archive::Header), ApiError> {
+        let s = self.state;
+        let run = self.load(id).await?;
+        if run.state.active() {
+            return Err(conflict(format!("run #{id} is still {}: roll forward once it has ended", run.state)));
+        }
+        if let Some(active) = store::active_run_id(&s.state_db).await? {
+            return Err(conflict(format!("rollback run #{active} is active: roll forward once it has ended")));
+        }
+        let header = archive::header(&s.state_db, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("run #{id} has no archive of split values")))?;
+        if let Some(purged) = header.purged_at {
+            return Err(conflict(format!(
+                "run #{id}'s archive was purged on {} (retention_days after its roll-forward): nothing left to re-apply",
+                purged.format("%Y-%m-%d %H:%M UTC")
+            )));
+        }
+        // Only the newest archive, and only of a run whose downgrade ran: an older run's values
+        // would overwrite what users wrote since it (a later run archived those).
+        if let Some(newer) = archive::newest_run(&s.state_db).await?.filter(|n| *n != id) {
+            return Err(conflict(format!(
+                "run #{newer} archived the split values after run #{id}: roll forward from run #{newer}"
+            )));
+        }
+        let downgraded = run.steps.iter().any(|st| st.name == "schema_downgrade" && st.state.passed());
+        if !downgraded {
+            return Err(conflict(format!(
+                "run #{id} never downgraded the schema: its split values were not dropped, nothing to roll forward"
+            )));
+        }
+        Ok((run, header))
+    }
+}
+
+fn view(id: i64, header: &archive::Header, report: reapply::Report) -> RollForwardView {
+    RollForwardView {
+        run_id: id,
+        dry_run: report.dry_run,
+        archived_rows: header.rows,
+        archived_at: header.archived_at,
+        filled: header.filled_at.is_some(),
+        counts: report
+            .counts
+            .iter()
+            .map(|(verdict, category, rows)| VerdictCount {
+                verdict: verdict.clone(),
+                category: category.clone(),
+                rows: *rows,
+            })
+            .collect(),
+        restorable: report.restorable,
+        undo_fill: report.undo_fill,
+        verified: report.verified.map(|t| t.to_string()),
+        reapplied_at: header.reapplied_at,
     }
 }

@@ -75,6 +75,15 @@ pub async fn adoption(state: &AppState, range: Window) -> Answer<Adoption> {
         .await
 }
 
+/// Legacy and split writes by app version over the range.
+pub async fn client_versions(state: &AppState, range: Window) -> Answer<crate::api::versions::ClientVersions> {
+    state
+        .services
+        .versions
+        .get(&range.to_string(), || ask(state, Source::Prometheus, super::versions::client_versions(state, range)))
+        .await
+}
+
 pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {
     state.services.alerts.get("alerts", || ask(state, Source::Prometheus, super::alerts::rollout_alerts(state))).await
 }

@@ -7,6 +7,7 @@ use crate::api::autopilot::Verdict;
 use super::super::super::error::{Source, SourceError};
 use super::super::super::service::ask;
 use super::super::super::state::AppState;
+use super::super::super::versions;
 use super::super::plan::legacy_ceiling;
 use super::super::store::Plan;
 use super::{Check, Found, Look, Round};
@@ -64,19 +65,35 @@ async fn legacy_share(state: &AppState, plan: &Plan, now: DateTime<Utc>) -> Foun
                 };
             }
             let share = legacy / total;
+            let passed = share <= ceiling;
+            // A failure names the app versions the legacy writes come from (the guide: "check
+            // that clients are updated").
+            let from = if passed { None } else { blame(state, window, now).await };
             Found {
-                verdict: if share <= ceiling { Verdict::Pass } else { Verdict::Fail },
+                verdict: if passed { Verdict::Pass } else { Verdict::Fail },
                 value: Some(share),
                 threshold,
                 sample: Some(total.round() as i64),
                 query,
                 detail: format!(
-                    "the legacy share over the last {window} s is {:.1} %{}",
+                    "the legacy share over the last {window} s is {:.1} %{}{}",
                     share * 100.0,
-                    if watching { " (the guide's target, held at 100 %)" } else { "" }
+                    if watching { " (the guide's target, held at 100 %)" } else { "" },
+                    from.map(|b| format!("; {b}")).unwrap_or_default()
                 ),
             }
         }
+    }
+}
+
+/// Which versions the window's legacy writes come from ("82 % of legacy writes come from 3.1.4"),
+/// or why that is unknown.
+async fn blame(state: &AppState, window_secs: i64, at: DateTime<Utc>) -> Option<String> {
+    let prom = state.prometheus.as_ref().ok()?;
+    let s = &state.settings.client_versions;
+    match ask(state, Source::Prometheus, versions::writes_at(prom, s, window_secs, at)).await {
+        Ok((writes, _)) => versions::blame(&writes),
+        Err(e) => Some(format!("the writes by {} are unknown: {e}", s.label)),
     }
 }
 

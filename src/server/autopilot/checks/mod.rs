@@ -31,6 +31,7 @@ built_in! {
     legacy_share => LegacyShare,
     alerts => FiringAlerts,
     schema => Schema,
+    split_only => SplitOnlyVersions,
 }
 
 /// One built-in check of the autopilot.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::api::autopilot::PlanStep;
 
 /// The paths the issue saw broken, by hand.
 mod cases;
