@@ -374,3 +374,68 @@ fn no_domain_reads_another_domains_store() {
     }
     assert!(found.is_empty(), "a domain offers facts through its interface (facts.rs), not its SQL:\n{found:#?}");
 }
+
+/// Each function of `text` that has a body, with its first line number and its length in lines
+/// (from `fn` to the closing brace at the same indentation, as rustfmt lays them out).
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let after_keywords = ["pub(crate) ", "pub(super) ", "pub ", "async ", "const ", "unsafe "]
+            .iter()
+            .fold(trimmed, |t, k| t.strip_prefix(k).unwrap_or(t));
+        let after_keywords =
+            ["async ", "const ", "unsafe "].iter().fold(after_keywords, |t, k| t.strip_prefix(k).unwrap_or(t));
+        let Some(rest) = after_keywords.strip_prefix("fn ") else { continue };
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        // The signature ends at the first line ending with `{` (a body) or `;` (a declaration).
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let l = lines[j].trim_end();
+            l.ends_with('{') || l.ends_with(';')
+        }) else {
+            continue;
+        };
+        if lines[open].trim_end().ends_with(';') {
+            continue;
+        }
+        let closing = (open..lines.len()).find(|&j| {
+            let l = lines[j];
+            l.len() - l.trim_start().len() == indent && l.trim_start().starts_with('}')
+        });
+        if let Some(end) = closing {
+            out.push((name, i + 1, end - i + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_file_in_src_over_450_lines_and_no_function_over_80() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut functions = 0;
+    for file in sources(&root) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let shown = file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().display().to_string();
+        let lines = text.lines().count();
+        if lines > 450 {
+            found.push(format!("{shown}: {lines} lines"));
+        }
+        for (name, at, length) in function_lengths(&text) {
+            functions += 1;
+            if length > 80 {
+                found.push(format!("{shown}:{at}: fn {name} is {length} lines"));
+            }
+        }
+    }
+    assert!(functions > 1000, "every function is measured ({functions} found)");
+    assert!(found.is_empty(), "split along the code's own lines:\n{}", found.join("\n"));
+}
+
+#[test]
+fn function_lengths_are_measured_from_fn_to_its_closing_brace() {
+    let code = "trait T {\n    fn declared(&self) -> u8;\n}\n\npub async fn body(\n    a: u8,\n) -> u8 {\n    let x = a;\n    x\n}\n";
+    assert_eq!(function_lengths(code), vec![("body".to_string(), 5, 6)]);
+}

@@ -17,7 +17,8 @@ pub struct ClientVersion {
     pub legacy_share: Option<f64>,
     /// Its part of every legacy write in the range.
     pub share_of_legacy: Option<f64>,
-    /// The first and last moment in the range it wrote anything (to within the chart's step).
+    /// The first and last moment in the range it wrote anything, to within the rate window the
+    /// chart uses (the larger of 300 s and twice its step: 5 min at 24 h, 34 min at 7 d).
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
     /// Matched by `client_versions.split_only`: it must not write legacy.

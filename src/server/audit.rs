@@ -262,14 +262,7 @@ impl Row {
 /// RFC 4180 CSV of the entries, with a header row. Cells that a spreadsheet would take for a
 /// formula are prefixed with an apostrophe.
 pub fn to_csv(entries: &[AuditEntry]) -> String {
-    fn cell(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    }
+    use super::charts::csv_cell as cell;
     let mut out = String::from(
         "id,at,actor,role,action,target,value_before,value_after,reason,outcome,outcome_detail,request_id\r\n",
     );

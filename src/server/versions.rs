@@ -18,6 +18,9 @@ use super::error::SourceError;
 use super::prometheus::{Prometheus, RangeSeries, Sample};
 use super::state::AppState;
 
+/// What a series without the version label is shown as.
+pub const UNLABELLED: &str = "(no version label)";
+
 /// One version's writes: legacy and split, over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionWrites {
@@ -50,7 +53,8 @@ pub fn blame(writes: &[VersionWrites]) -> Option<String> {
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
         [] => return None,
     };
-    Some(format!("{:.0} % of legacy writes come from {list}", 100.0 * covered / total))
+    // Rounded down: "100 %" only when no other version wrote a legacy dose.
+    Some(format!("{:.0} % of legacy writes come from {list}", (100.0 * covered / total).floor()))
 }
 
 /// Split-only versions that wrote at least one legacy dose, with how many.
@@ -103,7 +107,7 @@ pub fn table(
 }
 
 fn by_version(samples: Vec<Sample>, label: &str) -> BTreeMap<String, f64> {
-    samples.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| "(none)".into()), s.value)).collect()
+    samples.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| UNLABELLED.into()), s.value)).collect()
 }
 
 fn merge(split: BTreeMap<String, f64>, legacy: BTreeMap<String, f64>) -> Vec<VersionWrites> {
@@ -132,7 +136,7 @@ pub async fn writes_at(
 }
 
 fn series_by_version(series: Vec<RangeSeries>, label: &str) -> BTreeMap<String, Points> {
-    series.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| "(none)".into()), s.points)).collect()
+    series.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| UNLABELLED.into()), s.points)).collect()
 }
 
 /// The table, the blame, the violations and the chart's lines over `range` ending now.
@@ -179,14 +183,10 @@ pub fn table_csv(v: &ClientVersions) -> String {
     let share = |s: Option<f64>| s.map(|s| format!("{s:.6}")).unwrap_or_default();
     let mut out = format!(
         "{},legacy writes,split writes,legacy share of its writes,share of all legacy writes,first seen (UTC),last seen (UTC),split-only\r\n",
-        v.label
+        super::charts::csv_cell(&v.label)
     );
     for r in &v.versions {
-        let version = if r.version.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", r.version.replace('"', "\"\""))
-        } else {
-            r.version.clone()
-        };
+        let version = super::charts::csv_cell(&r.version);
         out.push_str(&format!(
             "{version},{},{},{},{},{},{},{}\r\n",
             r.legacy_writes,

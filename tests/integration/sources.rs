@@ -167,10 +167,13 @@ async fn usage_rates_come_from_the_backfilled_prometheus_history() {
     assert!((split - 1.9).abs() < 1e-9, "split {split}");
     assert!((legacy - 0.07).abs() < 1e-9, "legacy {legacy}");
     // Labels are those of the live exporter, so the live series continues the backfill.
+    // One series per app version that writes split (the live exporter has one per version).
     let samples = client.instant("split_dose_saved_total").await.unwrap();
-    assert_eq!(samples.len(), 1);
-    assert_eq!(samples[0].labels.get("client_version").map(String::as_str), Some("2.4.0"));
-    assert_eq!(samples[0].labels.get("service").map(String::as_str), Some("diary-api"));
+    let mut versions: Vec<&str> =
+        samples.iter().map(|s| s.labels.get("client_version").map(String::as_str).unwrap_or("")).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, ["4.0.0", "4.1.0"]);
+    assert!(samples.iter().all(|s| s.labels.get("service").map(String::as_str) == Some("diary-api")));
 
     // A query Prometheus rejects comes back with Prometheus's own reason.
     match client.scalar("sum(rate(split_dose_saved_total[5m]").await {

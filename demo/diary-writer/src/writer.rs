@@ -57,10 +57,11 @@ pub fn flag_percentage(raw: Option<&str>) -> u32 {
 pub const VERSIONS: [&str; 3] = [OLD_VERSION, "4.0.0", "4.1.0"];
 pub const OLD_VERSION: &str = "3.1.4";
 
-/// The version of `user_id`'s app: a multiplicative hash of the id, so that it has nothing to do
-/// with the flag's bucket (`user_id % 100`). `VERSION_SQL` is the same rule in SQL.
+/// The version of `user_id`'s app: a multiplicative hash of the id (reduced first, so that any
+/// id, negative or huge, stays in range), so that it has nothing to do with the flag's bucket
+/// (`user_id % 100`). `VERSION_SQL` is the same rule in SQL.
 pub fn version_of(user_id: i64) -> &'static str {
-    match user_id.wrapping_mul(2_654_435_761).rem_euclid(1 << 32) * 100 / (1 << 32) {
+    match user_id.rem_euclid(1_000_003) * 2_654_435_761 % (1 << 32) * 100 / (1 << 32) {
         0 => VERSIONS[0],
         1..=59 => VERSIONS[1],
         _ => VERSIONS[2],
@@ -68,9 +69,18 @@ pub fn version_of(user_id: i64) -> &'static str {
 }
 
 /// `version_of` over a row's `user_id` in SQL (for the backfill, the seed and the counters' start).
-pub const VERSION_SQL: &str =
-    "(CASE WHEN ((user_id::bigint * 2654435761) % 4294967296) * 100 / 4294967296 < 1 THEN '3.1.4'
-      WHEN ((user_id::bigint * 2654435761) % 4294967296) * 100 / 4294967296 < 60 THEN '4.0.0' ELSE '4.1.0' END)";
+pub const VERSION_SQL: &str = "(CASE WHEN (((user_id::bigint % 1000003) + 1000003) % 1000003) * 2654435761 % 4294967296 * 100 / 4294967296 < 1 THEN '3.1.4'
+      WHEN (((user_id::bigint % 1000003) + 1000003) % 1000003) * 2654435761 % 4294967296 * 100 / 4294967296 < 60 THEN '4.0.0' ELSE '4.1.0' END)";
+
+/// The user of the `n`-th entry from a phone never updated (the old app): `user_of` from `n`
+/// on, the first whose version is `OLD_VERSION`, so that the counters, the backfill and the
+/// seed all attribute the entry to the same version.
+pub fn old_user_of(n: u64) -> i64 {
+    (0..10_000u64)
+        .map(|k| user_of(n.wrapping_mul(10_007).wrapping_add(k)))
+        .find(|u| version_of(*u) == OLD_VERSION)
+        .unwrap_or(1)
+}
 
 /// One diary entry as a client would send it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -208,8 +218,9 @@ pub async fn run(world: World, pool: PgPool, traffic: Traffic) {
         while legacy_owed >= 1.0 {
             legacy_owed -= 1.0;
             n += 1;
-            // Phones that were never updated.
-            let old = Entry { version: OLD_VERSION, ..entry_with_fault(n, 0, false, 0) };
+            // Phones that were never updated: users on the old app.
+            let user_id = old_user_of(n);
+            let old = Entry { user_id, version: version_of(user_id), ..entry_with_fault(n, 0, false, 0) };
             if let Err(e) = insert(&world, &pool, old, None).await {
                 tracing::warn!(error = %e, "an old client could not insert an entry");
                 break;
@@ -311,6 +322,11 @@ mod tests {
                 assert!(e.dose.is_some() && e.insulin_short.is_none() && e.insulin_long.is_none());
             }
         }
+        for n in 0..200 {
+            assert_eq!(version_of(old_user_of(n)), OLD_VERSION);
+        }
+        // Any id has a version, negative or huge.
+        assert!(VERSIONS.contains(&version_of(-1)) && VERSIONS.contains(&version_of(i64::MAX)));
         // Versions are spread over the flag's buckets: each bucket holds every version.
         for bucket in [0, 7, 42, 99] {
             let in_bucket: Vec<&str> = (0..400).map(|k| version_of(k * 100 + bucket + 1)).collect();

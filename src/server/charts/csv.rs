@@ -19,7 +19,7 @@ pub fn to_csv(chart: &Chart) -> String {
             "" => String::new(),
             u => format!(" ({})", u.trim()),
         };
-        let _ = write!(out, ",{}", csv_field(&format!("{}{unit}", l.name)));
+        let _ = write!(out, ",{}", cell(&format!("{}{unit}", l.name)));
     }
     out.push_str("\r\n");
     for t in times {
@@ -48,10 +48,14 @@ fn trim_number(v: f64) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// One RFC 4180 cell: quoted when it holds a comma, quote or line break; a cell a spreadsheet
+/// would take for a formula (`=`, `+`, `-`, `@`, tab, CR first) is prefixed with an apostrophe.
+/// Every CSV the dashboard writes (charts, the versions table, the audit trail) uses it.
+pub fn cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }

@@ -15,7 +15,7 @@ pub mod versions;
 pub use ticks::{number, time_ticks};
 pub use time_zone::TimeZoneOffset;
 
-pub use csv::to_csv;
+pub use csv::{cell as csv_cell, to_csv};
 
 use std::sync::Once;
 

@@ -79,25 +79,45 @@ pub struct TimeTicks {
 /// The smallest spacing that puts at most `max` ticks in `[x0, x1]`, on round local times.
 pub fn time_ticks(x0: f64, x1: f64, tz: TimeZoneOffset, max: usize) -> TimeTicks {
     let max = max.max(2);
-    let offset = i64::from(tz.seconds);
-    for step in TIME_STEPS {
-        let at = aligned(x0, x1, offset, step);
-        if at.len() <= max {
-            return TimeTicks { step, at };
-        }
+    if !(x0.is_finite() && x1.is_finite() && x0 <= x1) {
+        return TimeTicks { step: TIME_STEPS[0], at: Vec::new() };
     }
-    let step = *TIME_STEPS.last().expect("steps");
+    let offset = i64::from(tz.seconds);
+    let step = TIME_STEPS.into_iter().find(|s| count(x0, x1, offset, *s) <= max);
+    let step = step.unwrap_or(TIME_STEPS[TIME_STEPS.len() - 1]);
     TimeTicks { step, at: aligned(x0, x1, offset, step) }
+}
+
+/// 1970-01-05 was a Monday: weeks count from there.
+fn origin(step: i64) -> i64 {
+    if step >= WEEK {
+        4 * DAY
+    } else {
+        0
+    }
+}
+
+/// The first multiple of `step` in local time at or after `x0` (unix seconds).
+fn first_tick(x0: f64, offset: i64, step: i64) -> i64 {
+    let local0 = x0.ceil() as i64 + offset - origin(step);
+    let first = local0.div_euclid(step) * step + if local0.rem_euclid(step) == 0 { 0 } else { step };
+    first + origin(step) - offset
+}
+
+/// How many ticks `aligned` would give, without building them.
+fn count(x0: f64, x1: f64, offset: i64, step: i64) -> usize {
+    let first = first_tick(x0, offset, step);
+    if first as f64 > x1 {
+        0
+    } else {
+        ((x1 - first as f64) / step as f64).floor() as usize + 1
+    }
 }
 
 /// Every multiple of `step` in local time within `[x0, x1]` (weeks from a Monday).
 fn aligned(x0: f64, x1: f64, offset: i64, step: i64) -> Vec<f64> {
-    // 1970-01-05 was a Monday: weeks count from there.
-    let origin = if step >= WEEK { 4 * DAY } else { 0 };
-    let local0 = x0.ceil() as i64 + offset - origin;
-    let first = local0.div_euclid(step) * step + if local0.rem_euclid(step) == 0 { 0 } else { step };
     let mut out = Vec::new();
-    let mut t = first + origin - offset;
+    let mut t = first_tick(x0, offset, step);
     while (t as f64) <= x1 {
         out.push(t as f64);
         t += step;
@@ -214,6 +234,19 @@ mod tests {
         let w = time_ticks(T0, T0 + 60.0 * 86400.0, plus_0530, 8);
         assert_eq!(w.step, 2 * WEEK);
         assert_eq!(time_label(w.at[0], w.step, plus_0530), "Dec 7");
+    }
+
+    #[test]
+    fn degenerate_ranges_give_no_ticks_and_never_hang() {
+        let utc = TimeZoneOffset::UTC;
+        assert!(time_ticks(T0, f64::INFINITY, utc, 8).at.is_empty());
+        assert!(time_ticks(f64::NAN, T0, utc, 8).at.is_empty());
+        assert!(time_ticks(T0 + 10.0, T0, utc, 8).at.is_empty());
+        assert!(time_ticks(T0, T0, utc, 8).at.len() <= 1);
+        // A year fits in 4-week ticks; the spacing is never below what the range needs.
+        let year = time_ticks(T0, T0 + 365.0 * 86400.0, utc, 8);
+        assert_eq!(year.step, 4 * WEEK);
+        assert!(year.at.len() <= 14);
     }
 
     #[test]

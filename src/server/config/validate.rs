@@ -45,25 +45,67 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
 /// The counters' names and label are PromQL identifiers; the split-only requirement parses.
 fn client_versions(s: &Settings) -> Result<(), ConfigError> {
     let v = &s.client_versions;
-    let identifier = |x: &str| {
+    // Metric names may hold `:`, label names may not.
+    let name = |x: &str, colon: bool| {
         x.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
     };
-    for (what, name) in
-        [("label", &v.label), ("split_counter", &v.split_counter), ("legacy_counter", &v.legacy_counter)]
-    {
-        if !identifier(name) {
-            return Err(invalid(format!("client_versions.{what} {name:?} is not a Prometheus name")));
+    let names = [
+        ("label", &v.label, false),
+        ("split_counter", &v.split_counter, true),
+        ("legacy_counter", &v.legacy_counter, true),
+    ];
+    for (what, value, colon) in names {
+        if !name(value, colon) {
+            return Err(invalid(format!("client_versions.{what} {value:?} is not a Prometheus name")));
         }
     }
-    if v.selector.contains(['{', '}']) {
-        return Err(invalid("client_versions.selector holds label matchers without braces: service=\"diary-api\""));
-    }
+    selector(&v.selector).map_err(|e| invalid(format!("client_versions.selector {:?}: {e}", v.selector)))?;
     if let Some(req) = &v.split_only {
         super::SplitOnly::parse(req)
             .map_err(|e| invalid(format!("client_versions.split_only {req:?}: {e} (e.g. \">= 4.0.0\")")))?;
     }
     Ok(())
+}
+
+/// Label matchers without braces (`service="diary-api", env=~"prod.*"`): each a label name, an
+/// operator and a quoted value, separated by commas; nothing else reaches the queries.
+pub(super) fn selector(s: &str) -> Result<(), String> {
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let label: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("expected a label name at {rest:?}"));
+        }
+        rest = rest[label.len()..].trim_start();
+        let op =
+            ["=~", "!~", "!=", "="].into_iter().find(|op| rest.starts_with(op)).ok_or("expected =, !=, =~ or !~")?;
+        rest = rest[op.len()..].trim_start();
+        let body = rest.strip_prefix('"').ok_or("a value is written in double quotes")?;
+        let end = closing_quote(body)?;
+        rest = body[end + 1..].trim_start();
+        if let Some(more) = rest.strip_prefix(',') {
+            rest = more.trim_start();
+        } else if !rest.is_empty() {
+            return Err(format!("expected a comma before {rest:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Where the double-quoted value that `body` starts inside ends (backslash escapes).
+fn closing_quote(body: &str) -> Result<usize, String> {
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => return Ok(i),
+            (false, '\n' | '\r') => return Err("a value holds no line break".into()),
+            _ => {}
+        }
+    }
+    Err("a quoted value is not closed".into())
 }
 
 /// Kubernetes names and the diary table.

@@ -7,12 +7,15 @@ use crate::api::autopilot::Verdict;
 use super::super::super::error::Source;
 use super::super::super::service::ask;
 use super::super::super::state::AppState;
-use super::super::super::versions::{violations, writes_at};
+use super::super::super::versions::{violations, writes_at, UNLABELLED};
 use super::{Check, Found, Look, Round};
 
 /// No app version set as split-only (`client_versions.split_only`) wrote a legacy dose in the
-/// last `WINDOW_SECS`. The unit is a write (a version that writes even one legacy dose ignores
-/// the split); without the setting it passes and says so.
+/// last `WINDOW_SECS` since the plan started (writes from before it, e.g. every client falling
+/// back while a rollback had the split columns dropped, are not its business). The unit is a
+/// write: a version set as split-only that writes even one legacy dose ignores the split.
+/// Without the setting it passes and says so; with no series carrying the version label it is
+/// inconclusive (missing data is never a pass), as it is for its first 30 s.
 pub struct SplitOnlyVersions;
 
 pub const WINDOW_SECS: i64 = 300;
@@ -23,11 +26,11 @@ impl Check for SplitOnlyVersions {
     }
 
     fn look<'a>(&'a self, r: &'a Round<'a>) -> Look<'a> {
-        Box::pin(split_only(r.state, r.now))
+        Box::pin(split_only(r.state, r.plan.created_at, r.now))
     }
 }
 
-async fn split_only(state: &AppState, now: DateTime<Utc>) -> Found {
+async fn split_only(state: &AppState, since: DateTime<Utc>, now: DateTime<Utc>) -> Found {
     let s = &state.settings.client_versions;
     let Some(rule) = s.split_only_rule() else {
         return Found {
@@ -41,12 +44,21 @@ async fn split_only(state: &AppState, now: DateTime<Utc>) -> Found {
     };
     let requirement = s.split_only.clone().unwrap_or_default();
     let threshold = format!("0 legacy writes from versions {requirement} in {WINDOW_SECS} s");
+    let window = (now - since).num_seconds().min(WINDOW_SECS);
+    if window < 30 {
+        return Found::inconclusive(threshold, "", format!("the plan has run {window} s: judged from 30 s on"));
+    }
     let prom = match state.prometheus.as_ref() {
         Ok(p) => p,
         Err(e) => return Found::inconclusive(threshold, "", e),
     };
-    match ask(state, Source::Prometheus, writes_at(prom, s, WINDOW_SECS, now)).await {
+    match ask(state, Source::Prometheus, writes_at(prom, s, window, now)).await {
         Err(e) => Found::inconclusive(threshold, "", e),
+        Ok((writes, queries)) if writes.iter().all(|w| w.version == UNLABELLED) => Found::inconclusive(
+            threshold,
+            queries[1].clone(),
+            format!("no series of {} or {} carries the label {}", s.legacy_counter, s.split_counter, s.label),
+        ),
         Ok((writes, queries)) => {
             let found = violations(&writes, Some(&rule));
             let legacy: i64 = found.iter().map(|(_, n)| n).sum();
@@ -57,11 +69,11 @@ async fn split_only(state: &AppState, now: DateTime<Utc>) -> Found {
                 sample: Some(writes.iter().map(|w| (w.legacy + w.split).round() as i64).sum()),
                 query: queries[1].clone(),
                 detail: if found.is_empty() {
-                    format!("no version {requirement} wrote a legacy dose in the last {WINDOW_SECS} s")
+                    format!("no version {requirement} wrote a legacy dose in the last {window} s")
                 } else {
                     let list: Vec<String> = found.iter().map(|(v, n)| format!("{v} wrote {n}")).collect();
                     format!(
-                        "versions set as split-only ({requirement}) wrote legacy doses in the last {WINDOW_SECS} s: {}",
+                        "versions set as split-only ({requirement}) wrote legacy doses in the last {window} s: {}",
                         list.join(", ")
                     )
                 },
