@@ -40,7 +40,9 @@ test("with Prometheus stopped only the usage panel fails, and the page still ren
   assert.equal((await text(page, "records-total")).replace(/\D/g, ""), String(total));
   assert.ok(Number(await page.locator('[data-testid="chart-records"]').getAttribute("data-points")) > 10);
   const failed = await page.locator(".source-error").evaluateAll((els) => els.map((e) => e.dataset.testid).sort());
-  assert.deepEqual(failed, ["alerts-error", "chart-share-error", "chart-usage-error", "metrics-error"]);
+  assert.deepEqual(failed, ["alerts-error", "chart-share-error", "chart-usage-error", "chart-versions-error",
+    "metrics-error", "versions-error"]);
+  assert.match(await text(page, "versions-error"), /Prometheus is unreachable/);
   await page.screenshot({ path: ".artifacts/overview-prometheus-down.png", fullPage: true });
   await page.close();
 });

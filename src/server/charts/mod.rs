@@ -207,7 +207,9 @@ fn y_axis(chart: &Chart) -> (f64, Vec<f64>) {
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .chain(chart.thresholds.iter().map(|t| t.0))
         .fold(0.0f64, f64::max);
-    ticks::value_ticks(ymax * 1.15, 7)
+    // A chart of counts (no unit) ticks on whole numbers.
+    let counts = !chart.lines.is_empty() && chart.lines.iter().all(|l| l.unit.is_empty());
+    ticks::value_ticks_from(ymax * 1.15, 7, if counts { 1.0 } else { 0.0 })
 }
 
 fn draw<DB: DrawingBackend>(

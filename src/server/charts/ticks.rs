@@ -142,12 +142,17 @@ pub fn time_label(t: f64, step: i64, tz: TimeZoneOffset) -> String {
 /// Ticks of a value axis from 0 to at least `top`: spaced 1, 2 or 5 × a power of ten, at most
 /// `max` of them. Returns the spacing and the ticks.
 pub fn value_ticks(top: f64, max: usize) -> (f64, Vec<f64>) {
+    value_ticks_from(top, max, 0.0)
+}
+
+/// `value_ticks` spaced at least `min_step` apart (1 for counts: no tick at 0.2 records).
+pub fn value_ticks_from(top: f64, max: usize, min_step: f64) -> (f64, Vec<f64>) {
     let top = if top.is_finite() && top > 0.0 { top } else { 1.0 };
     let max = max.max(2);
     let rough = top / (max - 1) as f64;
     let power = 10f64.powf(rough.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * power).find(|s| ((top / s).ceil() as usize) < max);
-    let step = step.unwrap_or(10.0 * power);
+    let step = step.unwrap_or(10.0 * power).max(min_step);
     let n = (top / step).ceil() as usize;
     (step, (0..=n).map(|i| i as f64 * step).collect())
 }
@@ -273,6 +278,9 @@ mod tests {
         let (step, at) = value_ticks(9_200.0, 7);
         assert_eq!(step, 2_000.0);
         assert_eq!(at.len(), 6);
+        // Counts tick on whole numbers however small the top.
+        assert_eq!(value_ticks_from(1.0, 7, 1.0), (1.0, vec![0.0, 1.0]));
+        assert_eq!(value_ticks_from(3.45, 7, 1.0), (1.0, vec![0.0, 1.0, 2.0, 3.0, 4.0]));
         let top = value_ticks(0.0, 7).1.last().copied().unwrap();
         assert!((top - 1.0).abs() < 1e-12, "{top}");
     }
