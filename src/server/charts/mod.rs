@@ -209,7 +209,7 @@ fn y_axis(chart: &Chart) -> (f64, Vec<f64>) {
         .fold(0.0f64, f64::max);
     // A chart of counts (no unit) ticks on whole numbers.
     let counts = !chart.lines.is_empty() && chart.lines.iter().all(|l| l.unit.is_empty());
-    ticks::value_ticks_from(ymax * 1.15, 7, if counts { 1.0 } else { 0.0 })
+    ticks::value_ticks(ymax * 1.15, 7, if counts { 1.0 } else { 0.0 })
 }
 
 fn draw<DB: DrawingBackend>(

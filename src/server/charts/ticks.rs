@@ -141,12 +141,8 @@ pub fn time_label(t: f64, step: i64, tz: TimeZoneOffset) -> String {
 
 /// Ticks of a value axis from 0 to at least `top`: spaced 1, 2 or 5 × a power of ten, at most
 /// `max` of them. Returns the spacing and the ticks.
-pub fn value_ticks(top: f64, max: usize) -> (f64, Vec<f64>) {
-    value_ticks_from(top, max, 0.0)
-}
-
-/// `value_ticks` spaced at least `min_step` apart (1 for counts: no tick at 0.2 records).
-pub fn value_ticks_from(top: f64, max: usize, min_step: f64) -> (f64, Vec<f64>) {
+/// They are spaced at least `min_step` apart (1 for counts: no tick at 0.2 records).
+pub fn value_ticks(top: f64, max: usize, min_step: f64) -> (f64, Vec<f64>) {
     let top = if top.is_finite() && top > 0.0 { top } else { 1.0 };
     let max = max.max(2);
     let rough = top / (max - 1) as f64;
@@ -269,19 +265,19 @@ mod tests {
     #[test]
     fn value_ticks_are_round_and_cover_the_top() {
         assert_eq!(
-            value_ticks(57_500.0, 7),
+            value_ticks(57_500.0, 7, 0.0),
             (10_000.0, vec![0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, 60_000.0])
         );
-        let (step, at) = value_ticks(0.42, 7);
+        let (step, at) = value_ticks(0.42, 7, 0.0);
         assert!((step - 0.1).abs() < 1e-12, "{step}");
         assert!(at.last().copied().unwrap() >= 0.42 && at.len() <= 7);
-        let (step, at) = value_ticks(9_200.0, 7);
+        let (step, at) = value_ticks(9_200.0, 7, 0.0);
         assert_eq!(step, 2_000.0);
         assert_eq!(at.len(), 6);
         // Counts tick on whole numbers however small the top.
-        assert_eq!(value_ticks_from(1.0, 7, 1.0), (1.0, vec![0.0, 1.0]));
-        assert_eq!(value_ticks_from(3.45, 7, 1.0), (1.0, vec![0.0, 1.0, 2.0, 3.0, 4.0]));
-        let top = value_ticks(0.0, 7).1.last().copied().unwrap();
+        assert_eq!(value_ticks(1.0, 7, 1.0), (1.0, vec![0.0, 1.0]));
+        assert_eq!(value_ticks(3.45, 7, 1.0), (1.0, vec![0.0, 1.0, 2.0, 3.0, 4.0]));
+        let top = value_ticks(0.0, 7, 0.0).1.last().copied().unwrap();
         assert!((top - 1.0).abs() < 1e-12, "{top}");
     }
 }
