@@ -45,6 +45,10 @@ state_names! {
 /// column harm patients' records, so the autopilot never stops looking for them.
 pub const KILL_CLASS: [&str; 2] = ["doubled_doses", "schema"];
 
+/// Checks that judge and show without acting until the team says so (`autopilot.actions`): a
+/// day's patients are too few to act on early in a small world, and the threshold is the team's.
+pub const DRY_RUN_BY_DEFAULT: [&str; 1] = ["crossover"];
+
 /// One step of a plan: the flag's percentage and how long every check must pass before the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -46,6 +46,7 @@ pub mod codec;
 pub mod notify;
 pub mod numbers;
 pub mod overview;
+pub mod patients;
 pub mod records;
 pub mod rehearsal;
 pub mod reports;

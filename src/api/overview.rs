@@ -42,6 +42,8 @@ pub struct Overview {
     pub charts: Vec<ChartView>,
     /// Legacy and split writes by app version over the range.
     pub versions: Result<super::versions::ClientVersions, String>,
+    /// Patients who cross over per day (their ids only for a signed-in viewer).
+    pub crossover: Result<super::patients::Crossover, String>,
     /// Kills whose write has not landed (a red line above everything).
     #[serde(default)]
     pub pending_kills: Vec<super::rollout::PendingKill>,

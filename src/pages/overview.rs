@@ -11,6 +11,7 @@ use crate::components::live::LiveRefresh;
 use crate::components::panel::{since_text, Panel, Stale, Value};
 use crate::components::time::{self, Shown};
 
+mod crossover;
 mod versions;
 
 /// The guide's rule, quoted where a breach is shown.
@@ -104,6 +105,7 @@ fn OverviewBody(o: Overview) -> impl IntoView {
             <SchemaWriterPanel o=o.clone() kube_since=since("kubernetes") db_since=since("diary_database")/>
             <AlertsPanel o=o.clone() since=since("prometheus")/>
             <versions::VersionsPanel versions=o.versions.clone() range=o.range.clone() since=since("prometheus")/>
+            <crossover::CrossoverPanel crossover=o.crossover.clone() since=since("diary_database")/>
         </div>
     }
 }
@@ -268,6 +270,7 @@ fn AlertsPanel(o: Overview, since: Option<String>) -> impl IntoView {
 
 #[server(endpoint = "overview", input = leptos::server_fn::codec::GetUrl, output = crate::api::codec::JsonText)]
 pub async fn get_overview(range: String, window: String) -> Result<Overview, ServerFnError> {
-    let state = crate::server::fns::server_state()?;
-    crate::server::overview::overview(&state, &range, &window).await.map_err(ServerFnError::new)
+    let (state, caller) = crate::server::fns::caller().await?;
+    let signed_in = caller.who().is_some();
+    crate::server::overview::overview(&state, &range, &window, signed_in).await.map_err(ServerFnError::new)
 }

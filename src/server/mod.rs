@@ -16,6 +16,7 @@ pub mod charts;
 pub mod cluster;
 pub mod conditions;
 pub mod config;
+pub mod crossover;
 pub mod csp;
 pub mod error;
 pub mod flag_history;

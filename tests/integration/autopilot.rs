@@ -157,7 +157,7 @@ async fn a_flag_change_elsewhere_pauses_the_plan_and_people_stay_in_charge(pool:
     assert_eq!(actions, ["autopilot.start", "autopilot.step", "autopilot.step", "autopilot.pause", "autopilot.abort"]);
     // The overview's charts mark the plan's start, its pause and its abort (beside the flag
     // changes the flag's observer records, which this world does not run).
-    let overview = rollout_dashboard::server::overview::overview(&w.state, "1h", "24h").await.unwrap();
+    let overview = rollout_dashboard::server::overview::overview(&w.state, "1h", "24h", false).await.unwrap();
     let usage = overview.charts.iter().find(|c| c.id == "usage").unwrap();
     let svg = usage.svg.as_deref().unwrap_or_else(|| panic!("no usage chart: {:?}", usage.error));
     assert_eq!(svg.matches(r#"class="marker autopilot-event""#).count(), 3, "{svg}");

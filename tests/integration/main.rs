@@ -15,6 +15,7 @@ mod launchdarkly;
 mod notify;
 mod outage;
 mod pages;
+mod patients;
 mod rbac;
 mod records;
 mod reports;

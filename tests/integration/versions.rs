@@ -71,8 +71,8 @@ async fn the_versions_table_counts_each_versions_writes_and_split_only_versions_
     let steps = r#"{"percentage": 10, "bake_secs": 3600}"#;
     let (status, view) = call(&w, As::Operator, "POST", "/api/v1/autopilot", start_body(steps)).await;
     assert_eq!(status, StatusCode::OK, "{view}");
-    // It judges only writes since the plan started, from its 30th second on.
-    let view = until_paused(&w, 60).await;
+    // It judges writes since the plan started (the last 30 s at first).
+    let view = until_paused(&w, 30).await;
     assert_eq!(view["plan"]["current_step"], -1, "no step was written: {view}");
     let split_only = latest(&view, "split_only_versions");
     assert_eq!(split_only["verdict"], "fail", "{split_only}");
@@ -85,13 +85,6 @@ async fn the_versions_table_counts_each_versions_writes_and_split_only_versions_
     );
     assert!(split_only["value"].as_f64().unwrap() >= 1.0, "{split_only}");
     assert_eq!(split_only["action"], "pause");
-    let first: String = sqlx::query_scalar(
-        "SELECT verdict FROM autopilot_evaluations WHERE check_name = 'split_only_versions' ORDER BY id LIMIT 1",
-    )
-    .fetch_one(&w.pool)
-    .await
-    .unwrap();
-    assert_eq!(first, "inconclusive", "its first rounds wait for 30 s of the plan");
 }
 
 /// Runs rounds until the plan pauses (at most `secs` seconds); the autopilot's view then.

@@ -142,7 +142,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let opts = seed::SeedOptions { days, rows, doubled_every, doubled_until_days_ago, ..Default::default() };
             let n = seed::seed(&pool, &opts).await?;
-            println!("seeded {n} rows over {days} days");
+            let on_purpose = seed::seed_patients_on_purpose(&pool).await?;
+            println!("seeded {n} rows over {days} days, and {on_purpose} of patients seeded on purpose");
         }
         Command::Backfill { out, step_secs } => {
             let pool = pool.ok_or("backfill needs DATABASE_URL")?;

@@ -86,7 +86,12 @@ impl AutopilotSettings {
     /// pauses for a person unless the settings say otherwise.
     pub fn action(&self, check: &str) -> crate::api::autopilot::CheckAction {
         use crate::api::autopilot::CheckAction;
-        let configured = self.actions.get(check).copied().unwrap_or(CheckAction::Pause);
+        let default = if crate::api::autopilot::DRY_RUN_BY_DEFAULT.contains(&check) {
+            CheckAction::DryRun
+        } else {
+            CheckAction::Pause
+        };
+        let configured = self.actions.get(check).copied().unwrap_or(default);
         crate::server::autopilot::decide::action_of(check, configured, &[])
     }
 }

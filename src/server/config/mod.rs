@@ -9,12 +9,14 @@ use serde::Deserialize;
 
 mod autopilot;
 mod notify;
+mod patients;
 mod rehearsal;
 mod sections;
 mod validate;
 mod versions;
 pub use autopilot::*;
 pub use notify::*;
+pub use patients::*;
 pub use rehearsal::*;
 pub use sections::*;
 pub use versions::*;
@@ -107,6 +109,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub metrics: MetricsSettings,
     pub client_versions: ClientVersionSettings,
+    pub crossover: CrossoverSettings,
     pub schema: SchemaSettings,
     pub adoption: AdoptionSettings,
     pub autopilot: AutopilotSettings,
@@ -132,6 +135,7 @@ impl Default for Settings {
             writer: WriterSettings::default(),
             metrics: MetricsSettings::default(),
             client_versions: ClientVersionSettings::default(),
+            crossover: CrossoverSettings::default(),
             schema: SchemaSettings::default(),
             adoption: AdoptionSettings::default(),
             autopilot: AutopilotSettings::default(),

@@ -39,6 +39,10 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     if s.metrics.split_rate_query.trim().is_empty() || s.metrics.legacy_rate_query.trim().is_empty() {
         return Err(invalid("metrics queries must not be empty"));
     }
+    let c = &s.crossover;
+    if !(1..=90).contains(&c.days) || !(0.0..=1.0).contains(&c.max_back_share) || c.min_patients < 1 {
+        return Err(invalid("crossover: days 1 to 90, max_back_share a fraction, min_patients at least 1"));
+    }
     client_versions(s)
 }
 

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/adoption", get(adoption))
         .route("/api/v1/adoption/versions", get(client_versions))
         .route("/api/v1/adoption/versions.csv", get(client_versions_csv))
+        .route("/api/v1/patients/crossover", get(crossover))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/flag/history", get(flag_history))
 }
@@ -71,6 +72,16 @@ async fn client_versions_csv(State(state): State<AppState>, p: Params) -> Result
         ],
         crate::server::versions::table_csv(&v),
     ))
+}
+
+/// Patients who cross over per day; the newest who went back (user ids) only for a signed-in
+/// caller (`examples` is null otherwise).
+async fn crossover(
+    State(state): State<AppState>,
+    caller: crate::server::caller::Caller,
+    _: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service::crossover(&state, caller.who().is_some()).await?))
 }
 
 async fn alerts(State(state): State<AppState>, _: Params) -> Result<impl IntoResponse, ApiError> {

@@ -84,6 +84,24 @@ pub async fn client_versions(state: &AppState, range: Window) -> Answer<crate::a
         .await
 }
 
+/// Patients who cross over, per day; the examples (user ids) only for a signed-in caller.
+pub async fn crossover(state: &AppState, signed_in: bool) -> Answer<crate::api::patients::Crossover> {
+    let key = if signed_in { "signed-in" } else { "anonymous" };
+    state
+        .services
+        .crossover
+        .get(key, || {
+            ask(state, Source::DiaryDatabase, async move {
+                let (diary, schema) = diary_and_schema(state).await?;
+                let settings = &state.settings.crossover;
+                let cache = &state.services.crossover_days;
+                super::crossover::crossover(diary, cache, schema.has_split_columns(), settings, Utc::now(), signed_in)
+                    .await
+            })
+        })
+        .await
+}
+
 pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {
     state.services.alerts.get("alerts", || ask(state, Source::Prometheus, super::alerts::rollout_alerts(state))).await
 }

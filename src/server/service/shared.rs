@@ -61,6 +61,9 @@ pub struct Services {
     pub(super) doubled: SingleFlight<Answer<Vec<DoubledRecord>>>,
     pub(super) adoption: SingleFlight<Answer<Adoption>>,
     pub(super) versions: SingleFlight<Answer<crate::api::versions::ClientVersions>>,
+    pub(super) crossover: SingleFlight<Answer<crate::api::patients::Crossover>>,
+    /// The ended days of patients who cross over, each counted once (`crossover.rs`).
+    pub(super) crossover_days: super::super::crossover::DayCache,
     pub(super) alerts: SingleFlight<Answer<Vec<Alert>>>,
     pub(super) flag_history: SingleFlight<Answer<Vec<FlagObservation>>>,
     pub(super) autopilot_events: SingleFlight<Answer<Vec<AuditEntry>>>,
@@ -80,6 +83,8 @@ impl Services {
             doubled: SingleFlight::new("records_doubled", refresh, m()),
             adoption: SingleFlight::new("adoption", refresh, m()),
             versions: SingleFlight::new("client_versions", refresh, m()),
+            crossover: SingleFlight::new("crossover", refresh, m()),
+            crossover_days: Default::default(),
             alerts: SingleFlight::new("alerts", refresh, m()),
             flag_history: SingleFlight::new("flag_history", refresh, m()),
             autopilot_events: SingleFlight::new("autopilot_events", refresh, m()),

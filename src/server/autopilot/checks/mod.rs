@@ -32,6 +32,7 @@ built_in! {
     alerts => FiringAlerts,
     schema => Schema,
     split_only => SplitOnlyVersions,
+    crossover => Crossover,
 }
 
 /// One built-in check of the autopilot.

@@ -12,10 +12,10 @@ use super::{Check, Found, Look, Round};
 
 /// No app version set as split-only (`client_versions.split_only`) wrote a legacy dose in the
 /// last `WINDOW_SECS` since the plan started (writes from before it, e.g. every client falling
-/// back while a rollback had the split columns dropped, are not its business). The unit is a
-/// write: a version set as split-only that writes even one legacy dose ignores the split.
-/// Without the setting it passes and says so; with no series carrying the version label it is
-/// inconclusive (missing data is never a pass), as it is for its first 30 s.
+/// back while a rollback had the split columns dropped, are not its business; in the plan's first
+/// 30 s it looks at the last 30 s). The unit is a write: a version set as split-only that writes
+/// even one legacy dose ignores the split. Without the setting it passes and says so; with no
+/// series carrying the version label it is inconclusive (missing data is never a pass).
 pub struct SplitOnlyVersions;
 
 pub const WINDOW_SECS: i64 = 300;
@@ -44,10 +44,8 @@ async fn split_only(state: &AppState, since: DateTime<Utc>, now: DateTime<Utc>) 
     };
     let requirement = s.split_only.clone().unwrap_or_default();
     let threshold = format!("0 legacy writes from versions {requirement} in {WINDOW_SECS} s");
-    let window = (now - since).num_seconds().min(WINDOW_SECS);
-    if window < 30 {
-        return Found::inconclusive(threshold, "", format!("the plan has run {window} s: judged from 30 s on"));
-    }
+    // Since the plan started, over at least 30 s (a counter's increase needs two samples).
+    let window = (now - since).num_seconds().clamp(30, WINDOW_SECS);
     let prom = match state.prometheus.as_ref() {
         Ok(p) => p,
         Err(e) => return Found::inconclusive(threshold, "", e),

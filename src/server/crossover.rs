@@ -1,0 +1,247 @@
+//! Patients who cross over: per day (UTC), the patients with both a legacy and a split record,
+//! and those who went **back** (a legacy record after a split one the same day). Crossing
+//! forward once, on the day the flag reaches a patient's bucket, is what a rollout is; going back
+//! is what a flapping flag, a bucket that is not stable per user, or a second phone on an old app
+//! does to a patient's record.
+//!
+//! Counted from the diary through a rollup of days: a day that has ended (and settled for
+//! `SETTLE`) is counted once, by one statement over its own rows (the `created_at` index), and
+//! kept; only the current day is counted again, at most once per refresh interval (the service's
+//! cache). No statement reads more than one day of rows. User ids leave this module only as
+//! examples for signed-in callers: never in a check's detail, a notification or a log line.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::api::patients::{Crossover, CrossoverDay, CrossoverExample};
+
+use super::categories::{Category, SPLIT_WRITE};
+use super::error::{from_sqlx, Source, SourceError};
+use super::records::DiaryRecords;
+
+/// A day is counted for good this long after it ended (writes in flight, rows written late).
+const SETTLE: i64 = 600;
+/// Examples shown at most.
+const EXAMPLES: i64 = 10;
+
+/// One day's patients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct DayCount {
+    pub active: i64,
+    pub crossing: i64,
+    pub back: i64,
+}
+
+/// The days counted for good, by (day, whether the split columns existed).
+#[derive(Default)]
+pub struct DayCache(Mutex<BTreeMap<(NaiveDate, bool), DayCount>>);
+
+/// Per patient of a day: their first split and last legacy record (the legacy and split
+/// predicates of `categories.rs`; without the split columns nobody writes split).
+fn per_patient_sql(table: &str, split_columns: bool) -> String {
+    let legacy = Category::LegacyOnly.predicate(split_columns);
+    let split = if split_columns { SPLIT_WRITE } else { "FALSE" };
+    format!(
+        "SELECT user_id, min(created_at) FILTER (WHERE {split}) AS first_split,
+                max(created_at) FILTER (WHERE {legacy}) AS last_legacy
+           FROM {table} WHERE created_at >= $1 AND created_at < $2 AND ({split} OR {legacy})
+          GROUP BY user_id"
+    )
+}
+
+/// One day's counts (`$1`, `$2`: the day's start and end).
+pub fn day_sql(table: &str, split_columns: bool) -> String {
+    format!(
+        "WITH p AS ({})
+         SELECT count(*) AS active,
+                count(*) FILTER (WHERE first_split IS NOT NULL AND last_legacy IS NOT NULL) AS crossing,
+                count(*) FILTER (WHERE last_legacy > first_split) AS back
+           FROM p",
+        per_patient_sql(table, split_columns)
+    )
+}
+
+/// The newest patients of a day who went back, with their records' count in each category.
+fn examples_sql(table: &str, split_columns: bool) -> String {
+    let legacy = Category::LegacyOnly.predicate(split_columns);
+    let split = if split_columns { SPLIT_WRITE } else { "FALSE" };
+    let counts: Vec<String> =
+        Category::ALL.iter().map(|c| format!("count(*) FILTER (WHERE {})", c.predicate(split_columns))).collect();
+    format!(
+        "SELECT user_id, first_split, last_legacy, counts FROM (
+           SELECT user_id, min(created_at) FILTER (WHERE {split}) AS first_split,
+                  max(created_at) FILTER (WHERE {legacy}) AS last_legacy,
+                  ARRAY[{}]::bigint[] AS counts
+             FROM {table} WHERE created_at >= $1 AND created_at < $2 GROUP BY user_id) p
+          WHERE last_legacy > first_split ORDER BY last_legacy DESC LIMIT {EXAMPLES}",
+        counts.join(", ")
+    )
+}
+
+/// "short_only 3, legacy_only 1": the categories a patient's records of the day fell in.
+fn categories_text(counts: &[i64]) -> String {
+    Category::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{} {n}", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// user_id, first split, last legacy, records per category (`Category::ALL`'s order).
+type ExampleRow = (i64, DateTime<Utc>, DateTime<Utc>, Vec<i64>);
+
+fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    (start, start + Duration::days(1))
+}
+
+async fn count_day(
+    diary: &DiaryRecords,
+    split: bool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<DayCount, SourceError> {
+    sqlx::query_as(&day_sql(diary.table(), split))
+        .bind(from)
+        .bind(to)
+        .fetch_one(diary.pool())
+        .await
+        .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))
+}
+
+/// The last `days` days up to `now`: ended days from the cache (counted once), the current day
+/// counted now; the examples only when `signed_in`.
+pub async fn crossover(
+    diary: &DiaryRecords,
+    cache: &DayCache,
+    split: bool,
+    settings: &super::config::CrossoverSettings,
+    now: DateTime<Utc>,
+    signed_in: bool,
+) -> Result<Crossover, SourceError> {
+    let today = now.date_naive();
+    let mut days = Vec::new();
+    for back in (0..i64::from(settings.days)).rev() {
+        let day = today - Duration::days(back);
+        let (start, end) = day_bounds(day);
+        let complete = (now - end).num_seconds() >= SETTLE;
+        let kept = cache.0.lock().expect("day cache").get(&(day, split)).copied();
+        let count = match kept {
+            Some(c) if complete => c,
+            _ => {
+                let c = count_day(diary, split, start, end.min(now + Duration::seconds(1))).await?;
+                if complete {
+                    cache.0.lock().expect("day cache").insert((day, split), c);
+                }
+                c
+            }
+        };
+        days.push(CrossoverDay { day, active: count.active, crossing: count.crossing, back: count.back, complete });
+    }
+    // Forget what is no longer shown.
+    let oldest = today - Duration::days(i64::from(settings.days));
+    cache.0.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
+    let examples = if signed_in { Some(examples(diary, split, today, now).await?) } else { None };
+    Ok(Crossover { days, examples, max_back_share: settings.max_back_share, query: day_sql(diary.table(), split) })
+}
+
+/// The newest patients who went back, today and yesterday (each day judged on its own).
+async fn examples(
+    diary: &DiaryRecords,
+    split: bool,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<CrossoverExample>, SourceError> {
+    let mut out = Vec::new();
+    for day in [today, today - Duration::days(1)] {
+        let (start, end) = day_bounds(day);
+        let rows: Vec<ExampleRow> = sqlx::query_as(&examples_sql(diary.table(), split))
+            .bind(start)
+            .bind(end.min(now + Duration::seconds(1)))
+            .fetch_all(diary.pool())
+            .await
+            .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
+        out.extend(rows.into_iter().map(|(user_id, first_split, last_legacy, counts)| CrossoverExample {
+            user_id,
+            first_split,
+            last_legacy,
+            categories: categories_text(&counts),
+        }));
+    }
+    out.truncate(EXAMPLES as usize);
+    Ok(out)
+}
+
+/// What the `crossover` check finds: the day it judges (the current day once it has
+/// `min_patients` active patients, before that the day before, so the check does not go blind
+/// every midnight), and whether the share who went back is within the limit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgement {
+    /// Too few patients (or no day): the sentence says which.
+    Inconclusive(String),
+    Judged {
+        day: CrossoverDay,
+        share: f64,
+        passed: bool,
+    },
+}
+
+pub fn judge(days: &[CrossoverDay], s: &super::config::CrossoverSettings) -> Judgement {
+    let Some(today) = days.last() else { return Judgement::Inconclusive("no day counted".into()) };
+    let day = if today.active >= s.min_patients || days.len() < 2 { today } else { &days[days.len() - 2] };
+    if day.active < s.min_patients {
+        return Judgement::Inconclusive(format!(
+            "{} active patients on {}, fewer than {}",
+            day.active, day.day, s.min_patients
+        ));
+    }
+    let share = day.back as f64 / day.active as f64;
+    Judgement::Judged { day: *day, share, passed: share <= s.max_back_share }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32, active: i64, back: i64) -> CrossoverDay {
+        let day = NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        CrossoverDay { day, active, crossing: back, back, complete: d < 7 }
+    }
+
+    #[test]
+    fn the_check_judges_today_once_it_has_enough_patients_else_yesterday() {
+        let s =
+            |min_patients| crate::server::config::CrossoverSettings { days: 14, max_back_share: 0.005, min_patients };
+        let days = [day(5, 900, 0), day(6, 1000, 6), day(7, 40, 0)];
+        match judge(&days, &s(100)) {
+            Judgement::Judged { day, share, passed } => {
+                assert_eq!((day.day.to_string(), passed), ("2026-12-06".to_string(), false));
+                assert!((share - 0.006).abs() < 1e-12);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(judge(&days, &s(30)), Judgement::Judged { passed: true, .. }));
+        assert_eq!(
+            judge(&days[2..], &s(100)),
+            Judgement::Inconclusive("40 active patients on 2026-12-07, fewer than 100".into())
+        );
+        assert_eq!(judge(&[], &s(100)), Judgement::Inconclusive("no day counted".into()));
+        // Exactly at the limit passes: 5 of 1,000.
+        assert!(matches!(judge(&[day(6, 1000, 5)], &s(100)), Judgement::Judged { passed: true, .. }));
+    }
+
+    #[test]
+    fn the_statements_read_one_day_of_rows_by_created_at() {
+        let sql = day_sql("history_records", true);
+        assert!(sql.contains("created_at >= $1 AND created_at < $2"), "{sql}");
+        assert!(sql.contains("last_legacy > first_split"), "{sql}");
+        assert!(day_sql("history_records", false).contains("min(created_at) FILTER (WHERE FALSE)"));
+        let ex = examples_sql("history_records", true);
+        assert!(ex.contains("LIMIT 10") && ex.contains("created_at >= $1 AND created_at < $2"), "{ex}");
+        assert_eq!(categories_text(&[0, 0, 3, 0, 1, 0]), "short_only 3, legacy_only 1");
+    }
+}
