@@ -10,6 +10,8 @@ pub struct CrossoverDay {
     pub day: NaiveDate,
     /// Patients with at least one dosed record that day.
     pub active: i64,
+    /// Of those, patients with a split record (the share going back is of these).
+    pub exposed: i64,
     /// Patients with both a legacy and a split record that day.
     pub crossing: i64,
     /// Of those, patients with a legacy record after a split record: they went back.

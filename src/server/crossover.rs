@@ -30,13 +30,19 @@ const EXAMPLES: i64 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct DayCount {
     pub active: i64,
+    /// Patients with a split record that day: those the check's share is of.
+    pub exposed: i64,
     pub crossing: i64,
     pub back: i64,
 }
 
-/// The days counted for good, by (day, whether the split columns existed).
+/// The days counted for good, by (day, whether the split columns existed): their counts, and
+/// the examples of those who went back once someone signed in asked for them.
 #[derive(Default)]
-pub struct DayCache(Mutex<BTreeMap<(NaiveDate, bool), DayCount>>);
+pub struct DayCache {
+    counts: Mutex<BTreeMap<(NaiveDate, bool), DayCount>>,
+    examples: Mutex<BTreeMap<(NaiveDate, bool), Vec<CrossoverExample>>>,
+}
 
 /// Per patient of a day: their first split and last legacy record (the legacy and split
 /// predicates of `categories.rs`; without the split columns nobody writes split).
@@ -56,6 +62,7 @@ pub fn day_sql(table: &str, split_columns: bool) -> String {
     format!(
         "WITH p AS ({})
          SELECT count(*) AS active,
+                count(*) FILTER (WHERE first_split IS NOT NULL) AS exposed,
                 count(*) FILTER (WHERE first_split IS NOT NULL AND last_legacy IS NOT NULL) AS crossing,
                 count(*) FILTER (WHERE last_legacy > first_split) AS back
            FROM p",
@@ -113,67 +120,108 @@ async fn count_day(
         .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))
 }
 
-/// The last `days` days up to `now`: ended days from the cache (counted once), the current day
-/// counted now; the examples only when `signed_in`.
+/// Whether `day` has ended and settled at `now`: then it is counted once and kept.
+fn ended(day: NaiveDate, now: DateTime<Utc>) -> bool {
+    (now - day_bounds(day).1).num_seconds() >= SETTLE
+}
+
+/// The last `days` days up to `now` (the database's clock): ended days from the cache (counted
+/// once), the current day counted now. No examples: see [`examples`].
 pub async fn crossover(
     diary: &DiaryRecords,
     cache: &DayCache,
     split: bool,
     settings: &super::config::CrossoverSettings,
     now: DateTime<Utc>,
-    signed_in: bool,
 ) -> Result<Crossover, SourceError> {
     let today = now.date_naive();
     let mut days = Vec::new();
     for back in (0..i64::from(settings.days)).rev() {
         let day = today - Duration::days(back);
         let (start, end) = day_bounds(day);
-        let complete = (now - end).num_seconds() >= SETTLE;
-        let kept = cache.0.lock().expect("day cache").get(&(day, split)).copied();
+        let complete = ended(day, now);
+        let kept = cache.counts.lock().expect("day cache").get(&(day, split)).copied();
         let count = match kept {
             Some(c) if complete => c,
             _ => {
                 let c = count_day(diary, split, start, end.min(now + Duration::seconds(1))).await?;
                 if complete {
-                    cache.0.lock().expect("day cache").insert((day, split), c);
+                    cache.counts.lock().expect("day cache").insert((day, split), c);
                 }
                 c
             }
         };
-        days.push(CrossoverDay { day, active: count.active, crossing: count.crossing, back: count.back, complete });
+        days.push(CrossoverDay {
+            day,
+            active: count.active,
+            exposed: count.exposed,
+            crossing: count.crossing,
+            back: count.back,
+            complete,
+        });
     }
     // Forget what is no longer shown.
     let oldest = today - Duration::days(i64::from(settings.days));
-    cache.0.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
-    let examples = if signed_in { Some(examples(diary, split, today, now).await?) } else { None };
-    Ok(Crossover { days, examples, max_back_share: settings.max_back_share, query: day_sql(diary.table(), split) })
+    cache.counts.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
+    cache.examples.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
+    Ok(Crossover {
+        days,
+        examples: None,
+        max_back_share: settings.max_back_share,
+        query: day_sql(diary.table(), split),
+    })
 }
 
-/// The newest patients who went back, today and yesterday (each day judged on its own).
-async fn examples(
+/// The newest patients who went back, today and (kept once it ended) yesterday, each day judged
+/// on its own, a patient named once. For signed-in callers only: the caller decides.
+pub async fn examples(
     diary: &DiaryRecords,
+    cache: &DayCache,
     split: bool,
-    today: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<Vec<CrossoverExample>, SourceError> {
-    let mut out = Vec::new();
+    let today = now.date_naive();
+    let mut out: Vec<CrossoverExample> = Vec::new();
     for day in [today, today - Duration::days(1)] {
-        let (start, end) = day_bounds(day);
-        let rows: Vec<ExampleRow> = sqlx::query_as(&examples_sql(diary.table(), split))
-            .bind(start)
-            .bind(end.min(now + Duration::seconds(1)))
-            .fetch_all(diary.pool())
-            .await
-            .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
-        out.extend(rows.into_iter().map(|(user_id, first_split, last_legacy, counts)| CrossoverExample {
+        let kept = cache.examples.lock().expect("day cache").get(&(day, split)).cloned();
+        let found = match kept {
+            Some(v) if ended(day, now) => v,
+            _ => {
+                let v = examples_of(diary, split, day, now).await?;
+                if ended(day, now) {
+                    cache.examples.lock().expect("day cache").insert((day, split), v.clone());
+                }
+                v
+            }
+        };
+        out.extend(found.into_iter().filter(|e| !out.iter().any(|o| o.user_id == e.user_id)).collect::<Vec<_>>());
+    }
+    out.truncate(EXAMPLES as usize);
+    Ok(out)
+}
+
+async fn examples_of(
+    diary: &DiaryRecords,
+    split: bool,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<CrossoverExample>, SourceError> {
+    let (start, end) = day_bounds(day);
+    let rows: Vec<ExampleRow> = sqlx::query_as(&examples_sql(diary.table(), split))
+        .bind(start)
+        .bind(end.min(now + Duration::seconds(1)))
+        .fetch_all(diary.pool())
+        .await
+        .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, first_split, last_legacy, counts)| CrossoverExample {
             user_id,
             first_split,
             last_legacy,
             categories: categories_text(&counts),
-        }));
-    }
-    out.truncate(EXAMPLES as usize);
-    Ok(out)
+        })
+        .collect())
 }
 
 /// What the `crossover` check finds: the day it judges (the current day once it has
@@ -192,14 +240,20 @@ pub enum Judgement {
 
 pub fn judge(days: &[CrossoverDay], s: &super::config::CrossoverSettings) -> Judgement {
     let Some(today) = days.last() else { return Judgement::Inconclusive("no day counted".into()) };
-    let day = if today.active >= s.min_patients || days.len() < 2 { today } else { &days[days.len() - 2] };
-    if day.active < s.min_patients {
+    let yesterday = days.len().checked_sub(2).map(|i| &days[i]);
+    // Today once it has enough patients on the split path; before that yesterday, unless today
+    // already has patients who went back (a bad morning is never passed on yesterday's data).
+    let day = match yesterday {
+        Some(y) if today.exposed < s.min_patients && today.back == 0 => y,
+        _ => today,
+    };
+    if day.exposed < s.min_patients {
         return Judgement::Inconclusive(format!(
-            "{} active patients on {}, fewer than {}",
-            day.active, day.day, s.min_patients
+            "{} patients on the split path on {}, fewer than {}",
+            day.exposed, day.day, s.min_patients
         ));
     }
-    let share = day.back as f64 / day.active as f64;
+    let share = day.back as f64 / day.exposed as f64;
     Judgement::Judged { day: *day, share, passed: share <= s.max_back_share }
 }
 
@@ -207,9 +261,9 @@ pub fn judge(days: &[CrossoverDay], s: &super::config::CrossoverSettings) -> Jud
 mod tests {
     use super::*;
 
-    fn day(d: u32, active: i64, back: i64) -> CrossoverDay {
+    fn day(d: u32, exposed: i64, back: i64) -> CrossoverDay {
         let day = NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
-        CrossoverDay { day, active, crossing: back, back, complete: d < 7 }
+        CrossoverDay { day, active: 10 * exposed, exposed, crossing: back, back, complete: d < 7 }
     }
 
     #[test]
@@ -227,8 +281,14 @@ mod tests {
         assert!(matches!(judge(&days, &s(30)), Judgement::Judged { passed: true, .. }));
         assert_eq!(
             judge(&days[2..], &s(100)),
-            Judgement::Inconclusive("40 active patients on 2026-12-07, fewer than 100".into())
+            Judgement::Inconclusive("40 patients on the split path on 2026-12-07, fewer than 100".into())
         );
+        // A bad morning is not passed on yesterday's data: inconclusive until it has enough.
+        let bad_morning = [day(6, 1000, 0), day(7, 80, 30)];
+        assert!(matches!(judge(&bad_morning, &s(100)), Judgement::Inconclusive(_)));
+        // The share is of patients on the split path, not of everyone active: 49 of 100 back
+        // fails however many legacy-only patients wrote that day.
+        assert!(matches!(judge(&[day(7, 100, 49)], &s(100)), Judgement::Judged { passed: false, .. }));
         assert_eq!(judge(&[], &s(100)), Judgement::Inconclusive("no day counted".into()));
         // Exactly at the limit passes: 5 of 1,000.
         assert!(matches!(judge(&[day(6, 1000, 5)], &s(100)), Judgement::Judged { passed: true, .. }));

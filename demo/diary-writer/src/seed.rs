@@ -132,28 +132,32 @@ SELECT user_id, created_at,
 }
 
 /// A patient seeded on purpose beside the generated history, so that the overview has one to
-/// show: bucket 7 (in the rollout since its first step), with two phones, one never updated.
-/// Each day since the first step, split doses at 08:00 and 20:00 and, from the old phone, a
-/// legacy dose at 14:00: a patient who goes back from split to legacy every day.
+/// show: bucket 7, in the rollout since the 10 % step, with two phones, one never updated. Each
+/// UTC day since that step, split doses at 08:00 and 20:00 and, from the old phone, a legacy
+/// dose at 14:00: a patient who goes back from split to legacy every day. (The counters label
+/// a user's writes by one version, `writer::version_of`; the old phone's doses count as legacy
+/// writes of that version.)
 pub const CROSSING_PATIENT: i64 = 5_000_007;
 
-/// Inserts the patients seeded on purpose (`CROSSING_PATIENT`); returns the rows written.
+/// Inserts the patients seeded on purpose (`CROSSING_PATIENT`) unless they are there; returns
+/// the rows written.
 pub async fn seed_patients_on_purpose(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    let first_step_days = ROLLOUT_STEPS[0].0;
+    let (step_days, _) = ROLLOUT_STEPS[1];
     let done = sqlx::query(
         "INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long, note)
-         SELECT $1, d + h,
+         SELECT $1, (d + h) AT TIME ZONE 'UTC',
                 CASE WHEN h = interval '14 hours' THEN 6 END,
                 CASE WHEN h <> interval '14 hours' THEN 6 END,
                 CASE WHEN h = interval '20 hours' THEN 14 END,
                 NULL
-           FROM generate_series(date_trunc('day', now() - make_interval(secs => $2 * 86400)) + interval '1 day',
-                                date_trunc('day', now()), interval '1 day') AS d,
+           FROM generate_series(date_trunc('day', (now() AT TIME ZONE 'UTC') - make_interval(secs => $2 * 86400)) + interval '1 day',
+                                date_trunc('day', now() AT TIME ZONE 'UTC'), interval '1 day') AS d,
                 (VALUES (interval '8 hours'), (interval '14 hours'), (interval '20 hours')) AS hh(h)
-          WHERE d + h < now()",
+          WHERE (d + h) AT TIME ZONE 'UTC' < now()
+            AND NOT EXISTS (SELECT 1 FROM history_records WHERE user_id = $1)",
     )
     .bind(CROSSING_PATIENT)
-    .bind(first_step_days)
+    .bind(step_days)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())

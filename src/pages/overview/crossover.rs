@@ -23,17 +23,18 @@ pub fn CrossoverPanel(crossover: Result<Crossover, String>, since: Option<String
         <Panel title id="crossover" error=None class="panel-wide">
             <p class="detail">"Per day (UTC): patients with both a legacy and a split record; those who went "
                 <strong>"back"</strong>" wrote a legacy record after a split one the same day (a flapping flag, an unstable bucket, a second phone on an old app). "
-                {format!("The autopilot's crossover check fails above {:.2} % of a day's active patients.", limit * 100.0)}</p>
+                {format!("The share is of the day's patients on the split path; the autopilot's crossover check fails above {:.2} %.", limit * 100.0)}</p>
             <table class="data crossover" data-testid="crossover-table">
-                <thead><tr><th>"Day"</th><th class="num">"Active patients"</th><th class="num">"Crossed"</th>
-                    <th class="num">"Went back"</th><th class="num">"Share back"</th></tr></thead>
+                <thead><tr><th>"Day"</th><th class="num">"Active patients"</th><th class="num">"On the split path"</th>
+                    <th class="num">"Crossed"</th><th class="num">"Went back"</th><th class="num">"Share back"</th></tr></thead>
                 <tbody>
                     {c.days.iter().rev().filter(|d| d.active > 0).map(|d| {
-                        let share = if d.active > 0 { d.back as f64 / d.active as f64 } else { 0.0 };
+                        let share = if d.exposed > 0 { d.back as f64 / d.exposed as f64 } else { 0.0 };
                         view! {
                             <tr data-day=d.day.to_string() class:bad-row={share > limit}>
                                 <td>{d.day.to_string()}{(!d.complete).then_some(" (so far)")}</td>
                                 <td class="num">{count(d.active)}</td>
+                                <td class="num">{count(d.exposed)}</td>
                                 <td class="num">{count(d.crossing)}</td>
                                 <td class="num">{count(d.back)}</td>
                                 <td class="num">{format!("{:.2} %", share * 100.0)}</td>

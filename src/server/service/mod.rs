@@ -84,22 +84,28 @@ pub async fn client_versions(state: &AppState, range: Window) -> Answer<crate::a
         .await
 }
 
-/// Patients who cross over, per day; the examples (user ids) only for a signed-in caller.
+/// Patients who cross over, per day (counted once for everyone); the examples (user ids) only
+/// for a signed-in caller, computed apart.
 pub async fn crossover(state: &AppState, signed_in: bool) -> Answer<crate::api::patients::Crossover> {
-    let key = if signed_in { "signed-in" } else { "anonymous" };
-    state
-        .services
-        .crossover
-        .get(key, || {
+    let days = state.services.crossover.get("days", || {
+        ask(state, Source::DiaryDatabase, async move {
+            let (diary, schema) = diary_and_schema(state).await?;
+            let (cache, settings) = (&state.services.crossover_days, &state.settings.crossover);
+            super::crossover::crossover(diary, cache, schema.has_split_columns(), settings, Utc::now()).await
+        })
+    });
+    let mut answer = days.await?;
+    if signed_in {
+        let examples = state.services.crossover_examples.get("examples", || {
             ask(state, Source::DiaryDatabase, async move {
                 let (diary, schema) = diary_and_schema(state).await?;
-                let settings = &state.settings.crossover;
                 let cache = &state.services.crossover_days;
-                super::crossover::crossover(diary, cache, schema.has_split_columns(), settings, Utc::now(), signed_in)
-                    .await
+                super::crossover::examples(diary, cache, schema.has_split_columns(), Utc::now()).await
             })
-        })
-        .await
+        });
+        answer.examples = Some(examples.await?);
+    }
+    Ok(answer)
 }
 
 pub async fn alerts(state: &AppState) -> Answer<Vec<Alert>> {

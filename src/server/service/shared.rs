@@ -62,6 +62,7 @@ pub struct Services {
     pub(super) adoption: SingleFlight<Answer<Adoption>>,
     pub(super) versions: SingleFlight<Answer<crate::api::versions::ClientVersions>>,
     pub(super) crossover: SingleFlight<Answer<crate::api::patients::Crossover>>,
+    pub(super) crossover_examples: SingleFlight<Answer<Vec<crate::api::patients::CrossoverExample>>>,
     /// The ended days of patients who cross over, each counted once (`crossover.rs`).
     pub(super) crossover_days: super::super::crossover::DayCache,
     pub(super) alerts: SingleFlight<Answer<Vec<Alert>>>,
@@ -84,6 +85,7 @@ impl Services {
             adoption: SingleFlight::new("adoption", refresh, m()),
             versions: SingleFlight::new("client_versions", refresh, m()),
             crossover: SingleFlight::new("crossover", refresh, m()),
+            crossover_examples: SingleFlight::new("crossover_examples", refresh, m()),
             crossover_days: Default::default(),
             alerts: SingleFlight::new("alerts", refresh, m()),
             flag_history: SingleFlight::new("flag_history", refresh, m()),

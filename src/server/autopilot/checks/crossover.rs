@@ -8,9 +8,9 @@ use super::super::super::state::AppState;
 use super::{Check, Found, Look, Round};
 
 /// Patients who went back (a legacy record after a split record the same day) are at most
-/// `crossover.max_back_share` of the day's active patients. The unit is a patient, the day the
-/// current one once it has `crossover.min_patients` active patients (before that the day
-/// before); fewer patients is inconclusive. Crossing forward, once, on the day the flag reaches
+/// `crossover.max_back_share` of the day's patients on the split path. The unit is a patient,
+/// the day the current one once it has `crossover.min_patients` of them (before that the day
+/// before, unless today already has patients who went back); fewer is inconclusive. Crossing forward, once, on the day the flag reaches
 /// a patient's bucket is what a rollout is and never fails it. The detail counts patients and
 /// never names one.
 pub struct Crossover;
@@ -28,7 +28,7 @@ impl Check for Crossover {
 async fn crossover(state: &AppState) -> Found {
     let s = &state.settings.crossover;
     let threshold = format!(
-        "≤ {:.2} % of a day's active patients go back from split to legacy, with ≥ {} active",
+        "≤ {:.2} % of a day's patients on the split path go back to legacy, with ≥ {} of them",
         s.max_back_share * 100.0,
         s.min_patients
     );
@@ -37,26 +37,24 @@ async fn crossover(state: &AppState) -> Found {
         Err(e) => return Found::inconclusive(threshold, "", e),
     };
     let (day, share, passed) = match judge(&c.days, s) {
-        Judgement::Inconclusive(why) => {
-            let sample = c.days.last().map(|d| d.active);
-            return Found { sample, ..Found::inconclusive(threshold, c.query, why) };
-        }
+        Judgement::Inconclusive(why) => return Found::inconclusive(threshold, c.query, why),
         Judgement::Judged { day, share, passed } => (day, share, passed),
     };
     Found {
         verdict: if passed { Verdict::Pass } else { Verdict::Fail },
         value: Some(share),
         threshold,
-        sample: Some(day.active),
+        sample: Some(day.exposed),
         query: c.query,
         detail: format!(
-            "on {}{}: {} of {} active patients went back from split to legacy ({:.2} %); {} crossed in all",
+            "on {}{}: {} of {} patients on the split path went back to legacy ({:.2} %); {} crossed in all, {} active",
             day.day,
             if day.complete { "" } else { " so far" },
             day.back,
-            day.active,
+            day.exposed,
             share * 100.0,
-            day.crossing
+            day.crossing,
+            day.active
         ),
     }
 }
