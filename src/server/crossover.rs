@@ -44,11 +44,15 @@ pub struct DayCache {
     examples: Mutex<BTreeMap<(NaiveDate, bool), Vec<CrossoverExample>>>,
 }
 
-/// Per patient of a day: their first split and last legacy record (the legacy and split
-/// predicates of `categories.rs`; without the split columns nobody writes split).
+/// The two paths a record is written through, as SQL: (legacy, split), the predicates of
+/// `categories.rs`; without the split columns nobody writes split.
+fn paths(split_columns: bool) -> (&'static str, &'static str) {
+    (Category::LegacyOnly.predicate(split_columns), if split_columns { SPLIT_WRITE } else { "FALSE" })
+}
+
+/// Per patient of a day: their first split and last legacy record.
 fn per_patient_sql(table: &str, split_columns: bool) -> String {
-    let legacy = Category::LegacyOnly.predicate(split_columns);
-    let split = if split_columns { SPLIT_WRITE } else { "FALSE" };
+    let (legacy, split) = paths(split_columns);
     format!(
         "SELECT user_id, min(created_at) FILTER (WHERE {split}) AS first_split,
                 max(created_at) FILTER (WHERE {legacy}) AS last_legacy
@@ -72,8 +76,7 @@ pub fn day_sql(table: &str, split_columns: bool) -> String {
 
 /// The newest patients of a day who went back, with their records' count in each category.
 fn examples_sql(table: &str, split_columns: bool) -> String {
-    let legacy = Category::LegacyOnly.predicate(split_columns);
-    let split = if split_columns { SPLIT_WRITE } else { "FALSE" };
+    let (legacy, split) = paths(split_columns);
     let counts: Vec<String> =
         Category::ALL.iter().map(|c| format!("count(*) FILTER (WHERE {})", c.predicate(split_columns))).collect();
     format!(

@@ -176,11 +176,13 @@ pub struct Report {
     pub caption: Caption,
 }
 
+/// `t` in the reports' time zone, to the minute.
+fn local_text(t: DateTime<Utc>, tz: TimeZoneOffset) -> String {
+    tz.local(t.timestamp() as f64).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
 fn range_text(start: DateTime<Utc>, end: DateTime<Utc>, tz: TimeZoneOffset) -> String {
-    let f = |t: DateTime<Utc>| {
-        tz.local(t.timestamp() as f64).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
-    };
-    format!("{} to {} ({})", f(start), f(end), tz.label())
+    format!("{} to {} ({})", local_text(start, tz), local_text(end, tz), tz.label())
 }
 
 fn caption_for(state: &AppState, kind: ReportKind, range: Window, tz: TimeZoneOffset) -> Caption {
@@ -251,9 +253,10 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
             let (days, sql) = daily(diary, &schema, start, end, tz).await?;
             caption.query = sql;
             caption.range = format!(
-                "{}; today, unfinished until {}, is left out",
+                "{}; today, unfinished until {} ({}), is left out",
                 range_text(start, end, tz),
-                range_text(end, end + Duration::days(1), tz).split(" to ").nth(1).unwrap_or_default()
+                local_text(end + Duration::days(1), tz),
+                tz.label()
             );
             let x_range = (start.timestamp() as f64, end.timestamp() as f64);
             if kind == ReportKind::RecordCategories {

@@ -106,8 +106,13 @@ pub fn table(
     rows
 }
 
+/// The version a series' labels name, or `UNLABELLED`.
+fn version_in(labels: &BTreeMap<String, String>, label: &str) -> String {
+    labels.get(label).cloned().unwrap_or_else(|| UNLABELLED.into())
+}
+
 fn by_version(samples: Vec<Sample>, label: &str) -> BTreeMap<String, f64> {
-    samples.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| UNLABELLED.into()), s.value)).collect()
+    samples.into_iter().map(|s| (version_in(&s.labels, label), s.value)).collect()
 }
 
 fn merge(split: BTreeMap<String, f64>, legacy: BTreeMap<String, f64>) -> Vec<VersionWrites> {
@@ -136,7 +141,7 @@ pub async fn writes_at(
 }
 
 fn series_by_version(series: Vec<RangeSeries>, label: &str) -> BTreeMap<String, Points> {
-    series.into_iter().map(|s| (s.labels.get(label).cloned().unwrap_or_else(|| UNLABELLED.into()), s.points)).collect()
+    series.into_iter().map(|s| (version_in(&s.labels, label), s.points)).collect()
 }
 
 /// The table, the blame, the violations and the chart's lines over `range` ending now.

@@ -263,6 +263,19 @@ mod tests {
         assert_eq!(c.settings.refresh_interval_secs, 15);
         assert_eq!(c.kube, KubeAccess::None);
         assert!(c.prometheus_url.is_none());
+        // What each check does by default: the kill class kills, crossover only judges and
+        // shows, every other check pauses; the settings' word overrides all but the kill class.
+        use crate::api::autopilot::CheckAction;
+        let a = &c.settings.autopilot;
+        assert_eq!((a.action("doubled_doses"), a.action("schema")), (CheckAction::Kill, CheckAction::Kill));
+        assert_eq!((a.action("crossover"), a.action("split_only_versions")), (CheckAction::DryRun, CheckAction::Pause));
+        let mut set = a.clone();
+        set.actions.insert("crossover".into(), CheckAction::Pause);
+        set.actions.insert("doubled_doses".into(), CheckAction::DryRun);
+        assert_eq!((set.action("crossover"), set.action("doubled_doses")), (CheckAction::Pause, CheckAction::Kill));
+        for name in crate::api::autopilot::DRY_RUN_BY_DEFAULT {
+            assert!(!crate::api::autopilot::KILL_CLASS.contains(&name), "{name} cannot be both");
+        }
     }
 
     #[test]
