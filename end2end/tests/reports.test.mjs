@@ -10,7 +10,7 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-const CHARTS = ["usage", "legacy-share", "record-categories", "insulin-units", "client-versions"];
+const CHARTS = ["usage", "legacy-share", "record-categories", "insulin-units", "client-versions", "crossover", "dose-totals"];
 
 test("each report chart is in the HTML once, not again in the hydration data", async () => {
   const html = await (await fetch(BASE + "/reports?range=7d")).text();

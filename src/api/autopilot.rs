@@ -46,8 +46,10 @@ state_names! {
 pub const KILL_CLASS: [&str; 2] = ["doubled_doses", "schema"];
 
 /// Checks that judge and show without acting until the team says so (`autopilot.actions`): a
-/// day's patients are too few to act on early in a small world, and the threshold is the team's.
-pub const DRY_RUN_BY_DEFAULT: [&str; 1] = ["crossover"];
+/// day's patients are too few to act on early in a small world, dose totals need days on both
+/// sides of a move before they can judge (every check must pass for a step, so they would hold
+/// a plan for days), and the thresholds are the team's.
+pub const DRY_RUN_BY_DEFAULT: [&str; 2] = ["crossover", "dose_totals"];
 
 /// One step of a plan: the flag's percentage and how long every check must pass before the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -44,6 +44,7 @@ pub struct Overview {
     pub versions: Result<super::versions::ClientVersions, String>,
     /// Patients who cross over per day (their ids only for a signed-in viewer).
     pub crossover: Result<super::patients::Crossover, String>,
+    pub dose_totals: Result<super::patients::DoseTotals, String>,
     /// Kills whose write has not landed (a red line above everything).
     #[serde(default)]
     pub pending_kills: Vec<super::rollout::PendingKill>,

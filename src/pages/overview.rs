@@ -12,6 +12,7 @@ use crate::components::panel::{since_text, Panel, Stale, Value};
 use crate::components::time::{self, Shown};
 
 mod crossover;
+mod dose_totals;
 mod versions;
 
 /// The guide's rule, quoted where a breach is shown.
@@ -106,6 +107,7 @@ fn OverviewBody(o: Overview) -> impl IntoView {
             <AlertsPanel o=o.clone() since=since("prometheus")/>
             <versions::VersionsPanel versions=o.versions.clone() range=o.range.clone() since=since("prometheus")/>
             <crossover::CrossoverPanel crossover=o.crossover.clone() since=since("diary_database")/>
+            <dose_totals::DoseTotalsPanel totals=o.dose_totals.clone() since=since("diary_database")/>
         </div>
     }
 }

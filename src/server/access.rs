@@ -30,6 +30,8 @@ pub const ROUTES: &[(&str, &str, &str, Access)] = &[
     ("GET", "/api/v1/adoption/versions", "/api/v1/adoption/versions", Access::Anyone),
     ("GET", "/api/v1/adoption/versions.csv", "/api/v1/adoption/versions.csv", Access::Anyone),
     ("GET", "/api/v1/patients/crossover", "/api/v1/patients/crossover", Access::Anyone),
+    ("GET", "/api/v1/patients/dose-totals", "/api/v1/patients/dose-totals", Access::Anyone),
+    ("GET", "/api/v1/patients/dose-totals.csv", "/api/v1/patients/dose-totals.csv", Access::Anyone),
     ("GET", "/api/v1/alerts", "/api/v1/alerts", Access::Anyone),
     ("GET", "/api/v1/flag/history", "/api/v1/flag/history", Access::Anyone),
     ("GET", "/api/v1/me", "/api/v1/me", Access::SignedIn),

@@ -4,10 +4,8 @@
 //! is what a flapping flag, a bucket that is not stable per user, or a second phone on an old app
 //! does to a patient's record.
 //!
-//! Counted from the diary through a rollup of days: a day that has ended (and settled for
-//! `SETTLE`) is counted once, by one statement over its own rows (the `created_at` index), and
-//! kept; only the current day is counted again, at most once per refresh interval (the service's
-//! cache). No statement reads more than one day of rows. User ids leave this module only as
+//! Counted from the patient days (`patient_days.rs`: an ended day counted once by one statement
+//! over its own rows, only the current day again per refresh). User ids leave this module only as
 //! examples for signed-in callers: never in a check's detail, a notification or a log line.
 
 use std::collections::BTreeMap;
@@ -17,17 +15,16 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::api::patients::{Crossover, CrossoverDay, CrossoverExample};
 
-use super::categories::{Category, SPLIT_WRITE};
+use super::categories::Category;
 use super::error::{from_sqlx, Source, SourceError};
+use super::patient_days::{day_bounds, ended, paths, PatientDay, PatientDays};
 use super::records::DiaryRecords;
 
-/// A day is counted for good this long after it ended (writes in flight, rows written late).
-const SETTLE: i64 = 600;
 /// Examples shown at most.
 const EXAMPLES: i64 = 10;
 
 /// One day's patients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DayCount {
     pub active: i64,
     /// Patients with a split record that day: those the check's share is of.
@@ -36,42 +33,26 @@ pub struct DayCount {
     pub back: i64,
 }
 
-/// The days counted for good, by (day, whether the split columns existed): their counts, and
-/// the examples of those who went back once someone signed in asked for them.
+/// One day's counts from its patient days.
+pub fn count(patients: &[PatientDay]) -> DayCount {
+    let mut c = DayCount { active: patients.len() as i64, ..Default::default() };
+    for p in patients {
+        if let Some(first_split) = p.first_split {
+            c.exposed += 1;
+            if let Some(last_legacy) = p.last_legacy {
+                c.crossing += 1;
+                c.back += i64::from(last_legacy > first_split);
+            }
+        }
+    }
+    c
+}
+
+/// The examples of those who went back on an ended day, by (day, whether the split columns
+/// existed), once someone signed in asked for them.
 #[derive(Default)]
-pub struct DayCache {
-    counts: Mutex<BTreeMap<(NaiveDate, bool), DayCount>>,
+pub struct ExampleCache {
     examples: Mutex<BTreeMap<(NaiveDate, bool), Vec<CrossoverExample>>>,
-}
-
-/// The two paths a record is written through, as SQL: (legacy, split), the predicates of
-/// `categories.rs`; without the split columns nobody writes split.
-fn paths(split_columns: bool) -> (&'static str, &'static str) {
-    (Category::LegacyOnly.predicate(split_columns), if split_columns { SPLIT_WRITE } else { "FALSE" })
-}
-
-/// Per patient of a day: their first split and last legacy record.
-fn per_patient_sql(table: &str, split_columns: bool) -> String {
-    let (legacy, split) = paths(split_columns);
-    format!(
-        "SELECT user_id, min(created_at) FILTER (WHERE {split}) AS first_split,
-                max(created_at) FILTER (WHERE {legacy}) AS last_legacy
-           FROM {table} WHERE created_at >= $1 AND created_at < $2 AND ({split} OR {legacy})
-          GROUP BY user_id"
-    )
-}
-
-/// One day's counts (`$1`, `$2`: the day's start and end).
-pub fn day_sql(table: &str, split_columns: bool) -> String {
-    format!(
-        "WITH p AS ({})
-         SELECT count(*) AS active,
-                count(*) FILTER (WHERE first_split IS NOT NULL) AS exposed,
-                count(*) FILTER (WHERE first_split IS NOT NULL AND last_legacy IS NOT NULL) AS crossing,
-                count(*) FILTER (WHERE last_legacy > first_split) AS back
-           FROM p",
-        per_patient_sql(table, split_columns)
-    )
 }
 
 /// The newest patients of a day who went back, with their records' count in each category.
@@ -104,82 +85,31 @@ fn categories_text(counts: &[i64]) -> String {
 /// user_id, first split, last legacy, records per category (`Category::ALL`'s order).
 type ExampleRow = (i64, DateTime<Utc>, DateTime<Utc>, Vec<i64>);
 
-fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-    (start, start + Duration::days(1))
-}
-
-async fn count_day(
-    diary: &DiaryRecords,
-    split: bool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<DayCount, SourceError> {
-    sqlx::query_as(&day_sql(diary.table(), split))
-        .bind(from)
-        .bind(to)
-        .fetch_one(diary.pool())
-        .await
-        .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))
-}
-
-/// Whether `day` has ended and settled at `now`: then it is counted once and kept.
-fn ended(day: NaiveDate, now: DateTime<Utc>) -> bool {
-    (now - day_bounds(day).1).num_seconds() >= SETTLE
-}
-
-/// The last `days` days up to `now` (the database's clock): ended days from the cache (counted
-/// once), the current day counted now. No examples: see [`examples`].
-pub async fn crossover(
-    diary: &DiaryRecords,
-    cache: &DayCache,
-    split: bool,
-    settings: &super::config::CrossoverSettings,
-    now: DateTime<Utc>,
-) -> Result<Crossover, SourceError> {
-    let today = now.date_naive();
-    let mut days = Vec::new();
-    for back in (0..i64::from(settings.days)).rev() {
-        let day = today - Duration::days(back);
-        let (start, end) = day_bounds(day);
-        let complete = ended(day, now);
-        let kept = cache.counts.lock().expect("day cache").get(&(day, split)).copied();
-        let count = match kept {
-            Some(c) if complete => c,
-            _ => {
-                let c = count_day(diary, split, start, end.min(now + Duration::seconds(1))).await?;
-                if complete {
-                    cache.counts.lock().expect("day cache").insert((day, split), c);
-                }
-                c
+/// The last `settings.days` of the patient days, counted. No examples: see [`examples`].
+pub fn crossover(pd: &PatientDays, settings: &super::config::CrossoverSettings) -> Crossover {
+    let skip = pd.days.len().saturating_sub(settings.days as usize);
+    let days = pd.days[skip..]
+        .iter()
+        .map(|d| {
+            let c = count(&d.patients);
+            CrossoverDay {
+                day: d.day,
+                active: c.active,
+                exposed: c.exposed,
+                crossing: c.crossing,
+                back: c.back,
+                complete: d.complete,
             }
-        };
-        days.push(CrossoverDay {
-            day,
-            active: count.active,
-            exposed: count.exposed,
-            crossing: count.crossing,
-            back: count.back,
-            complete,
-        });
-    }
-    // Forget what is no longer shown.
-    let oldest = today - Duration::days(i64::from(settings.days));
-    cache.counts.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
-    cache.examples.lock().expect("day cache").retain(|(d, _), _| *d >= oldest);
-    Ok(Crossover {
-        days,
-        examples: None,
-        max_back_share: settings.max_back_share,
-        query: day_sql(diary.table(), split),
-    })
+        })
+        .collect();
+    Crossover { days, examples: None, max_back_share: settings.max_back_share, query: pd.query.clone() }
 }
 
 /// The newest patients who went back, today and (kept once it ended) yesterday, each day judged
 /// on its own, a patient named once. For signed-in callers only: the caller decides.
 pub async fn examples(
     diary: &DiaryRecords,
-    cache: &DayCache,
+    cache: &ExampleCache,
     split: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<CrossoverExample>, SourceError> {
@@ -192,7 +122,9 @@ pub async fn examples(
             _ => {
                 let v = examples_of(diary, split, day, now).await?;
                 if ended(day, now) {
-                    cache.examples.lock().expect("day cache").insert((day, split), v.clone());
+                    let mut kept = cache.examples.lock().expect("day cache");
+                    kept.retain(|(d, _), _| *d >= today - Duration::days(1));
+                    kept.insert((day, split), v.clone());
                 }
                 v
             }
@@ -298,11 +230,17 @@ mod tests {
     }
 
     #[test]
-    fn the_statements_read_one_day_of_rows_by_created_at() {
-        let sql = day_sql("history_records", true);
-        assert!(sql.contains("created_at >= $1 AND created_at < $2"), "{sql}");
-        assert!(sql.contains("last_legacy > first_split"), "{sql}");
-        assert!(day_sql("history_records", false).contains("min(created_at) FILTER (WHERE FALSE)"));
+    fn a_day_counts_who_crossed_and_who_went_back() {
+        let t = |h: u32| Some(NaiveDate::from_ymd_opt(2026, 12, 6).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc());
+        let p = |first_split, last_legacy| PatientDay { first_split, last_legacy, ..Default::default() };
+        // Legacy only; split only; forward (legacy at 7, split at 9); back (split 8, legacy 14).
+        let day = [p(None, t(9)), p(t(8), None), p(t(9), t(7)), p(t(8), t(14))];
+        assert_eq!(count(&day), DayCount { active: 4, exposed: 3, crossing: 2, back: 1 });
+        assert_eq!(count(&[]), DayCount::default());
+    }
+
+    #[test]
+    fn the_examples_read_one_day_of_rows_by_created_at() {
         let ex = examples_sql("history_records", true);
         assert!(ex.contains("LIMIT 10") && ex.contains("created_at >= $1 AND created_at < $2"), "{ex}");
         assert_eq!(categories_text(&[0, 0, 3, 0, 1, 0]), "short_only 3, legacy_only 1");

@@ -33,7 +33,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str, signed_in: bo
         window.parse().map(Window::snapped).map_err(|e: crate::api::window::BadWindow| format!("window: {e}"))?;
     let step = records_step(range_w);
     // Each boxed, so that the joined future stays small wherever it is polled.
-    let (status, summary, doubled, alerts, adoption, series, history, events, versions, crossover) = tokio::join!(
+    let (status, summary, doubled, alerts, adoption, series, history, events, versions, crossover, totals) = tokio::join!(
         Box::pin(service::status(state)),
         Box::pin(service::records_summary(state, window_w)),
         Box::pin(service::doubled_records(state, 20)),
@@ -44,6 +44,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str, signed_in: bo
         Box::pin(service::autopilot_events(state, range_w)),
         Box::pin(service::client_versions(state, range_w)),
         Box::pin(service::crossover(state, signed_in)),
+        Box::pin(service::dose_totals(state, signed_in)),
     );
     // Markers only: without them the charts still say what they measure.
     let history = history.unwrap_or_default();
@@ -86,6 +87,7 @@ pub async fn overview(state: &AppState, range: &str, window: &str, signed_in: bo
         charts: vec![usage, share, records, by_version],
         versions: versions.map_err(|e| e.to_string()),
         crossover: crossover.map_err(|e| e.to_string()),
+        dose_totals: totals.map_err(|e| e.to_string()),
         // A kill that has not landed is said above everything (none shown when the state
         // database cannot be read: the status panels say that).
         pending_kills: super::kill_requests::pending(&state.state_db).await.unwrap_or_default(),

@@ -134,15 +134,19 @@ pub enum ReportKind {
     RecordCategories,
     InsulinUnits,
     ClientVersions,
+    Crossover,
+    DoseTotals,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 5] = [
+    pub const ALL: [ReportKind; 7] = [
         ReportKind::Usage,
         ReportKind::LegacyShare,
         ReportKind::RecordCategories,
         ReportKind::InsulinUnits,
         ReportKind::ClientVersions,
+        ReportKind::Crossover,
+        ReportKind::DoseTotals,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -152,6 +156,8 @@ impl ReportKind {
             ReportKind::RecordCategories => "record-categories",
             ReportKind::InsulinUnits => "insulin-units",
             ReportKind::ClientVersions => "client-versions",
+            ReportKind::Crossover => "crossover",
+            ReportKind::DoseTotals => "dose-totals",
         }
     }
 
@@ -166,6 +172,8 @@ impl ReportKind {
             ReportKind::RecordCategories => "history_records per day, by category",
             ReportKind::InsulinUnits => "Insulin units per day, by kind",
             ReportKind::ClientVersions => "Legacy doses by app version",
+            ReportKind::Crossover => "Patients who cross over, per UTC day",
+            ReportKind::DoseTotals => "Patients whose daily short total changed, by the day they moved",
         }
     }
 }
@@ -211,6 +219,20 @@ fn caption_for(state: &AppState, kind: ReportKind, range: Window, tz: TimeZoneOf
             range: range_text(start, end, tz),
             time_zone: tz.label(),
         },
+        ReportKind::Crossover | ReportKind::DoseTotals => Caption {
+            source: format!(
+                "PostgreSQL, table {}, per patient and UTC day (each ended day counted once); {}",
+                state.settings.schema.table,
+                if kind == ReportKind::Crossover {
+                    "the table is /api/v1/patients/crossover"
+                } else {
+                    "the distribution is /api/v1/patients/dose-totals.csv"
+                }
+            ),
+            query: String::new(),
+            range: range_text(start, end, tz),
+            time_zone: tz.label(),
+        },
         _ => Caption {
             source: format!("PostgreSQL, table {}, by created_at", state.settings.schema.table),
             query: String::new(),
@@ -244,6 +266,7 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
             caption.query = v.queries.join("\n");
             charts::versions::legacy_by_version(&v)
         }
+        ReportKind::Crossover | ReportKind::DoseTotals => patients_chart(state, kind, range, tz, &mut caption).await?,
         ReportKind::RecordCategories | ReportKind::InsulinUnits => {
             let (diary, schema) = service::diary_and_schema(state).await?;
             // Whole local days only: today is unfinished and would read as a cliff to near zero.
@@ -268,6 +291,30 @@ pub async fn build(state: &AppState, kind: ReportKind, range: Window) -> Result<
     };
     chart.tz = tz;
     Ok(Report { chart, caption })
+}
+
+/// The patients' charts over whole UTC days: the patient days' own (the current one left out).
+async fn patients_chart(
+    state: &AppState,
+    kind: ReportKind,
+    range: Window,
+    tz: TimeZoneOffset,
+    caption: &mut Caption,
+) -> Result<Chart, SourceError> {
+    let now = Utc::now();
+    let end = crate::server::patient_days::day_bounds(now.date_naive()).0;
+    let start = crate::server::patient_days::day_bounds((now - Duration::seconds(range.as_secs())).date_naive()).0;
+    let x_range = (start.timestamp() as f64, end.timestamp() as f64);
+    caption.range = format!("{}; today (UTC), unfinished, is left out", range_text(start, end, tz));
+    Ok(if kind == ReportKind::Crossover {
+        let c = service::crossover(state, false).await?;
+        caption.query = c.query.clone();
+        charts::patients::crossover(&c, x_range, tz)
+    } else {
+        let t = service::dose_totals(state, false).await?;
+        caption.query = t.query.clone();
+        charts::patients::dose_totals(&t, x_range, tz)
+    })
 }
 
 /// The start of the local day holding `t`.

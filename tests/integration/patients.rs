@@ -91,3 +91,99 @@ async fn patients_who_go_back_are_counted_per_day_and_named_only_to_the_signed_i
     let (_, again) = get_json(&app, "/api/v1/patients/crossover", None).await;
     assert_eq!(again["days"][0]["active"], 1, "kept from the first count: {again}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn dose_totals_compare_each_patients_days_before_and_after_the_move(pool: PgPool) {
+    diary_schema(&pool).await;
+    // Days 9 to 6 ago legacy doses at 07, 12 and 18 h; day 5 the move (a legacy dose at 07 h,
+    // split after); days 4 to 1 split. Patient 10's new client halves the short dose and drops
+    // the long one; 11 keeps their total and logs a long dose; 13 as 11 but one short dose
+    // written in tens of units on day 2 (0.4 for 4); 12 never moves (a doubled row is not a move).
+    sqlx::raw_sql(
+        "INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long)
+         SELECT u, date_trunc('day', now()) - (d || ' days')::interval + (h || ' hours')::interval,
+                CASE WHEN d > 5 OR (d = 5 AND h = 7) THEN base END,
+                CASE WHEN d < 5 OR (d = 5 AND h > 7) THEN
+                     CASE WHEN u = 10 THEN base / 2 WHEN u = 13 AND d = 2 AND h = 12 THEN base / 10 ELSE base END END,
+                CASE WHEN u <> 10 AND d < 5 AND h = 18 THEN 12 END
+           FROM (VALUES (10, 6.0), (11, 4.0), (13, 4.0)) AS p(u, base), generate_series(1, 9) AS d,
+                (VALUES (7), (12), (18)) AS hh(h);
+         INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long)
+         SELECT 12, date_trunc('day', now()) - (d || ' days')::interval + interval '9 hours', 5, NULL, NULL
+           FROM generate_series(1, 9) AS d;
+         INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long)
+         VALUES (12, date_trunc('day', now()) - interval '3 days' + interval '10 hours', 5, 5, 5);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!(
+        "refresh_interval_secs = 1\n[auth]\nmode = \"local\"\nusers_file = \"{}\"\n[dose_totals]\nmin_patients = 3\n",
+        users_file(dir.path()).display()
+    );
+    let state = dashboard_state_with(&pool, Some(url_of(&pool)), None, None, Some(&settings)).await;
+    let app = rollout_dashboard::site::app(state.clone());
+
+    let (status, t) = get_json(&app, "/api/v1/patients/dose-totals", None).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let n = |k: &str| t[k].as_i64().unwrap();
+    assert_eq!((n("moved"), n("both_sides"), n("changed"), n("no_long_after")), (3, 3, 1, 1), "{t}");
+    // Ratios 0.5 (10), 0.925 (13: its day 2 holds 8.4 units for 12), 1 (11).
+    assert!((t["median_ratio"].as_f64().unwrap() - 11.1 / 12.0).abs() < 1e-9, "{t}");
+    // Patient 10: 18 units a day before, 9 after; the others unchanged.
+    let buckets: Vec<(String, i64)> = t["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["patients"] != 0)
+        .map(|b| (b["label"].as_str().unwrap().to_string(), b["patients"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(buckets, [("¼ to ½".to_string(), 1), ("0.8 to 1.25".to_string(), 2)], "{t}");
+    // Split patient days from the move on: 5 each; patient 13's day 2 holds a dose of 0.4 units
+    // where their legacy doses were 4.
+    assert_eq!(
+        (t["consistency"]["patient_days"].as_i64(), t["consistency"]["in_range"].as_i64()),
+        (Some(15), Some(14))
+    );
+    assert!(
+        t["examples"].is_null() && !t.to_string().contains("\"user_id\":"),
+        "no user id for an anonymous caller: {t}"
+    );
+    let found = serde_json::from_value::<rollout_dashboard::api::patients::DoseTotals>(t.clone()).unwrap();
+    assert!(matches!(
+        rollout_dashboard::server::dose_totals::judge(&found),
+        rollout_dashboard::server::dose_totals::Judgement::Judged { passed: false, .. }
+    ));
+
+    // The CSV: the distribution for anyone, user ids only when asked and signed in.
+    let csv = |cookie: Option<String>, query: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get(format!("/api/v1/patients/dose-totals.csv{query}"));
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (status, body) = csv(None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("after/before short total,patients\r\n") && body.contains("¼ to ½,1\r\n"), "{body}");
+    assert!(!body.contains("user_id"), "{body}");
+    assert_eq!(csv(None, "?patients=yes").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(csv(None, "?patients=maybe").await.0, StatusCode::BAD_REQUEST);
+    let resp = post_form(&app, "/auth/login", "username=bo&password=viewer-pw&next=%2F", ORIGIN, None).await;
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let (_, signed) = csv(Some(cookie.clone()), "?patients=yes").await;
+    assert!(signed.contains("\r\n10,"), "{signed}");
+    assert!(!csv(Some(cookie.clone()), "").await.1.contains("user_id"), "not asked: no user ids");
+    let (_, t) = get_json(&app, "/api/v1/patients/dose-totals", Some(&cookie)).await;
+    let ex = t["examples"].as_array().unwrap();
+    assert_eq!(ex.len(), 1, "{t}");
+    assert_eq!((ex[0]["user_id"].as_i64(), ex[0]["ratio"].as_f64()), (Some(10), Some(0.5)), "{t}");
+    assert_eq!((ex[0]["short_before"].as_f64(), ex[0]["short_after"].as_f64()), (Some(18.0), Some(9.0)));
+}

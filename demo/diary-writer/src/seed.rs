@@ -139,9 +139,40 @@ SELECT user_id, created_at,
 /// writes of that version.)
 pub const CROSSING_PATIENT: i64 = 5_000_007;
 
-/// Inserts the patients seeded on purpose (`CROSSING_PATIENT`) unless they are there; returns
-/// the rows written.
+/// A second patient seeded on purpose: bucket 3, in the rollout since the 5 % step, whose new
+/// client halves the short dose and drops the long one. Each UTC day of the history, doses at
+/// 07:00, 12:00 and 18:00: before the step a legacy `dose` of 6 units, after it an
+/// `insulin_short` of 3 and no `insulin_long`. Their daily short total goes from 18 to 9.
+pub const HALVING_PATIENT: i64 = 5_000_003;
+
+/// Inserts the patients seeded on purpose (`CROSSING_PATIENT`, `HALVING_PATIENT`) unless they
+/// are there; returns the rows written.
 pub async fn seed_patients_on_purpose(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    Ok(seed_crossing_patient(pool).await? + seed_halving_patient(pool).await?)
+}
+
+async fn seed_halving_patient(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    let (step_days, _) = ROLLOUT_STEPS[0];
+    let days = SeedOptions::default().days;
+    let done = sqlx::query(
+        "INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long, note)
+         SELECT $1, t, CASE WHEN t < now() - make_interval(secs => $2 * 86400) THEN 6 END,
+                CASE WHEN t >= now() - make_interval(secs => $2 * 86400) THEN 3 END, NULL, NULL
+           FROM (SELECT (d + h) AT TIME ZONE 'UTC' AS t
+                   FROM generate_series(date_trunc('day', (now() AT TIME ZONE 'UTC') - make_interval(secs => $3 * 86400)),
+                                        date_trunc('day', now() AT TIME ZONE 'UTC'), interval '1 day') AS d,
+                        (VALUES (interval '7 hours'), (interval '12 hours'), (interval '18 hours')) AS hh(h)) s
+          WHERE t < now() AND NOT EXISTS (SELECT 1 FROM history_records WHERE user_id = $1)",
+    )
+    .bind(HALVING_PATIENT)
+    .bind(step_days)
+    .bind(days)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn seed_crossing_patient(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
     let (step_days, _) = ROLLOUT_STEPS[1];
     let done = sqlx::query(
         "INSERT INTO history_records (user_id, created_at, dose, insulin_short, insulin_long, note)

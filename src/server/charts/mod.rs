@@ -6,6 +6,7 @@
 pub mod autopilot;
 mod csv;
 mod hover;
+pub mod patients;
 pub mod reports;
 pub mod rollout;
 mod ticks;

@@ -110,6 +110,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub client_versions: ClientVersionSettings,
     pub crossover: CrossoverSettings,
+    pub dose_totals: DoseTotalsSettings,
     pub schema: SchemaSettings,
     pub adoption: AdoptionSettings,
     pub autopilot: AutopilotSettings,
@@ -136,6 +137,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             client_versions: ClientVersionSettings::default(),
             crossover: CrossoverSettings::default(),
+            dose_totals: DoseTotalsSettings::default(),
             schema: SchemaSettings::default(),
             adoption: AdoptionSettings::default(),
             autopilot: AutopilotSettings::default(),
@@ -263,12 +265,14 @@ mod tests {
         assert_eq!(c.settings.refresh_interval_secs, 15);
         assert_eq!(c.kube, KubeAccess::None);
         assert!(c.prometheus_url.is_none());
-        // What each check does by default: the kill class kills, crossover only judges and
-        // shows, every other check pauses; the settings' word overrides all but the kill class.
+        // What each check does by default: the kill class kills, crossover and dose totals only
+        // judge and show, every other check pauses; the settings' word overrides all but the kill class.
         use crate::api::autopilot::CheckAction;
         let a = &c.settings.autopilot;
         assert_eq!((a.action("doubled_doses"), a.action("schema")), (CheckAction::Kill, CheckAction::Kill));
         assert_eq!((a.action("crossover"), a.action("split_only_versions")), (CheckAction::DryRun, CheckAction::Pause));
+        assert_eq!(a.action("dose_totals"), CheckAction::DryRun);
+        assert_eq!(c.settings.dose_totals.span(), 16, "7 whole days each side, the move's day and today");
         let mut set = a.clone();
         set.actions.insert("crossover".into(), CheckAction::Pause);
         set.actions.insert("doubled_doses".into(), CheckAction::DryRun);

@@ -43,6 +43,20 @@ pub(super) fn settings(s: &Settings) -> Result<(), ConfigError> {
     if !(1..=90).contains(&c.days) || !(0.0..=1.0).contains(&c.max_back_share) || c.min_patients < 1 {
         return Err(invalid("crossover: days 1 to 90, max_back_share a fraction, min_patients at least 1"));
     }
+    let t = &s.dose_totals;
+    if !(1..=30).contains(&t.days_each_side)
+        || !(1..=t.days_each_side).contains(&t.min_days)
+        || !(1.0..=100.0).contains(&t.factor)
+        || t.factor == 1.0
+        || !(0.0..=1.0).contains(&t.max_changed_share)
+        || t.min_patients < 1
+        || !(1.0..=1000.0).contains(&t.scale)
+    {
+        return Err(invalid(
+            "dose_totals: days_each_side 1 to 30, min_days 1 to days_each_side, factor above 1 (at most 100), \
+             max_changed_share a fraction, min_patients at least 1, scale 1 to 1000",
+        ));
+    }
     client_versions(s)
 }
 

@@ -141,6 +141,8 @@ pub struct Params {
     pub action: Option<String>,
     pub width: Option<String>,
     pub height: Option<String>,
+    /// `patients=yes`: an export carries user ids (signed-in callers only).
+    pub patients: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {

@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/adoption/versions", get(client_versions))
         .route("/api/v1/adoption/versions.csv", get(client_versions_csv))
         .route("/api/v1/patients/crossover", get(crossover))
+        .route("/api/v1/patients/dose-totals", get(dose_totals))
+        .route("/api/v1/patients/dose-totals.csv", get(dose_totals_csv))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/flag/history", get(flag_history))
 }
@@ -82,6 +84,39 @@ async fn crossover(
     _: Params,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(service::crossover(&state, caller.who().is_some()).await?))
+}
+
+/// Each patient's daily total before and after the move; the most changed patients (user ids)
+/// only for a signed-in caller (`examples` is null otherwise).
+async fn dose_totals(
+    State(state): State<AppState>,
+    caller: crate::server::caller::Caller,
+    _: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service::dose_totals(&state, caller.who().is_some()).await?))
+}
+
+/// The distribution as CSV; with `patients=yes` (signed-in callers only) the changed patients'
+/// rows too: an export carries user ids only when asked.
+async fn dose_totals_csv(
+    State(state): State<AppState>,
+    caller: crate::server::caller::Caller,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let patients = match p.patients.as_deref() {
+        None | Some("no") => false,
+        Some("yes") if caller.who().is_some() => true,
+        Some("yes") => return Err(ApiError::Unauthenticated("patients=yes needs a signed-in caller".into())),
+        Some(other) => return Err(ApiError::BadRequest(format!("patients: yes or no, not {other:?}"))),
+    };
+    let t = service::dose_totals(&state, patients).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"dose-totals.csv\"".to_string()),
+        ],
+        crate::server::dose_totals::csv(&t),
+    ))
 }
 
 async fn alerts(State(state): State<AppState>, _: Params) -> Result<impl IntoResponse, ApiError> {

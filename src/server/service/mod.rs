@@ -84,26 +84,54 @@ pub async fn client_versions(state: &AppState, range: Window) -> Answer<crate::a
         .await
 }
 
+/// The patient days (`patient_days.rs`): each ended day counted once, the current day per
+/// refresh; the crossover and the dose totals read them.
+async fn patient_days(state: &AppState) -> Answer<std::sync::Arc<super::patient_days::PatientDays>> {
+    state
+        .services
+        .patient_days
+        .get("days", || {
+            ask(state, Source::DiaryDatabase, async move {
+                let (diary, schema) = diary_and_schema(state).await?;
+                let span = state.settings.crossover.days.max(state.settings.dose_totals.span());
+                let cache = &state.services.patient_day_cache;
+                let days =
+                    super::patient_days::patient_days(diary, cache, schema.has_split_columns(), span, Utc::now())
+                        .await?;
+                Ok(std::sync::Arc::new(days))
+            })
+        })
+        .await
+}
+
 /// Patients who cross over, per day (counted once for everyone); the examples (user ids) only
 /// for a signed-in caller, computed apart.
 pub async fn crossover(state: &AppState, signed_in: bool) -> Answer<crate::api::patients::Crossover> {
-    let days = state.services.crossover.get("days", || {
-        ask(state, Source::DiaryDatabase, async move {
-            let (diary, schema) = diary_and_schema(state).await?;
-            let (cache, settings) = (&state.services.crossover_days, &state.settings.crossover);
-            super::crossover::crossover(diary, cache, schema.has_split_columns(), settings, Utc::now()).await
-        })
-    });
-    let mut answer = days.await?;
+    let mut answer = super::crossover::crossover(&*patient_days(state).await?, &state.settings.crossover);
     if signed_in {
         let examples = state.services.crossover_examples.get("examples", || {
             ask(state, Source::DiaryDatabase, async move {
                 let (diary, schema) = diary_and_schema(state).await?;
-                let cache = &state.services.crossover_days;
+                let cache = &state.services.crossover_examples_kept;
                 super::crossover::examples(diary, cache, schema.has_split_columns(), Utc::now()).await
             })
         });
         answer.examples = Some(examples.await?);
+    }
+    Ok(answer)
+}
+
+/// Each patient's daily total before and after their move; the examples (user ids) only for a
+/// signed-in caller.
+pub async fn dose_totals(state: &AppState, signed_in: bool) -> Answer<crate::api::patients::DoseTotals> {
+    let days = patient_days(state).await?;
+    let mut answer = state
+        .services
+        .dose_totals
+        .get("totals", || async move { Ok(super::dose_totals::totals(&days, &state.settings.dose_totals)) })
+        .await?;
+    if !signed_in {
+        answer.examples = None;
     }
     Ok(answer)
 }

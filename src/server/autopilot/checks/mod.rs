@@ -33,6 +33,7 @@ built_in! {
     schema => Schema,
     split_only => SplitOnlyVersions,
     crossover => Crossover,
+    dose_totals => DoseTotals,
 }
 
 /// One built-in check of the autopilot.
