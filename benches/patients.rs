@@ -12,7 +12,6 @@ mod seeded;
 
 use std::time::Instant;
 
-use chrono::Utc;
 use rollout_dashboard::server::config::{CrossoverSettings, DoseTotalsSettings};
 use rollout_dashboard::server::patient_days::{patient_days, DayCache};
 use rollout_dashboard::server::records::DiaryRecords;
@@ -64,7 +63,7 @@ async fn bench(admin: &sqlx::PgPool, rows: i64) -> Figures {
     for _ in 0..3 {
         let cache = DayCache::default();
         let t = Instant::now();
-        patient_days(&diary, &cache, true, span, Utc::now()).await.unwrap();
+        patient_days(&diary, &cache, true, span).await.unwrap();
         fill.push(t.elapsed().as_secs_f64() * 1000.0);
         kept = Some(cache);
     }
@@ -74,7 +73,7 @@ async fn bench(admin: &sqlx::PgPool, rows: i64) -> Figures {
     let mut patient_day_count = 0;
     for _ in 0..15 {
         let t = Instant::now();
-        let pd = patient_days(&diary, &cache, true, span, Utc::now()).await.unwrap();
+        let pd = patient_days(&diary, &cache, true, span).await.unwrap();
         refresh.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let c = rollout_dashboard::server::crossover::crossover(&pd, &crossover);

@@ -96,7 +96,7 @@ pub struct DoseTotals {
     /// The first day counted (UTC) and the last whole one.
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
-    /// Patients whose first split record falls in those days.
+    /// Patients seen on the legacy path in those days whose first split record followed.
     pub moved: i64,
     /// Of those, patients with at least `min_days` whole days on each side.
     pub both_sides: i64,

@@ -219,61 +219,54 @@ async fn count_today(
         settled.upto = settled_to;
         *cache.today.lock().expect("patient days") = Some(settled.clone());
     }
-    let open = count_span(diary, split, settled_to, end.min(now + Duration::seconds(1))).await?;
+    // From what is kept (ahead of `settled_to` if the clock stepped back), so no row twice.
+    let open = count_span(diary, split, settled.upto, end.min(now + Duration::seconds(1))).await?;
     Ok(if open.is_empty() { settled.patients.to_vec() } else { merge(&settled.patients, &open) })
 }
 
-/// An ended day: counted once, from the current day's hours when they hold all of it.
-async fn count_ended(
-    diary: &DiaryRecords,
-    cache: &DayCache,
-    split: bool,
-    day: NaiveDate,
-) -> Result<Vec<PatientDay>, SourceError> {
-    let (start, end) = day_bounds(day);
-    let kept = cache.today.lock().expect("patient days").clone();
-    match kept {
-        Some(t) if t.day == day && t.split == split && t.upto == end => Ok(t.patients.to_vec()),
-        _ => count_span(diary, split, start, end).await,
-    }
-}
-
-/// The last `span` UTC days up to `now` (the database's clock): ended days from the cache
-/// (counted once), the current day counted now. Newest first until `MAX_KEPT` patient days.
+/// The last `span` UTC days up to now (the database's clock): ended days from the cache (counted
+/// once), the current day from its settled hours and the rows since. Newest first until
+/// `MAX_KEPT` patient days.
 pub async fn patient_days(
     diary: &DiaryRecords,
     cache: &DayCache,
     split: bool,
     span: u32,
-    now: DateTime<Utc>,
 ) -> Result<PatientDays, SourceError> {
+    // The database's clock: rows are stamped by it, and a day ends by it.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(diary.pool())
+        .await
+        .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
     let today = now.date_naive();
     let mut days = Vec::new();
     let (mut kept, mut cut_before) = (0usize, None);
     for back in 0..i64::from(span.max(1)) {
         let day = today - Duration::days(back);
+        // Past the bound the older days are not counted (the answers' first day says so).
+        if kept >= MAX_KEPT {
+            cut_before = Some(day + Duration::days(1));
+            break;
+        }
         let complete = ended(day, now);
         let cached = cache.days.lock().expect("patient days").get(&(day, split)).cloned();
         let patients = match cached {
             Some(p) if complete => p,
             _ if complete => {
-                let p = Arc::new(count_ended(diary, cache, split, day).await?);
+                let (start, end) = day_bounds(day);
+                let p = Arc::new(count_span(diary, split, start, end).await?);
                 cache.days.lock().expect("patient days").insert((day, split), p.clone());
                 p
             }
             _ => Arc::new(count_today(diary, cache, split, day, now).await?),
         };
         kept += patients.len();
-        if kept > MAX_KEPT && !days.is_empty() {
-            cut_before = Some(day + Duration::days(1));
-            break;
-        }
         days.push(Day { day, complete, patients });
     }
     days.reverse();
     // Forget what is no longer asked for.
     let oldest = days.first().map(|d| d.day).unwrap_or(today);
-    cache.days.lock().expect("patient days").retain(|(d, _), _| *d >= oldest);
+    cache.days.lock().expect("patient days").retain(|(d, s), _| *d >= oldest && *s == split);
     Ok(PatientDays { days, cut_before, query: day_sql(diary.table(), split) })
 }
 

@@ -26,7 +26,8 @@ pub fn DoseTotalsPanel(totals: Result<DoseTotals, String>, since: Option<String>
                 .into_any()
         }
     };
-    let over = t.both_sides > 0 && t.changed as f64 > t.max_changed_share * t.both_sides as f64;
+    // Red as the check would fail: enough patients compared, and too many of them changed.
+    let over = t.both_sides >= t.min_patients && t.changed as f64 > t.max_changed_share * t.both_sides as f64;
     let days = match (t.from, t.to) {
         (Some(f), Some(to)) => format!("{f} to {to} (UTC)"),
         _ => "no whole day yet".into(),

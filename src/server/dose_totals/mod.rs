@@ -9,9 +9,11 @@
 //! - **The move**: a patient's first day with a split record, doubled ones aside (that day itself
 //!   is mixed and compared on neither side; a doubled record is the doubled-dose check's).
 //! - **Before**: up to `days_each_side` whole days before the move, newest first, each with a
-//!   legacy record. **After**: up to `days_each_side` whole days after it with split records
-//!   only (no legacy record, no doubled one, which adds to no sum). The current day is on
-//!   neither side. A day without any record is not a day of zero insulin: it is not counted.
+//!   legacy record and no split one (doubled included). A patient with none in the days kept
+//!   moved before them (or is new): not one of their moves. **After**: up to `days_each_side`
+//!   whole days after it with a short dose logged and no legacy or doubled record (a doubled
+//!   one adds to no sum). The current day is on neither side. A day without any record, or
+//!   with basal entries only, is not a day of zero short insulin: it is not counted.
 //! - **Compared**: patients with at least `min_days` on each side; **changed**: the after/before
 //!   ratio of their mean daily short total is at most 1/`factor` or at least `factor`.
 //! - **Consistency**: a split day whose every short dose lies within the patient's own legacy
@@ -71,11 +73,25 @@ pub fn compare(user_id: i64, history: &History, s: &DoseTotalsSettings) -> Optio
     let m = history.iter().position(|(_, _, p)| p.split_rows > 0)?;
     let moved = history[m].0;
     let n = s.days_each_side as usize;
-    let before: Vec<&PatientDay> =
-        history[..m].iter().rev().filter(|(_, whole, p)| *whole && p.legacy_rows > 0).take(n).map(|d| d.2).collect();
+    // Whole legacy days: no split record of any kind (a doubled one that day is the defect the
+    // doubled-dose check has, and leaves the day's sum partial).
+    let before: Vec<&PatientDay> = history[..m]
+        .iter()
+        .rev()
+        .filter(|(_, whole, p)| *whole && p.legacy_rows > 0 && p.first_split.is_none())
+        .take(n)
+        .map(|d| d.2)
+        .collect();
+    // Seen on the legacy path in the days kept: otherwise the move was before them (or the
+    // patient is new) and is not one of these days' moves.
+    if before.is_empty() {
+        return None;
+    }
+    // Whole split days with a short dose logged (a day of only basal entries is not a day of
+    // no short insulin), no legacy record (went back) and no doubled one.
     let after: Vec<&PatientDay> = history[m + 1..]
         .iter()
-        .filter(|(_, whole, p)| *whole && p.split_rows > 0 && p.legacy_rows == 0 && p.doubled_rows == 0)
+        .filter(|(_, whole, p)| *whole && p.short_min.is_some() && p.legacy_rows == 0 && p.doubled_rows == 0)
         .take(n)
         .map(|d| d.2)
         .collect();
@@ -86,10 +102,11 @@ pub fn compare(user_id: i64, history: &History, s: &DoseTotalsSettings) -> Optio
     let mean =
         |days: &[&PatientDay], f: fn(&PatientDay) -> f64| days.iter().map(|p| f(p)).sum::<f64>() / days.len() as f64;
     let short_before = mean(&before, |p| p.legacy_units);
-    if short_before <= 0.0 {
+    let short_after = mean(&after, |p| p.short_units);
+    // A dose of 0 (or NaN, which numeric allows) before leaves no ratio to judge.
+    if !(short_before.is_finite() && short_after.is_finite()) || short_before <= 0.0 {
         return Some((moved, None));
     }
-    let short_after = mean(&after, |p| p.short_units);
     let example = TotalsExample {
         user_id,
         moved,

@@ -269,3 +269,30 @@ fn simulated_patients_give_the_false_alarm_rate_and_power_the_readme_quotes() {
     assert!(false_alarm < 0.01, "{false_alarm}");
     assert!(power > 0.8, "{power}");
 }
+
+#[test]
+fn basal_only_days_doubled_days_and_moves_before_the_days_kept_are_not_compared() {
+    let mut days = Vec::new();
+    for d in 0..12 {
+        days.push(match d {
+            // Patient 1: three legacy days, then a day with a doubled first split write (the
+            // sum is partial: on no side), the move on day 4, then three basal-only days and
+            // three whole split days.
+            0..=2 => vec![legacy(1, &[6.0, 6.0, 6.0]), split(2, &[5.0], 0.0)],
+            3 => vec![PatientDay {
+                doubled_rows: 1,
+                first_split: split(1, &[], 0.0).first_split,
+                ..legacy(1, &[6.0, 6.0])
+            }],
+            4 => vec![split(1, &[6.0, 6.0, 6.0], 0.0)],
+            5..=7 => vec![split(1, &[], 12.0)],
+            _ => vec![split(1, &[6.0, 6.0, 6.0], 12.0)],
+        });
+    }
+    let t = totals(&world(days), &settings());
+    // Patient 2 is only ever seen on the split path: their move was before the days kept.
+    assert_eq!((t.moved, t.both_sides, t.changed), (1, 1, 0), "{t:?}");
+    assert_eq!(t.median_ratio, Some(1.0), "18 units a day on both sides");
+    let moves: Vec<NaiveDate> = t.by_move_day.iter().filter(|d| d.moved > 0).map(|d| d.day).collect();
+    assert_eq!(moves, [day(4)]);
+}

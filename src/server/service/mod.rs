@@ -95,9 +95,7 @@ async fn patient_days(state: &AppState) -> Answer<std::sync::Arc<super::patient_
                 let (diary, schema) = diary_and_schema(state).await?;
                 let span = state.settings.crossover.days.max(state.settings.dose_totals.span());
                 let cache = &state.services.patient_day_cache;
-                let days =
-                    super::patient_days::patient_days(diary, cache, schema.has_split_columns(), span, Utc::now())
-                        .await?;
+                let days = super::patient_days::patient_days(diary, cache, schema.has_split_columns(), span).await?;
                 Ok(std::sync::Arc::new(days))
             })
         })
