@@ -313,6 +313,14 @@ async fn patients_chart(
     } else {
         let t = service::dose_totals(state, false).await?;
         caption.query = t.query.clone();
+        caption.source = format!(
+            "{}; of {} patients who moved, {} had {} whole days on each side and were compared, {} changed",
+            caption.source,
+            crate::api::numbers::count(t.moved),
+            crate::api::numbers::count(t.both_sides),
+            t.min_days,
+            crate::api::numbers::count(t.changed)
+        );
         charts::patients::dose_totals(&t, x_range, tz)
     })
 }

@@ -48,25 +48,18 @@ pub fn crossover(c: &Crossover, x_range: (f64, f64), tz: TimeZoneOffset) -> Char
     )
 }
 
-/// Per UTC day patients moved to the split path: how many moved, were compared, changed their
-/// daily short total by the factor or more.
+/// Per UTC day patients moved to the split path: how many changed their daily short total by
+/// the factor or more. Only that line: beside hundreds moved and compared, one patient who
+/// changed would be a flat line at zero (the moved and compared counts are in the caption and
+/// in /api/v1/patients/dose-totals, `by_move_day`).
 pub fn dose_totals(t: &DoseTotals, x_range: (f64, f64), tz: TimeZoneOffset) -> Chart {
     let days: Vec<_> = t.by_move_day.iter().filter(|d| (x_range.0..x_range.1).contains(&at(d.day))).collect();
-    let points = |v: fn(&crate::api::patients::MoveDay) -> i64| days.iter().map(|d| (at(d.day), v(d) as f64)).collect();
+    let points = days.iter().map(|d| (at(d.day), d.changed as f64)).collect();
     daily(
-        "Patients whose daily short total changed, by the day they moved",
+        &format!("Patients whose daily short total changed by ×{} or more, by the day they moved", t.factor),
         "patients per move day",
         x_range,
-        vec![
-            line("moved to the split path", palette::BLUE, points(|d| d.moved), false),
-            line(
-                &format!("compared ({} whole days each side)", t.min_days),
-                palette::GREEN,
-                points(|d| d.compared),
-                false,
-            ),
-            line(&format!("CHANGED by ×{} or more", t.factor), palette::VERMILLION, points(|d| d.changed), true),
-        ],
+        vec![line(&format!("CHANGED by ×{} or more", t.factor), palette::VERMILLION, points, true)],
         tz,
     )
 }
