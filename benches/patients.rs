@@ -63,7 +63,7 @@ async fn bench(admin: &sqlx::PgPool, rows: i64) -> Figures {
     for _ in 0..3 {
         let cache = DayCache::default();
         let t = Instant::now();
-        patient_days(&diary, &cache, true, span).await.unwrap();
+        patient_days(&diary, &cache, true, span, std::time::Duration::from_secs(3600)).await.unwrap();
         fill.push(t.elapsed().as_secs_f64() * 1000.0);
         kept = Some(cache);
     }
@@ -73,7 +73,7 @@ async fn bench(admin: &sqlx::PgPool, rows: i64) -> Figures {
     let mut patient_day_count = 0;
     for _ in 0..15 {
         let t = Instant::now();
-        let pd = patient_days(&diary, &cache, true, span).await.unwrap();
+        let pd = patient_days(&diary, &cache, true, span, std::time::Duration::from_secs(3600)).await.unwrap();
         refresh.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let c = rollout_dashboard::server::crossover::crossover(&pd, &crossover);

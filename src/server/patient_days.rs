@@ -227,12 +227,18 @@ async fn count_today(
 /// The last `span` UTC days up to now (the database's clock): ended days from the cache (counted
 /// once), the current day from its settled hours and the rows since. Newest first until
 /// `MAX_KEPT` patient days.
+///
+/// After a start the ended days are counted over several refreshes: once `budget` has passed, at
+/// least one day counted, the answer is "still being counted" (not a fault) and the next refresh
+/// goes on from the days kept, so no refresh runs into the source timeout however large a day.
 pub async fn patient_days(
     diary: &DiaryRecords,
     cache: &DayCache,
     split: bool,
     span: u32,
+    budget: std::time::Duration,
 ) -> Result<PatientDays, SourceError> {
+    let started = std::time::Instant::now();
     // The database's clock: rows are stamped by it, and a day ends by it.
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(diary.pool())
@@ -240,7 +246,7 @@ pub async fn patient_days(
         .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
     let today = now.date_naive();
     let mut days = Vec::new();
-    let (mut kept, mut cut_before) = (0usize, None);
+    let (mut kept, mut cut_before, mut counted) = (0usize, None, 0);
     for back in 0..i64::from(span.max(1)) {
         let day = today - Duration::days(back);
         // Past the bound the older days are not counted (the answers' first day says so).
@@ -253,9 +259,18 @@ pub async fn patient_days(
         let patients = match cached {
             Some(p) if complete => p,
             _ if complete => {
+                if counted > 0 && started.elapsed() > budget {
+                    return Err(SourceError::Counting {
+                        system: Source::DiaryDatabase,
+                        detail: format!(
+                            "patient days: {back} of {span} days counted, the rest over the next refreshes"
+                        ),
+                    });
+                }
                 let (start, end) = day_bounds(day);
                 let p = Arc::new(count_span(diary, split, start, end).await?);
                 cache.days.lock().expect("patient days").insert((day, split), p.clone());
+                counted += 1;
                 p
             }
             _ => Arc::new(count_today(diary, cache, split, day, now).await?),

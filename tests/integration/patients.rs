@@ -187,3 +187,43 @@ async fn dose_totals_compare_each_patients_days_before_and_after_the_move(pool: 
     assert_eq!((ex[0]["user_id"].as_i64(), ex[0]["ratio"].as_f64()), (Some(10), Some(0.5)), "{t}");
     assert_eq!((ex[0]["short_before"].as_f64(), ex[0]["short_after"].as_f64()), (Some(18.0), Some(9.0)));
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_first_fill_goes_on_over_refreshes_instead_of_running_into_the_timeout(pool: PgPool) {
+    use rollout_dashboard::server::error::SourceError;
+    use rollout_dashboard::server::patient_days::{patient_days, DayCache};
+    diary_schema(&pool).await;
+    sqlx::raw_sql(
+        "INSERT INTO history_records (user_id, created_at, dose)
+         SELECT d, date_trunc('day', now()) - (d || ' days')::interval + interval '12 hours', 5
+           FROM generate_series(1, 3) AS d",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let diary = rollout_dashboard::server::records::DiaryRecords::new(pool.clone(), "history_records");
+    let cache = DayCache::default();
+    // No time at all: each call still counts one ended day, then says it is still counting.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(patient_days(&diary, &cache, true, 4, std::time::Duration::ZERO).await);
+    }
+    let counting: Vec<String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Err(SourceError::Counting { detail, .. }) => Some(detail.clone()),
+            Err(e) => panic!("{e}"),
+            Ok(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        counting,
+        [
+            "patient days: 2 of 4 days counted, the rest over the next refreshes",
+            "patient days: 3 of 4 days counted, the rest over the next refreshes"
+        ]
+    );
+    let days = answers.pop().unwrap().unwrap();
+    let users: Vec<Vec<i64>> = days.days.iter().map(|d| d.patients.iter().map(|p| p.user_id).collect()).collect();
+    assert_eq!(users, [vec![3], vec![2], vec![1], vec![]], "oldest first, each day once");
+}

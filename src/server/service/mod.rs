@@ -95,7 +95,11 @@ async fn patient_days(state: &AppState) -> Answer<std::sync::Arc<super::patient_
                 let (diary, schema) = diary_and_schema(state).await?;
                 let span = state.settings.crossover.days.max(state.settings.dose_totals.span());
                 let cache = &state.services.patient_day_cache;
-                let days = super::patient_days::patient_days(diary, cache, schema.has_split_columns(), span).await?;
+                // Within the source timeout: past three fifths of it, the first fill goes on at
+                // the next refresh.
+                let budget = state.settings.source_timeout().mul_f64(0.6);
+                let split = schema.has_split_columns();
+                let days = super::patient_days::patient_days(diary, cache, split, span, budget).await?;
                 Ok(std::sync::Arc::new(days))
             })
         })
