@@ -5,7 +5,7 @@
 //! does to a patient's record.
 //!
 //! Counted from the patient days (`patient_days.rs`: an ended day counted once by one statement
-//! over its own rows, only the current day again per refresh). User ids leave this module only as
+//! over its own rows, the current day's hours once each as they settle). User ids leave this module only as
 //! examples for signed-in callers: never in a check's detail, a notification or a log line.
 
 use std::collections::BTreeMap;
@@ -17,26 +17,23 @@ use crate::api::patients::{Crossover, CrossoverDay, CrossoverExample};
 
 use super::categories::Category;
 use super::error::{from_sqlx, Source, SourceError};
-use super::patient_days::{day_bounds, ended, paths, PatientDay, PatientDays};
+use super::patient_days::{day_bounds, ended, paths, Day, PatientDays};
 use super::records::DiaryRecords;
 
 /// Examples shown at most.
 const EXAMPLES: i64 = 10;
 
-/// One day's patients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DayCount {
-    pub active: i64,
-    /// Patients with a split record that day: those the check's share is of.
-    pub exposed: i64,
-    pub crossing: i64,
-    pub back: i64,
-}
-
 /// One day's counts from its patient days.
-pub fn count(patients: &[PatientDay]) -> DayCount {
-    let mut c = DayCount { active: patients.len() as i64, ..Default::default() };
-    for p in patients {
+pub fn count(d: &Day) -> CrossoverDay {
+    let mut c = CrossoverDay {
+        day: d.day,
+        active: d.patients.len() as i64,
+        exposed: 0,
+        crossing: 0,
+        back: 0,
+        complete: d.complete,
+    };
+    for p in d.patients.iter() {
         if let Some(first_split) = p.first_split {
             c.exposed += 1;
             if let Some(last_legacy) = p.last_legacy {
@@ -88,20 +85,7 @@ type ExampleRow = (i64, DateTime<Utc>, DateTime<Utc>, Vec<i64>);
 /// The last `settings.days` of the patient days, counted. No examples: see [`examples`].
 pub fn crossover(pd: &PatientDays, settings: &super::config::CrossoverSettings) -> Crossover {
     let skip = pd.days.len().saturating_sub(settings.days as usize);
-    let days = pd.days[skip..]
-        .iter()
-        .map(|d| {
-            let c = count(&d.patients);
-            CrossoverDay {
-                day: d.day,
-                active: c.active,
-                exposed: c.exposed,
-                crossing: c.crossing,
-                back: c.back,
-                complete: d.complete,
-            }
-        })
-        .collect();
+    let days = pd.days[skip..].iter().map(count).collect();
     Crossover { days, examples: None, max_back_share: settings.max_back_share, query: pd.query.clone() }
 }
 
@@ -195,6 +179,7 @@ pub fn judge(days: &[CrossoverDay], s: &super::config::CrossoverSettings) -> Jud
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::patient_days::PatientDay;
 
     fn day(d: u32, exposed: i64, back: i64) -> CrossoverDay {
         let day = NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
@@ -234,9 +219,15 @@ mod tests {
         let t = |h: u32| Some(NaiveDate::from_ymd_opt(2026, 12, 6).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc());
         let p = |first_split, last_legacy| PatientDay { first_split, last_legacy, ..Default::default() };
         // Legacy only; split only; forward (legacy at 7, split at 9); back (split 8, legacy 14).
-        let day = [p(None, t(9)), p(t(8), None), p(t(9), t(7)), p(t(8), t(14))];
-        assert_eq!(count(&day), DayCount { active: 4, exposed: 3, crossing: 2, back: 1 });
-        assert_eq!(count(&[]), DayCount::default());
+        let patients = vec![p(None, t(9)), p(t(8), None), p(t(9), t(7)), p(t(8), t(14))];
+        let d = NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
+        let day = |patients, complete| Day { day: d, complete, patients: std::sync::Arc::new(patients) };
+        let zero = CrossoverDay { day: d, active: 0, exposed: 0, crossing: 0, back: 0, complete: true };
+        assert_eq!(
+            count(&day(patients, false)),
+            CrossoverDay { active: 4, exposed: 3, crossing: 2, back: 1, complete: false, ..zero }
+        );
+        assert_eq!(count(&day(vec![], true)), zero);
     }
 
     #[test]

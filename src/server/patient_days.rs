@@ -7,9 +7,10 @@
 //! statement over its own rows (the `created_at` index), and kept in memory. The current day is
 //! kept the same way by the hour: its settled hours are counted once each and added to what it
 //! holds, so that a refresh (at most one per refresh interval, the service's cache) reads only
-//! the rows of the hour or two not settled yet. No statement reads more than one day of rows. Kept per replica (a second database holding patients' doses
-//! would be a copy to protect), bounded by `MAX_KEPT` patient days: past it the oldest days are
-//! not counted and the answer says from when it counts. User ids never leave through this
+//! the rows of the hour or two not settled yet. No statement reads more than one day of rows.
+//! Kept per replica (a second database holding patients' doses would be a copy to protect),
+//! bounded by `MAX_KEPT` patient days: past it the oldest days are not counted, and the answers'
+//! first day says from when they count. User ids never leave through this
 //! module's answers but as the examples the callers give only to signed-in users.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use super::records::DiaryRecords;
 
 /// A day is counted for good this long after it ended (writes in flight, rows written late).
 pub const SETTLE: i64 = 600;
-/// Patient days kept at most (about 120 bytes each: 4 M is under 500 MB; the demo keeps 100 k).
+/// Patient days kept at most (about 120 bytes each: 4 M is under 500 MB; the demo keeps 80 k).
 pub const MAX_KEPT: usize = 4_000_000;
 
 /// One patient's day. Units are the reports' (the guide: `dose` is the short dose); doubled
@@ -52,27 +53,26 @@ pub struct PatientDay {
     pub last_legacy: Option<DateTime<Utc>>,
 }
 
-/// One UTC day of patients, ordered by user id.
+/// One day's (or part of a day's) patients, ordered by user id.
+pub type Patients = Arc<Vec<PatientDay>>;
+
+/// One UTC day of patients.
 #[derive(Debug, Clone)]
 pub struct Day {
     pub day: NaiveDate,
     /// The day has ended and settled: counted for good.
     pub complete: bool,
-    pub patients: Arc<Vec<PatientDay>>,
+    pub patients: Patients,
 }
 
-/// The days counted, oldest first, the current day last.
+/// The days counted, oldest first, the current day last (fewer than asked for past
+/// `MAX_KEPT`: the first one says from when they count).
 #[derive(Debug, Clone)]
 pub struct PatientDays {
     pub days: Vec<Day>,
-    /// Days before this one were asked for but not counted (`MAX_KEPT`).
-    pub cut_before: Option<NaiveDate>,
     /// The statement counting one day, as run.
     pub query: String,
 }
-
-/// One day's (or part of a day's) patients, ordered by user id.
-type Patients = Arc<Vec<PatientDay>>;
 
 /// The ended days, by (day, whether the split columns existed), each counted once; and the
 /// current day's settled hours.
@@ -88,7 +88,7 @@ struct Settled {
     day: NaiveDate,
     split: bool,
     upto: DateTime<Utc>,
-    patients: Arc<Vec<PatientDay>>,
+    patients: Patients,
 }
 
 /// One patient's two parts of a day, as one: counts and sums add, the smallest and largest
@@ -208,7 +208,7 @@ async fn count_today(
     split: bool,
     day: NaiveDate,
     now: DateTime<Utc>,
-) -> Result<Vec<PatientDay>, SourceError> {
+) -> Result<Patients, SourceError> {
     let (start, end) = day_bounds(day);
     let settled_to = hour_floor(now - Duration::seconds(SETTLE)).clamp(start, end);
     let kept = cache.today.lock().expect("patient days").clone().filter(|t| t.day == day && t.split == split);
@@ -221,7 +221,7 @@ async fn count_today(
     }
     // From what is kept (ahead of `settled_to` if the clock stepped back), so no row twice.
     let open = count_span(diary, split, settled.upto, end.min(now + Duration::seconds(1))).await?;
-    Ok(if open.is_empty() { settled.patients.to_vec() } else { merge(&settled.patients, &open) })
+    Ok(if open.is_empty() { settled.patients } else { Arc::new(merge(&settled.patients, &open)) })
 }
 
 /// The last `span` UTC days up to now (the database's clock): ended days from the cache (counted
@@ -246,12 +246,11 @@ pub async fn patient_days(
         .map_err(|e| from_sqlx(Source::DiaryDatabase, &e))?;
     let today = now.date_naive();
     let mut days = Vec::new();
-    let (mut kept, mut cut_before, mut counted) = (0usize, None, 0);
+    let (mut kept, mut counted) = (0usize, 0);
     for back in 0..i64::from(span.max(1)) {
         let day = today - Duration::days(back);
         // Past the bound the older days are not counted (the answers' first day says so).
         if kept >= MAX_KEPT {
-            cut_before = Some(day + Duration::days(1));
             break;
         }
         let complete = ended(day, now);
@@ -273,7 +272,7 @@ pub async fn patient_days(
                 counted += 1;
                 p
             }
-            _ => Arc::new(count_today(diary, cache, split, day, now).await?),
+            _ => count_today(diary, cache, split, day, now).await?,
         };
         kept += patients.len();
         days.push(Day { day, complete, patients });
@@ -282,7 +281,7 @@ pub async fn patient_days(
     // Forget what is no longer asked for.
     let oldest = days.first().map(|d| d.day).unwrap_or(today);
     cache.days.lock().expect("patient days").retain(|(d, s), _| *d >= oldest && *s == split);
-    Ok(PatientDays { days, cut_before, query: day_sql(diary.table(), split) })
+    Ok(PatientDays { days, query: day_sql(diary.table(), split) })
 }
 
 #[cfg(test)]

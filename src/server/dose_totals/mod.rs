@@ -68,9 +68,15 @@ pub struct Compared {
     pub no_long_after: bool,
 }
 
+/// Where in a patient's days the move is: their first day with a split record, doubled ones
+/// aside.
+fn move_at(history: &History) -> Option<usize> {
+    history.iter().position(|(_, _, p)| p.split_rows > 0)
+}
+
 /// The patient's move and, with enough whole days on both sides, the comparison.
 pub fn compare(user_id: i64, history: &History, s: &DoseTotalsSettings) -> Option<(NaiveDate, Option<Compared>)> {
-    let m = history.iter().position(|(_, _, p)| p.split_rows > 0)?;
+    let m = move_at(history)?;
     let moved = history[m].0;
     let n = s.days_each_side as usize;
     // Whole legacy days: no split record of any kind (a doubled one that day is the defect the
@@ -123,7 +129,7 @@ pub fn compare(user_id: i64, history: &History, s: &DoseTotalsSettings) -> Optio
 /// The patient's split days (the move's day on) checked against their legacy range before it:
 /// (days compared, days in range). Nothing without a legacy range.
 pub fn consistency(history: &History, scale: f64) -> (i64, i64) {
-    let Some(m) = history.iter().position(|(_, _, p)| p.split_rows > 0) else { return (0, 0) };
+    let Some(m) = move_at(history) else { return (0, 0) };
     let before = &history[..m];
     let lo = before.iter().filter_map(|d| d.2.legacy_min).fold(f64::INFINITY, f64::min);
     let hi = before.iter().filter_map(|d| d.2.legacy_max).fold(f64::NEG_INFINITY, f64::max);
@@ -180,21 +186,18 @@ pub fn totals(pd: &PatientDays, s: &DoseTotalsSettings) -> DoseTotals {
         out.consistency.in_range += in_range;
         let Some((moved, compared)) = compare(user_id, &history, s) else { continue };
         out.moved += 1;
-        let day = out.by_move_day.iter_mut().find(|d| d.day == moved);
-        let Some(c) = compared else {
-            day.into_iter().for_each(|d| d.moved += 1);
-            continue;
-        };
-        if let Some(d) = day {
+        let is_changed = compared.as_ref().map(|c| changed(c.example.ratio, s.factor));
+        if let Some(d) = out.by_move_day.iter_mut().find(|d| d.day == moved) {
             d.moved += 1;
-            d.compared += 1;
-            d.changed += i64::from(changed(c.example.ratio, s.factor));
+            d.compared += i64::from(is_changed.is_some());
+            d.changed += i64::from(is_changed == Some(true));
         }
+        let Some(c) = compared else { continue };
         out.both_sides += 1;
         out.no_long_after += i64::from(c.no_long_after);
         out.buckets[bucket_of(c.example.ratio)].patients += 1;
         ratios.push(c.example.ratio);
-        if changed(c.example.ratio, s.factor) {
+        if is_changed == Some(true) {
             out.changed += 1;
             examples.push(c.example);
         }

@@ -45,7 +45,7 @@ fn world(days: Vec<Vec<PatientDay>>) -> PatientDays {
             Day { day: day(i as i64), complete: i < last, patients: Arc::new(p) }
         })
         .collect();
-    PatientDays { days, cut_before: None, query: String::new() }
+    PatientDays { days, query: String::new() }
 }
 
 fn settings() -> DoseTotalsSettings {
