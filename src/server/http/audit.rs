@@ -33,11 +33,5 @@ async fn as_json(State(state): State<AppState>, p: Params) -> Result<impl IntoRe
 async fn as_csv(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
     let (limit, action) = audit_params(p)?;
     let entries = audit::list(&state.state_db, limit, action.as_deref()).await?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"rollout-audit.csv\""),
-        ],
-        audit::to_csv(&entries),
-    ))
+    Ok(super::extract::csv_attachment("rollout-audit.csv", audit::to_csv(&entries)))
 }

@@ -1,5 +1,6 @@
 //! What handlers take from a request, with the API's own rejections: the caller (identity and
-//! request id), a signed-in identity, a control request's JSON body, the query parameters.
+//! request id), a signed-in identity, a control request's JSON body, the query parameters; and
+//! the one shape a CSV download answers with.
 
 use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -194,4 +195,15 @@ pub fn size_param(name: &str, value: Option<&str>, default: u32) -> Result<u32, 
 /// A run id: a positive whole number.
 pub fn run_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a run id")))
+}
+
+/// A CSV body as a download named `filename`: the one shape of the API's CSV exports.
+pub fn csv_attachment(filename: &str, body: String) -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
 }

@@ -67,13 +67,7 @@ async fn client_versions(State(state): State<AppState>, p: Params) -> Result<imp
 async fn client_versions_csv(State(state): State<AppState>, p: Params) -> Result<impl IntoResponse, ApiError> {
     let range = window_param("range", p.range.as_deref(), "24h")?;
     let v = service::client_versions(&state, range).await?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"client-versions-{range}.csv\"")),
-        ],
-        crate::server::versions::table_csv(&v),
-    ))
+    Ok(super::extract::csv_attachment(&format!("client-versions-{range}.csv"), crate::server::versions::table_csv(&v)))
 }
 
 /// Patients who cross over per day; the newest who went back (user ids) only for a signed-in
@@ -110,13 +104,7 @@ async fn dose_totals_csv(
         Some(other) => return Err(ApiError::BadRequest(format!("patients: yes or no, not {other:?}"))),
     };
     let t = service::dose_totals(&state, patients).await?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"dose-totals.csv\"".to_string()),
-        ],
-        crate::server::dose_totals::csv(&t),
-    ))
+    Ok(super::extract::csv_attachment("dose-totals.csv", crate::server::dose_totals::csv(&t)))
 }
 
 async fn alerts(State(state): State<AppState>, _: Params) -> Result<impl IntoResponse, ApiError> {
